@@ -1,0 +1,320 @@
+"""The one source of truth for every knob: a typed dataclass, its validation, and the CLI built from it.
+
+Values flow defaults <- ``--config file.yaml`` <- command line (``--key=value`` or ``--key value``)
+<- ``wandb.config`` (when a sweep sets it). ``--help``, the W&B config and result records all derive
+from :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+DEFAULT_ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
+
+
+def knob(default: Any, help: str, group: str, **extra: Any) -> Any:
+    """A config field with its one-line meaning and help group."""
+    kind = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(metadata={"help": help, "group": group, **extra}, **kind)
+
+
+@dataclass
+class Config:
+    """Every knob of a run. Defaults are the report's best settings (ResNet-18 on ESC-50)."""
+
+    # spectrogram
+    sample_rate: int = knob(44100, "audio is resampled to this rate (Hz)", "spectrogram")
+    n_fft: int = knob(4096, "FFT size in samples", "spectrogram")
+    hop_length: Optional[int] = knob(308, "STFT hop in samples (308 = 7 ms at 44.1 kHz)", "spectrogram")
+    hop_length_ms: Optional[float] = knob(None, "STFT hop in ms, instead of hop_length", "spectrogram")
+    win_length: Optional[int] = knob(2205, "STFT window in samples (2205 = 50 ms at 44.1 kHz)", "spectrogram")
+    win_length_ms: Optional[float] = knob(None, "STFT window in ms, instead of win_length", "spectrogram")
+    n_mels: int = knob(224, "number of mel bands (spectrogram height)", "spectrogram")
+    f_min: float = knob(0.0, "lowest mel frequency (Hz)", "spectrogram")
+    f_max: float = knob(18000.0, "highest mel frequency (Hz), at most sample_rate/2", "spectrogram")
+    stacked_win_lengths: Optional[list[int]] = knob(
+        None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
+        "spectrogram")
+    normalize: Literal["none", "sample", "global", "imagenet"] = knob(
+        "global", "none | sample (per clip) | global (training-split mean/std) | imagenet", "spectrogram")
+    # model
+    arch: str = knob("resnet18", "model architecture", "model", choices=lambda: list(_archs()))
+    pretrained: bool = knob(True, "start from ImageNet weights (torchvision archs)", "model")
+    # training
+    n_epochs: int = knob(80, "epochs after the frozen ones", "training")
+    batch_size: int = knob(64, "clips per batch", "training")
+    learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training")
+    mix_up: float = knob(0.1, "MixUp alpha (0 = off)", "training")
+    freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first", "training")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = knob(
+        "auto", "auto = bf16 (or fp16) on GPU, fp32 on CPU", "training")
+    compile: bool = knob(False, "torch.compile the model", "training")
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N", "training")
+    num_workers: int = knob(4, "threads decoding audio when the waveform cache is built", "training")
+    # data
+    dataset: Literal["esc50"] = knob("esc50", "dataset name", "data")
+    data_dir: str = knob("data/ESC-50", "dataset root (holds meta/esc50.csv and audio/); downloaded if absent",
+                         "data")
+    download_url: str = knob(DEFAULT_ESC50_URL, "where the dataset archive is downloaded from", "data")
+    cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data")
+    split: Literal["official", "stratified"] = knob(
+        "official", "official (validate on `fold`) | stratified (valid_pct per class, grouped by src_file)",
+        "data")
+    fold: int = knob(1, "validation fold of the official split (1..5)", "data")
+    valid_pct: float = knob(0.2, "validation share of the stratified split", "data")
+    trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data")
+    esc10: bool = knob(False, "use the ESC-10 subset (10 classes) only", "data")
+    allow_missing: bool = knob(False, "use the listed clips that are present and valid instead of failing", "data")
+    # logging
+    project: str = knob("audiosweep-esc50", "W&B project", "logging")
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
+        "auto", "auto = online with W&B credentials, else offline", "logging")
+    results_dir: str = knob("results", "folder for this run's result record", "logging")
+
+    @property
+    def win_lengths(self) -> list[int]:
+        """Window length of each spectrogram channel, in samples."""
+        if self.stacked_win_lengths:
+            return list(self.stacked_win_lengths)
+        return [_samples(self.win_length, self.win_length_ms, self.sample_rate)]
+
+    @property
+    def hop_samples(self) -> int:
+        return _samples(self.hop_length, self.hop_length_ms, self.sample_rate)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.win_lengths)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names every offending key."""
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+TYPES = typing.get_type_hints(Config)
+# Pairs of keys giving one quantity in two units: a layer that sets one form drops the other.
+ALTERNATIVE_FORMS = {"hop_length": "hop_length_ms", "win_length": "win_length_ms"}
+ALTERNATIVE_FORMS.update({v: k for k, v in ALTERNATIVE_FORMS.items()})
+
+
+def _archs() -> dict:
+    from .models import ARCHS  # the registry is the list of known architectures
+
+    return ARCHS
+
+
+def _samples(samples: int | None, ms: float | None, sample_rate: int) -> int:
+    return int(samples) if samples is not None else int(round(ms * sample_rate / 1000))
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        return "|".join(map(str, args))
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _type_name(inner[0]) + "?"
+    if typing.get_origin(tp) is list:
+        return f"list[{_type_name(args[0])}]"
+    return tp.__name__
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (from YAML, the CLI or W&B) to the type of ``key``; raise ConfigError if impossible."""
+    tp = TYPES[key]
+    if isinstance(value, str):
+        text = value.strip()
+        value = yaml.safe_load(text) if text else text
+        if typing.get_origin(tp) is Literal or tp is str:
+            value = text if value is not None or text.lower() not in ("null", "none", "~") else None
+    return _coerce_to(key, tp, value)
+
+
+def _coerce_to(key: str, tp: Any, value: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "")):
+            return None
+        return _coerce_to(key, next(a for a in args if a is not type(None)), value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce_to(key, args[0], v) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise bad
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise bad
+        return str(value)
+    raise bad
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"; did you mean {close[0]}?" if close else "; see `python train.py --help`"
+    return f"unknown config key {key!r}{hint}"
+
+
+def merge(layers: list[dict[str, Any]]) -> Config:
+    """Build a validated Config from layers of explicit values, later layers winning."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for layer in layers:
+        for key in [k for k in layer if k in ALTERNATIVE_FORMS and ALTERNATIVE_FORMS[k] in layer]:
+            if layer[key] is not None and layer[ALTERNATIVE_FORMS[key]] is not None and key < ALTERNATIVE_FORMS[key]:
+                errors.append(f"{key} and {ALTERNATIVE_FORMS[key]}: give one form, not both")
+        for key, value in layer.items():
+            if key not in FIELDS:
+                errors.append(unknown_key_message(key))
+                continue
+            try:
+                values[key] = coerce(key, value)
+            except ConfigError as e:
+                errors.append(str(e))
+                continue
+            other = ALTERNATIVE_FORMS.get(key)
+            if other and values[key] is not None and layer.get(other) is None:
+                values[other] = None
+    if errors:
+        raise ConfigError(_format(errors))
+    cfg = Config(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible values, naming the keys and the allowed range."""
+    e: list[str] = []
+    positive = ["sample_rate", "n_fft", "n_mels", "n_epochs", "batch_size"]
+    e += [f"{k}: must be > 0, got {getattr(cfg, k)}" for k in positive if getattr(cfg, k) <= 0]
+    for samples, ms in (("hop_length", "hop_length_ms"), ("win_length", "win_length_ms")):
+        a, b = getattr(cfg, samples), getattr(cfg, ms)
+        if a is None and b is None and not (samples == "win_length" and cfg.stacked_win_lengths):
+            e.append(f"{samples} / {ms}: give one of them")
+        for k, v in ((samples, a), (ms, b)):
+            if v is not None and v <= 0:
+                e.append(f"{k}: must be > 0, got {v}")
+    if not e:
+        if cfg.hop_samples < 1:
+            e.append(f"hop_length_ms: {cfg.hop_length_ms} ms is less than one sample at {cfg.sample_rate} Hz")
+        win_key = "stacked_win_lengths" if cfg.stacked_win_lengths else (
+            "win_length" if cfg.win_length is not None else "win_length_ms")
+        for w in cfg.win_lengths:
+            if not 1 <= w <= cfg.n_fft:
+                e.append(f"{win_key} and n_fft: window length {w} must be in 1..n_fft={cfg.n_fft} samples")
+        if cfg.n_mels > cfg.n_fft // 2 + 1:
+            e.append(f"n_mels and n_fft: n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins")
+    if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
+        e.append("stacked_win_lengths: give at least one window length, or null")
+    if cfg.f_max > cfg.sample_rate / 2:
+        e.append(f"f_max and sample_rate: f_max={cfg.f_max:g} must be <= sample_rate/2 = {cfg.sample_rate / 2:g}")
+    if not 0 <= cfg.f_min < cfg.f_max:
+        e.append(f"f_min and f_max: need 0 <= f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.f_max:g}")
+    if cfg.arch not in _archs():
+        e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_archs())}")
+    if not 1 <= cfg.fold <= 5:
+        e.append(f"fold: must be in 1..5, got {cfg.fold}")
+    if not 0 < cfg.valid_pct < 1:
+        e.append(f"valid_pct: must be in (0, 1), got {cfg.valid_pct}")
+    if cfg.learning_rate <= 0:
+        e.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
+    for k in ("mix_up", "freeze_epochs", "num_workers"):
+        if getattr(cfg, k) < 0:
+            e.append(f"{k}: must be >= 0, got {getattr(cfg, k)}")
+    if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
+        e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):
+        e.append(f"normalize=imagenet needs 1 or 3 channels, stacked_win_lengths gives {cfg.n_channels}")
+    if e:
+        raise ConfigError(_format(e))
+
+
+def _format(errors: list[str]) -> str:
+    return "invalid configuration:\n  " + "\n  ".join(errors)
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a config file: a flat mapping of keys, or a W&B-style ``{key: {value: ...}}`` mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config: no such file {str(path)!r}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return {k: (v["value"] if isinstance(v, dict) and set(v) == {"value"} else v) for k, v in data.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py", allow_abbrev=False, argument_default=argparse.SUPPRESS,
+        description="Train one audio classifier on ESC-50 and write a result record. "
+                    "Values: defaults <- --config FILE <- --key value <- wandb.config (sweeps).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, f in FIELDS.items():
+        group = groups.setdefault(f.metadata["group"], p.add_argument_group(f.metadata["group"]))
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        choices = f"; one of: {', '.join(f.metadata['choices']())}" if "choices" in f.metadata else ""
+        group.add_argument(f"--{name}", metavar=_type_name(TYPES[name]).upper() if "|" not in
+                           _type_name(TYPES[name]) else "{" + _type_name(TYPES[name]) + "}",
+                           help=f"{f.metadata['help']}{choices} (default: {default})")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Parse the command line; return the validated Config and the explicit CLI layer."""
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    errors = []
+    for arg in rest:
+        if arg.startswith("--"):
+            errors.append(unknown_key_message(arg[2:].split("=", 1)[0]))
+        else:
+            errors.append(f"unexpected argument {arg!r}: options are --key value or --key=value")
+    if errors:
+        raise ConfigError(_format(errors))
+    explicit = vars(ns)
+    file_layer = load_yaml(explicit.pop("config")) if "config" in explicit else {}
+    return merge([file_layer, explicit]), explicit
+
+
+def overlay(cfg: Config, layer: dict[str, Any]) -> Config:
+    """Apply a later layer (e.g. ``wandb.config`` set by a sweep) over an existing Config."""
+    base = {k: v for k, v in cfg.to_dict().items() if not (k in ALTERNATIVE_FORMS and k in layer)}
+    for k in [k for k in layer if k in ALTERNATIVE_FORMS]:
+        base.pop(ALTERNATIVE_FORMS[k], None)
+    return merge([base, layer])

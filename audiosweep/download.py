@@ -1,0 +1,106 @@
+"""Download and unpack a dataset archive: progress bar, retry with resume, verification, atomic placement."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+
+class DownloadError(RuntimeError):
+    """The archive could not be fetched or is not a valid dataset archive."""
+
+
+def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff: float = 1.0) -> Path:
+    """Download ``url`` to ``dest``, resuming a partial ``dest.partial`` with HTTP Range requests.
+
+    ``dest`` only appears once the transfer is complete (and as long as the server announced).
+    """
+    part = dest.with_name(dest.name + ".partial")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 1):
+        have = part.stat().st_size if part.exists() else 0
+        req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                if have and resp.status != 206:  # server ignored the range: start over
+                    have = 0
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else None
+                with open(part, "ab" if have else "wb") as f, tqdm(
+                        total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                        desc=f"downloading {dest.name}", disable=None) as bar:
+                    while chunk := resp.read(1 << 20):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+            size = part.stat().st_size
+            if total is not None and size != total:
+                raise DownloadError(f"transfer ended at {size} of {total} bytes")
+            os.replace(part, dest)
+            return dest
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:  # range past the end: the partial file is bad, start over
+                part.unlink()
+            elif 400 <= e.code < 500:
+                raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+            last_error = e
+        except (OSError, DownloadError) as e:
+            last_error = e
+        if attempt < retries:
+            print(f"download interrupted ({last_error}); retrying ({attempt}/{retries - 1}) ...")
+            time.sleep(backoff * attempt)
+    raise DownloadError(f"could not download {url} after {retries} attempts: {last_error}. "
+                        f"Partial data is kept in {part} and resumed next time.")
+
+
+def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
+    """Verify ``archive`` and unpack the folder holding ``marker`` (e.g. ``meta/esc50.csv``) to ``dest``.
+
+    Unpacks into a temporary folder beside ``dest`` and renames it into place, so a half-finished
+    extraction never looks like a complete dataset.
+    """
+    try:
+        with zipfile.ZipFile(archive) as z:
+            bad = z.testzip()
+            if bad is not None:
+                raise DownloadError(f"{archive}: corrupt member {bad} (CRC mismatch)")
+            roots = [n[: -len(marker)] for n in z.namelist() if n.endswith(marker)]
+            if not roots:
+                raise DownloadError(f"{archive}: no {marker} inside; is it the right archive?")
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+            try:
+                members = [n for n in z.namelist() if n.startswith(roots[0])]
+                for name in tqdm(members, desc="extracting", unit="file", disable=None):
+                    z.extract(name, tmp)
+                os.replace(tmp / roots[0] if roots[0] else tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except zipfile.BadZipFile as e:
+        raise DownloadError(f"{archive}: not a valid zip archive ({e})") from e
+    return dest
+
+
+def download_dataset(url: str, dest: Path, marker: str) -> Path:
+    """Fetch the archive at ``url`` and unpack it as ``dest``; the archive is deleted once unpacked."""
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise DownloadError(f"{dest} exists but has no {marker}: point data_dir at the dataset root, "
+                            "or at an empty or missing folder to download into")
+    if dest.exists():
+        dest.rmdir()
+    archive = fetch(url, dest.parent / f".{dest.name}.zip")
+    try:
+        extract_dataset(archive, dest, marker)
+    except DownloadError:
+        archive.unlink()  # a corrupt archive must not be resumed next time
+        raise
+    archive.unlink()
+    return dest

@@ -1,0 +1,61 @@
+"""Model registry: one name -> one builder (timm style).
+
+A builder takes ``(n_in, n_out, pretrained)`` and returns an :class:`Arch`: the model and, for models with a
+pretrained body, fastai's parameter-group splitter. Torchvision architectures are built exactly as fastai's
+``vision_learner`` builds them (ImageNet weights, first convolution adapted to ``n_in`` spectrogram channels,
+fastai head), minus its input ``Normalize``: our spectrograms arrive normalised already.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from torch import nn
+
+TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                     "densenet121", "densenet161", "densenet169", "densenet201"]
+
+
+@dataclass
+class Arch:
+    model: nn.Module
+    splitter: Optional[Callable] = None  # parameter groups for discriminative LRs; None = one group
+    pretrained: bool = False  # True when the body holds pretrained weights (trained with fine_tune)
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+
+def simple_cnn(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
+    """A strided 5x5 stem and three conv blocks (16-32-64-128 channels), global average pooling, a linear
+    head; about 45 M multiply-adds for a 64 x 716 spectrogram. Always trained from scratch."""
+    stem = nn.Sequential(nn.Conv2d(n_in, 16, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(16),
+                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    blocks = [_conv_block(a, b) for a, b in [(16, 32), (32, 64), (64, 128)]]
+    return Arch(nn.Sequential(stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                              nn.Linear(128, n_out)))
+
+
+def _torchvision(name: str) -> Callable[..., Arch]:
+    def build(n_in: int, n_out: int, pretrained: bool = True) -> Arch:
+        import torchvision.models as tvm
+        from fastai.vision.learner import create_vision_model, model_meta
+
+        fn = getattr(tvm, name)
+        return Arch(create_vision_model(fn, n_out, pretrained=pretrained, n_in=n_in), model_meta[fn]["split"],
+                    pretrained)
+
+    build.__name__ = name
+    build.__doc__ = f"torchvision {name} body + fastai head; ImageNet weights adapted to n_in channels."
+    return build
+
+
+ARCHS: dict[str, Callable[..., Arch]] = {"simple_cnn": simple_cnn}
+ARCHS.update({name: _torchvision(name) for name in TORCHVISION_ARCHS})
+
+
+def create_arch(name: str, n_in: int, n_out: int, pretrained: bool) -> Arch:
+    return ARCHS[name](n_in, n_out, pretrained=pretrained)

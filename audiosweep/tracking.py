@@ -1,0 +1,52 @@
+"""Weights & Biases: mode resolution, run start (with sweep parameters folded back into the config), summary."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .config import FIELDS, Config, overlay
+
+
+def has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def resolve_mode(cfg: Config) -> str:
+    if cfg.wandb_mode != "auto":
+        return cfg.wandb_mode
+    return "online" if has_wandb_credentials() else "offline"
+
+
+def start(cfg: Config, run_id: str):
+    """Start a W&B run (or none when disabled); return ``(run, cfg)`` with sweep values applied to ``cfg``."""
+    mode = resolve_mode(cfg)
+    if mode == "disabled":
+        return None, cfg
+    import wandb
+
+    Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=cfg.project, config=cfg.to_dict(), mode=mode, dir=cfg.results_dir,
+                     id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous")
+    current = cfg.to_dict()
+    layer = {k: v for k, v in dict(run.config).items() if k in FIELDS and v != current[k]}
+    if layer:
+        cfg = overlay(cfg, layer)
+        run.config.update(cfg.to_dict(), allow_val_change=True)
+    return run, cfg
+
+
+def finish(run, summary: dict[str, Any], failed: bool) -> None:
+    if run is None:
+        return
+    run.summary.update(summary)
+    run.finish(exit_code=1 if failed else 0)

@@ -1,0 +1,156 @@
+"""fastai pieces of a run: device-resident batches, the Learner, precision, per-epoch history."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import fastai.callback.fp16  # noqa: F401  (patches Learner.to_fp16 / to_bf16)
+import fastai.callback.progress  # noqa: F401  (progress bar and per-epoch table)
+import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle / fine_tune)
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.mixup import MixUp
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import accuracy
+from fastai.torch_core import trainable_params
+
+from .config import Config
+from .models import create_arch
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={cfg.device}, but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(cfg.device)
+
+
+def resolve_precision(cfg: Config, device: torch.device) -> str:
+    """fp32 on CPU; ``auto`` on GPU = bf16 where supported, else fp16."""
+    if device.type != "cuda":
+        return "fp32"
+    if cfg.precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return cfg.precision
+
+
+class TensorLoader(DataLoader):
+    """Batches sliced from tensors already on the device: one index gather per batch, no per-item Python."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, shuffle: bool = False, drop_last: bool = False,
+                 seed: int = 0, channels_last: bool = False, **kwargs):
+        super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(x), device=x.device, indexed=True,
+                         **kwargs)
+        self.x, self.y, self.seed, self.channels_last = x, y, seed, channels_last
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
+
+    def __iter__(self):
+        self.before_iter()
+        order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
+        order = order.to(self.x.device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        for i in range(len(self)):
+            idx = order[i * self.bs:(i + 1) * self.bs]
+            yield self.after_batch((self.x[idx].float().contiguous(memory_format=fmt), self.y[idx]))
+        self.after_iter()
+
+    def new(self, shuffle: bool | None = None, drop_last: bool | None = None, **kwargs) -> "TensorLoader":
+        return TensorLoader(self.x, self.y, self.bs, self.shuffle if shuffle is None else shuffle,
+                            self.drop_last if drop_last is None else drop_last, self.seed, self.channels_last)
+
+
+def make_dls(feats: torch.Tensor, targets: torch.Tensor, train_idx: torch.Tensor, valid_idx: torch.Tensor,
+             cfg: Config, channels_last: bool = False) -> DataLoaders:
+    dev = feats.device
+    y = targets.to(dev)
+    tr, va = train_idx.to(dev), valid_idx.to(dev)
+    # Drop a last batch of one clip: BatchNorm cannot train on it.
+    drop_last = len(tr) % cfg.batch_size == 1
+    train = TensorLoader(feats[tr], y[tr], cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.trial_num,
+                         channels_last=channels_last)
+    valid = TensorLoader(feats[va], y[va], cfg.batch_size * 2, channels_last=channels_last)
+    return DataLoaders(train, valid, device=dev)
+
+
+class History(Callback):
+    """Keeps ``epoch, train_loss, valid_loss, accuracy, time_s`` of every training epoch (across both phases
+    of ``fine_tune``), read after fastai's Recorder. Validation-only passes (``get_preds``) are skipped."""
+
+    order = 60
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def before_epoch(self):
+        self.t0, self.trained = time.perf_counter(), False
+
+    def before_train(self):
+        self.trained = True
+
+    def after_epoch(self):
+        if not self.trained:
+            return
+        names = [n for n in self.recorder.metric_names if n != "epoch"]
+        vals = dict(zip(names, self.recorder.log[1:]))
+        self.rows.append({"epoch": len(self.rows) + 1, "train_loss": _num(vals.get("train_loss")),
+                          "valid_loss": _num(vals.get("valid_loss")), "accuracy": _num(vals.get("accuracy")),
+                          "time_s": round(time.perf_counter() - self.t0, 3)})
+
+
+def wandb_callback() -> Callback:
+    """fastai's ``WandbCallback`` (per-batch loss and hyper-parameters, per-epoch metrics), minus its learner
+    config dump, which fails in fastai 2.8.12 with fastcore 2.2 (``init_args`` on plain values); our
+    :class:`Config` reaches W&B through ``wandb.init`` instead."""
+    from fastai.callback.wandb import WandbCallback
+
+    class WandbLogger(WandbCallback):
+        def before_fit(self):
+            self.learn.gather_args = dict
+            try:
+                super().before_fit()
+            finally:
+                del self.learn.gather_args
+
+    return WandbLogger(log=None, log_preds=False, log_model=False)
+
+
+def _num(v) -> float | None:
+    return None if v is None else float(v)
+
+
+def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: torch.device,
+                  cbs: list[Callback]) -> Learner:
+    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained)
+    if device.type == "cuda":
+        arch.model.to(memory_format=torch.channels_last)
+    if cfg.mix_up > 0:
+        cbs = [*cbs, MixUp(cfg.mix_up)]
+    learn = Learner(dls, arch.model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+                    splitter=arch.splitter or trainable_params, cbs=cbs)
+    learn.pretrained_body = arch.pretrained
+    if arch.pretrained:
+        learn.freeze()
+    precision = resolve_precision(cfg, device)
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
+        learn.to_fp16()
+    if cfg.compile:
+        learn.model.compile()
+    return learn
+
+
+def fit(learn: Learner, cfg: Config) -> None:
+    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, else one-cycle from scratch."""
+    if learn.pretrained_body:
+        learn.fine_tune(cfg.n_epochs, base_lr=cfg.learning_rate, freeze_epochs=cfg.freeze_epochs)
+    else:
+        learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
