@@ -1,0 +1,56 @@
+"""Synthetic, learnable ESC-50-shaped datasets for tests and benchmarks.
+
+Each class gets its own tone (with harmonics) inside its own noise band, at a random level, onset and
+phase, so a small CNN learns the classes in a few epochs while the data still looks like ESC-50 on disk:
+the official ``meta/esc50.csv`` and 5 s, 44.1 kHz, mono, 16-bit clips under the official file names.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .data import ESC50_RATE, ESC50_SAMPLES, META, official_metadata
+
+
+def class_clip(target: int, rng: np.random.Generator, n_samples: int = ESC50_SAMPLES,
+               sample_rate: int = ESC50_RATE) -> np.ndarray:
+    """One 5 s clip of class ``target``: a class-specific tone and noise band at random level and onset."""
+    t = np.arange(n_samples) / sample_rate
+    f0 = 100.0 * 2 ** (target / 12)  # one semitone per class: 100 Hz .. 1.7 kHz
+    tone = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi)) / k for k in (1, 2, 3))
+    spectrum = np.fft.rfft(rng.standard_normal(n_samples))
+    freqs = np.fft.rfftfreq(n_samples, 1 / sample_rate)
+    lo = 200.0 + 90.0 * target
+    spectrum[(freqs < lo) | (freqs > lo * 1.5)] = 0
+    band = np.fft.irfft(spectrum, n_samples)
+    band /= np.abs(band).max() + 1e-9
+    envelope = np.zeros(n_samples)
+    start = rng.integers(0, n_samples // 2)
+    envelope[start:start + rng.integers(n_samples // 4, n_samples // 2)] = 1.0
+    clip = envelope * (0.5 * tone / 1.8 + 0.3 * band) + 0.01 * rng.standard_normal(n_samples)
+    return (clip * rng.uniform(0.3, 0.9) / (np.abs(clip).max() + 1e-9)).astype(np.float32)
+
+
+def make_synthetic_esc50(root: str | Path, esc10: bool = True, per_class_per_fold: int | None = None,
+                         seed: int = 0) -> Path:
+    """Write a synthetic ESC-50 tree at ``root``; returns ``root``.
+
+    Only clips of the ESC-10 classes (``esc10``) are written, and at most ``per_class_per_fold`` per class
+    and fold; the rest of the official list is absent, so runs on it need ``allow_missing``.
+    """
+    root = Path(root)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "meta").mkdir(parents=True, exist_ok=True)
+    meta = official_metadata()
+    shutil.copy(Path(__file__).resolve().parent.parent / "esc50_folds" / "esc50.csv", root / META)
+    rows = meta[meta.esc10.astype(str).str.lower().eq("true")] if esc10 else meta
+    if per_class_per_fold is not None:
+        rows = rows.groupby(["target", "fold"]).head(per_class_per_fold)
+    rng = np.random.default_rng(seed)
+    for name, target in zip(rows.filename, rows.target):
+        sf.write(root / "audio" / name, class_clip(int(target), rng), ESC50_RATE, subtype="PCM_16")
+    return root
