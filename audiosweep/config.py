@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ def _type_name(tp: Any) -> str:
     return tp.__name__
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def coerce(key: str, value: Any) -> Any:
     """Convert ``value`` (from YAML, the CLI or W&B) to the type of ``key``; raise ConfigError if impossible."""
     tp = TYPES[key]
@@ -172,6 +176,8 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
             raise bad
         return int(value)
     if tp is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads exponents without a dot (1e-05, str(0.00001)) as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         return float(value)
@@ -282,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py", allow_abbrev=False, argument_default=argparse.SUPPRESS,
         description="Train one audio classifier on ESC-50 and write a result record. "
                     "Values: defaults <- --config FILE <- --key value <- wandb.config (sweeps).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30, width=110))
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, f in FIELDS.items():

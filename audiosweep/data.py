@@ -154,23 +154,28 @@ def split(meta: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     if cfg.split == "official":
         valid = (meta.fold == cfg.fold).to_numpy()
     else:
-        rng = np.random.default_rng(cfg.trial_num)
-        valid = np.zeros(len(meta), dtype=bool)
-        for _, rows in meta.groupby("target"):
-            groups = rows.groupby("src_file").groups
-            order = rng.permutation(list(groups))
-            want, taken = cfg.valid_pct * len(rows), 0
-            for g in order:
-                if taken >= want or (taken and taken + len(groups[g]) - want > want - taken):
-                    break
-                valid[meta.index.get_indexer(groups[g])] = True
-                taken += len(groups[g])
+        valid = _grouped_stratified(meta, cfg.valid_pct, np.random.default_rng(cfg.trial_num))
     train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
     if len(train_idx) == 0 or len(valid_idx) == 0:
         raise DatasetError(f"split={cfg.split} (fold={cfg.fold}, valid_pct={cfg.valid_pct}) leaves "
                            f"{len(train_idx)} training and {len(valid_idx)} validation clips among the "
                            f"{len(meta)} usable ones; use another fold or split=stratified")
     return train_idx, valid_idx
+
+
+def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Generator) -> np.ndarray:
+    """Validation mask: whole recordings (``src_file``, which can span classes) in random order, each taken
+    while no class it touches exceeds its ``valid_pct`` quota."""
+    quota = (meta.target.value_counts() * valid_pct).round()
+    taken = pd.Series(0, index=quota.index)
+    valid = np.zeros(len(meta), dtype=bool)
+    groups = meta.groupby("src_file").indices
+    for key in rng.permutation(np.array(list(groups), dtype=object)):
+        counts = meta.target.iloc[groups[key]].value_counts()
+        if (taken[counts.index] + counts <= quota[counts.index]).all():
+            taken[counts.index] += counts
+            valid[groups[key]] = True
+    return valid
 
 
 def ensure_dataset(cfg: Config) -> Path:

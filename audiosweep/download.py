@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import tempfile
@@ -52,7 +53,7 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff
             elif 400 <= e.code < 500:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
             last_error = e
-        except (OSError, DownloadError) as e:
+        except (OSError, http.client.HTTPException, DownloadError) as e:
             last_error = e
         if attempt < retries:
             print(f"download interrupted ({last_error}); retrying ({attempt}/{retries - 1}) ...")

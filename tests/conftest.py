@@ -1,0 +1,33 @@
+"""Shared fixtures: a small synthetic ESC-50 tree, a shared waveform cache, tiny fast run settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audiosweep.synthetic import make_synthetic_esc50
+
+REPO = Path(__file__).resolve().parent.parent
+SLICE = REPO.parent / "shared" / "esc50-slice"
+
+# Settings that make a run take seconds on a 2-core CPU: 16 kHz audio, small FFT, 40 mels, simple_cnn.
+TINY = ["--arch", "simple_cnn", "--pretrained", "false", "--sample_rate", "16000", "--n_fft", "512",
+        "--win_length", "400", "--hop_length", "160", "--n_mels", "40", "--f_max", "8000", "--batch_size", "16",
+        "--wandb_mode", "disabled", "--num_workers", "2"]
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """ESC-10 classes, 4 clips per class and fold (200 clips), the rest of the official list absent."""
+    return make_synthetic_esc50(tmp_path_factory.mktemp("synth") / "ESC-50", per_class_per_fold=4)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def read_records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]

@@ -1,0 +1,121 @@
+"""Config: defaults, layering, both CLI forms, YAML files, sweep overlays and validation messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from audiosweep.config import FIELDS, Config, ConfigError, build_parser, merge, overlay, parse_args
+from tests.conftest import REPO
+
+
+def test_defaults_are_the_reports_best_settings():
+    cfg = merge([])
+    assert (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.n_mels) == (44100, 4096, 308, 2205, 224)
+    assert (cfg.f_max, cfg.normalize, cfg.mix_up, cfg.batch_size, cfg.n_epochs) == (18000, "global", 0.1, 64, 80)
+    assert (cfg.arch, cfg.pretrained, cfg.learning_rate, cfg.freeze_epochs) == ("resnet18", True, 1e-2, 1)
+    assert cfg.hop_samples == 308 and cfg.win_lengths == [2205] and cfg.n_channels == 1
+
+
+def test_both_cli_forms_and_types():
+    a, explicit = parse_args(["--n_mels=128", "--arch", "densenet161", "--mix_up", "0", "--pretrained=false",
+                              "--stacked_win_lengths", "[1024, 2205, 4096]", "--f_max", "16000"])
+    assert a.n_mels == 128 and a.arch == "densenet161" and a.mix_up == 0.0 and a.pretrained is False
+    assert a.stacked_win_lengths == [1024, 2205, 4096] and a.n_channels == 3 and a.f_max == 16000.0
+    assert set(explicit) == {"n_mels", "arch", "mix_up", "pretrained", "stacked_win_lengths", "f_max"}
+
+
+def test_yaml_then_cli_layering(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("n_mels: 128\nbatch_size: 32\nhop_length_ms: 10\n")
+    cfg, _ = parse_args(["--config", str(f), "--batch_size=16"])
+    assert cfg.n_mels == 128 and cfg.batch_size == 16
+    # the YAML's ms form replaced the default sample form
+    assert cfg.hop_length is None and cfg.hop_length_ms == 10 and cfg.hop_samples == 441
+    cfg, _ = parse_args(["--config", str(f), "--hop_length", "308"])
+    assert cfg.hop_length == 308 and cfg.hop_length_ms is None
+
+
+def test_wandb_style_yaml_values(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("n_mels: {value: 160}\nfold: 3\n")
+    cfg, _ = parse_args(["--config", str(f)])
+    assert cfg.n_mels == 160 and cfg.fold == 3
+
+
+def test_sweep_overlay_applies_wandb_config():
+    cfg = merge([{"n_mels": 64}])
+    swept = overlay(cfg, {"win_length_ms": 25, "n_mels": 128})
+    assert swept.n_mels == 128 and swept.win_length is None and swept.win_lengths == [1102]
+    with pytest.raises(ConfigError, match="win_length"):
+        overlay(cfg, {"win_length": 8192})
+
+
+def test_both_forms_in_one_layer_rejected():
+    with pytest.raises(ConfigError, match="hop_length and hop_length_ms"):
+        merge([{"hop_length": 308, "hop_length_ms": 7}])
+
+
+@pytest.mark.parametrize("layer, keys", [
+    ({"n_fft": 1024, "win_length": 2048}, ["win_length", "n_fft"]),
+    ({"f_max": 30000}, ["f_max", "sample_rate"]),
+    ({"sample_rate": 16000}, ["f_max", "sample_rate", "8000"]),
+    ({"fold": 6}, ["fold", "1..5"]),
+    ({"fold": 0}, ["fold", "1..5"]),
+    ({"arch": "resnet19"}, ["arch", "resnet18", "densenet161", "simple_cnn"]),
+    ({"n_mels": 4000, "n_fft": 1024, "win_length": 1024}, ["n_mels", "n_fft"]),
+    ({"valid_pct": 1.5}, ["valid_pct"]),
+    ({"normalize": "minmax"}, ["normalize", "global"]),
+    ({"batch_size": "many"}, ["batch_size", "int"]),
+    ({"stacked_win_lengths": [1024, 8192]}, ["stacked_win_lengths", "n_fft"]),
+    ({"n_melz": 128}, ["n_melz", "did you mean n_mels"]),
+])
+def test_invalid_values_name_keys_and_ranges(layer, keys):
+    with pytest.raises(ConfigError) as e:
+        merge([layer])
+    for k in keys:
+        assert k in str(e.value)
+
+
+def test_all_errors_reported_together():
+    with pytest.raises(ConfigError) as e:
+        merge([{"fold": 9, "arch": "vgg", "learning_rate": -1}])
+    assert all(k in str(e.value) for k in ("fold", "arch", "learning_rate"))
+
+
+def test_unknown_cli_key_suggests_closest():
+    with pytest.raises(ConfigError, match="did you mean hop_length"):
+        parse_args(["--hop_lenght", "308"])
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_args(["--config", "/nonexistent/file.yaml"])
+
+
+def test_help_lists_every_key_with_type_and_default():
+    text = " ".join(build_parser().format_help().split())
+    for name, f in FIELDS.items():
+        assert f"--{name}" in text
+        assert f.metadata["help"].split()[0] in text
+    assert "(default: 308)" in text and "(default: resnet18)" in text and "densenet201" in text
+
+
+def test_train_rejects_invalid_config_before_any_work():
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "train.py", "--n_fft", "1024", "--win_length", "2048"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "win_length" in out.stderr and "n_fft" in out.stderr and "2048" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert time.time() - t0 < 60
+
+
+def test_train_help_runs():
+    out = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "--stacked_win_lengths" in out.stdout and "--wandb_mode" in out.stdout
+
+
+def test_to_dict_has_every_key():
+    assert set(Config().to_dict()) == set(FIELDS)

@@ -1,0 +1,133 @@
+"""Dataset validation, metadata check, waveform cache and splits."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from audiosweep import data
+from audiosweep.config import merge
+from audiosweep.data import DatasetError, prepare_data, read_metadata, split, validate_clips
+from audiosweep.synthetic import class_clip
+
+
+@pytest.fixture
+def small_tree(tmp_path, synth_root):
+    """A copy of 20 synthetic clips (2 classes x 2 folds x ...) with the official metadata."""
+    root = tmp_path / "ESC-50"
+    shutil.copytree(synth_root / "meta", root / "meta")
+    (root / "audio").mkdir()
+    names = sorted(p.name for p in (synth_root / "audio").iterdir())[:20]
+    for n in names:
+        shutil.copy(synth_root / "audio" / n, root / "audio" / n)
+    return root, names
+
+
+def listed(root, names):
+    meta = read_metadata(root)
+    return meta[meta.filename.isin(names)].reset_index(drop=True)
+
+
+def test_valid_clips_pass(small_tree):
+    root, names = small_tree
+    assert len(validate_clips(root, listed(root, names), allow_missing=False)) == 20
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda p: p.unlink(), "missing"),
+    (lambda p: p.write_bytes(b"RIFF....WAVEfmt garbage"), "unreadable"),
+    (lambda p: sf.write(p, np.zeros(44100, np.float32), 44100), "wrong length"),
+    (lambda p: sf.write(p, np.zeros((220500, 2), np.float32), 44100), "not mono"),
+    (lambda p: sf.write(p, np.zeros(220500, np.float32), 22050), "wrong sample rate"),
+])
+def test_bad_clip_named_with_counts(small_tree, damage, why):
+    root, names = small_tree
+    damage(root / "audio" / names[3])
+    meta = listed(root, names)
+    with pytest.raises(DatasetError) as e:
+        validate_clips(root, meta, allow_missing=False)
+    msg = str(e.value)
+    assert f"1 of 20 listed clips unusable: 1 {why}" in msg and names[3] in msg and "--allow_missing" in msg
+    with pytest.warns(UserWarning, match=why):
+        kept = validate_clips(root, meta, allow_missing=True)
+    assert len(kept) == 19 and names[3] not in set(kept.filename)
+
+
+def test_incomplete_dataset_fails_with_counts(synth_root, cache_dir):
+    cfg = merge([{"data_dir": str(synth_root), "cache_dir": str(cache_dir)}])
+    with pytest.raises(DatasetError, match=r"1800 of 2000 listed clips unusable: 1800 missing \(first: "):
+        prepare_data(cfg)
+
+
+def test_metadata_checked_against_official_folds(small_tree):
+    root, _ = small_tree
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    meta.loc[5, "fold"] = 1 + meta.loc[5, "fold"] % 5
+    meta.to_csv(root / "meta" / "esc50.csv", index=False)
+    with pytest.raises(DatasetError, match="1 rows disagree with the official fold assignment"):
+        read_metadata(root)
+    meta.drop(columns=["src_file"]).to_csv(root / "meta" / "esc50.csv", index=False)
+    with pytest.raises(DatasetError, match="src_file"):
+        read_metadata(root)
+
+
+def test_cache_decodes_once_and_is_keyed_by_rate(synth_root, tmp_path, monkeypatch):
+    cfg = merge([{"data_dir": str(synth_root), "cache_dir": str(tmp_path), "allow_missing": True,
+                  "esc10": True, "sample_rate": 8000, "f_max": 4000}])
+    with pytest.warns(UserWarning):
+        first = prepare_data(cfg)
+    assert first.waveforms.shape == (200, 40000) and first.waveforms.dtype == torch.float16
+    assert len(list(tmp_path.glob("esc50-*-8000hz.pt"))) == 1
+    assert not list(synth_root.rglob("*.pt"))  # nothing written into data_dir
+
+    def no_decode(path):
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(data, "decode", no_decode)
+    with pytest.warns(UserWarning):
+        again = prepare_data(cfg)
+    assert torch.equal(first.waveforms, again.waveforms)
+    with pytest.raises(AssertionError, match="decoded again"), pytest.warns(UserWarning):
+        prepare_data(merge([cfg.to_dict(), {"sample_rate": 16000, "f_max": 8000}]))
+
+
+def test_resampling_keeps_the_tone(tmp_path):
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", class_clip(5, np.random.default_rng(0)), 44100, subtype="FLOAT")
+    meta = pd.DataFrame({"filename": ["a.wav"]})
+    out = data.load_waveforms(tmp_path, meta, 16000, tmp_path / "cache", "fp", num_workers=1)
+    assert out.shape == (1, 80000)
+    spec = np.abs(np.fft.rfft(out[0].float().numpy()))
+    peak_hz = np.argmax(spec) * 16000 / 80000
+    assert abs(peak_hz - 100 * 2 ** (5 / 12)) < 2
+
+
+def test_official_split_validates_on_fold():
+    meta = data.official_metadata()
+    tr, va = split(meta, merge([{"fold": 3}]))
+    assert len(va) == 400 and set(meta.fold.iloc[va]) == {3} and 3 not in set(meta.fold.iloc[tr])
+
+
+def test_stratified_split_groups_by_source_and_is_seeded():
+    meta = data.official_metadata()
+    tr, va = split(meta, merge([{"split": "stratified", "valid_pct": 0.2, "trial_num": 1}]))
+    assert not set(meta.src_file.iloc[tr]) & set(meta.src_file.iloc[va])
+    per_class = meta.iloc[va].groupby("target").size()
+    assert len(per_class) == 50 and per_class.between(5, 13).all()
+    assert 0.17 < len(va) / len(meta) < 0.23
+    tr2, va2 = split(meta, merge([{"split": "stratified", "trial_num": 1}]))
+    tr3, va3 = split(meta, merge([{"split": "stratified", "trial_num": 2}]))
+    assert np.array_equal(va, va2) and not np.array_equal(va, va3)
+
+
+def test_empty_split_is_explained(small_tree):
+    root, names = small_tree
+    meta = listed(root, names)
+    missing_fold = ({1, 2, 3, 4, 5} - set(meta.fold)).pop()
+    with pytest.raises(DatasetError, match="0 validation clips"):
+        split(meta, merge([{"fold": missing_fold}]))

@@ -1,0 +1,146 @@
+"""Dataset download against a local HTTP server on 127.0.0.1: resume, retry, verification, atomic placement."""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from audiosweep.config import merge
+from audiosweep.data import ensure_dataset
+from audiosweep.download import DownloadError, download_dataset, fetch
+
+
+def build_zip(synth_root, n_clips=3) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.write(synth_root / "meta" / "esc50.csv", "ESC-50-master/meta/esc50.csv")
+        for p in sorted((synth_root / "audio").iterdir())[:n_clips]:
+            z.write(p, f"ESC-50-master/audio/{p.name}")
+        z.writestr("ESC-50-master/README.md", "ESC-50")
+    return buf.getvalue()
+
+
+class Server:
+    """Serves ``payload``; the first ``cut`` responses stop after half the bytes; Range honoured unless told."""
+
+    def __init__(self, payload: bytes, cut: int = 0, honour_range: bool = True, status: int = 200):
+        self.payload, self.cut, self.honour_range, self.status = payload, cut, honour_range, status
+        self.requests: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                outer.requests.append(rng)
+                if outer.status != 200:
+                    self.send_error(outer.status)
+                    return
+                start = int(rng.split("=")[1].split("-")[0]) if rng and outer.honour_range else 0
+                body = outer.payload[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.cut > 0:
+                    outer.cut -= 1
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.close()
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/master.zip"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def payload(synth_root):
+    return build_zip(synth_root)
+
+
+def test_download_and_extract(tmp_path, payload):
+    srv = Server(payload)
+    try:
+        dest = download_dataset(srv.url, tmp_path / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert (dest / "meta" / "esc50.csv").is_file() and len(list((dest / "audio").iterdir())) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ESC-50"]  # no archive, partial or temp folder left
+
+
+def test_interrupted_transfer_resumes_with_range(tmp_path, payload):
+    srv = Server(payload, cut=2)
+    try:
+        out = fetch(srv.url, tmp_path / "a.zip", backoff=0)
+    finally:
+        srv.close()
+    assert out.read_bytes() == payload
+    assert srv.requests[0] is None and all(r and r.startswith("bytes=") for r in srv.requests[1:])
+    assert len(srv.requests) == 3
+
+
+def test_server_ignoring_range_restarts_cleanly(tmp_path, payload):
+    srv = Server(payload, cut=1, honour_range=False)
+    try:
+        out = fetch(srv.url, tmp_path / "a.zip", backoff=0)
+    finally:
+        srv.close()
+    assert out.read_bytes() == payload
+
+
+def test_give_up_keeps_partial_then_resume(tmp_path, payload):
+    srv = Server(payload, cut=10)
+    try:
+        with pytest.raises(DownloadError, match="after 2 attempts"):
+            fetch(srv.url, tmp_path / "a.zip", retries=2, backoff=0)
+        assert not (tmp_path / "a.zip").exists() and (tmp_path / "a.zip.partial").stat().st_size > 0
+        srv.cut = 0
+        assert fetch(srv.url, tmp_path / "a.zip", backoff=0).read_bytes() == payload
+    finally:
+        srv.close()
+
+
+def test_http_error_and_corrupt_archive(tmp_path, payload):
+    srv = Server(payload, status=404)
+    try:
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download_dataset(srv.url, tmp_path / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    srv = Server(payload[:-200] + b"\0" * 200)
+    try:
+        with pytest.raises(DownloadError, match="not a valid zip|corrupt"):
+            download_dataset(srv.url, tmp_path / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert not (tmp_path / "ESC-50").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_ensure_dataset_downloads_when_missing(tmp_path, payload, synth_root):
+    srv = Server(payload)
+    try:
+        cfg = merge([{"data_dir": str(tmp_path / "data" / "ESC-50"), "download_url": srv.url}])
+        root = ensure_dataset(cfg)
+        assert (root / "meta" / "esc50.csv").read_bytes() == (synth_root / "meta" / "esc50.csv").read_bytes()
+        assert ensure_dataset(cfg) == root and len(srv.requests) == 1  # present: no second download
+    finally:
+        srv.close()
+
+
+def test_non_dataset_folder_is_not_overwritten(tmp_path):
+    (tmp_path / "ESC-50").mkdir()
+    (tmp_path / "ESC-50" / "notes.txt").write_text("mine")
+    with pytest.raises(DownloadError, match="exists but has no meta/esc50.csv"):
+        download_dataset("http://127.0.0.1:9/none.zip", tmp_path / "ESC-50", marker="meta/esc50.csv")
+    assert (tmp_path / "ESC-50" / "notes.txt").read_text() == "mine"

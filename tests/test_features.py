@@ -1,0 +1,62 @@
+"""Log-mel features: shapes for several configs (stacked too), dB range, normalisation statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audiosweep.config import merge
+from audiosweep.features import compute_features, n_frames, normalize
+
+
+@pytest.mark.parametrize("layer, channels, mels", [
+    ({}, 1, 224),
+    ({"n_mels": 128, "hop_length_ms": 10}, 1, 128),
+    ({"stacked_win_lengths": [1024, 2205, 4096]}, 3, 224),
+    ({"sample_rate": 22050, "f_max": 11025, "n_fft": 2048, "win_length": 1024, "hop_length": 256,
+      "n_mels": 64}, 1, 64),
+])
+def test_feature_shapes(layer, channels, mels):
+    cfg = merge([layer])
+    wavs = torch.randn(3, cfg.sample_rate * 5).half()
+    feats = compute_features(wavs, cfg, torch.device("cpu"), batch_size=2)
+    assert feats.shape == (3, channels, mels, n_frames(cfg, cfg.sample_rate * 5))
+    assert torch.isfinite(feats).all()
+    # dB, clipped per clip and channel to 80 dB below its peak
+    span = feats.amax(dim=(-2, -1)) - feats.amin(dim=(-2, -1))
+    assert (span <= 80.0 + 1e-3).all()
+
+
+def test_default_frames_match_report_input_size():
+    cfg = merge([])
+    assert n_frames(cfg, 220500) == 716
+
+
+def test_stacked_channels_differ_by_window():
+    cfg = merge([{"stacked_win_lengths": [512, 4096], "n_mels": 64}])
+    t = torch.arange(44100 * 5) / 44100
+    wav = torch.sin(2 * torch.pi * 1000 * t * (1 + t))[None]
+    feats = compute_features(wav, cfg, torch.device("cpu"))
+    assert not torch.allclose(feats[0, 0], feats[0, 1])
+
+
+def test_global_normalisation_uses_training_clips_only():
+    feats = torch.randn(10, 2, 8, 5)
+    feats[8:] += 100.0  # validation clips far off: must not shift the statistics
+    out, stats = normalize(feats.clone(), "global", torch.arange(8))
+    train = out[:8]
+    assert torch.allclose(train.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(train.std(dim=(0, 2, 3), unbiased=False), torch.ones(2), atol=1e-3)
+    assert len(stats["mean"]) == 2 and out[8:].mean() > 50
+
+
+def test_sample_and_imagenet_normalisation():
+    feats = torch.randn(4, 1, 8, 5) * 7 + 3
+    out, _ = normalize(feats.clone(), "sample")
+    assert torch.allclose(out.mean(dim=(-2, -1)), torch.zeros(4, 1), atol=1e-5)
+    out, stats = normalize(feats.clone(), "imagenet")
+    lo = (0 - stats["mean"][0]) / stats["std"][0]
+    hi = (1 - stats["mean"][0]) / stats["std"][0]
+    assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
+    same, _ = normalize(feats.clone(), "none")
+    assert torch.equal(same, feats)

@@ -1,0 +1,115 @@
+"""End-to-end runs of train.py: learning on synthetic data, determinism, the real slice, failures, W&B offline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+import train
+from audiosweep.config import FIELDS
+from tests.conftest import REPO, SLICE, TINY, read_records
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def run(tmp_path, synth_root, cache_dir, *extra, name="res"):
+    out = tmp_path / name
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), *TINY, *extra]
+    code = train.main(argv)
+    records = read_records(out)
+    assert len(records) == 1
+    return code, records[0], out
+
+
+def check_record(rec):
+    assert set(rec["config"]) == set(FIELDS)
+    assert rec["status"] == "finished" and rec["error"] is None
+    assert len(rec["history"]) == rec["summary"]["epochs"] >= 1
+    for row in rec["history"]:
+        assert set(row) >= {"epoch", "train_loss", "valid_loss", "accuracy"}
+    s = rec["summary"]
+    assert 0 <= s["accuracy"] <= 1 and s["best_accuracy"] >= s["accuracy"] and s["wall_time_s"] > 0
+    env = rec["env"]
+    assert env["device"] == "cpu" and env["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert env["dataset_fingerprint"] and "git_commit" in env
+
+
+def test_learns_synthetic_data(tmp_path, synth_root, cache_dir):
+    code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "3", "--mix_up", "0")
+    assert code == 0
+    check_record(rec)
+    assert rec["summary"]["accuracy"] >= 0.9, rec["history"]
+    preds = np.load(out / f"{rec['run_id']}.preds.npz")
+    assert preds["probs"].shape == (40, 10) and len(preds["classes"]) == 10 and len(preds["filenames"]) == 40
+    assert np.isclose((preds["probs"].argmax(1) == preds["targets"]).mean(), rec["summary"]["accuracy"])
+
+
+def test_same_config_and_seed_give_same_metrics(tmp_path, synth_root, cache_dir):
+    args = ("--n_epochs", "2", "--split", "stratified", "--trial_num", "3")
+    _, a, _ = run(tmp_path, synth_root, cache_dir, *args, name="a")
+    _, b, _ = run(tmp_path, synth_root, cache_dir, *args, name="b")
+    _, c, _ = run(tmp_path, synth_root, cache_dir, "--n_epochs", "2", "--split", "stratified", "--trial_num", "4",
+                  name="c")
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in a["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in b["history"]]
+    assert strip != [{k: v for k, v in r.items() if k != "time_s"} for r in c["history"]]
+
+
+def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
+    out = tmp_path / "res"
+    (out).mkdir()
+    (out / "earlier.json").write_text('{"kept": true}')
+    code = train.main(["--data_dir", str(tmp_path / "nowhere"), "--download_url", "http://127.0.0.1:9/esc50.zip",
+                       "--results_dir", str(out), "--cache_dir", str(cache_dir), *TINY])
+    assert code == 1
+    records = [json.loads(p.read_text()) for p in out.glob("2*.json")]
+    assert len(records) == 1 and records[0]["status"] == "failed"
+    assert "DownloadError" in records[0]["error"] and "127.0.0.1:9" in records[0]["error"]
+    assert set(records[0]["config"]) == set(FIELDS)
+    assert json.loads((out / "earlier.json").read_text()) == {"kept": True}
+    assert not list(out.glob(".*tmp"))
+
+
+def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir):
+    code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "1", "--wandb_mode", "offline")
+    assert code == 0
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and rec["run_id"] in runs[0].name
+    assert list(runs[0].glob("run-*.wandb"))
+
+
+def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    url = torchvision.models.ResNet18_Weights.DEFAULT.url
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), ckpt)
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--arch", "resnet18", "--pretrained", "true",
+                       "--n_epochs", "1", "--freeze_epochs", "1", "--batch_size", "32", "--n_mels", "32")
+    assert code == 0
+    check_record(rec)
+    assert rec["summary"]["epochs"] == 2  # one frozen epoch, then one with all layers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SLICE / "meta" / "esc50.csv").is_file(), reason="../shared/esc50-slice not present")
+def test_real_slice_run_via_cli(tmp_path, cache_dir):
+    out = tmp_path / "res"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--data_dir", str(SLICE), "--allow_missing", "true", "--split", "stratified",
+         "--arch", "simple_cnn", "--n_mels", "64", "--n_epochs", "2", "--wandb_mode", "disabled",
+         "--sample_rate", "22050", "--f_max", "11025", "--cache_dir", str(cache_dir), "--results_dir", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validation accuracy:" in proc.stdout and "1586 missing" in proc.stderr
+    (rec,) = read_records(out)
+    check_record(rec)
+    assert rec["summary"]["n_train"] + rec["summary"]["n_valid"] == 414
+    assert len(rec["classes"]) == 50
