@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from audiosweep.config import ConfigError, parse_args
+from audiosweep.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation accuracy: {acc:.4f} (best {summary['best_accuracy']:.4f})")
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
+        if not isinstance(e, UserError):
+            traceback.print_exc()
+        print(f"train.py: run failed: {error}", file=sys.stderr)
     finally:
         summary["wall_time_s"] = round(time.time() - t0, 3)
         record = results.make_record(cfg.to_dict(), run_id, status, history.rows, summary, env, error,

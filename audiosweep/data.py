@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .download import download_dataset
+from .errors import UserError
 
 ESC50_RATE = 44100
 ESC50_SAMPLES = 5 * ESC50_RATE
@@ -26,7 +27,7 @@ OFFICIAL_META = Path(__file__).resolve().parent.parent / "esc50_folds" / "esc50.
 FOLD_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError):
     """The dataset is missing, incomplete or invalid; the message names the culprits."""
 
 

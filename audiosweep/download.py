@@ -14,8 +14,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import UserError
 
-class DownloadError(RuntimeError):
+
+class DownloadError(UserError):
     """The archive could not be fetched or is not a valid dataset archive."""
 
 

@@ -8,10 +8,12 @@ fastai head), minus its input ``Normalize``: our spectrograms arrive normalised 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from torch import nn
+
+from .errors import UserError
 
 TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                      "densenet121", "densenet161", "densenet169", "densenet201"]
@@ -20,7 +22,7 @@ TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152
 @dataclass
 class Arch:
     model: nn.Module
-    splitter: Optional[Callable] = None  # parameter groups for discriminative LRs; None = one group
+    splitter: Callable | None = None  # parameter groups for discriminative LRs; None = one group
     pretrained: bool = False  # True when the body holds pretrained weights (trained with fine_tune)
 
 
@@ -45,8 +47,16 @@ def _torchvision(name: str) -> Callable[..., Arch]:
         from fastai.vision.learner import create_vision_model, model_meta
 
         fn = getattr(tvm, name)
-        return Arch(create_vision_model(fn, n_out, pretrained=pretrained, n_in=n_in), model_meta[fn]["split"],
-                    pretrained)
+        try:
+            model = create_vision_model(fn, n_out, pretrained=pretrained, n_in=n_in)
+        except OSError as e:  # URLError included: no network, proxy, ...
+            import torch.hub
+
+            url = tvm.get_model_weights(name).DEFAULT.url
+            raise UserError(
+                f"could not fetch the ImageNet weights of {name} ({e}). Download {url} into "
+                f"{torch.hub.get_dir()}/checkpoints/ on a machine with internet, or pass --pretrained false") from e
+        return Arch(model, model_meta[fn]["split"], pretrained)
 
     build.__name__ = name
     build.__doc__ = f"torchvision {name} body + fastai head; ImageNet weights adapted to n_in channels."

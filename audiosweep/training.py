@@ -19,6 +19,7 @@ from fastai.metrics import accuracy
 from fastai.torch_core import trainable_params
 
 from .config import Config
+from .errors import UserError
 from .models import create_arch
 
 
@@ -26,7 +27,7 @@ def resolve_device(cfg: Config) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={cfg.device}, but no CUDA GPU is visible; use --device cpu or auto")
+        raise UserError(f"device={cfg.device}, but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(cfg.device)
 
 
@@ -44,8 +45,8 @@ class TensorLoader(DataLoader):
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, shuffle: bool = False, drop_last: bool = False,
                  seed: int = 0, channels_last: bool = False, **kwargs):
-        super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(x), device=x.device, indexed=True,
-                         **kwargs)
+        super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(x), device=x.device,
+                         indexed=True, **kwargs)
         self.x, self.y, self.seed, self.channels_last = x, y, seed, channels_last
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -62,7 +63,7 @@ class TensorLoader(DataLoader):
             yield self.after_batch((self.x[idx].float().contiguous(memory_format=fmt), self.y[idx]))
         self.after_iter()
 
-    def new(self, shuffle: bool | None = None, drop_last: bool | None = None, **kwargs) -> "TensorLoader":
+    def new(self, shuffle: bool | None = None, drop_last: bool | None = None, **kwargs) -> TensorLoader:
         return TensorLoader(self.x, self.y, self.bs, self.shuffle if shuffle is None else shuffle,
                             self.drop_last if drop_last is None else drop_last, self.seed, self.channels_last)
 

@@ -1,0 +1,5 @@
+"""Errors caused by the user's input or environment: reported as one clear message, without a traceback."""
+
+
+class UserError(RuntimeError):
+    """Something the user can fix (data, download, weights); the message says what and how."""
