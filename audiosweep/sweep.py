@@ -1,0 +1,144 @@
+"""Sweeps: check W&B sweep files, run them locally on a pool of workers, or start W&B agents on every GPU.
+
+    python -m audiosweep.sweep check sweeps/*.yaml                  # validate, count the runs
+    python -m audiosweep.sweep run sweeps/smoke.yaml --workers 2    # local pool, no W&B server needed
+    python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
+    wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
+    python -m audiosweep.sweep agents ENTITY/PROJECT/SWEEP_ID --gpus 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .sweeps_spec import LOCAL_METHODS, SweepError, count_label, expand, load_sweep
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    bad, total = 0, 0
+    for f in args.files:
+        try:
+            sweep = load_sweep(f)
+            plan = expand(sweep, seed=args.seed)
+        except SweepError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            bad += 1
+            continue
+        total += len(plan.runs) if plan.bounded and sweep.method != "bayes" else 0
+        varies = " x ".join(f"{n} ({len(sweep.params[n].grid_values())})" if sweep.method == "grid" else n
+                            for n in sweep.varying)
+        print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), flush=True)
+        for note in plan.notes:
+            print(f"  note: {note}")
+    print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones")
+    return 1 if bad else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .sweeps_agents import parse_gpus, visible_gpus
+    from .sweeps_runner import Options, Runner
+
+    sweep = load_sweep(args.file)
+    if sweep.method not in LOCAL_METHODS:
+        raise SweepError(f"{args.file}: method {sweep.method} needs W&B's sweep controller: run `wandb sweep "
+                         f"{args.file}` and then `python -m audiosweep.sweep agents SWEEP_ID`, or use method "
+                         f"{' or '.join(LOCAL_METHODS)} to run it here")
+    plan = expand(sweep, count=args.count, seed=args.seed)
+    if not plan.bounded:
+        raise SweepError(f"{args.file}: a {sweep.method} sweep without run_cap never ends: give --count N")
+    if args.gpus is not None:
+        if args.workers is not None:
+            raise SweepError("give --workers N (CPU) or --gpus (one worker per GPU and --runs-per-gpu), not both")
+        gpus = parse_gpus(args.gpus, visible_gpus(), strict=not args.dry_run)
+        slots: list[str | None] = [g for _ in range(args.runs_per_gpu) for g in gpus]
+    else:
+        slots = [None] * (args.workers or 1)
+    opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
+                   retry_failed=args.retry_failed, dry_run=args.dry_run)
+    return Runner(sweep, plan, opts).run()
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from .sweeps_agents import parse_gpus, plan_agents, run_agents, visible_gpus
+
+    agents = plan_agents(args.sweep_id, parse_gpus(args.gpus, visible_gpus(), strict=not args.dry_run), args.count,
+                         Path(args.log_dir) if args.log_dir else None)
+    if args.dry_run:
+        for a in agents:
+            print(a.shell())
+        return 0
+    return run_agents(agents)
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m audiosweep.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{check,run,agents}")
+    gpus_help = ("N = the first N visible GPUs; a list 0,2,5 = those GPU ids (one GPU: '3,'); all = every "
+                 "visible GPU")
+
+    c = sub.add_parser("check", help="validate sweep files and print their number of runs",
+                       description="Validate W&B sweep files (top-level keys, method, metric, parameter forms, "
+                                   "program) and every configuration they expand to, with train.py's own config "
+                                   "rules; print each file's number of runs. Exit status 1 if any file is invalid.")
+    c.add_argument("files", nargs="+", metavar="FILE.yaml")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random samples validated (default: 0)")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("run", help="run a sweep locally (grid or random), resumable",
+                       description="Run every configuration of a grid or random sweep file as the command a W&B "
+                                   "agent runs (python train.py --key=value ...), on a pool of workers. Results: "
+                                   "RESULTS_DIR/<sweep name>/ (one record per run), logs in its logs/ folder. A run "
+                                   "with a finished record is never run again, so running the same command again "
+                                   "resumes an interrupted sweep. Ctrl-C stops the running runs (twice: kills them). "
+                                   "Exit status: 0 all runs finished, 1 any failed, 2 invalid sweep, 128+N when "
+                                   "stopped by signal N.")
+    r.add_argument("file", metavar="FILE.yaml")
+    r.add_argument("--workers", type=positive, metavar="N", help="runs at a time, environment as is (default: 1)")
+    r.add_argument("--gpus", metavar="SPEC", help=f"one worker per GPU with CUDA_VISIBLE_DEVICES set: {gpus_help}")
+    r.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K", help="runs at a time per GPU (default: 1)")
+    r.add_argument("--count", type=positive, metavar="N",
+                   help="the sweep's first N configurations (random: N distinct samples); also bounded by run_cap")
+    r.add_argument("--seed", type=int, default=0, help="seed of random sweeps; keep it to resume one (default: 0)")
+    r.add_argument("--results-dir", default="results", metavar="DIR", help="root of the results folders "
+                                                                           "(default: results)")
+    r.add_argument("--wandb-mode", default="disabled", choices=["disabled", "offline", "online", "auto"],
+                   help="passed to train.py as --wandb_mode (default: disabled)")
+    r.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                   help="report runs that failed before instead of running them again (default: rerun them)")
+    r.add_argument("--dry-run", action="store_true", help="list the runs, their status and commands; run nothing")
+    r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("agents", help="start one W&B agent per GPU for a sweep created with `wandb sweep`",
+                       description="Start one `wandb agent SWEEP_ID` per GPU, each with CUDA_VISIBLE_DEVICES set "
+                                   "and its output in LOG_DIR/gpu<ID>.log, and wait for them. Ctrl-C is passed on "
+                                   "to every agent: first they finish their current runs, a second Ctrl-C "
+                                   "terminates the runs, a third kills them.")
+    a.add_argument("sweep_id", metavar="SWEEP_ID", help="as printed by `wandb sweep FILE`: ENTITY/PROJECT/ID or ID")
+    a.add_argument("--gpus", metavar="SPEC", help=f"{gpus_help} (default: all)")
+    a.add_argument("--count", type=positive, metavar="N", help="runs per agent (wandb agent --count)")
+    a.add_argument("--log-dir", metavar="DIR", help="agent logs (default: results/agent-logs/<SWEEP_ID>)")
+    a.add_argument("--dry-run", action="store_true", help="print the agent commands; start nothing")
+    a.set_defaults(func=cmd_agents)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Local sweep runner: each run of a sweep is started as the command a W&B agent would run, on a pool of workers.
+
+Resumable: a run with a finished record (same configuration) in the sweep's results folder is never started again.
+A run that ends without writing a record gets a failed record written on its behalf, so nothing goes unreported.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from . import results
+from .sweeps_procs import exit_description, signal_group, spawn, tail
+from .sweeps_spec import Plan, Run, Sweep, SweepError, build_command, run_config
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock against a second runner
+    fcntl = None
+
+
+@dataclass
+class Options:
+    results_root: Path = Path("results")
+    slots: list[str | None] = field(default_factory=lambda: [None])  # GPU id per worker; None: leave it as is
+    wandb_mode: str = "disabled"
+    retry_failed: bool = True
+    dry_run: bool = False
+    grace_s: float = 10.0  # how long stopped runs get before SIGKILL
+
+
+@dataclass
+class Job:
+    run: Run
+    proc: subprocess.Popen
+    params: dict[str, Any]
+    log: Path
+    known: set[Path]
+    started: float
+
+
+class RecordIndex:
+    """The result records in a folder by configuration id; each file is read once."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.seen = folder, set()
+        self.by_id: dict[str, list[dict[str, Any]]] = {}
+        self.problems: list[str] = []
+
+    def refresh(self) -> None:
+        for path in sorted(self.folder.glob("*.json")):
+            if path.name in self.seen:
+                continue
+            self.seen.add(path.name)
+            try:
+                rec = results.load_record(path)
+            except ValueError as e:
+                self.problems.append(str(e))
+                continue
+            info = {"path": path, "status": rec["status"], "error": rec.get("error"),
+                    "accuracy": (rec.get("summary") or {}).get("accuracy")}
+            self.by_id.setdefault(results.config_id(rec["config"]), []).append(info)
+
+    def status(self, cid: str) -> str | None:
+        statuses = {r["status"] for r in self.by_id.get(cid, [])}
+        return "finished" if "finished" in statuses else ("failed" if statuses else None)
+
+    def paths(self, cid: str) -> set[Path]:
+        return {r["path"] for r in self.by_id.get(cid, [])}
+
+
+@contextmanager
+def sweep_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder/.sweep.lock`` so a second runner cannot start the same runs at the same time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(folder / ".sweep.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise SweepError(f"another runner (pid {f.read().strip() or '?'}) is running the sweep in {folder}; "
+                             "wait for it to end or stop it first") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+
+
+class Runner:
+    """Runs one sweep's plan; ``run()`` returns the exit status (0 all finished, 1 any failed, 128+N on signal N)."""
+
+    def __init__(self, sweep: Sweep, plan: Plan, opts: Options):
+        self.sweep, self.plan, self.opts = sweep, plan, opts
+        self.folder = opts.results_root / sweep.name
+        self.index = RecordIndex(self.folder)
+        self.running: dict[int, Job] = {}
+        self.counts = {"finished": 0, "failed": 0}
+        self.failures: list[str] = []
+        self.interrupted = self.left = 0
+        self.stop_signal: int | None = None
+        self.kill_now = False
+
+    def describe(self, run: Run) -> str:
+        return " ".join(f"{k}={run.params[k]}" for k in self.sweep.varying) or run.config_id
+
+    def launch_params(self, run: Run) -> dict[str, Any]:
+        return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode}
+
+    def args_json_file(self, run: Run) -> Path:
+        return self.folder / "logs" / f"{run.config_id}.args.json"
+
+    def command(self, run: Run) -> list[str]:
+        return build_command(self.sweep, self.launch_params(run), self.args_json_file(run))
+
+    def run(self) -> int:
+        self.index.refresh()
+        status = {r.config_id: self.index.status(r.config_id) for r in self.plan.runs}
+        done = [r for r in self.plan.runs if status[r.config_id] == "finished"]
+        failed = [r for r in self.plan.runs if status[r.config_id] == "failed"]
+        todo = [r for r in self.plan.runs if status[r.config_id] is None or
+                (status[r.config_id] == "failed" and self.opts.retry_failed)]
+        self.report_start(done, failed, todo)
+        if self.opts.dry_run:
+            for r in self.plan.runs:
+                label = {"finished": "finished", "failed": "failed  "}.get(status[r.config_id], "to run  ")
+                print(f"  {label} {r.config_id}  {self.describe(r)}\n      {shlex.join(self.command(r))}")
+            return 0
+        if not self.opts.retry_failed:
+            self.failures += [f"{self.describe(r)}: failed before, not rerun (--no-retry-failed): "
+                              f"{self.last_error(r)}" for r in failed]
+        with sweep_lock(self.folder), self.signals():
+            self.pool(todo)
+        return self.report_end(done, failed if not self.opts.retry_failed else [])
+
+    def last_error(self, run: Run) -> str:
+        recs = self.index.by_id.get(run.config_id, [])
+        return f"{recs[-1]['error']} ({recs[-1]['path']})" if recs else "no record"
+
+    def report_start(self, done: list[Run], failed: list[Run], todo: list[Run]) -> None:
+        what = "rerun" if self.opts.retry_failed else "reported, not rerun"
+        print(f"sweep {self.sweep.name} ({self.sweep.path}): {len(self.plan.runs)} runs ({self.sweep.method}); "
+              f"{len(done)} finished before, {len(failed)} failed before ({what}), {len(todo)} to run; "
+              f"results in {self.folder}", flush=True)
+        for note in self.plan.notes + self.index.problems:
+            print(f"  note: {note}")
+        overridden = sorted({"results_dir", "wandb_mode"} & set(self.sweep.params))
+        if overridden:
+            print(f"  note: the runner sets {', '.join(overridden)} (see --results-dir, --wandb-mode)")
+        if self.sweep.raw.get("early_terminate"):
+            print("  note: early_terminate is applied by W&B's controller only; local runs go to the end")
+
+    def env(self, gpu: str | None) -> dict[str, str]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        if "OMP_NUM_THREADS" not in os.environ:  # share the CPU cores between the workers
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.opts.slots)))
+        return env
+
+    def start(self, slot: int, run: Run) -> None:
+        params, cmd = self.launch_params(run), self.command(run)
+        if "${args_json_file}" in map(str, self.sweep.raw.get("command") or []):
+            results.write_json_atomic(self.args_json_file(run), params)
+        gpu = self.opts.slots[slot]
+        log = self.folder / "logs" / f"{run.config_id}.log"
+        header = (f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {self.sweep.name} {run.config_id}: "
+                  + ("" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu} ") + shlex.join(cmd))
+        try:
+            proc = spawn(cmd, log, self.env(gpu), header)
+        except OSError as e:
+            raise SweepError(f"cannot start {cmd[0]!r} for run {run.config_id}: {e}") from e
+        self.running[slot] = Job(run, proc, params, log, self.index.paths(run.config_id), time.time())
+
+    def pool(self, todo: list[Run]) -> None:
+        pending = list(reversed(todo))
+        tqdm.monitor_interval = 0  # no monitor thread: children are forked with a preexec hook
+        bar = tqdm(total=len(todo), unit="run", desc=self.sweep.name, dynamic_ncols=True, smoothing=0.05)
+        interactive = sys.stderr.isatty()
+        try:
+            while True:
+                if self.stop_signal is None:
+                    for slot in range(len(self.opts.slots)):
+                        if pending and slot not in self.running:
+                            self.start(slot, pending.pop())
+                elif self.running:
+                    self.stop_running()
+                ended = [slot for slot, job in self.running.items() if job.proc.poll() is not None]
+                counted = sum(self.finish(self.running.pop(slot), bar.total) for slot in ended)
+                postfix = (f"done {self.counts['finished']}, failed {self.counts['failed']}, "
+                           f"running {len(self.running)}, left {len(pending)}")
+                if counted or postfix != bar.postfix or (interactive and time.time() - bar.last_print_t > 1):
+                    bar.set_postfix_str(postfix, refresh=False)
+                    bar.update(counted)  # redraws the bar: its clock and ETA move on a terminal
+                    bar.refresh()
+                if not self.running and (not pending or self.stop_signal is not None):
+                    break
+                time.sleep(0.2)
+        finally:
+            if self.running:  # an error in the runner itself: take the runs down with it
+                self.stop_running()
+            bar.close()
+            self.left = len(pending)
+
+    def stop_running(self) -> None:
+        """SIGTERM every running run's process group; SIGKILL after the grace period or a second signal."""
+        jobs = list(self.running.values())
+        for job in jobs:
+            signal_group(job.proc, signal.SIGTERM)
+        deadline = time.monotonic() + self.opts.grace_s
+        while any(j.proc.poll() is None for j in jobs) and time.monotonic() < deadline and not self.kill_now:
+            time.sleep(0.1)
+        for job in jobs:
+            if job.proc.poll() is None:
+                signal_group(job.proc, signal.SIGKILL)
+            job.proc.wait()
+
+    def finish(self, job: Job, total: int) -> int:
+        """Account for an ended run by the record it wrote (a failed record is written for it if it wrote none);
+        return 1 if it counts as done or failed, 0 if it was interrupted by the user."""
+        self.index.refresh()
+        new = [r for r in self.index.by_id.get(job.run.config_id, []) if r["path"] not in job.known]
+        code, took = job.proc.returncode, time.time() - job.started
+        with open(job.log, "a") as f:
+            f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} ended: {exit_description(code)} after {took:.0f}s"
+                    + (" (stopped by the runner)" if self.stop_signal is not None else "") + "\n")
+        finished = [r for r in new if r["status"] == "finished"]
+        if finished:
+            acc = finished[0]["accuracy"]
+            kind, text = "finished", "finished" + (f"  accuracy {acc:.4f}" if acc is not None else "")
+        elif new:
+            kind, text = "failed", f"FAILED  {new[-1]['error']}"
+        elif self.stop_signal is not None:
+            self.interrupted += 1
+            tqdm.write(f"  interrupted  {self.describe(job.run)}  ({exit_description(code)}; runs again on resume)")
+            return 0
+        else:
+            path = self.write_failed_record(job, code, took)
+            kind, text = "failed", f"FAILED  {exit_description(code)} without a record; wrote {path}"
+        self.counts[kind] += 1
+        if kind == "failed":
+            self.failures.append(f"{self.describe(job.run)}: {text.removeprefix('FAILED  ')} (log: {job.log})")
+        tqdm.write(f"  [{self.counts['finished'] + self.counts['failed']}/{total}] {text}  {self.describe(job.run)}"
+                   f"  {took:.0f}s  ({job.run.config_id})")
+        return 1
+
+    def write_failed_record(self, job: Job, code: int, took: float) -> Path:
+        error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
+                 f"last log lines: {tail(job.log)}")
+        rec = results.make_record(run_config(job.params), results.new_run_id(), "failed", [], {"wall_time_s": round(
+            took, 3)}, results.environment(), error, log=str(job.log), exit_code=code, written_by="audiosweep.sweep")
+        path = self.folder / f"{rec['run_id']}.json"
+        while path.exists():  # never overwrite a record
+            rec["run_id"] = results.new_run_id()
+            path = self.folder / f"{rec['run_id']}.json"
+        return results.write_json_atomic(path, rec)
+
+    def report_end(self, done: list[Run], reported: list[Run]) -> int:
+        interrupted, left = self.interrupted, self.left
+        print(f"sweep {self.sweep.name}: {len(done) + self.counts['finished']} of {len(self.plan.runs)} runs "
+              f"finished ({self.counts['finished']} now, {len(done)} before), {self.counts['failed']} failed now, "
+              f"{len(reported)} failed before and not rerun, {interrupted} interrupted, {left} not started; "
+              f"results in {self.folder}")
+        for line in self.failures:
+            print(f"  failed: {line}")
+        if self.stop_signal is not None:
+            print("  stopped by a signal: run the same command again to resume")
+            return 128 + self.stop_signal
+        return 1 if self.failures else 0
+
+    @contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGINT / SIGTERM / SIGHUP: stop starting runs and stop the running ones; a second signal: kill them."""
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_signal is None:
+                self.stop_signal = signum
+                tqdm.write(f"{signal.Signals(signum).name}: stopping {len(self.running)} running run(s); "
+                           "finished records are kept; send it again to kill them at once")
+            else:
+                self.kill_now = True
+
+        sigs = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+        previous = {s: signal.signal(s, handler) for s in sigs}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

@@ -1,0 +1,320 @@
+"""W&B sweep files: checked against W&B's sweep-config rules and train.py's config, expanded into runs.
+
+A run's identity is ``results.config_id`` of the configuration train.py will build from the run's command line,
+so the runner recognises a run by the record train.py writes, whatever the key order or the form of a value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .config import FIELDS, ConfigError, merge, parse_args, unknown_key_message
+from .results import config_id
+from .sweeps_params import GRID_DISTRIBUTIONS, Param, parse_param, value_key
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TOP_LEVEL_KEYS = ("program", "method", "parameters", "metric", "name", "description", "entity", "project",
+                  "run_cap", "command", "early_terminate")
+METHODS = ("grid", "random", "bayes")
+LOCAL_METHODS = ("grid", "random")
+# Metrics train.py logs (per epoch and in the run summary), with the direction that means better.
+METRIC_GOALS = {"accuracy": "maximize", "best_accuracy": "maximize", "valid_loss": "minimize",
+                "train_loss": "minimize"}
+METRIC_KEYS = ("name", "goal", "target", "impute", "impute_while_running")
+HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
+DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
+ARG_MACROS = ("args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flags", "args_json",
+              "args_json_file", "args_append_hydra", "args_override_hydra")
+ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
+CHECK_SAMPLES = 200  # random configurations validated for sweeps without a run bound
+MAX_RANDOM_FAILURES = 20  # invalid random samples after which a sweep is reported invalid
+
+
+class SweepError(ValueError):
+    """An invalid sweep file or request; the message names the file and every problem."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One configuration of a sweep: the parameters as an agent passes them, and its identity."""
+
+    params: dict[str, Any]
+    config_id: str
+
+
+@dataclass
+class Sweep:
+    path: Path
+    raw: dict[str, Any]
+    params: dict[str, Param]
+    program: Path
+
+    @property
+    def name(self) -> str:
+        return str(self.raw.get("name") or self.path.stem)
+
+    @property
+    def method(self) -> str:
+        return self.raw["method"]
+
+    @property
+    def run_cap(self) -> int | None:
+        return self.raw.get("run_cap")
+
+    @property
+    def varying(self) -> list[str]:
+        """Names of the parameters that take more than one value, sorted as W&B sorts them."""
+        return sorted(n for n, p in self.params.items() if not p.constant)
+
+
+@dataclass
+class Plan:
+    """The runs a sweep expands to (in order), and notes worth telling the user."""
+
+    runs: list[Run]
+    bounded: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def load_sweep(path: str | os.PathLike) -> Sweep:
+    """Read and check a sweep file's structure and every parameter; raise SweepError listing all problems."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise SweepError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: expected a mapping of W&B sweep keys, got {type(raw).__name__}")
+    errors = _check_top_level(raw) + _check_metric(raw) + _check_command(raw.get("command"))
+    program = _find_program(path, raw.get("program"), errors)
+    params: dict[str, Param] = {}
+    spec = raw.get("parameters")
+    if spec is None:
+        errors.append("parameters: required, e.g. {n_mels: {values: [128, 224]}, trial_num: {values: [1, 2, 3]}}")
+        spec = {}
+    elif not isinstance(spec, dict) or not spec:
+        errors.append(f"parameters: expected a non-empty mapping of config keys, got {spec!r}")
+        spec = {}
+    for name, value in spec.items():
+        if name not in FIELDS:
+            errors.append(f"parameters.{name}: {unknown_key_message(str(name))}")
+            continue
+        param, errs = parse_param(name, value)
+        errors += errs
+        if param is not None:
+            params[name] = param
+    if raw.get("method") == "grid":
+        errors += [f"parameters.{p.name}: grid search needs value, values, int_uniform or q_uniform, not "
+                   f"{p.distribution}" for p in params.values() if p.distribution not in GRID_DISTRIBUTIONS]
+    if errors:
+        raise SweepError(f"{path}: " + "\n  ".join([f"{len(errors)} problem(s):", *errors]))
+    return Sweep(path, raw, params, program)
+
+
+def _check_top_level(raw: dict[str, Any]) -> list[str]:
+    e = []
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            e.append(f"unknown top-level key {key!r}: {hint}W&B sweep keys are {', '.join(TOP_LEVEL_KEYS)}")
+    e += [f"{k}: required" for k in ("program", "method") if k not in raw]
+    if "method" in raw and raw["method"] not in METHODS:
+        e.append(f"method: {raw['method']!r} is not one of {', '.join(METHODS)}")
+    for k in ("name", "description", "entity", "project"):
+        if k in raw and not isinstance(raw[k], str):
+            e.append(f"{k}: expected a string, got {raw[k]!r}")
+    cap = raw.get("run_cap")
+    if "run_cap" in raw and not (isinstance(cap, int) and not isinstance(cap, bool) and cap > 0):
+        e.append(f"run_cap: expected an integer > 0, got {cap!r}")
+    et = raw.get("early_terminate")
+    if et is not None:
+        if not isinstance(et, dict) or et.get("type") != "hyperband":
+            e.append(f"early_terminate: expected {{type: hyperband, min_iter: N}} or {{type: hyperband, "
+                     f"max_iter: N, s: N}}, got {et!r}")
+        else:
+            e += [f"early_terminate: unknown key {k!r} (allowed: {', '.join(HYPERBAND_KEYS)})"
+                  for k in et if k not in HYPERBAND_KEYS]
+            if "min_iter" not in et and not {"max_iter", "s"} <= set(et):
+                e.append("early_terminate: hyperband needs min_iter, or max_iter and s")
+    return e
+
+
+def _check_metric(raw: dict[str, Any]) -> list[str]:
+    metric = raw.get("metric")
+    if metric is None:
+        return ["metric: bayes search needs a metric, e.g. {name: accuracy, goal: maximize}"] \
+            if raw.get("method") == "bayes" else []
+    if not isinstance(metric, dict) or "name" not in metric:
+        return [f"metric: expected {{name: accuracy, goal: maximize}}, got {metric!r}"]
+    e = [f"metric: unknown key {k!r} (allowed: {', '.join(METRIC_KEYS)})" for k in metric if k not in METRIC_KEYS]
+    name, goal = metric["name"], metric.get("goal", "minimize")
+    if goal not in ("minimize", "maximize"):
+        e.append(f"metric.goal: {goal!r} is not minimize or maximize")
+    elif name not in METRIC_GOALS:
+        e.append(f"metric.name: train.py does not log {name!r}; it logs {', '.join(METRIC_GOALS)}")
+    elif METRIC_GOALS[name] != goal:
+        default = "" if "goal" in metric else " (W&B's default when goal is not given)"
+        e.append(f"metric: goal {goal}{default} would look for the worst {name}: set goal: {METRIC_GOALS[name]}")
+    return e
+
+
+def _check_command(command: Any) -> list[str]:
+    if command is None:
+        return []
+    if not isinstance(command, list) or not command:
+        return [f"command: expected a list such as {DEFAULT_COMMAND}, got {command!r}"]
+    known = ("env", "interpreter", "program", *ARG_MACROS)
+    return [f"command: unknown macro {c!r} (known: {', '.join('${' + k + '}' for k in known)}, ${{envvar:NAME}})"
+            for c in map(str, command) if c.startswith("${") and c.endswith("}") and not ENVVAR.fullmatch(c)
+            and c[2:-1] not in known]
+
+
+def _find_program(path: Path, program: Any, errors: list[str]) -> Path:
+    """The program as an agent started in the repository root (or beside the sweep file) finds it."""
+    if program is None:
+        return Path()  # reported as required
+    if not isinstance(program, str) or not program:
+        errors.append(f"program: expected a script path such as train.py, got {program!r}")
+        return Path()
+    for base in (Path.cwd(), REPO_ROOT, path.parent):
+        if (base / program).is_file():
+            return base / program
+    errors.append(f"program: {program!r} not found in {Path.cwd()}, the repository root {REPO_ROOT}, "
+                  f"or beside the sweep file")
+    return Path(program)
+
+
+def render_args(params: dict[str, Any]) -> dict[str, list[str]]:
+    """The argument lists an agent substitutes for ``${args}`` and its variants (W&B's formatting, str())."""
+    out: dict[str, list[str]] = {k: [] for k in ARG_MACROS if k != "args_json_file"}
+    for key, value in params.items():
+        flag = f"{key}={value}"
+        out["args"].append(f"--{flag}")
+        out["args_no_equals"] += [f"--{key}", str(value)]
+        out["args_no_hyphens"].append(flag)
+        out["args_append_hydra"].append(f"+{flag}")
+        out["args_override_hydra"].append(f"++{flag}")
+        if not isinstance(value, bool):
+            out["args_no_boolean_flags"].append(f"--{flag}")
+        elif value:
+            out["args_no_boolean_flags"].append(f"--{key}")
+    out["args_json"] = [json.dumps(params)]
+    return out
+
+
+def build_command(sweep: Sweep, params: dict[str, Any], args_json_file: Path | None = None) -> list[str]:
+    """The command line an agent runs for ``params`` (``${interpreter}`` = this Python, for its packages)."""
+    program = sweep.program
+    try:
+        program = program.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    macros = {**render_args(params), "env": ["/usr/bin/env"] if os.name != "nt" else [],
+              "interpreter": [sys.executable], "program": [str(program)]}
+    if args_json_file is not None:
+        macros["args_json_file"] = [str(args_json_file)]
+    cmd: list[str] = []
+    for chunk in map(str, sweep.raw.get("command") or DEFAULT_COMMAND):
+        chunk = ENVVAR.sub(lambda m: os.environ.get(m.group(1), m.group(1)), chunk)
+        if chunk.startswith("${") and chunk.endswith("}"):
+            cmd += macros.get(chunk[2:-1], [])
+        else:
+            cmd.append(chunk)
+    return cmd
+
+
+def run_config(params: dict[str, Any]) -> dict[str, Any]:
+    """The configuration train.py builds from ``--key=value`` arguments: validated by config.merge, then read
+    back through train.py's own parser; a value that does not survive the command line is an error."""
+    cfg = merge([params]).to_dict()
+    via_cli = parse_args(render_args(params)["args"])[0].to_dict()
+    changed = [k for k in params if via_cli[k] != cfg[k]]
+    if changed:
+        raise ConfigError("; ".join(f"{k}: {params[k]!r} is passed as --{k}={params[k]} and read back by train.py "
+                                    f"as {via_cli[k]!r}" for k in changed))
+    return via_cli
+
+
+def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
+    """The sweep's runs with W&B's semantics, each validated by train.py's config rules.
+
+    grid: the cartesian product of every parameter's values (constants fixed), parameters in sorted order as
+    W&B iterates them, bounded by run_cap and ``count``. random: distinct configurations drawn from the
+    parameters' distributions with ``seed``, as many as run_cap / ``count`` allow (unbounded: a validation
+    sample of CHECK_SAMPLES). bayes: expanded like random, for validation only (its controller is W&B's).
+    """
+    bound = min((b for b in (count, sweep.run_cap) if b is not None), default=None)
+    names = sorted(sweep.params)
+    if sweep.method == "grid":
+        points = (dict(zip(names, combo, strict=True)) for combo in
+                  itertools.product(*(sweep.params[n].grid_values() for n in names)))
+        label = "grid point"
+    else:
+        rng = np.random.default_rng(seed)
+        points = ({n: sweep.params[n].sample(rng) for n in names} for _ in itertools.count())
+        label = "random sample"
+    wanted = bound if bound is not None else (None if sweep.method == "grid" else CHECK_SAMPLES)
+    plan = Plan([], bounded=sweep.method == "grid" or bound is not None)
+    seen: set[str] = set()
+    ids: set[str] = set()
+    failures: dict[str, list[dict]] = {}
+    draws, max_draws = 0, None if sweep.method == "grid" else 50 * (wanted or 1) + 100
+    for point in points:
+        if (wanted is not None and len(plan.runs) >= wanted) or (max_draws is not None and draws >= max_draws):
+            break
+        draws += 1
+        if value_key(point) in seen:
+            continue
+        seen.add(value_key(point))
+        try:
+            cid = config_id(run_config(point))
+        except ConfigError as e:
+            failures.setdefault(str(e).removeprefix("invalid configuration:\n  "), []).append(point)
+            if sweep.method != "grid" and sum(map(len, failures.values())) >= MAX_RANDOM_FAILURES:
+                break
+            continue
+        if cid not in ids:
+            ids.add(cid)
+            plan.runs.append(Run(point, cid))
+    if failures:
+        raise SweepError(f"{sweep.path}: " + "\n  ".join(
+            [f"{sum(map(len, failures.values()))} {label}(s) rejected by train.py's config rules:"]
+            + [f"{_describe(pts[0], sweep)}: {msg}" + (f" (and {len(pts) - 1} more like it)" if len(pts) > 1 else "")
+               for msg, pts in failures.items()]))
+    if sweep.method == "grid":
+        total = int(np.prod([len(sweep.params[n].grid_values()) for n in names]))
+        if len(plan.runs) < total and bound is None:
+            plan.notes.append(f"{total - len(plan.runs)} of {total} grid points repeat a configuration")
+    elif wanted is not None and len(plan.runs) < wanted:
+        plan.notes.append(f"only {len(plan.runs)} distinct configurations found in {draws} random draws")
+    if not plan.bounded:
+        plan.notes.append(f"unbounded {sweep.method} sweep: {len(plan.runs)} sampled configurations validated")
+    return plan
+
+
+def _describe(point: dict[str, Any], sweep: Sweep) -> str:
+    shown = [n for n in sweep.varying if n in point] or sorted(point)
+    return "{" + ", ".join(f"{n}: {value_key(point[n]) if isinstance(point[n], (list, dict)) else point[n]}"
+                           for n in shown) + "}"
+
+
+def count_label(sweep: Sweep, plan: Plan) -> str:
+    if sweep.method == "bayes":
+        return f"at most {sweep.run_cap} runs (bayes)" if sweep.run_cap else "unbounded (bayes)"
+    if not plan.bounded:
+        return f"unbounded ({sweep.method}; bound it with run_cap or --count)"
+    return f"{len(plan.runs)} runs ({sweep.method})"
