@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         feature_s = time.time() - t_feat
         print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
               f"classes, features {tuple(feats.shape[1:])} on {device} in {feature_s:.1f}s")
-        dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda")
+        dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
+                       device=device)
         del feats
         cbs = [history] + ([wandb_callback()] if run is not None else [])
         learn = build_learner(cfg, dls, cfg.n_channels, len(data.classes), device, cbs)

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
@@ -36,14 +36,14 @@ class Config:
     # spectrogram
     sample_rate: int = knob(44100, "audio is resampled to this rate (Hz)", "spectrogram")
     n_fft: int = knob(4096, "FFT size in samples", "spectrogram")
-    hop_length: Optional[int] = knob(308, "STFT hop in samples (308 = 7 ms at 44.1 kHz)", "spectrogram")
-    hop_length_ms: Optional[float] = knob(None, "STFT hop in ms, instead of hop_length", "spectrogram")
-    win_length: Optional[int] = knob(2205, "STFT window in samples (2205 = 50 ms at 44.1 kHz)", "spectrogram")
-    win_length_ms: Optional[float] = knob(None, "STFT window in ms, instead of win_length", "spectrogram")
+    hop_length: int | None = knob(308, "STFT hop in samples (308 = 7 ms at 44.1 kHz)", "spectrogram")
+    hop_length_ms: float | None = knob(None, "STFT hop in ms, instead of hop_length", "spectrogram")
+    win_length: int | None = knob(2205, "STFT window in samples (2205 = 50 ms at 44.1 kHz)", "spectrogram")
+    win_length_ms: float | None = knob(None, "STFT window in ms, instead of win_length", "spectrogram")
     n_mels: int = knob(224, "number of mel bands (spectrogram height)", "spectrogram")
     f_min: float = knob(0.0, "lowest mel frequency (Hz)", "spectrogram")
     f_max: float = knob(18000.0, "highest mel frequency (Hz), at most sample_rate/2", "spectrogram")
-    stacked_win_lengths: Optional[list[int]] = knob(
+    stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram")
     normalize: Literal["none", "sample", "global", "imagenet"] = knob(

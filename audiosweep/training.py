@@ -41,13 +41,23 @@ def resolve_precision(cfg: Config, device: torch.device) -> str:
 
 
 class TensorLoader(DataLoader):
-    """Batches sliced from tensors already on the device: one index gather per batch, no per-item Python."""
+    """Batches gathered from whole-dataset tensors: one index gather per batch, no per-item Python.
+
+    ``x`` holds every clip; the loader serves the rows ``idx`` (all rows if None) to ``device`` (default:
+    ``x.device``). ``x`` normally lives on that device; when it lives in (pinned) host memory and ``device`` is a
+    GPU, each batch is gathered into pinned memory and sent with ``non_blocking=True``. ``y`` is indexed like
+    ``x``.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, shuffle: bool = False, drop_last: bool = False,
-                 seed: int = 0, channels_last: bool = False, **kwargs):
-        super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(x), device=x.device,
+                 seed: int = 0, channels_last: bool = False, idx: torch.Tensor | None = None,
+                 device: torch.device | str | None = None, **kwargs):
+        device = x.device if device is None else torch.device(device)
+        idx = torch.arange(len(x)) if idx is None else idx
+        super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(idx), device=device,
                          indexed=True, **kwargs)
-        self.x, self.y, self.seed, self.channels_last = x, y, seed, channels_last
+        self.x, self.y, self.idx = x, y.to(device), idx.to(x.device)
+        self.seed, self.channels_last = seed, channels_last
         self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -56,28 +66,43 @@ class TensorLoader(DataLoader):
     def __iter__(self):
         self.before_iter()
         order = torch.randperm(self.n, generator=self.gen) if self.shuffle else torch.arange(self.n)
-        order = order.to(self.x.device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        rows = self.idx[order.to(self.idx.device)]
+        device = torch.device(self.device)
+        y, rows_y = self.y.to(device), rows.to(device)
         for i in range(len(self)):
-            idx = order[i * self.bs:(i + 1) * self.bs]
-            yield self.after_batch((self.x[idx].float().contiguous(memory_format=fmt), self.y[idx]))
+            sl = slice(i * self.bs, (i + 1) * self.bs)
+            yield self.after_batch((self.gather(rows[sl], device), y[rows_y[sl]]))
         self.after_iter()
+
+    def gather(self, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The float32 batch ``x[rows]`` on ``device`` (channels-last if asked)."""
+        if self.x.device == device:
+            xb = self.x[rows]
+        elif self.x.device.type == "cpu" and device.type == "cuda":
+            xb = torch.empty((len(rows), *self.x.shape[1:]), dtype=self.x.dtype, pin_memory=True)
+            xb = torch.index_select(self.x, 0, rows, out=xb).to(device, non_blocking=True)
+        else:
+            xb = self.x[rows].to(device)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return xb.float().contiguous(memory_format=fmt)
 
     def new(self, shuffle: bool | None = None, drop_last: bool | None = None, **kwargs) -> TensorLoader:
         return TensorLoader(self.x, self.y, self.bs, self.shuffle if shuffle is None else shuffle,
-                            self.drop_last if drop_last is None else drop_last, self.seed, self.channels_last)
+                            self.drop_last if drop_last is None else drop_last, self.seed, self.channels_last,
+                            idx=self.idx, device=self.device)
 
 
 def make_dls(feats: torch.Tensor, targets: torch.Tensor, train_idx: torch.Tensor, valid_idx: torch.Tensor,
-             cfg: Config, channels_last: bool = False) -> DataLoaders:
-    dev = feats.device
-    y = targets.to(dev)
-    tr, va = train_idx.to(dev), valid_idx.to(dev)
+             cfg: Config, channels_last: bool = False, device: torch.device | str | None = None) -> DataLoaders:
+    """Training (shuffled) and validation loaders over ``feats`` without copying it; batches go to ``device``
+    (default: ``feats.device``; pass the GPU when ``feats`` were left in pinned host memory)."""
+    dev = feats.device if device is None else torch.device(device)
     # Drop a last batch of one clip: BatchNorm cannot train on it.
-    drop_last = len(tr) % cfg.batch_size == 1
-    train = TensorLoader(feats[tr], y[tr], cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.trial_num,
-                         channels_last=channels_last)
-    valid = TensorLoader(feats[va], y[va], cfg.batch_size * 2, channels_last=channels_last)
+    drop_last = len(train_idx) % cfg.batch_size == 1
+    train = TensorLoader(feats, targets, cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.trial_num,
+                         channels_last=channels_last, idx=train_idx, device=dev)
+    valid = TensorLoader(feats, targets, cfg.batch_size * 2, channels_last=channels_last, idx=valid_idx,
+                         device=dev)
     return DataLoaders(train, valid, device=dev)
 
 
@@ -145,7 +170,10 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     elif precision == "fp16":
         learn.to_fp16()
     if cfg.compile:
-        learn.model.compile()
+        # Not ``model.compile()``: for modules whose forward lives in torch.nn (our nn.Sequential models) it
+        # captures no graph and silently runs eagerly (pytorch/pytorch#150915). Compiling the bound forward keeps
+        # the module itself, so fastai's parameter-group splitters still index it.
+        learn.model.forward = torch.compile(learn.model.forward)
     return learn
 
 
