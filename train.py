@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     from audiosweep.training import History, build_learner, fit, make_dls, resolve_device, wandb_callback
 
     run_id = results.new_run_id()
-    run, cfg = tracking.start(cfg, run_id)
+    try:
+        run, cfg = tracking.start(cfg, run_id)  # a sweep's wandb.config may change cfg: validated again
+    except ConfigError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 2
     run_id = run.id if run is not None else run_id
     out = Path(cfg.results_dir) / f"{run_id}.json"
     t0, history, summary, env, classes = time.time(), History(), {}, {"device": None}, None
