@@ -295,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         group = groups.setdefault(f.metadata["group"], p.add_argument_group(f.metadata["group"]))
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         choices = f"; one of: {', '.join(f.metadata['choices']())}" if "choices" in f.metadata else ""
-        group.add_argument(f"--{name}", metavar=_type_name(TYPES[name]).upper() if "|" not in
-                           _type_name(TYPES[name]) else "{" + _type_name(TYPES[name]) + "}",
+        kind = _type_name(TYPES[name])
+        flag = {"nargs": "?", "const": "true"} if TYPES[name] is bool else {}  # `--esc10` alone means true
+        group.add_argument(f"--{name}", metavar="{" + kind + "}" if "|" in kind else kind.upper(), **flag,
                            help=f"{f.metadata['help']}{choices} (default: {default})")
     return p
 

@@ -28,6 +28,13 @@ def test_both_cli_forms_and_types():
     assert set(explicit) == {"n_mels", "arch", "mix_up", "pretrained", "stacked_win_lengths", "f_max"}
 
 
+def test_bool_keys_work_as_bare_flags():
+    cfg, _ = parse_args(["--allow_missing", "--split", "stratified", "--esc10", "--pretrained", "false"])
+    assert cfg.allow_missing is True and cfg.esc10 is True and cfg.pretrained is False
+    assert cfg.split == "stratified"
+    assert parse_args(["--compile"])[0].compile is True
+
+
 def test_yaml_then_cli_layering(tmp_path):
     f = tmp_path / "exp.yaml"
     f.write_text("n_mels: 128\nbatch_size: 32\nhop_length_ms: 10\n")
