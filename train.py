@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from audiosweep.config import ConfigError, parse_args
@@ -19,6 +20,7 @@ from audiosweep.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cfg, _ = parse_args(argv)
     except ConfigError as e:
