@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {"accuracy": acc, "best_accuracy": max(accs, default=acc),
                    "train_loss": history.rows[-1]["train_loss"], "valid_loss": history.rows[-1]["valid_loss"],
                    "epochs": len(history.rows), "n_train": len(data.train_idx), "n_valid": len(data.valid_idx),
-                   "feature_s": round(feature_s, 3), "norm_stats": stats}
+                   "feature_s": round(feature_s, 3), "norm_stats": stats, "pretrained_weights": learn.pretrained_body}
         status = "finished"
         print(f"validation accuracy: {acc:.4f} (best {summary['best_accuracy']:.4f})")
     except BaseException as e:
