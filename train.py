@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, history, summary, env, classes = time.time(), History(), {}, {"device": None}, None
     status, error = "failed", None
     try:
-        set_seed(cfg.trial_num, reproducible=True)
         device = resolve_device(cfg)
+        set_seed(cfg.trial_num, reproducible=device.type == "cpu")  # GPU: cuDNN autotuning, not bit-identical
         env = results.environment(str(device))
         data = prepare_data(cfg)  # validated, decoded once, cached, split
         env["dataset_fingerprint"], classes = data.fingerprint, data.classes
