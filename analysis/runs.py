@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from audiosweep.config import FIELDS, ConfigError, coerce
-from audiosweep.results import NON_IDENTITY_KEYS, load_record
+from audiosweep.results import NON_IDENTITY_KEYS, check_record, read_json
 
 METRICS = ["accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s"]
 HISTORY_KEYS = ["epoch", "train_loss", "valid_loss", "accuracy"]
@@ -117,13 +117,9 @@ def record_files(root: Path) -> list[Path]:
     return files
 
 
-def _looks_like_record(path: Path) -> bool:
-    """False for valid JSON objects with none of a record's keys (e.g. a sweep runner's state file)."""
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return True  # unreadable: let load_record report it
-    return not isinstance(obj, dict) or bool(RECORD_KEYS & obj.keys())
+def _is_other_json(obj: Any) -> bool:
+    """True for JSON objects with none of a record's keys (e.g. a sweep runner's state file)."""
+    return isinstance(obj, dict) and not RECORD_KEYS & obj.keys()
 
 
 def sweep_name(root: Path, path: Path) -> str:
@@ -138,11 +134,12 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
         raise SourceError(f"{root}: no such folder (give a folder of result records, or wandb:ENTITY/PROJECT)")
     rows, skipped, bad = [], [], []
     for path in record_files(root):
-        if not _looks_like_record(path):
-            skipped.append(path)
-            continue
         try:
-            rec = load_record(path)
+            rec = read_json(path)  # each file is read once
+            if _is_other_json(rec):
+                skipped.append(path)
+                continue
+            check_record(rec, path)
         except ValueError as e:
             if not skip_bad:
                 raise SourceError(f"{e}\n  fix or remove that file, or pass --skip-bad to leave it out") from e

@@ -87,13 +87,23 @@ def make_record(config: dict[str, Any], run_id: str, status: str, history: list[
             "error": error, "config": config, "history": history, "summary": summary, "env": env, **extra}
 
 
-def load_record(path: Path) -> dict[str, Any]:
-    """Read one record, failing with the file's name when it is not a valid record."""
+def read_json(path: Path) -> Any:
     try:
-        rec = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable result record ({e})") from e
+
+
+def check_record(rec: Any, path: Path) -> dict[str, Any]:
+    """``rec`` when it has a record's keys, else a ValueError naming ``path``."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: not a result record (a JSON {type(rec).__name__}, not an object)")
     missing = [k for k in ("config", "history", "summary", "status") if k not in rec]
     if missing:
         raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
     return rec
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    """Read one record, failing with the file's name when it is not a valid record."""
+    return check_record(read_json(path), path)
