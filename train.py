@@ -13,7 +13,6 @@ import sys
 import time
 import traceback
 import warnings
-from pathlib import Path
 
 from audiosweep.config import ConfigError, parse_args
 from audiosweep.errors import UserError
@@ -27,13 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
 
-    import torch
     from fastai.torch_core import set_seed
 
     from audiosweep import results, tracking
     from audiosweep.data import prepare_data
     from audiosweep.features import compute_features, normalize
-    from audiosweep.training import History, build_learner, fit, make_dls, resolve_device, wandb_callback
+    from audiosweep.training import History, build_learner, feature_dtype, fit, make_dls, resolve_device, wandb_callback
 
     run_id = results.new_run_id()
     try:
@@ -42,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
     run_id = run.id if run is not None else run_id
-    out = Path(cfg.results_dir) / f"{run_id}.json"
-    t0, history, summary, env, classes = time.time(), History(), {}, {"device": None}, None
+    files = results.RunFiles.of(cfg.results_dir, run_id)
+    t0, history, summary, env, classes = time.time(), History(), results.Summary(), {"device": None}, None
     status, error = "failed", None
     try:
         device = resolve_device(cfg)
@@ -52,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         data = prepare_data(cfg)  # validated, decoded once, cached, split
         env["dataset_fingerprint"], classes = data.fingerprint, data.classes
         t_feat = time.time()
-        store = torch.float16 if device.type == "cuda" and cfg.precision != "fp32" else torch.float32
-        feats = compute_features(data.waveforms, cfg, device, out_dtype=store)
+        feats = compute_features(data.waveforms, cfg, device, out_dtype=feature_dtype(cfg, device))
         feats, stats = normalize(feats, cfg.normalize, data.train_idx)
         feature_s = time.time() - t_feat
         print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
@@ -66,26 +63,27 @@ def main(argv: list[str] | None = None) -> int:
         fit(learn, cfg)
         probs, targets = learn.get_preds(ds_idx=1)
         acc = (probs.argmax(1) == targets).float().mean().item()
-        results.save_predictions(out.with_suffix(".preds.npz"), probs.float().numpy(), targets.numpy(),
-                                 data.classes, data.meta.filename.iloc[data.valid_idx.numpy()].tolist())
+        results.save_predictions(files.preds, probs.float().numpy(), targets.numpy(), data.classes,
+                                 data.meta.filename.iloc[data.valid_idx.numpy()].tolist())
         accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
-        summary = {"accuracy": acc, "best_accuracy": max(accs, default=acc),
-                   "train_loss": history.rows[-1]["train_loss"], "valid_loss": history.rows[-1]["valid_loss"],
-                   "epochs": len(history.rows), "n_train": len(data.train_idx), "n_valid": len(data.valid_idx),
-                   "feature_s": round(feature_s, 3), "norm_stats": stats, "pretrained_weights": learn.pretrained_body}
+        summary = results.Summary(
+            accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=history.rows[-1]["train_loss"],
+            valid_loss=history.rows[-1]["valid_loss"], epochs=len(history.rows), n_train=len(data.train_idx),
+            n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
+            pretrained_weights=learn.pretrained_body)
         status = "finished"
-        print(f"validation accuracy: {acc:.4f} (best {summary['best_accuracy']:.4f})")
+        print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f})")
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
         if not isinstance(e, UserError):
             traceback.print_exc()
         print(f"train.py: run failed: {error}", file=sys.stderr)
     finally:
-        summary["wall_time_s"] = round(time.time() - t0, 3)
-        record = results.make_record(cfg.to_dict(), run_id, status, history.rows, summary, env, error,
+        summary.wall_time_s = round(time.time() - t0, 3)
+        record = results.make_record(cfg.effective_dict(), run_id, status, history.rows, summary, env, error,
                                      classes=classes)
-        results.write_json_atomic(out, record)
-        print(f"result record: {out} ({status})")
+        results.write_json_atomic(files.record, record)
+        print(f"result record: {files.record} ({status})")
         tracking.finish(run, summary, failed=status != "finished")
     return 0 if status == "finished" else 1
 

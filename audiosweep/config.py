@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -23,10 +24,46 @@ import yaml
 DEFAULT_ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
 
 
-def knob(default: Any, help: str, group: str, **extra: Any) -> Any:
-    """A config field with its one-line meaning and help group."""
+# What a knob is to the rest of the toolkit (its ``role`` metadata):
+SETTING = "setting"  # what a run computes: part of its identity, compared by analysis
+REPLICATE = "replicate"  # which repeat of a setting (seed, validation fold): identity, but pooled by analysis
+ENVIRONMENT = "environment"  # where things live and how the run executes: not part of its identity
+ROLES = (SETTING, REPLICATE, ENVIRONMENT)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An interval of allowed values; ``None`` is unbounded. Infinite and NaN numbers are never inside."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        lo_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return lo_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if not (self.low_open or self.high_open):
+            return f"in {self.low:g}..{self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE, NON_NEGATIVE = Bounds(0, low_open=True), Bounds(0)
+
+
+def knob(default: Any, help: str, group: str, *, role: str = SETTING, label: str | None = None,
+         unit: str | None = None, bounds: Bounds | None = None, **extra: Any) -> Any:
+    """A config field with its one-line meaning, ``--help`` group, role, axis label, unit and bounds."""
+    assert role in ROLES, role
     kind = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return field(metadata={"help": help, "group": group, **extra}, **kind)
+    meta = {"help": help, "group": group, "role": role, "label": label, "unit": unit, "bounds": bounds, **extra}
+    return field(metadata=meta, **kind)
 
 
 @dataclass
@@ -34,53 +71,73 @@ class Config:
     """Every knob of a run. Defaults are the report's best settings (ResNet-18 on ESC-50)."""
 
     # spectrogram
-    sample_rate: int = knob(44100, "audio is resampled to this rate (Hz)", "spectrogram")
-    n_fft: int = knob(4096, "FFT size in samples", "spectrogram")
-    hop_length: int | None = knob(308, "STFT hop in samples (308 = 7 ms at 44.1 kHz)", "spectrogram")
-    hop_length_ms: float | None = knob(None, "STFT hop in ms, instead of hop_length", "spectrogram")
-    win_length: int | None = knob(2205, "STFT window in samples (2205 = 50 ms at 44.1 kHz)", "spectrogram")
-    win_length_ms: float | None = knob(None, "STFT window in ms, instead of win_length", "spectrogram")
-    n_mels: int = knob(224, "number of mel bands (spectrogram height)", "spectrogram")
-    f_min: float = knob(0.0, "lowest mel frequency (Hz)", "spectrogram")
-    f_max: float = knob(18000.0, "highest mel frequency (Hz), at most sample_rate/2", "spectrogram")
+    sample_rate: int = knob(44100, "audio is resampled to this rate (Hz)", "spectrogram", label="sample rate",
+                            unit="Hz", bounds=POSITIVE)
+    n_fft: int = knob(4096, "FFT size in samples", "spectrogram", label="FFT size", unit="samples", bounds=POSITIVE)
+    hop_length: int | None = knob(308, "STFT hop in samples (308 = 7 ms at 44.1 kHz)", "spectrogram",
+                                  label="STFT hop", unit="samples", bounds=POSITIVE)
+    hop_length_ms: float | None = knob(None, "STFT hop in ms, instead of hop_length", "spectrogram",
+                                       label="STFT hop", unit="ms", bounds=POSITIVE)
+    win_length: int | None = knob(2205, "STFT window in samples (2205 = 50 ms at 44.1 kHz)", "spectrogram",
+                                  label="STFT window", unit="samples", bounds=POSITIVE)
+    win_length_ms: float | None = knob(None, "STFT window in ms, instead of win_length", "spectrogram",
+                                       label="STFT window", unit="ms", bounds=POSITIVE)
+    n_mels: int = knob(224, "number of mel bands (spectrogram height)", "spectrogram", label="mel bands",
+                       bounds=POSITIVE)
+    f_min: float = knob(0.0, "lowest mel frequency (Hz)", "spectrogram", label="lowest mel frequency", unit="Hz",
+                        bounds=NON_NEGATIVE)
+    f_max: float = knob(18000.0, "highest mel frequency (Hz), at most sample_rate/2", "spectrogram",
+                        label="highest mel frequency", unit="Hz", bounds=POSITIVE)
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
-        "spectrogram")
+        "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
     normalize: Literal["none", "sample", "global", "imagenet"] = knob(
-        "global", "none | sample (per clip) | global (training-split mean/std) | imagenet", "spectrogram")
+        "global", "none | sample (per clip) | global (training-split mean/std) | imagenet", "spectrogram",
+        label="normalisation")
     # model
-    arch: str = knob("resnet18", "model architecture", "model", choices=lambda: list(_archs()))
-    pretrained: bool = knob(True, "start from ImageNet weights (torchvision archs)", "model")
+    arch: str = knob("resnet18", "model architecture", "model", label="architecture", choices=lambda: list(_archs()))
+    pretrained: bool = knob(True, "start from ImageNet weights (torchvision archs; recorded false for others)",
+                            "model", label="pretrained weights")
     # training
-    n_epochs: int = knob(80, "epochs after the frozen ones", "training")
-    batch_size: int = knob(64, "clips per batch", "training")
-    learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training")
-    mix_up: float = knob(0.1, "MixUp alpha (0 = off)", "training")
-    freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first", "training")
+    n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
+    batch_size: int = knob(64, "clips per batch", "training", label="batch size", unit="clips", bounds=POSITIVE)
+    learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training",
+                                label="peak learning rate", bounds=POSITIVE)
+    mix_up: float = knob(0.1, "MixUp alpha (0 = off)", "training", label="MixUp alpha", bounds=NON_NEGATIVE)
+    freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first (recorded 0 when the "
+                                 "model starts without pretrained weights)", "training", label="frozen epochs",
+                              bounds=NON_NEGATIVE)
     precision: Literal["auto", "fp32", "fp16", "bf16"] = knob(
-        "auto", "auto = bf16 (or fp16) on GPU, fp32 on CPU", "training")
-    compile: bool = knob(False, "torch.compile the model", "training")
-    device: str = knob("auto", "auto | cpu | cuda | cuda:N", "training")
-    num_workers: int = knob(4, "threads decoding audio when the waveform cache is built", "training")
+        "auto", "auto = bf16 (or fp16) on GPU, fp32 on CPU", "training", label="precision")
+    compile: bool = knob(False, "torch.compile the model", "training", label="torch.compile")
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N", "training", role=ENVIRONMENT)
+    num_workers: int = knob(4, "threads decoding audio when the waveform cache is built", "training",
+                            role=ENVIRONMENT, bounds=NON_NEGATIVE)
     # data
-    dataset: Literal["esc50"] = knob("esc50", "dataset name", "data")
+    dataset: Literal["esc50"] = knob("esc50", "dataset name", "data", label="dataset")
     data_dir: str = knob("data/ESC-50", "dataset root (holds meta/esc50.csv and audio/); downloaded if absent",
-                         "data")
-    download_url: str = knob(DEFAULT_ESC50_URL, "where the dataset archive is downloaded from", "data")
-    cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data")
+                         "data", role=ENVIRONMENT)
+    download_url: str = knob(DEFAULT_ESC50_URL, "where the dataset archive is downloaded from", "data",
+                             role=ENVIRONMENT)
+    cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
+                          role=ENVIRONMENT)
     split: Literal["official", "stratified"] = knob(
         "official", "official (validate on `fold`) | stratified (valid_pct per class, grouped by src_file)",
-        "data")
-    fold: int = knob(1, "validation fold of the official split (1..5)", "data")
-    valid_pct: float = knob(0.2, "validation share of the stratified split", "data")
-    trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data")
-    esc10: bool = knob(False, "use the ESC-10 subset (10 classes) only", "data")
-    allow_missing: bool = knob(False, "use the listed clips that are present and valid instead of failing", "data")
+        "data", label="split")
+    fold: int = knob(1, "validation fold of the official split (1..5)", "data", role=REPLICATE,
+                     label="validation fold", bounds=Bounds(1, 5))
+    valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
+                            bounds=Bounds(0, 1, low_open=True, high_open=True))
+    trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
+                          label="trial")
+    esc10: bool = knob(False, "use the ESC-10 subset (10 classes) only", "data", label="ESC-10 subset")
+    allow_missing: bool = knob(False, "use the listed clips that are present and valid instead of failing", "data",
+                               label="allow missing clips")
     # logging
-    project: str = knob("audiosweep-esc50", "W&B project", "logging")
+    project: str = knob("audiosweep-esc50", "W&B project", "logging", role=ENVIRONMENT)
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
-        "auto", "auto = online with W&B credentials, else offline", "logging")
-    results_dir: str = knob("results", "folder for this run's result record", "logging")
+        "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
+    results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
 
     @property
     def win_lengths(self) -> list[int]:
@@ -98,7 +155,12 @@ class Config:
         return len(self.win_lengths)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every key as given (what a later layer builds on)."""
         return dataclasses.asdict(self)
+
+    def effective_dict(self) -> dict[str, Any]:
+        """Every key as the run uses it (what records, W&B and a run's identity hold): see :func:`effective`."""
+        return effective(self.to_dict())
 
 
 class ConfigError(ValueError):
@@ -110,6 +172,27 @@ TYPES = typing.get_type_hints(Config)
 # Pairs of keys giving one quantity in two units: a layer that sets one form drops the other.
 ALTERNATIVE_FORMS = {"hop_length": "hop_length_ms", "win_length": "win_length_ms"}
 ALTERNATIVE_FORMS.update({v: k for k, v in ALTERNATIVE_FORMS.items()})
+
+
+def keys_with_role(*roles: str) -> list[str]:
+    """Config keys (in Config order) whose role is one of ``roles``."""
+    return [k for k, f in FIELDS.items() if f.metadata["role"] in roles]
+
+
+def effective(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a config as a dict, possibly from an older record) with every knob that has no effect set to
+    what the run does instead: ``pretrained`` false for architectures without pretrained weights,
+    ``freeze_epochs`` 0 without pretrained weights, no single window when ``stacked_win_lengths`` replaces it.
+    Two configurations that compute the same thing then look the same to records, sweeps and analysis."""
+    out = dict(values)
+    arch = out.get("arch")
+    if out.get("pretrained") and arch in _archs() and not _archs()[arch].pretrainable:
+        out["pretrained"] = False
+    if out.get("pretrained") is False and "freeze_epochs" in out:
+        out["freeze_epochs"] = 0
+    if out.get("stacked_win_lengths"):
+        out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
+    return out
 
 
 def _archs() -> dict:
@@ -222,17 +305,18 @@ def merge(layers: list[dict[str, Any]]) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    """Reject impossible values, naming the keys and the allowed range."""
+    """Reject impossible values, naming the keys and the allowed range (each key's ``bounds``, then the rules
+    that relate keys)."""
     e: list[str] = []
-    positive = ["sample_rate", "n_fft", "n_mels", "n_epochs", "batch_size"]
-    e += [f"{k}: must be > 0, got {getattr(cfg, k)}" for k in positive if getattr(cfg, k) <= 0]
+    for key, f in FIELDS.items():
+        value, bounds = getattr(cfg, key), f.metadata["bounds"]
+        if bounds is not None and value is not None:
+            e += [f"{key}: must be {bounds.describe()}, got {v}" for v in (value if isinstance(value, list) else
+                                                                          [value]) if v not in bounds]
     for samples, ms in (("hop_length", "hop_length_ms"), ("win_length", "win_length_ms")):
-        a, b = getattr(cfg, samples), getattr(cfg, ms)
-        if a is None and b is None and not (samples == "win_length" and cfg.stacked_win_lengths):
+        if getattr(cfg, samples) is None and getattr(cfg, ms) is None and not (
+                samples == "win_length" and cfg.stacked_win_lengths):
             e.append(f"{samples} / {ms}: give one of them")
-        for k, v in ((samples, a), (ms, b)):
-            if v is not None and v <= 0:
-                e.append(f"{k}: must be > 0, got {v}")
     if not e:
         if cfg.hop_samples < 1:
             e.append(f"hop_length_ms: {cfg.hop_length_ms} ms is less than one sample at {cfg.sample_rate} Hz")
@@ -243,23 +327,15 @@ def validate(cfg: Config) -> None:
                 e.append(f"{win_key} and n_fft: window length {w} must be in 1..n_fft={cfg.n_fft} samples")
         if cfg.n_mels > cfg.n_fft // 2 + 1:
             e.append(f"n_mels and n_fft: n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins")
+        if cfg.f_max > cfg.sample_rate / 2:
+            e.append(f"f_max and sample_rate: f_max={cfg.f_max:g} must be <= sample_rate/2 = "
+                     f"{cfg.sample_rate / 2:g}")
+        if cfg.f_min >= cfg.f_max:
+            e.append(f"f_min and f_max: need f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.f_max:g}")
     if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
         e.append("stacked_win_lengths: give at least one window length, or null")
-    if cfg.f_max > cfg.sample_rate / 2:
-        e.append(f"f_max and sample_rate: f_max={cfg.f_max:g} must be <= sample_rate/2 = {cfg.sample_rate / 2:g}")
-    if not 0 <= cfg.f_min < cfg.f_max:
-        e.append(f"f_min and f_max: need 0 <= f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.f_max:g}")
     if cfg.arch not in _archs():
         e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_archs())}")
-    if not 1 <= cfg.fold <= 5:
-        e.append(f"fold: must be in 1..5, got {cfg.fold}")
-    if not 0 < cfg.valid_pct < 1:
-        e.append(f"valid_pct: must be in (0, 1), got {cfg.valid_pct}")
-    if cfg.learning_rate <= 0:
-        e.append(f"learning_rate: must be > 0, got {cfg.learning_rate}")
-    for k in ("mix_up", "freeze_epochs", "num_workers"):
-        if getattr(cfg, k) < 0:
-            e.append(f"{k}: must be >= 0, got {getattr(cfg, k)}")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):
@@ -302,9 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
-    """Parse the command line; return the validated Config and the explicit CLI layer."""
-    parser = build_parser()
+def parse_known(argv: list[str] | None, parser: argparse.ArgumentParser) -> tuple[Config, dict[str, Any],
+                                                                          dict[str, Any]]:
+    """Parse the command line with ``parser`` (:func:`build_parser`, perhaps with options of its own added).
+
+    Returns the validated Config, the explicit config layers (``--config FILE`` then the command line: the keys
+    the user set) and the values of the parser's other options. Unknown options are a ConfigError.
+    """
     ns, rest = parser.parse_known_args(argv)
     errors = []
     for arg in rest:
@@ -314,9 +394,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
             errors.append(f"unexpected argument {arg!r}: options are --key value or --key=value")
     if errors:
         raise ConfigError(_format(errors))
-    explicit = vars(ns)
-    file_layer = load_yaml(explicit.pop("config")) if "config" in explicit else {}
-    return merge([file_layer, explicit]), explicit
+    given = vars(ns)
+    explicit = {k: given.pop(k) for k in list(given) if k in FIELDS}
+    extras = {k: v for k, v in given.items() if k != "config"}
+    file_layer = load_yaml(given["config"]) if "config" in given else {}
+    return merge([file_layer, explicit]), {**file_layer, **explicit}, extras
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Parse train.py's command line; return the validated Config and the keys the user set."""
+    cfg, explicit, _ = parse_known(argv, build_parser())
+    return cfg, explicit
 
 
 def overlay(cfg: Config, layer: dict[str, Any]) -> Config:

@@ -1,9 +1,12 @@
 """Model registry: one name -> one builder (timm style).
 
 A builder takes ``(n_in, n_out, pretrained)`` and returns an :class:`Arch`: the model and, for models with a
-pretrained body, fastai's parameter-group splitter. Torchvision architectures are built exactly as fastai's
-``vision_learner`` builds them (ImageNet weights, first convolution adapted to ``n_in`` spectrogram channels,
-fastai head), minus its input ``Normalize``: our spectrograms arrive normalised already.
+pretrained body, fastai's parameter-group splitter. Each entry also says whether pretrained weights exist for
+it (``pretrainable``), which the config reads to record what a run really does.
+
+Torchvision architectures are built exactly as fastai's ``vision_learner`` builds them (ImageNet weights, first
+convolution adapted to ``n_in`` spectrogram channels, fastai head), minus its input ``Normalize``: our
+spectrograms arrive normalised already.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def simple_cnn(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
                               nn.Linear(128, n_out)))
 
 
+@dataclass(frozen=True)
+class ArchEntry:
+    build: Callable[..., Arch]
+    pretrainable: bool  # pretrained weights exist for its body: ``pretrained`` has an effect
+
+
 def _torchvision(name: str) -> Callable[..., Arch]:
     def build(n_in: int, n_out: int, pretrained: bool = True) -> Arch:
         import torchvision.models as tvm
@@ -63,9 +72,9 @@ def _torchvision(name: str) -> Callable[..., Arch]:
     return build
 
 
-ARCHS: dict[str, Callable[..., Arch]] = {"simple_cnn": simple_cnn}
-ARCHS.update({name: _torchvision(name) for name in TORCHVISION_ARCHS})
+ARCHS: dict[str, ArchEntry] = {"simple_cnn": ArchEntry(simple_cnn, pretrainable=False)}
+ARCHS.update({name: ArchEntry(_torchvision(name), pretrainable=True) for name in TORCHVISION_ARCHS})
 
 
 def create_arch(name: str, n_in: int, n_out: int, pretrained: bool) -> Arch:
-    return ARCHS[name](n_in, n_out, pretrained=pretrained)
+    return ARCHS[name].build(n_in, n_out, pretrained=pretrained)

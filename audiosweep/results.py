@@ -1,4 +1,11 @@
-"""Result records: one JSON file per run (written atomically), its validation predictions beside it."""
+"""The record contract: one JSON file per run (written atomically) and the files beside it, the metrics a run
+logs, the schema of its history and summary. Every other module reads these names from here.
+
+    results_dir/<run_id>.json        the record: config, history, summary, env, status, error
+    results_dir/<run_id>.preds.npz   validation probabilities, targets, class names and clip names
+
+Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_DIRS` hold none.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +17,101 @@ import secrets
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
+from .config import ENVIRONMENT, keys_with_role
+
 RECORD_VERSION = 1
-# Keys that change where and how a run is logged, not what it computes.
-NON_IDENTITY_KEYS = {"project", "wandb_mode", "results_dir", "cache_dir", "num_workers"}
+RECORD_SUFFIX = ".json"
+PREDS_SUFFIX = ".preds.npz"
+NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
+REQUIRED_KEYS = ("config", "history", "summary", "status")
+RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
+STATUSES = ("finished", "failed")
+# Keys that say where things live and how a run executes, not what it computes (Config's environment role).
+NON_IDENTITY_KEYS = frozenset(keys_with_role(ENVIRONMENT))
+# Metrics a run logs every epoch (history, W&B) and in its summary, with the direction that means better.
+METRIC_GOALS = {"accuracy": "maximize", "best_accuracy": "maximize", "valid_loss": "minimize",
+                "train_loss": "minimize"}
+EPOCH_METRICS = ("train_loss", "valid_loss", "accuracy")
 PACKAGES = ["torch", "torchvision", "torchaudio", "fastai", "fastcore", "wandb", "numpy", "soundfile"]
 
 
+class HistoryRow(TypedDict):
+    """One training epoch; ``epoch`` counts from 1 across the frozen and unfrozen phases."""
+
+    epoch: int
+    train_loss: float | None
+    valid_loss: float | None
+    accuracy: float | None
+    time_s: float
+
+
+HISTORY_KEYS = tuple(HistoryRow.__annotations__)
+
+
+@dataclass
+class Summary:
+    """A run's final numbers; a failed run has only ``wall_time_s`` (and what it reached before failing)."""
+
+    accuracy: float | None = None  # validation accuracy after the last epoch
+    best_accuracy: float | None = None  # best validation accuracy of any epoch
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    epochs: int | None = None
+    n_train: int | None = None
+    n_valid: int | None = None
+    feature_s: float | None = None  # seconds to compute and normalise the features
+    norm_stats: dict | None = None  # normalisation statistics the model was trained with
+    pretrained_weights: bool | None = None  # the body started from pretrained weights
+    wall_time_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Summary values analysis tabulates as numbers.
+SUMMARY_METRICS = ("accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one run's files live: its record and, beside it, its predictions."""
+
+    record: Path
+
+    @classmethod
+    def of(cls, results_dir: str | os.PathLike, run_id: str) -> RunFiles:
+        return cls(Path(results_dir) / f"{run_id}{RECORD_SUFFIX}")
+
+    @property
+    def run_id(self) -> str:
+        return self.record.name.removesuffix(RECORD_SUFFIX)
+
+    @property
+    def preds(self) -> Path:
+        return self.record.with_name(self.run_id + PREDS_SUFFIX)
+
+
+def record_files(root: Path, recursive: bool = True) -> list[Path]:
+    """Candidate record files under ``root``: ``*.json`` outside hidden (temporary) files and the folders that
+    hold no records."""
+    files = []
+    for path in sorted(root.rglob(f"*{RECORD_SUFFIX}") if recursive else root.glob(f"*{RECORD_SUFFIX}")):
+        parts = path.relative_to(root).parts
+        if not (NON_RECORD_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts)):
+            files.append(path)
+    return files
+
+
 def config_id(config: dict[str, Any]) -> str:
-    """Identity of a run's configuration, independent of key order and of logging-only keys."""
+    """Identity of a run's configuration (as recorded: effective values), independent of key order and of
+    the keys that say where things live."""
     core = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
     return hashlib.sha1(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -81,10 +169,12 @@ def environment(device: str | None = None, dataset_fingerprint: str | None = Non
     return env
 
 
-def make_record(config: dict[str, Any], run_id: str, status: str, history: list[dict], summary: dict,
+def make_record(config: dict[str, Any], run_id: str, status: str, history: list[HistoryRow], summary: Summary,
                 env: dict, error: str | None = None, **extra: Any) -> dict[str, Any]:
+    assert status in STATUSES, status
     return {"record_version": RECORD_VERSION, "run_id": run_id, "config_id": config_id(config), "status": status,
-            "error": error, "config": config, "history": history, "summary": summary, "env": env, **extra}
+            "error": error, "config": config, "history": history, "summary": summary.to_dict(), "env": env,
+            **extra}
 
 
 def read_json(path: Path) -> Any:
@@ -98,7 +188,7 @@ def check_record(rec: Any, path: Path) -> dict[str, Any]:
     """``rec`` when it has a record's keys, else a ValueError naming ``path``."""
     if not isinstance(rec, dict):
         raise ValueError(f"{path}: not a result record (a JSON {type(rec).__name__}, not an object)")
-    missing = [k for k in ("config", "history", "summary", "status") if k not in rec]
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
         raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
     return rec

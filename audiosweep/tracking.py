@@ -5,10 +5,10 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 from .config import FIELDS, Config, overlay
+from .results import Summary
 
 
 def has_wandb_credentials() -> bool:
@@ -35,18 +35,18 @@ def start(cfg: Config, run_id: str):
     import wandb
 
     Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=cfg.project, config=cfg.to_dict(), mode=mode, dir=cfg.results_dir,
+    run = wandb.init(project=cfg.project, config=cfg.effective_dict(), mode=mode, dir=cfg.results_dir,
                      id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous")
-    current = cfg.to_dict()
+    current = cfg.effective_dict()
     layer = {k: v for k, v in dict(run.config).items() if k in FIELDS and v != current[k]}
     if layer:
         cfg = overlay(cfg, layer)
-        run.config.update(cfg.to_dict(), allow_val_change=True)
+        run.config.update(cfg.effective_dict(), allow_val_change=True)
     return run, cfg
 
 
-def finish(run, summary: dict[str, Any], failed: bool) -> None:
+def finish(run, summary: Summary, failed: bool) -> None:
     if run is None:
         return
-    run.summary.update(summary)
+    run.summary.update(summary.to_dict())
     run.finish(exit_code=1 if failed else 0)

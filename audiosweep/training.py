@@ -17,10 +17,12 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.torch_core import trainable_params
+from torch import nn
 
 from .config import Config
 from .errors import UserError
 from .models import create_arch
+from .results import HistoryRow
 
 
 def resolve_device(cfg: Config) -> torch.device:
@@ -38,6 +40,23 @@ def resolve_precision(cfg: Config, device: torch.device) -> str:
     if cfg.precision == "auto":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return cfg.precision
+
+
+def feature_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    """How resident features are stored: float16 on a GPU (half the memory; batches are cast to float32 when
+    gathered) unless the run asks for fp32, float32 on the CPU."""
+    return torch.float16 if device.type == "cuda" and cfg.precision != "fp32" else torch.float32
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile`` the model's forward in place and return the model.
+
+    Not ``model.compile()``: for modules whose forward lives in torch.nn (our nn.Sequential models) it captures
+    no graph and silently runs eagerly (pytorch/pytorch#150915). Compiling the bound forward keeps the module
+    itself, so fastai's parameter-group splitters still index it.
+    """
+    model.forward = torch.compile(model.forward)
+    return model
 
 
 class TensorLoader(DataLoader):
@@ -107,16 +126,19 @@ def make_dls(feats: torch.Tensor, targets: torch.Tensor, train_idx: torch.Tensor
 
 
 class History(Callback):
-    """Keeps ``epoch, train_loss, valid_loss, accuracy, time_s`` of every training epoch (across both phases
-    of ``fine_tune``), read after fastai's Recorder. Validation-only passes (``get_preds``) are skipped."""
+    """Keeps a :class:`~audiosweep.results.HistoryRow` of every training epoch (across both phases of
+    ``fine_tune``), read after fastai's Recorder; validation-only passes (``get_preds``) are skipped. Epochs
+    count from 1 across the phases, as in the record, W&B and the plots, and so does fastai's printed table:
+    the Recorder's 0-based, per-phase epoch is replaced before the table row is written."""
 
-    order = 60
+    order = 60  # after the Recorder (50): its before_epoch has reset the log whose epoch we set
 
     def __init__(self):
-        self.rows: list[dict] = []
+        self.rows: list[HistoryRow] = []
 
     def before_epoch(self):
         self.t0, self.trained = time.perf_counter(), False
+        self.recorder.log[0] = len(self.rows) + 1
 
     def before_train(self):
         self.trained = True
@@ -126,9 +148,9 @@ class History(Callback):
             return
         names = [n for n in self.recorder.metric_names if n != "epoch"]
         vals = dict(zip(names, self.recorder.log[1:]))
-        self.rows.append({"epoch": len(self.rows) + 1, "train_loss": _num(vals.get("train_loss")),
-                          "valid_loss": _num(vals.get("valid_loss")), "accuracy": _num(vals.get("accuracy")),
-                          "time_s": round(time.perf_counter() - self.t0, 3)})
+        self.rows.append(HistoryRow(epoch=len(self.rows) + 1, train_loss=_num(vals.get("train_loss")),
+                                    valid_loss=_num(vals.get("valid_loss")), accuracy=_num(vals.get("accuracy")),
+                                    time_s=round(time.perf_counter() - self.t0, 3)))
 
 
 def wandb_callback() -> Callback:
@@ -170,10 +192,7 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     elif precision == "fp16":
         learn.to_fp16()
     if cfg.compile:
-        # Not ``model.compile()``: for modules whose forward lives in torch.nn (our nn.Sequential models) it
-        # captures no graph and silently runs eagerly (pytorch/pytorch#150915). Compiling the bound forward keeps
-        # the module itself, so fastai's parameter-group splitters still index it.
-        learn.model.forward = torch.compile(learn.model.forward)
+        compile_model(learn.model)
     return learn
 
 

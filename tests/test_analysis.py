@@ -17,7 +17,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from analysis import plots, report, runs, summarize
 from audiosweep.config import FIELDS, Config
-from audiosweep.results import make_record, save_predictions, write_json_atomic
+from audiosweep.results import Summary, make_record, save_predictions, write_json_atomic
 from tests.conftest import REPO, TINY
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -31,9 +31,9 @@ def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 
     history = [] if acc is None else [
         {"epoch": 1, "train_loss": 2.0, "valid_loss": valid_loss + 0.5, "accuracy": acc - 0.1, "time_s": 1.0},
         {"epoch": 2, "train_loss": 1.5, "valid_loss": valid_loss, "accuracy": acc, "time_s": 1.0}]
-    summary = {"wall_time_s": 3.5} if acc is None else {
-        "accuracy": acc, "best_accuracy": acc, "train_loss": 1.5, "valid_loss": valid_loss, "epochs": 2,
-        "n_train": 80, "n_valid": 20, "wall_time_s": 3.5}
+    summary = Summary(wall_time_s=3.5) if acc is None else Summary(
+        accuracy=acc, best_accuracy=acc, train_loss=1.5, valid_loss=valid_loss, epochs=2, n_train=80, n_valid=20,
+        wall_time_s=3.5)
     rec = make_record(cfg, run_id, status, history, summary, {"device": "cpu"},
                       None if status == "finished" else "RuntimeError: boom", classes=CLASSES)
     write_json_atomic(folder / f"{run_id}.json", rec)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from audiosweep.sweep.spec import REPO_ROOT, expand, load_sweep
 
 from audiosweep import results
 from audiosweep.config import parse_args
-from audiosweep.sweep import main
-from audiosweep.sweeps_spec import REPO_ROOT, expand, load_sweep
+from audiosweep.sweep.cli import main
 
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
 TINY = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False, "sample_rate": 16000,
@@ -171,19 +171,17 @@ def test_run_refuses_bayes_and_unbounded_random(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_local_sweep_records_runs_and_reports_a_failing_one(tmp_path, synth):
-    broken = tmp_path / "not-esc50"  # exists, holds no meta/esc50.csv: train.py fails after validating its config
-    broken.mkdir()
-    (broken / "readme.txt").write_text("not a dataset")
-    path = write_sweep(tmp_path / "mixed.yaml", {**TINY, "cache_dir": synth["cache_dir"],
-                                                 "data_dir": {"values": [synth["data_dir"], str(broken)]},
+    # valid_pct 0.01 passes the config's rules but leaves no validation clip: train.py fails on the data
+    path = write_sweep(tmp_path / "mixed.yaml", {**TINY, **synth, "split": "stratified",
+                                                 "valid_pct": {"values": [0.25, 0.01]},
                                                  "n_mels": {"values": [32, 40]}})
     out = run_cli("run", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"))
     assert out.returncode == 1, out.stdout + out.stderr
     recs = records(tmp_path / "res" / "mixed")
     assert Counter(r["status"] for r in recs) == {"finished": 2, "failed": 2}
-    assert all(r["config"]["data_dir"] == synth["data_dir"] for r in recs if r["status"] == "finished")
-    assert all("no meta/esc50.csv" in r["error"] for r in recs if r["status"] == "failed")
-    assert "2 of 4 runs finished" in out.stdout and out.stdout.count("failed: data_dir=") == 2
+    assert all(r["config"]["valid_pct"] == 0.25 for r in recs if r["status"] == "finished")
+    assert all("0 validation clips" in r["error"] for r in recs if r["status"] == "failed")
+    assert "2 of 4 runs finished" in out.stdout and out.stdout.count("failed: n_mels=") == 2
     logs = list((tmp_path / "res" / "mixed" / "logs").glob("*.log"))
     assert len(logs) == 4 and all("train.py --allow_missing=True" in p.read_text() for p in logs)
 
@@ -288,9 +286,9 @@ def test_agents_get_their_gpu_and_ctrl_c(tmp_path):
                     "    sys.exit(0)\n"
                     "signal.signal(signal.SIGINT, stop)\nprint('started', sys.argv[1:], flush=True)\n"
                     "time.sleep(60)\n")
-    code = ("import sys, audiosweep.sweeps_agents as a\n"
+    code = ("import sys, audiosweep.sweep.agents as a\n"
             f"a.wandb_executable = lambda: [sys.executable, {str(fake)!r}]\n"
-            "from audiosweep.sweep import main\n"
+            "from audiosweep.sweep.cli import main\n"
             f"sys.exit(main(['agents', 'abc123', '--gpus', '3,7', '--log-dir', {str(tmp_path / 'logs')!r}]))\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": "3,7"})

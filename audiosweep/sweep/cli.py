@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .sweeps_spec import LOCAL_METHODS, SweepError, count_label, expand, load_sweep
+from ..errors import SweepError
+from .spec import LOCAL_METHODS, count_label, expand, load_sweep
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -37,8 +38,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .sweeps_agents import parse_gpus, visible_gpus
-    from .sweeps_runner import Options, Runner
+    from .agents import parse_gpus, visible_gpus
+    from .runner import Options, Runner
 
     sweep = load_sweep(args.file)
     if sweep.method not in LOCAL_METHODS:
@@ -61,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from .sweeps_agents import parse_gpus, plan_agents, run_agents, visible_gpus
+    from .agents import parse_gpus, plan_agents, run_agents, visible_gpus
 
     agents = plan_agents(args.sweep_id, parse_gpus(args.gpus, visible_gpus(), strict=not args.dry_run), args.count,
                          Path(args.log_dir) if args.log_dir else None)
@@ -138,7 +139,3 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

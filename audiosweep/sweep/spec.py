@@ -19,18 +19,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config import FIELDS, ConfigError, merge, parse_args, unknown_key_message
-from .results import config_id
-from .sweeps_params import GRID_DISTRIBUTIONS, Param, parse_param, value_key
+from ..config import FIELDS, ConfigError, merge, parse_args, unknown_key_message
+from ..errors import SweepError
+from ..results import METRIC_GOALS, config_id
+from .params import GRID_DISTRIBUTIONS, Param, parse_param, value_key
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_KEYS = ("program", "method", "parameters", "metric", "name", "description", "entity", "project",
                   "run_cap", "command", "early_terminate")
 METHODS = ("grid", "random", "bayes")
 LOCAL_METHODS = ("grid", "random")
-# Metrics train.py logs (per epoch and in the run summary), with the direction that means better.
-METRIC_GOALS = {"accuracy": "maximize", "best_accuracy": "maximize", "valid_loss": "minimize",
-                "train_loss": "minimize"}
 METRIC_KEYS = ("name", "goal", "target", "impute", "impute_while_running")
 HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
@@ -39,10 +37,6 @@ ARG_MACROS = ("args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flag
 ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
 CHECK_SAMPLES = 200  # random configurations validated for sweeps without a run bound
 MAX_RANDOM_FAILURES = 20  # invalid random samples after which a sweep is reported invalid
-
-
-class SweepError(ValueError):
-    """An invalid sweep file or request; the message names the file and every problem."""
 
 
 @dataclass(frozen=True)
@@ -240,8 +234,8 @@ def build_command(sweep: Sweep, params: dict[str, Any], args_json_file: Path | N
 def run_config(params: dict[str, Any]) -> dict[str, Any]:
     """The configuration train.py builds from ``--key=value`` arguments: validated by config.merge, then read
     back through train.py's own parser; a value that does not survive the command line is an error."""
-    cfg = merge([params]).to_dict()
-    via_cli = parse_args(render_args(params)["args"])[0].to_dict()
+    cfg = merge([params]).effective_dict()
+    via_cli = parse_args(render_args(params)["args"])[0].effective_dict()
     changed = [k for k in params if via_cli[k] != cfg[k]]
     if changed:
         raise ConfigError("; ".join(f"{k}: {params[k]!r} is passed as --{k}={params[k]} and read back by train.py "

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sweeps_procs import exit_description, spawn, stop_all, tail
-from .sweeps_spec import SweepError
+from ..errors import SweepError
+from .procs import exit_description, spawn, stop_all, tail
 
 SWEEP_ID = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}")
 

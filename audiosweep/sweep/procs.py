@@ -47,13 +47,14 @@ def signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def stop_all(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
-    """SIGTERM each process group, then SIGKILL what is still alive after ``grace`` seconds."""
+def stop_all(procs: list[subprocess.Popen], grace: float = 10.0, hurry: Callable[[], bool] = lambda: False) -> None:
+    """SIGTERM each process group, then SIGKILL what is still alive after ``grace`` seconds (or as soon as
+    ``hurry()`` says so, e.g. on a second Ctrl-C)."""
     for p in procs:
         if p.poll() is None:
             signal_group(p, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
         time.sleep(0.1)
     for p in procs:
         if p.poll() is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import TYPES, ConfigError, coerce
+from ..config import TYPES, ConfigError, coerce
 
 # distribution -> (required keys, optional keys with W&B's defaults)
 DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {

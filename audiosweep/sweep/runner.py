@@ -20,9 +20,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import results
-from .sweeps_procs import exit_description, signal_group, spawn, tail
-from .sweeps_spec import Plan, Run, Sweep, SweepError, build_command, run_config
+from .. import results
+from ..errors import SweepError
+from .procs import exit_description, spawn, stop_all, tail
+from .spec import Plan, Run, Sweep, build_command, run_config
 
 try:
     import fcntl
@@ -59,7 +60,7 @@ class RecordIndex:
         self.problems: list[str] = []
 
     def refresh(self) -> None:
-        for path in sorted(self.folder.glob("*.json")):
+        for path in results.record_files(self.folder, recursive=False):
             if path.name in self.seen:
                 continue
             self.seen.add(path.name)
@@ -217,16 +218,7 @@ class Runner:
 
     def stop_running(self) -> None:
         """SIGTERM every running run's process group; SIGKILL after the grace period or a second signal."""
-        jobs = list(self.running.values())
-        for job in jobs:
-            signal_group(job.proc, signal.SIGTERM)
-        deadline = time.monotonic() + self.opts.grace_s
-        while any(j.proc.poll() is None for j in jobs) and time.monotonic() < deadline and not self.kill_now:
-            time.sleep(0.1)
-        for job in jobs:
-            if job.proc.poll() is None:
-                signal_group(job.proc, signal.SIGKILL)
-            job.proc.wait()
+        stop_all([job.proc for job in self.running.values()], self.opts.grace_s, hurry=lambda: self.kill_now)
 
     def finish(self, job: Job, total: int) -> int:
         """Account for an ended run by the record it wrote (a failed record is written for it if it wrote none);
@@ -260,12 +252,13 @@ class Runner:
     def write_failed_record(self, job: Job, code: int, took: float) -> Path:
         error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
                  f"last log lines: {tail(job.log)}")
-        rec = results.make_record(run_config(job.params), results.new_run_id(), "failed", [], {"wall_time_s": round(
-            took, 3)}, results.environment(), error, log=str(job.log), exit_code=code, written_by="audiosweep.sweep")
-        path = self.folder / f"{rec['run_id']}.json"
+        rec = results.make_record(run_config(job.params), results.new_run_id(), "failed", [],
+                                  results.Summary(wall_time_s=round(took, 3)), results.environment(), error,
+                                  log=str(job.log), exit_code=code, written_by="audiosweep.sweep")
+        path = results.RunFiles.of(self.folder, rec["run_id"]).record
         while path.exists():  # never overwrite a record
             rec["run_id"] = results.new_run_id()
-            path = self.folder / f"{rec['run_id']}.json"
+            path = results.RunFiles.of(self.folder, rec["run_id"]).record
         return results.write_json_atomic(path, rec)
 
     def report_end(self, done: list[Run], reported: list[Run]) -> int:
