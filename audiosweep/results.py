@@ -171,7 +171,8 @@ def environment(device: str | None = None, dataset_fingerprint: str | None = Non
 
 def make_record(config: dict[str, Any], run_id: str, status: str, history: list[HistoryRow], summary: Summary,
                 env: dict, error: str | None = None, **extra: Any) -> dict[str, Any]:
-    assert status in STATUSES, status
+    if status not in STATUSES:
+        raise ValueError(f"record status must be one of {', '.join(STATUSES)}, got {status!r}")
     return {"record_version": RECORD_VERSION, "run_id": run_id, "config_id": config_id(config), "status": status,
             "error": error, "config": config, "history": history, "summary": summary.to_dict(), "env": env,
             **extra}

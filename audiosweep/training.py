@@ -197,8 +197,17 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
 
 
 def fit(learn: Learner, cfg: Config) -> None:
-    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, else one-cycle from scratch."""
+    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, else one-cycle from scratch.
+
+    fastai's progress bar counts epochs within each phase; the printed table counts them as the record does."""
     if learn.pretrained_body:
+        f, n = cfg.freeze_epochs, cfg.n_epochs
+        frozen = f"epoch{'s' * (f > 1)} {_span(1, f)} with the pretrained body frozen, then " if f else ""
+        print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers")
         learn.fine_tune(cfg.n_epochs, base_lr=cfg.learning_rate, freeze_epochs=cfg.freeze_epochs)
     else:
         learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from audiosweep.synthetic import make_synthetic_esc50
 
@@ -31,3 +34,17 @@ def cache_dir(tmp_path_factory) -> Path:
 
 def read_records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+
+
+def write_sweep(path: Path, parameters: dict, **top) -> Path:
+    """A grid sweep file of ``train.py`` maximising accuracy; plain values become ``{value: ...}``."""
+    spec = {"program": "train.py", "method": "grid", "metric": {"name": "accuracy", "goal": "maximize"}, **top,
+            "parameters": {k: (v if isinstance(v, dict) else {"value": v}) for k, v in parameters.items()}}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_sweep_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m audiosweep.sweep ARGS`` from the repository root."""
+    return subprocess.run([sys.executable, "-m", "audiosweep.sweep", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=env)

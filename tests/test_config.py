@@ -8,7 +8,20 @@ import time
 
 import pytest
 
-from audiosweep.config import FIELDS, Config, ConfigError, build_parser, merge, overlay, parse_args
+from audiosweep.config import (
+    ENVIRONMENT,
+    FIELDS,
+    REPLICATE,
+    ROLES,
+    Config,
+    ConfigError,
+    build_parser,
+    keys_with_role,
+    merge,
+    overlay,
+    parse_args,
+    parse_known,
+)
 from tests.conftest import REPO
 
 
@@ -79,6 +92,11 @@ def test_both_forms_in_one_layer_rejected():
     ({"batch_size": "many"}, ["batch_size", "int"]),
     ({"stacked_win_lengths": [1024, 8192]}, ["stacked_win_lengths", "n_fft"]),
     ({"n_melz": 128}, ["n_melz", "did you mean n_mels"]),
+    ({"learning_rate": ".nan"}, ["learning_rate", "> 0", "nan"]),  # YAML spellings of NaN and infinity
+    ({"learning_rate": ".inf"}, ["learning_rate", "inf"]),
+    ({"mix_up": "-.inf"}, ["mix_up", ">= 0"]),
+    ({"valid_pct": 0}, ["valid_pct", "(0, 1)"]),
+    ({"num_workers": -1}, ["num_workers", ">= 0"]),
 ])
 def test_invalid_values_name_keys_and_ranges(layer, keys):
     with pytest.raises(ConfigError) as e:
@@ -126,3 +144,37 @@ def test_train_help_runs():
 
 def test_to_dict_has_every_key():
     assert set(Config().to_dict()) == set(FIELDS)
+
+
+def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
+    assert all(f.metadata["role"] in ROLES for f in FIELDS.values())
+    assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold"}
+    assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "download_url", "cache_dir",
+                                                "project", "wandb_mode", "results_dir"}
+    units = {k: f.metadata["unit"] for k, f in FIELDS.items() if f.metadata["unit"]}
+    assert units["hop_length"] == "samples" and units["hop_length_ms"] == "ms" and units["f_max"] == "Hz"
+
+
+def test_knobs_without_effect_are_recorded_as_what_the_run_does():
+    cnn = merge([{"arch": "simple_cnn", "pretrained": True, "freeze_epochs": 2}])
+    assert (cnn.pretrained, cnn.freeze_epochs) == (True, 2)  # kept as given: later layers build on it
+    assert (cnn.effective_dict()["pretrained"], cnn.effective_dict()["freeze_epochs"]) == (False, 0)
+    scratch = merge([{"arch": "resnet18", "pretrained": False, "freeze_epochs": 2}]).effective_dict()
+    assert scratch["freeze_epochs"] == 0
+    tuned = merge([{"arch": "resnet18"}]).effective_dict()
+    assert (tuned["pretrained"], tuned["freeze_epochs"]) == (True, 1)
+    stacked = merge([{"stacked_win_lengths": [1024, 2048]}]).effective_dict()
+    assert stacked["win_length"] is None and stacked["win_length_ms"] is None
+    # an overlay builds on the values as given, not on the recorded ones
+    assert overlay(cnn, {"arch": "resnet34"}).effective_dict()["pretrained"] is True
+
+
+def test_parse_known_separates_a_tools_own_options(tmp_path):
+    parser = build_parser()
+    parser.add_argument_group("tool").add_argument("--n-clips", type=int, default=7)
+    (tmp_path / "c.yaml").write_text("n_mels: 64\n")
+    cfg, explicit, extras = parse_known(["--config", str(tmp_path / "c.yaml"), "--fold=2", "--n-clips", "9"], parser)
+    assert (cfg.n_mels, cfg.fold, extras) == (64, 2, {"n_clips": 9})
+    assert set(explicit) == {"n_mels", "fold"}  # the keys the user set, from the file and the command line
+    with pytest.raises(ConfigError, match="did you mean n_mels"):
+        parse_known(["--n_mel", "3"], parser)

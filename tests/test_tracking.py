@@ -44,6 +44,15 @@ def test_sweep_values_override_cli_config(fake_init, tmp_path):
     assert run.config["hop_length"] is None  # the W&B config is brought in line with the resolved Config
 
 
+def test_wandb_config_holds_effective_values(fake_init, tmp_path):
+    init, calls = fake_init
+    init({"pretrained": True, "freeze_epochs": 2})  # a sweep asking simple_cnn for what it cannot do
+    cfg = merge([{"wandb_mode": "offline", "results_dir": str(tmp_path), "arch": "simple_cnn"}])
+    run, swept = tracking.start(cfg, "r1")
+    assert calls[0]["config"]["pretrained"] is False
+    assert (run.config["pretrained"], run.config["freeze_epochs"]) == (False, 0)
+
+
 def test_invalid_sweep_values_are_rejected(fake_init, tmp_path):
     init, _ = fake_init
     init({"fold": 7})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -85,7 +86,7 @@ def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir):
     assert list(runs[0].glob("run-*.wandb"))
 
 
-def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypatch):
+def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url = torchvision.models.ResNet18_Weights.DEFAULT.url
     ckpt = tmp_path / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
@@ -96,6 +97,18 @@ def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypat
     assert code == 0
     check_record(rec)
     assert rec["summary"]["epochs"] == 2  # one frozen epoch, then one with all layers
+    # the printed table numbers epochs as the record does: 1-based, across the frozen and unfrozen phases
+    printed = [line.split()[0] for line in capsys.readouterr().out.replace("\r", "\n").splitlines()
+               if re.match(r"\d+ +\d+\.\d+ ", line.strip())]
+    assert printed == ["1", "2"] == [str(r["epoch"]) for r in rec["history"]]
+
+
+def test_record_holds_effective_values(tmp_path, synth_root, cache_dir):
+    """simple_cnn has no pretrained weights: whatever was asked, the record says what the run did."""
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--n_epochs", "1", "--pretrained", "true",
+                       "--freeze_epochs", "3")
+    assert code == 0 and rec["summary"]["pretrained_weights"] is False
+    assert (rec["config"]["pretrained"], rec["config"]["freeze_epochs"]) == (False, 0)
 
 
 @pytest.mark.slow

@@ -1,0 +1,48 @@
+"""The record contract: where a run's files live, which folders hold records, identity, the summary schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audiosweep import results
+from audiosweep.config import merge
+
+
+def test_run_files_live_beside_the_record(tmp_path):
+    files = results.RunFiles.of(tmp_path / "sweep", "20260101-000000-abcdef")
+    assert files.record == tmp_path / "sweep" / "20260101-000000-abcdef.json"
+    assert files.preds == tmp_path / "sweep" / "20260101-000000-abcdef.preds.npz"
+    assert results.RunFiles(files.record).run_id == "20260101-000000-abcdef"
+
+
+def test_record_files_leave_out_hidden_files_and_folders_without_records(tmp_path):
+    for rel in ["a.json", "s/b.json", "s/logs/c.args.json", "wandb/run/d.json", ".e.json", "s/.f.json.1.tmp",
+                "s/g.preds.npz"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in results.record_files(tmp_path)] == ["a.json", "s/b.json"]
+    assert [p.name for p in results.record_files(tmp_path / "s", recursive=False)] == ["b.json"]
+
+
+def test_identity_is_the_effective_setting_without_environment_keys():
+    base = merge([{"arch": "simple_cnn", "pretrained": False}]).effective_dict()
+    asked = merge([{"arch": "simple_cnn", "pretrained": True, "data_dir": "/elsewhere",
+                    "results_dir": "r", "device": "cpu"}]).effective_dict()
+    assert results.config_id(base) == results.config_id(asked)
+    assert results.config_id(base) != results.config_id({**base, "trial_num": 2})
+
+
+def test_records_carry_the_summary_schema(tmp_path):
+    rec = results.make_record(merge([]).effective_dict(), "r1", "failed", [], results.Summary(wall_time_s=1.5),
+                              {"device": None}, "RuntimeError: x")
+    assert set(rec["summary"]) == {f for f in results.Summary.__dataclass_fields__}
+    assert rec["summary"]["wall_time_s"] == 1.5 and rec["summary"]["accuracy"] is None
+    assert set(results.SUMMARY_METRICS) <= set(rec["summary"]) and set(results.RECORD_KEYS) <= set(rec)
+    path = results.write_json_atomic(results.RunFiles.of(tmp_path, "r1").record, rec)
+    assert results.load_record(path)["status"] == "failed"
+    with pytest.raises(ValueError, match="finished, failed"):
+        results.make_record({}, "r2", "done", [], results.Summary(), {})
+    with pytest.raises(ValueError, match="not a result record"):
+        results.check_record({"config": {}}, Path("x.json"))

@@ -1,0 +1,120 @@
+"""The local runner: records, failures, resume, GPU slots and Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from audiosweep.sweep.cli import main
+from audiosweep.sweep.spec import expand, load_sweep
+from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
+
+TINY = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False, "sample_rate": 16000,
+        "n_fft": 512, "win_length": 400, "hop_length": 320, "f_max": 8000, "n_epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> dict:
+    from audiosweep.synthetic import make_synthetic_esc50
+
+    root = tmp_path_factory.mktemp("synth")
+    data = make_synthetic_esc50(root / "esc50", per_class_per_fold=2)
+    return {"data_dir": str(data), "cache_dir": str(root / "cache")}
+
+
+@pytest.mark.slow
+def test_local_sweep_records_runs_and_reports_a_failing_one(tmp_path, synth):
+    # valid_pct 0.01 passes the config's rules but leaves no validation clip: train.py fails on the data
+    path = write_sweep(tmp_path / "mixed.yaml", {**TINY, **synth, "split": "stratified",
+                                                 "valid_pct": {"values": [0.25, 0.01]},
+                                                 "n_mels": {"values": [32, 40]}})
+    out = run_sweep_cli("run", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    recs = read_records(tmp_path / "res" / "mixed")
+    assert Counter(r["status"] for r in recs) == {"finished": 2, "failed": 2}
+    assert all(r["config"]["valid_pct"] == 0.25 for r in recs if r["status"] == "finished")
+    assert all("0 validation clips" in r["error"] for r in recs if r["status"] == "failed")
+    assert "2 of 4 runs finished" in out.stdout and out.stdout.count("failed: n_mels=") == 2
+    logs = list((tmp_path / "res" / "mixed" / "logs").glob("*.log"))
+    assert len(logs) == 4 and all("train.py --allow_missing=True" in p.read_text() for p in logs)
+
+
+def test_runs_ending_without_a_record_are_recorded_and_retried_by_choice(tmp_path, capsys):
+    (tmp_path / "vanish.py").write_text(
+        "import os, signal, sys\n"
+        "if '--trial_num=2' in sys.argv:\n    os.kill(os.getpid(), signal.SIGKILL)\n")  # trial 1: exit 0, no record
+    path = write_sweep(tmp_path / "vanish.yaml", {"trial_num": {"values": [1, 2]}}, program="vanish.py")
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--workers", "2"]) == 1
+    recs = read_records(tmp_path / "res" / "vanish")
+    assert sorted(r["exit_code"] for r in recs) == [-9, 0] and {r["status"] for r in recs} == {"failed"}
+    assert all(r["written_by"] == "audiosweep.sweep" and Path(r["log"]).is_file() for r in recs)
+    assert "killed by SIGKILL without a record" in capsys.readouterr().out
+    assert main([*run, "--no-retry-failed"]) == 1
+    assert capsys.readouterr().out.count("failed before, not rerun") == 2
+    assert len(read_records(tmp_path / "res" / "vanish")) == 2
+    assert main(run) == 1
+    assert len(read_records(tmp_path / "res" / "vanish")) == 4  # retried, and the earlier records kept
+
+
+def test_gpu_workers_get_their_gpu(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    (tmp_path / "gpu.py").write_text("import os, time\ntime.sleep(1)\n"
+                                     "print('on gpu', os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    path = write_sweep(tmp_path / "gpu.yaml", {"trial_num": {"values": [1, 2, 3, 4]}}, program="gpu.py")
+    assert main(["run", str(path), "--gpus", "3,7", "--runs-per-gpu", "2", "--results-dir", str(tmp_path)]) == 1
+    logs = [p.read_text() for p in (tmp_path / "gpu" / "logs").glob("*.log")]
+    assert sorted(re.search(r"on gpu (\d)", t)[1] for t in logs) == ["3", "3", "7", "7"]
+    assert capsys.readouterr().out.count("exit status 0 without a record") == 8  # progress line + summary
+
+
+def test_ctrl_c_stops_the_running_runs(tmp_path):
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(60)\n")
+    path = write_sweep(tmp_path / "slow.yaml", {"trial_num": {"values": [1, 2, 3]}}, program="slow.py")
+    runner = subprocess.Popen([sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--workers", "2",
+                               "--results-dir", str(tmp_path / "res")], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    logs = tmp_path / "res" / "slow" / "logs"
+    deadline = time.time() + 60
+    while len(list(logs.glob("*.log"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signal.SIGINT
+    assert "2 interrupted, 1 not started" in out and read_records(tmp_path / "res" / "slow") == []
+    assert all("killed by SIGTERM" in p.read_text() for p in logs.glob("*.log"))
+
+
+@pytest.mark.slow
+def test_resume_after_killing_the_runner(tmp_path, synth):
+    path = write_sweep(tmp_path / "resume.yaml", {**TINY, **synth, "n_mels": {"values": [32, 40]},
+                                                  "trial_num": {"values": [1, 2]}})
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--workers", "2", "--results-dir", str(res)]
+    runner = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((res / "resume").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    runner.kill()  # SIGKILL: no chance to clean up
+    runner.wait()
+    time.sleep(1)
+    before = {p: p.read_bytes() for p in (res / "resume").glob("*.json")}
+    assert before
+    if sys.platform.startswith("linux"):  # its runs die with it
+        left = subprocess.run(["pgrep", "-f", f"results_dir={res}"], capture_output=True, text=True).stdout
+        assert left.strip() == ""
+    out = run_sweep_cli("run", str(path), "--workers", "2", "--results-dir", str(res))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert all(p.read_bytes() == data for p, data in before.items())  # never rewritten
+    finished = Counter(r["config_id"] for r in read_records(res / "resume") if r["status"] == "finished")
+    assert sorted(finished) == sorted(r.config_id for r in expand(load_sweep(path)).runs)
+    assert set(finished.values()) == {1}
+    assert run_sweep_cli("run", str(path), "--results-dir", str(res)).stdout.count("0 to run") == 1

@@ -1,0 +1,143 @@
+"""Sweep files (spec, params, check): W&B's forms and semantics, identity of runs, clear errors."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from audiosweep import results
+from audiosweep.config import parse_args
+from audiosweep.sweep.cli import main
+from audiosweep.sweep.spec import REPO_ROOT, expand, load_sweep
+from tests.conftest import write_sweep
+
+SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
+
+
+# --- the sweep files -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_every_sweep_file_is_valid(path):
+    sweep = load_sweep(path)
+    plan = expand(sweep)
+    assert sweep.method == "grid" and sweep.raw["metric"] == {"name": "accuracy", "goal": "maximize"}
+    assert plan.bounded and len(plan.runs) == len({r.config_id for r in plan.runs}) > 0
+    if path.stem != "smoke":
+        assert sweep.params["trial_num"].grid_values() == [1, 2, 3, 4, 5]
+
+
+def test_check_cli_counts_match_the_readme(capsys):
+    assert main(["check", *map(str, SWEEPS)]) == 0
+    printed = dict(re.findall(r"sweeps/(\S+\.yaml): (\d+) runs", capsys.readouterr().out))
+    table = {m[0]: m[1] for m in re.findall(r"^\| `(\S+\.yaml)` \|.*?\| +(\d+) \|",
+                                            (REPO_ROOT / "sweeps" / "README.md").read_text(), re.M)}
+    assert printed == table and set(printed) == {p.name for p in SWEEPS}
+
+
+# --- expansion: W&B semantics, identity --------------------------------------------------------------------------
+
+
+def test_grid_is_the_cartesian_product_with_constants(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path / "g.yaml", {
+        "n_mels": {"values": [64, 128, 64.0]},  # 64.0 is 64 for W&B: two values
+        "trial_num": {"distribution": "int_uniform", "min": 1, "max": 3},  # inclusive
+        "mix_up": {"distribution": "q_uniform", "min": 0, "max": 0.4, "q": 0.2},  # arange: 0, 0.2
+        "arch": "resnet34"}))
+    runs = expand(sweep).runs
+    assert len(runs) == 2 * 3 * 2
+    assert all(r.params["arch"] == "resnet34" for r in runs)
+    # W&B iterates the parameters in sorted order, the last one fastest
+    assert [(r.params["n_mels"], r.params["trial_num"]) for r in runs[:4]] == [(64, 1), (64, 2), (64, 3), (128, 1)]
+    assert [r.params["mix_up"] for r in runs[5:7]] == [0.0, 0.2]
+    assert len(expand(sweep, count=5).runs) == 5
+    capped = load_sweep(write_sweep(tmp_path / "c.yaml", {"n_mels": {"values": [64, 128]},
+                                                          "trial_num": {"values": [1, 2, 3]}}, run_cap=4))
+    assert [r.params for r in expand(capped).runs] == [r.params for r in expand(capped, count=100).runs][:4]
+
+
+def test_identity_ignores_key_order_and_matches_train_py(tmp_path):
+    a = expand(load_sweep(write_sweep(tmp_path / "a.yaml", {"n_mels": {"values": [64, 128]}, "fold": 2,
+                                                           "hop_length": 308})))
+    b = expand(load_sweep(write_sweep(tmp_path / "b.yaml", {"fold": 2, "n_mels": {"values": [128, 64]}})))
+    assert {r.config_id for r in a.runs} == {r.config_id for r in b.runs}  # 308 is the default hop
+    cfg, _ = parse_args(["--fold", "2", "--results_dir", "elsewhere", "--n_mels=64"])
+    assert results.config_id(cfg.to_dict()) == a.runs[0].config_id
+    ms = expand(load_sweep(write_sweep(tmp_path / "m.yaml", {"hop_length_ms": 7, "fold": 2, "n_mels": 64})))
+    assert ms.runs[0].config_id != a.runs[0].config_id  # 7 ms is 309 samples, another configuration
+
+
+def test_knobs_without_effect_do_not_make_new_runs(tmp_path):
+    """simple_cnn ignores pretrained (and then freeze_epochs): four grid points, one configuration."""
+    plan = expand(load_sweep(write_sweep(tmp_path / "p.yaml", {"arch": "simple_cnn",
+                                                               "pretrained": {"values": [True, False]},
+                                                               "freeze_epochs": {"values": [0, 1]}})))
+    assert len(plan.runs) == 1 and plan.notes == ["3 of 4 grid points repeat a configuration"]
+    # environment keys (where data, caches and results live) never change a run's identity
+    here = expand(load_sweep(write_sweep(tmp_path / "a.yaml", {"data_dir": "a", "cache_dir": "c", "device": "cpu"})))
+    there = expand(load_sweep(write_sweep(tmp_path / "b.yaml", {"data_dir": "b", "num_workers": 1})))
+    assert here.runs[0].config_id == there.runs[0].config_id
+
+
+def test_random_is_seeded_bounded_and_within_the_distributions(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path / "r.yaml", {
+        "learning_rate": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-2},
+        "n_mels": {"distribution": "q_uniform", "min": 64, "max": 256, "q": 32},
+        "hop_length": {"min": 200, "max": 400},  # int_uniform: both bounds integers
+        "mix_up": {"values": [0.0, 0.1, 0.2], "probabilities": [0.5, 0.5, 0.0]},
+        "f_max": {"distribution": "inv_log_uniform_values", "min": 8000.0, "max": 22050.0}},
+        method="random", run_cap=30))
+    plan = expand(sweep, seed=1)
+    assert plan.bounded and len(plan.runs) == 30 and len({r.config_id for r in plan.runs}) == 30
+    for p in (r.params for r in plan.runs):
+        assert 1e-5 <= p["learning_rate"] <= 1e-2 and 8000 <= p["f_max"] <= 22050
+        assert p["n_mels"] % 32 == 0 and isinstance(p["n_mels"], int) and 64 <= p["n_mels"] <= 256
+        assert isinstance(p["hop_length"], int) and 200 <= p["hop_length"] <= 400 and p["mix_up"] in (0.0, 0.1)
+    assert [r.params for r in expand(sweep, seed=1, count=5).runs] == [r.params for r in plan.runs[:5]]
+    assert [r.params for r in expand(sweep, seed=2).runs] != [r.params for r in plan.runs]
+    sweep.raw.pop("run_cap")
+    assert not expand(sweep).bounded
+
+
+def test_exponent_floats_survive_the_command_line(tmp_path):
+    # an agent passes str(0.00001) = '1e-05', which YAML 1.1 alone reads as a string
+    plan = expand(load_sweep(write_sweep(tmp_path / "e.yaml", {"learning_rate": {"values": [0.00001, 0.01]}})))
+    assert [r.params["learning_rate"] for r in plan.runs] == [1e-05, 0.01]
+
+
+@pytest.mark.parametrize("top, parameters, message", [
+    ({}, {"n_mel": {"values": [64]}}, "unknown config key 'n_mel'; did you mean n_mels?"),
+    ({}, {"n_fft": {"values": [1024, 4096]}, "win_length": 2205, "trial_num": {"values": [1, 2]}},
+     "{n_fft: 1024, trial_num: 1}: win_length and n_fft: window length 2205 must be in 1..n_fft=1024"),
+    ({"method": "grdi"}, {"n_mels": 64}, "method: 'grdi' is not one of grid, random, bayes"),
+    ({"metric": {"name": "accuracy"}}, {"n_mels": 64}, "would look for the worst accuracy: set goal: maximize"),
+    ({"metric": {"name": "acc", "goal": "maximize"}}, {"n_mels": 64}, "train.py does not log 'acc'"),
+    ({"paramters": 1}, {"n_mels": 64}, "unknown top-level key 'paramters': did you mean parameters?"),
+    ({"program": "nope.py"}, {"n_mels": 64}, "program: 'nope.py' not found"),
+    ({}, {"normalize": {"values": ["global", "median"]}}, "normalize.values[1]: normalize: 'median' is not one"),
+    ({}, {"learning_rate": {"min": 0.001, "max": 0.1}}, "grid search needs value, values, int_uniform or q_uniform"),
+    ({"method": "random"}, {"batch_size": {"distribution": "uniform", "min": 8, "max": 64}},
+     "batch_size is an integer key but uniform gives fractional numbers"),
+    ({}, {"mix_up": 0.1, "arch": {"value": "resnet18", "q": 2}}, "key 'q' does not belong to a constant parameter"),
+    ({"command": ["${env}", "${python}", "${program}", "${args}"]}, {"n_mels": 64}, "unknown macro '${python}'"),
+])
+def test_bad_sweeps_fail_with_clear_messages(tmp_path, capsys, top, parameters, message):
+    path = write_sweep(tmp_path / "bad.yaml", parameters, **top)
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and message in err
+
+
+def test_run_refuses_bayes_and_unbounded_random(tmp_path, capsys):
+    bayes = write_sweep(tmp_path / "b.yaml", {"n_mels": {"values": [64, 128]}}, method="bayes")
+    random = write_sweep(tmp_path / "r.yaml", {"n_mels": {"values": [64, 128]}}, method="random")
+    assert main(["check", str(bayes), str(random)]) == 0
+    out = capsys.readouterr().out
+    assert "b.yaml: unbounded (bayes)" in out and "r.yaml: unbounded (random" in out
+    assert main(["run", str(bayes), "--dry-run"]) == 2
+    assert "method bayes needs W&B's sweep controller" in capsys.readouterr().err
+    assert main(["run", str(random), "--dry-run"]) == 2
+    assert "give --count N" in capsys.readouterr().err
+    assert main(["run", str(random), "--dry-run", "--count", "2", "--results-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("--wandb_mode=disabled") == 2
