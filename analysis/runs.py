@@ -1,20 +1,21 @@
 """Runs as one pandas DataFrame, from local result records or from the W&B public API, with the same columns.
 
 A SOURCE is a folder of result records (searched recursively) or ``wandb:ENTITY/PROJECT``. Columns, in order:
-every :class:`audiosweep.config.Config` key, the metrics in :data:`METRICS`, ``status`` ("finished" for runs
-that completed; "failed", or W&B's "crashed" / "killed" / "running" otherwise), ``sweep``, ``run_id``,
-``record_path`` (None for W&B runs) and ``history`` (per-epoch dicts of :data:`HISTORY_KEYS`).
+every :class:`audiosweep.config.Config` key (as :func:`audiosweep.config.effective` makes it, so records of
+older versions compare with newer ones), the summary metrics of :data:`audiosweep.results.SUMMARY_METRICS`,
+``status`` ("finished" for runs that completed; "failed", or W&B's "crashed" / "killed" / "running" otherwise),
+``sweep``, ``run_id``, ``record_path`` (None for W&B runs) and ``history`` (per-epoch dicts of
+:data:`HISTORY_COLUMNS`: what records and W&B both hold).
 
 The ``sweep`` of a local record is the folder holding it, relative to SOURCE; records directly in SOURCE take
 SOURCE's own folder name. So ``results/smoke/*.json`` is sweep "smoke" whether SOURCE is ``results`` or
-``results/smoke``. Hidden files and the folders ``wandb/`` (W&B's files) and ``logs/`` (the sweep runner's) are
-not searched; other JSON files that are no records at all are skipped with a warning. For W&B runs ``sweep``
-is the sweep's name (its id when unnamed), "" for runs outside a sweep.
+``results/smoke``. Which files are searched is :func:`audiosweep.results.record_files`' choice; JSON files there
+that are no records at all are skipped with a warning. For W&B runs ``sweep`` is the sweep's name (its id when
+unnamed), "" for runs outside a sweep.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,22 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from audiosweep.config import FIELDS, ConfigError, coerce
-from audiosweep.results import NON_IDENTITY_KEYS, check_record, read_json
+from audiosweep.config import FIELDS, REPLICATE, ConfigError, coerce, effective, keys_with_role
+from audiosweep.results import (
+    EPOCH_METRICS,
+    RECORD_KEYS,
+    SUMMARY_METRICS,
+    RunFiles,
+    check_record,
+    read_json,
+    record_files,
+)
 
-METRICS = ["accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s"]
-HISTORY_KEYS = ["epoch", "train_loss", "valid_loss", "accuracy"]
-COLUMNS = [*FIELDS, *METRICS, "status", "sweep", "run_id", "record_path", "history"]
-RECORD_KEYS = {"record_version", "run_id", "config", "history", "summary", "status"}
-# Keys allowed to differ between runs pooled in one group: the replicate (trial), the fold, and keys that say
-# where data, caches and logs live or which device ran, not what a run computes.
-NUISANCE_KEYS = {"trial_num", "fold", "data_dir", "download_url", "device"} | NON_IDENTITY_KEYS
-WANDB_PREFIX = "wandb:"
-SKIP_DIRS = {"wandb", "logs"}
+from .paths import WANDB_PREFIX
+
+# Per epoch: what records and W&B both hold (W&B has no per-epoch time).
+HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
+COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "record_path", "history"]
 
 
 class SourceError(Exception):
@@ -50,19 +55,21 @@ def hashable(value: Any) -> Any:
 
 
 def _config_row(config: dict[str, Any]) -> dict[str, Any]:
-    row = {}
+    """Every Config key, typed, with the value the run really used (older records and W&B runs may hold a knob
+    that had no effect, e.g. pretrained=true for an architecture without pretrained weights)."""
+    values = {}
     for key in FIELDS:
         value = config.get(key)
         try:
             value = coerce(key, value)
         except ConfigError:
             pass  # keep what the run recorded; the tables show it as is
-        row[key] = hashable(value)
-    return row
+        values[key] = value
+    return {k: hashable(v) for k, v in effective(values).items()}
 
 
 def _history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: row.get(k) for k in HISTORY_KEYS} for row in rows]
+    return [{k: row.get(k) for k in HISTORY_COLUMNS} for row in rows]
 
 
 def is_missing(value: Any) -> bool:
@@ -87,7 +94,7 @@ def make_row(config: dict, summary: dict, history: list[dict], status: str, swee
              record_path: str | None) -> dict[str, Any]:
     """One DataFrame row; both loaders go through here so their columns cannot drift apart."""
     row = _config_row(config)
-    row.update({m: _num(summary.get(m)) for m in METRICS})
+    row.update({m: _num(summary.get(m)) for m in SUMMARY_METRICS})
     if pd.isna(row["epochs"]):
         row["epochs"] = float(len(history))
     row.update(status=status, sweep=sweep, run_id=run_id, record_path=record_path, history=_history(history))
@@ -98,23 +105,11 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Columns keep their values' types: a config column holding None stays ``object`` (no int -> float)."""
     df = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
     for col in COLUMNS[:-2]:
-        if col in METRICS:
+        if col in SUMMARY_METRICS:
             df[col] = df[col].astype(float)
         elif df[col].notna().all():
             df[col] = df[col].infer_objects()
     return df
-
-
-def record_files(root: Path) -> list[Path]:
-    """``*.json`` under ``root``, leaving out hidden (temporary) files, W&B's own ``wandb/`` folders and the sweep
-    runner's ``logs/`` folders."""
-    files = []
-    for path in sorted(root.rglob("*.json")):
-        parts = path.relative_to(root).parts
-        if SKIP_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts):
-            continue
-        files.append(path)
-    return files
 
 
 def _is_other_json(obj: Any) -> bool:
@@ -146,13 +141,14 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
             bad.append(str(e))
             continue
         rows.append(make_row(rec["config"], rec["summary"], rec["history"], rec["status"], sweep_name(root, path),
-                             rec.get("run_id") or path.stem, str(path)))
+                             rec.get("run_id") or RunFiles(path).run_id, str(path)))
     if skipped:
         warn(f"skipped {len(skipped)} JSON file(s) that are not result records, e.g. {skipped[0]}")
     for message in bad:
         warn(f"skipped malformed record: {message}")
     if not rows:
-        raise SourceError(f"no result records under {root} (train.py writes <run_id>.json into --results_dir)")
+        raise SourceError(f"no result records under {root} (train.py writes "
+                          f"{RunFiles.of('', '<run_id>').record} into --results_dir)")
     return frame(rows)
 
 
@@ -164,10 +160,10 @@ def wandb_api():
 
 
 def _wandb_history(run) -> list[dict[str, Any]]:
-    rows = list(run.scan_history(keys=["train_loss", "valid_loss", "accuracy"]))
+    rows = list(run.scan_history(keys=list(EPOCH_METRICS)))
     if not rows:  # runs whose training loss was not logged at the epoch's last step
-        rows = list(run.scan_history(keys=["valid_loss", "accuracy"]))
-    return [{"epoch": i + 1, **{k: row.get(k) for k in HISTORY_KEYS[1:]}} for i, row in enumerate(rows)]
+        rows = list(run.scan_history(keys=[m for m in EPOCH_METRICS if m != "train_loss"]))
+    return [{"epoch": i + 1, **{k: row.get(k) for k in EPOCH_METRICS}} for i, row in enumerate(rows)]
 
 
 def wandb_filters(sweep: str | None, tags: list[str] | None, filters: dict | None) -> dict | None:
@@ -198,7 +194,7 @@ def load_wandb(path: str, sweep: str | None = None, tags: list[str] | None = Non
         if sweep_id and sweep_id not in sweep_names:
             sweep_names[sweep_id] = getattr(run.sweep, "name", None) or sweep_id
         summary = run.summary
-        summary = {m: summary.get(m) for m in [*METRICS, "_runtime"]}
+        summary = {m: summary.get(m) for m in [*SUMMARY_METRICS, "_runtime"]}
         if summary["wall_time_s"] is None:
             summary["wall_time_s"] = summary["_runtime"]
         rows.append(make_row(dict(run.config), summary, _wandb_history(run) if history else [],
@@ -232,72 +228,8 @@ def finished(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     return df[(df.status == "finished") & df[metric].notna()]
 
 
-def _distinct(values) -> list:
-    """Distinct values in first-seen order (None, floats and tuples alike)."""
-    seen = {}
-    for v in values:
-        seen.setdefault(json.dumps(v, sort_keys=True, default=str), v)
-    return list(seen.values())
-
-
-def varying_keys(df: pd.DataFrame, ignore: set[str] = NUISANCE_KEYS) -> list[str]:
-    """Config keys (in Config order) taking more than one value across ``df``."""
-    return [k for k in FIELDS if k not in ignore and len(_distinct(df[k])) > 1]
-
-
-def sweep_message(df: pd.DataFrame) -> str | None:
-    """A warning when ``df`` pools runs of more than one sweep."""
-    counts = df.sweep.value_counts(sort=False)
-    if len(counts) < 2:
-        return None
-    listed = ", ".join(f"{name or '(no sweep)'} ({n} runs)" for name, n in sorted(counts.items()))
-    return f"runs from {len(counts)} sweeps are pooled: {listed}; pass --sweep NAME to analyse one"
-
-
-def run_warnings(df: pd.DataFrame, metric: str = "accuracy") -> list[str]:
-    """Warnings about the runs themselves: sweeps pooled, runs left out of the statistics."""
-    messages = [m for m in [sweep_message(df)] if m]
-    left_out = df[~df.index.isin(finished(df, metric).index)]
-    if len(left_out):
-        states = left_out.status.where(left_out.status != "finished", f"finished without {metric}")
-        counts = ", ".join(f"{s}: {n}" for s, n in states.value_counts().items())
-        ids = ", ".join(left_out.run_id.head(5)) + (", ..." if len(left_out) > 5 else "")
-        messages.append(f"{len(left_out)} of {len(df)} runs left out of the statistics ({counts}): {ids}")
-    return messages
-
-
-def group_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
-    """Warnings about pooling finished runs into groups ``by``: groups of unequal size, and runs in one group
-    whose other parameters differ (apart from :data:`NUISANCE_KEYS`)."""
-    ok = finished(df, metric)
-    if ok.empty:
-        return []
-    messages = []
-    groups = list(ok.groupby(by, dropna=False, sort=False)) if by else [((), ok)]
-    by_size: dict[int, list[str]] = {}
-    for name, g in groups:
-        by_size.setdefault(len(g), []).append(_label(by, name))
-    if len(by_size) > 1:
-        listed = "; ".join(f"{n} runs: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
-                           for n, names in sorted(by_size.items(), reverse=True))
-        messages.append(f"unequal group sizes: {listed}")
-    differing: dict[str, list] = {}
-    for _, g in groups:
-        for key in varying_keys(g, NUISANCE_KEYS | set(by)):
-            differing[key] = _distinct([*differing.get(key, []), *g[key]])
-    if differing:
-        listed = "; ".join(f"{k} ({', '.join(map(str, v[:5]))}{', ...' if len(v) > 5 else ''})"
-                           for k, v in differing.items())
-        messages.append(f"runs within a group differ in other parameters: {listed}; add them to --by or select "
-                        "runs of one configuration")
-    return messages
-
-
-def check(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
-    """Every warning about summarising ``df`` in groups ``by``."""
-    return run_warnings(df, metric) + group_warnings(df, by, metric)
-
-
-def _label(by: list[str], name: tuple) -> str:
-    """``key=value ...`` of a group (pandas turns a None group key into NaN: shown as none)."""
-    return " ".join(f"{k}={'none' if is_missing(v) else v}" for k, v in zip(by, name, strict=True)) or "all runs"
+def overview(df: pd.DataFrame, keys: list[str], metric: str = "accuracy") -> pd.DataFrame:
+    """One line per run: its sweep, id and status, the parameters ``keys``, its replicate keys and its metrics."""
+    replicates = [k for k in keys_with_role(REPLICATE) if k not in keys]
+    metrics = [metric, *(m for m in SUMMARY_METRICS if m != metric)]
+    return df[["sweep", "run_id", "status", *keys, *replicates, *metrics]]

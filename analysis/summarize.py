@@ -6,28 +6,24 @@ final study's per-fold table.
     python -m analysis.summarize wandb:ENTITY/PROJECT --sweep SWEEP_ID --by hop_length --format csv
 
 Only finished runs count; warnings (stderr) name runs left out, groups of unequal size, pooled sweeps, and
-parameters that differ within a group. Allowed to differ: trial_num, fold, data_dir, download_url, device and the
-logging-only keys (project, wandb_mode, results_dir, cache_dir, num_workers): ``analysis.runs.NUISANCE_KEYS``.
+parameters that differ within a group. Allowed to differ: the Config keys whose role is replicate (trial_num,
+fold) or environment (where things live, how a run executes), ``analysis.checks.NUISANCE_KEYS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
 import sys
 
 import pandas as pd
 
-from audiosweep.config import FIELDS, unknown_key_message
-
-from .runs import SourceError, check, finished, group_warnings, load_runs, run_warnings, select, warn
+from . import cli
+from .checks import check, group_warnings, run_warnings
+from .labels import format_value, group_sample_rate
+from .runs import SourceError, finished, warn
 
 STATS = ["mean", "std", "min", "max"]
-SAMPLE_KEYS = {"hop_length", "win_length", "n_fft"}  # in samples: shown with their duration in ms
-MS_KEYS = {"hop_length_ms", "win_length_ms"}
-HZ_KEYS = {"sample_rate", "f_min", "f_max"}
 FOLD_ALL, FOLD_MEANS = "all runs", "mean of fold means"
 
 
@@ -79,31 +75,6 @@ def fold_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> 
     if stratified:
         messages.append(f"{stratified} runs use split=stratified, where fold does not choose the validation set")
     return messages
-
-
-def format_value(key: str, value, sample_rate: float | None = None) -> str:
-    """A parameter value with its unit: samples with ms for hop/window/FFT sizes, Hz or kHz for frequencies."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "none"
-    if isinstance(value, tuple):
-        return "/".join(format_value(key, v, sample_rate) for v in value)
-    if key in SAMPLE_KEYS | {"stacked_win_lengths"} and sample_rate:
-        return f"{value:g} ({1000 * value / sample_rate:.1f} ms)" if key != "stacked_win_lengths" else f"{value:g}"
-    if key in MS_KEYS:
-        return f"{value:g} ms" + (f" ({round(value * sample_rate / 1000)})" if sample_rate else "")
-    if key in HZ_KEYS:
-        return f"{value / 1000:g} kHz" if value >= 1000 else f"{value:g} Hz"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def group_sample_rate(df: pd.DataFrame, key: str, value) -> float | None:
-    """The sample rate of the runs whose ``key`` is ``value`` (their most common one)."""
-    if key == "sample_rate":
-        return value
-    rates = select(df, key, value).sample_rate
-    return float(rates.mode().iloc[0]) if len(rates) else None
 
 
 def _pm(mean: pd.Series, std: pd.Series, scale: float, digits: int) -> list[str]:
@@ -168,43 +139,8 @@ def _numeric(text: str) -> bool:
     return re.fullmatch(r"[-+–\d.e ±%]*\d[-+–\d.e ±%]*|–", text) is not None
 
 
-def parse_keys(text: str | None) -> list[str]:
-    """``--by a,b``: known Config keys only, with a suggestion for a typo."""
-    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
-    bad = [unknown_key_message(k) for k in keys if k not in FIELDS]
-    if bad:
-        raise SourceError("--by: " + "; ".join(bad))
-    return keys
-
-
-def add_source_args(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by the analysis CLIs: the source and how to select its runs."""
-    p.add_argument("source", metavar="SOURCE", help="folder of result records (searched recursively), or "
-                   "wandb:ENTITY/PROJECT")
-    p.add_argument("--sweep", metavar="NAME", help="only this sweep: a folder name under SOURCE (see the "
-                   "warning listing them), or a W&B sweep id")
-    p.add_argument("--tags", metavar="T1,T2", help="W&B only: runs with any of these tags")
-    p.add_argument("--filters", metavar="JSON", help='W&B only: MongoDB-style run filters, e.g. '
-                   '\'{"config.arch": "resnet18", "state": "finished"}\'')
-    p.add_argument("--skip-bad", action="store_true", help="warn about malformed record files and go on without "
-                   "them (default: stop, naming the file)")
-    p.add_argument("--metric", choices=["accuracy", "best_accuracy"], default="accuracy",
-                   help="final (default) or best-epoch validation accuracy")
-
-
-def load_from_args(args: argparse.Namespace, history: bool) -> pd.DataFrame:
-    try:
-        filters = json.loads(args.filters) if args.filters else None
-    except json.JSONDecodeError as e:
-        raise SourceError(f"--filters: not valid JSON ({e})") from e
-    tags = [t for t in (args.tags or "").split(",") if t]
-    return load_runs(args.source, args.sweep, tags, filters, args.skip_bad, history)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.summarize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_source_args(p)
+    p = cli.parser("analysis.summarize", __doc__)
     p.add_argument("--by", metavar="KEY[,KEY...]", help="group by these config keys (default: all runs in one "
                    "group)")
     p.add_argument("--folds", action="store_true", help="the final study's per-fold table (per group of --by)")
@@ -213,14 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        by = parse_keys(args.by)
-        df = load_from_args(args, history=False)
-    except SourceError as e:
-        print(f"analysis.summarize: {e}", file=sys.stderr)
-        return 1
+def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
+    """Print the table ``args`` ask for, warnings on stderr."""
     if args.folds:
         by = [k for k in by if k != "fold"]
         messages = run_warnings(df, args.metric) + fold_warnings(df, by, args.metric)
@@ -232,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     for m in messages:
         warn(m)
     if table.empty:
-        print(f"analysis.summarize: no finished runs with {args.metric} in {args.source}", file=sys.stderr)
-        return 1
+        raise SourceError(f"no finished runs with {args.metric} in {args.source}")
     print(render(shown, args.format))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(build_parser(), command, argv, history=False)
 
 
 if __name__ == "__main__":

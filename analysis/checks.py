@@ -1,0 +1,87 @@
+"""Warnings about summarising runs: runs left out of the statistics, sweeps pooled, and groups of unequal size or
+whose runs differ in parameters other than those allowed to (:data:`NUISANCE_KEYS`)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
+
+from .runs import finished, is_missing
+
+# Keys allowed to differ between runs pooled in one group: the replicates (trial, fold) and the keys that say
+# where things live and how a run executes, not what it computes.
+NUISANCE_KEYS = frozenset(keys_with_role(REPLICATE, ENVIRONMENT))
+
+
+def _distinct(values) -> list:
+    """Distinct values in first-seen order (None, floats and tuples alike)."""
+    seen = {}
+    for v in values:
+        seen.setdefault(json.dumps(v, sort_keys=True, default=str), v)
+    return list(seen.values())
+
+
+def varying_keys(df: pd.DataFrame, ignore: set[str] = NUISANCE_KEYS) -> list[str]:
+    """Config keys (in Config order) taking more than one value across ``df``."""
+    return [k for k in FIELDS if k not in ignore and len(_distinct(df[k])) > 1]
+
+
+def sweep_message(df: pd.DataFrame) -> str | None:
+    """A warning when ``df`` pools runs of more than one sweep."""
+    counts = df.sweep.value_counts(sort=False)
+    if len(counts) < 2:
+        return None
+    listed = ", ".join(f"{name or '(no sweep)'} ({n} runs)" for name, n in sorted(counts.items()))
+    return f"runs from {len(counts)} sweeps are pooled: {listed}; pass --sweep NAME to analyse one"
+
+
+def run_warnings(df: pd.DataFrame, metric: str = "accuracy") -> list[str]:
+    """Warnings about the runs themselves: sweeps pooled, runs left out of the statistics."""
+    messages = [m for m in [sweep_message(df)] if m]
+    left_out = df[~df.index.isin(finished(df, metric).index)]
+    if len(left_out):
+        states = left_out.status.where(left_out.status != "finished", f"finished without {metric}")
+        counts = ", ".join(f"{s}: {n}" for s, n in states.value_counts().items())
+        ids = ", ".join(left_out.run_id.head(5)) + (", ..." if len(left_out) > 5 else "")
+        messages.append(f"{len(left_out)} of {len(df)} runs left out of the statistics ({counts}): {ids}")
+    return messages
+
+
+def group_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
+    """Warnings about pooling finished runs into groups ``by``: groups of unequal size, and runs in one group
+    whose other parameters differ (apart from :data:`NUISANCE_KEYS`)."""
+    ok = finished(df, metric)
+    if ok.empty:
+        return []
+    messages = []
+    groups = list(ok.groupby(by, dropna=False, sort=False)) if by else [((), ok)]
+    by_size: dict[int, list[str]] = {}
+    for name, g in groups:
+        by_size.setdefault(len(g), []).append(_label(by, name))
+    if len(by_size) > 1:
+        listed = "; ".join(f"{n} runs: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+                           for n, names in sorted(by_size.items(), reverse=True))
+        messages.append(f"unequal group sizes: {listed}")
+    differing: dict[str, list] = {}
+    for _, g in groups:
+        for key in varying_keys(g, NUISANCE_KEYS | set(by)):
+            differing[key] = _distinct([*differing.get(key, []), *g[key]])
+    if differing:
+        listed = "; ".join(f"{k} ({', '.join(map(str, v[:5]))}{', ...' if len(v) > 5 else ''})"
+                           for k, v in differing.items())
+        messages.append(f"runs within a group differ in other parameters: {listed}; add them to --by or select "
+                        "runs of one configuration")
+    return messages
+
+
+def check(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
+    """Every warning about summarising ``df`` in groups ``by``."""
+    return run_warnings(df, metric) + group_warnings(df, by, metric)
+
+
+def _label(by: list[str], name: tuple) -> str:
+    """``key=value ...`` of a group (pandas turns a None group key into NaN: shown as none)."""
+    return " ".join(f"{k}={'none' if is_missing(v) else v}" for k, v in zip(by, name, strict=True)) or "all runs"

@@ -1,0 +1,77 @@
+"""What the analysis commands share: their parser with the source arguments, ``--by``, loading the runs, and
+turning a :class:`~analysis.runs.SourceError` into one line on stderr and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+import pandas as pd
+
+from audiosweep.config import FIELDS, unknown_key_message
+from audiosweep.results import METRIC_GOALS
+
+from .runs import SourceError, load_runs
+
+# The metrics --metric offers: those where higher is better (accuracies), the run's final value first.
+ACCURACY_METRICS = [m for m, goal in METRIC_GOALS.items() if goal == "maximize"]
+
+
+def parser(module: str, description: str | None) -> argparse.ArgumentParser:
+    """A parser for ``python -m module`` with the source arguments; the command adds its own, ``--by`` among
+    them."""
+    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_args(p)
+    return p
+
+
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    """The source and how to select its runs."""
+    p.add_argument("source", metavar="SOURCE", help="folder of result records (searched recursively), or "
+                   "wandb:ENTITY/PROJECT")
+    p.add_argument("--sweep", metavar="NAME", help="only this sweep: a folder name under SOURCE (see the "
+                   "warning listing them), or a W&B sweep id")
+    p.add_argument("--tags", metavar="T1,T2", help="W&B only: runs with any of these tags")
+    p.add_argument("--filters", metavar="JSON", help='W&B only: MongoDB-style run filters, e.g. '
+                   '\'{"config.arch": "resnet18", "state": "finished"}\'')
+    p.add_argument("--skip-bad", action="store_true", help="warn about malformed record files and go on without "
+                   "them (default: stop, naming the file)")
+    p.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
+                   help="final (default) or best-epoch validation accuracy")
+
+
+def parse_keys(text: str | None) -> list[str]:
+    """``--by a,b``: known Config keys only, with a suggestion for a typo."""
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    bad = [unknown_key_message(k) for k in keys if k not in FIELDS]
+    if bad:
+        raise SourceError("--by: " + "; ".join(bad))
+    return keys
+
+
+def load_from_args(args: argparse.Namespace, history: bool) -> pd.DataFrame:
+    """The runs the source arguments select (``history``: with per-epoch values, slower from W&B)."""
+    try:
+        filters = json.loads(args.filters) if args.filters else None
+    except json.JSONDecodeError as e:
+        raise SourceError(f"--filters: not valid JSON ({e})") from e
+    tags = [t for t in (args.tags or "").split(",") if t]
+    return load_runs(args.source, args.sweep, tags, filters, args.skip_bad, history)
+
+
+Body = Callable[[argparse.Namespace, pd.DataFrame, list[str]], int]
+
+
+def run(p: argparse.ArgumentParser, body: Body, argv: list[str] | None, history: bool = True) -> int:
+    """A command's ``main``: parse ``argv``, load the runs, return ``body(args, runs, by)``; a SourceError
+    (bad input) is printed as ``<module>: <message>`` on stderr, and the exit status is 1."""
+    args = p.parse_args(argv)
+    try:
+        by = parse_keys(args.by)
+        return body(args, load_from_args(args, history), by)
+    except SourceError as e:
+        print(f"{p.prog.removeprefix('python -m ')}: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,216 @@
+"""The report's figures, drawn on plain :class:`matplotlib.figure.Figure` objects (Agg rendering, no GUI, no pyplot
+state): accuracy and validation loss per parameter value (mean ± std over trials, every run as a dot), per-fold
+bars, accuracy-vs-epoch curves, and a run's confusion matrix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from audiosweep.results import RunFiles
+
+from .labels import axis_label, format_value, group_sample_rate
+from .runs import finished, select
+from .summarize import group_stats
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
+
+
+def _order(values) -> list[int]:
+    """Positions of ``values`` in ascending order (None last; by text when values do not compare)."""
+    values = list(values)
+    try:
+        return sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] if values[i] is not None else 0))
+    except TypeError:
+        return sorted(range(len(values)), key=lambda i: str(values[i]))
+
+
+def _sort_values(values) -> list:
+    values = list(values)
+    return [values[i] for i in _order(values)]
+
+
+def _title(df: pd.DataFrame) -> str:
+    sweeps = sorted(s for s in df.sweep.unique() if s)
+    return f" ({', '.join(sweeps[:3])}{', ...' if len(sweeps) > 3 else ''})" if sweeps else ""
+
+
+def _pct_axis(ax) -> None:
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_param(df: pd.DataFrame, key: str, metric: str = "accuracy") -> Figure:
+    """Mean ``metric`` (left) and validation loss (right) per value of ``key``, std error bars, runs as dots."""
+    ok = finished(df, metric)
+    stats = group_stats(ok, [key], metric)
+    stats = stats.iloc[_order(stats[key])].reset_index(drop=True)  # by value (tuples cannot be an index)
+    values = list(stats[key])
+    ticks = [f"{format_value(key, v, group_sample_rate(ok, key, v))}\nn={n}" for v, n in
+             zip(values, stats.n, strict=True)]
+    x = np.arange(len(values))
+    fig = Figure(figsize=(max(9.0, 1.3 * len(values) + 5), 4.4), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, col, ylabel in ((axes[0], metric, f"validation {metric.replace('_', ' ')}"),
+                            (axes[1], "valid_loss", "validation loss (cross-entropy)")):
+        mean, std = stats[f"{col}_mean"].to_numpy(), stats[f"{col}_std"].fillna(0).to_numpy()
+        for i, v in enumerate(values):
+            runs = select(ok, key, v)[col].to_numpy()
+            ax.plot(np.full(len(runs), x[i]) + np.linspace(-0.1, 0.1, len(runs)), runs, "o", ms=3.5,
+                    color="0.55", zorder=1)
+        ax.errorbar(x, mean, yerr=std, fmt="o-", color=COLORS[0], ecolor="black", capsize=5, lw=1.8, ms=7,
+                    zorder=2)
+        long = max(map(len, ticks)) > 14
+        ax.set_xticks(x, ticks, rotation=30 if long else 0, ha="right" if long else "center")
+        ax.set_xlim(-0.5, len(values) - 0.5)
+        ax.set_xlabel(axis_label(key))
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    _pct_axis(axes[0])
+    for i, (m, s) in enumerate(zip(stats[f"{metric}_mean"], stats[f"{metric}_std"], strict=True)):
+        axes[0].annotate(f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") + "%", (x[i], m),
+                         xytext=(10, 0), textcoords="offset points", fontsize=8, va="center", zorder=3,
+                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+    fig.suptitle(f"Validation {metric.replace('_', ' ')} and loss vs {key}{_title(ok)}\n"
+                 "mean ± std over the n runs of each value; grey dots: single runs")
+    return fig
+
+
+def plot_folds(df: pd.DataFrame, key: str | None = None, metric: str = "accuracy") -> Figure:
+    """Bars of mean ``metric`` per fold (one bar colour per value of ``key``) with std error bars and every trial
+    as a dot; dashed: the mean over all runs (of each value)."""
+    ok = finished(df, metric)
+    folds = sorted(ok.fold.unique())
+    values = _sort_values(ok[key].unique()) if key else [None]
+    width = 0.8 / len(values)
+    fig = Figure(figsize=(max(7.5, (1.0 + 0.5 * len(values)) * len(folds) + 4), 4.4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(folds))
+    lo = max(0.0, float(ok[metric].min()) - 0.08)
+    fold_means = []
+    for j, v in enumerate(values):
+        runs = select(ok, key, v) if key else ok
+        g = runs.groupby("fold")[metric]
+        mean, sample_std, n = g.mean().reindex(folds), g.std().reindex(folds), g.size().reindex(folds)
+        std = sample_std.fillna(0)
+        lo = max(0.0, min(lo, float((mean - std).min()) - 0.03))
+        fold_means.append(mean.mean())
+        pos, color = x - 0.4 + width * (j + 0.5), COLORS[j % len(COLORS)]
+        name = f"{key}={format_value(key, v, group_sample_rate(ok, key, v))}: " if key else ""
+        ax.bar(pos, mean, width * 0.92, yerr=std, capsize=5, color=color, alpha=0.75,
+               label=f"{name}mean ± std over trials")
+        for i, f in enumerate(folds):
+            trials = runs.loc[runs.fold == f, metric].to_numpy()
+            ax.plot(np.full(len(trials), pos[i]) + np.linspace(-0.2, 0.2, len(trials)) * width, trials, "o", ms=3.5,
+                    color="black", alpha=0.6, label="trial" if i == j == 0 else None)
+        overall = runs[metric]
+        ax.axhline(overall.mean(), ls="--", color=COLORS[1] if not key else color,
+                   label=f"{name}all runs {100 * overall.mean():.1f} ± {100 * overall.std():.1f}%")
+        for i, f in enumerate(folds):
+            if pd.isna(mean.loc[f]):
+                continue
+            spread = "" if pd.isna(sample_std.loc[f]) else f"\n± {100 * sample_std.loc[f]:.1f}"
+            ax.annotate(f"{100 * mean.loc[f]:.1f}{spread}\nn={n.loc[f]}", (pos[i], 0), xytext=(0, 6),
+                        xycoords=("data", "axes fraction"), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=8 if len(values) < 3 else 6, color="white")
+    ax.set_ylim(lo, min(1.02, float(ok[metric].max()) + 0.03))
+    ax.set_xticks(x, [f"fold {f}" for f in folds])
+    ax.set_xlabel("validation fold (official ESC-50 split)")
+    ax.set_ylabel(f"validation {metric.replace('_', ' ')}")
+    _pct_axis(ax)
+    fig.legend(loc="outside right upper", fontsize=8)
+    means = ", ".join((f"{key}={format_value(key, v, group_sample_rate(ok, key, v))}: " if key else "")
+                      + f"{100 * m:.1f}%" for v, m in zip(values, fold_means, strict=True))
+    ax.set_title(f"Validation {metric.replace('_', ' ')} per fold{_title(ok)}" + (f" by {key}" if key else "")
+                 + f"\nmean of fold means: {means}", fontsize=11)
+    return fig
+
+
+def _curves(runs: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and std of ``col`` per epoch over ``runs``' histories (epochs a run lacks are left out)."""
+    table = pd.DataFrame([{"run": i, "epoch": r["epoch"], col: r[col]} for i, h in enumerate(runs.history)
+                          for r in h if r.get(col) is not None])
+    if table.empty:
+        return np.array([]), np.array([]), np.array([])
+    g = table.groupby("epoch")[col]
+    return g.mean().index.to_numpy(), g.mean().to_numpy(), g.std().fillna(0).to_numpy()
+
+
+def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
+    """Validation accuracy and loss per epoch: mean line and ± std band for each value of ``key``."""
+    ok = finished(df)
+    values = _sort_values(ok[key].unique()) if key else [None]
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for i, v in enumerate(values):
+        runs = select(ok, key, v) if key else ok
+        label = f"{format_value(key, v, group_sample_rate(ok, key, v))} (n={len(runs)})" if key else \
+            f"all runs (n={len(runs)})"
+        color = COLORS[i % len(COLORS)]
+        for ax, col in zip(axes, ("accuracy", "valid_loss"), strict=True):
+            epochs, mean, std = _curves(runs, col)
+            ax.plot(epochs, mean, "-", marker="o" if len(epochs) < 25 else None, ms=3, color=color, label=label)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+    for ax, ylabel in zip(axes, ("validation accuracy", "validation loss (cross-entropy)"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    _pct_axis(axes[0])
+    axes[0].legend(title=axis_label(key) if key else None, fontsize=8, title_fontsize=8, loc="lower right")
+    fig.suptitle(f"Validation accuracy and loss per epoch{_title(ok)}" + (f" by {key}" if key else "")
+                 + "\nmean over runs, ± std band")
+    return fig
+
+
+def plot_confusion(row: pd.Series) -> Figure:
+    """Row-normalised confusion matrix (true class per row) of one run, from its saved predictions."""
+    with np.load(preds_path(row)) as f:
+        probs, targets, classes = f["probs"], f["targets"], [str(c) for c in f["classes"]]
+    c = len(classes)
+    counts = np.zeros((c, c))
+    np.add.at(counts, (targets, probs.argmax(1)), 1)
+    rows = counts.sum(1, keepdims=True)
+    norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    size = max(6.0, 0.26 * c + 3)
+    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fs = 9 if c <= 20 else 7
+    ax.set_xticks(range(c), classes, rotation=90, fontsize=fs)
+    ax.set_yticks(range(c), classes, fontsize=fs)
+    if c <= 20:
+        for i, j in zip(*np.nonzero(counts), strict=True):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted class", fontsize=10 if c <= 20 else 13)
+    ax.set_ylabel("true class", fontsize=10 if c <= 20 else 13)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class's clips")
+    acc = np.trace(counts) / max(counts.sum(), 1)
+    split = f"fold {row.fold}" if row.split == "official" else f"{row.split} split"
+    ax.set_title(f"Confusion matrix of run {row.run_id} ({row.arch}, {split}, trial {row.trial_num}):\n"
+                 f"validation accuracy {100 * acc:.1f}% on {int(counts.sum())} clips", fontsize=11 if c <= 20 else 14)
+    return fig
+
+
+def preds_path(row: pd.Series) -> Path | None:
+    """Where ``train.py`` saved the run's validation predictions (beside its record), if it is there."""
+    if not isinstance(row.record_path, str):
+        return None
+    path = RunFiles(Path(row.record_path)).preds
+    return path if path.is_file() else None
+
+
+def save(fig: Figure, out: Path, name: str, formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Write ``fig`` as ``out/name.png`` and ``.svg``; return the files, the PNG first."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.{fmt}" for fmt in formats]
+    for path in paths:
+        fig.savefig(path, dpi=130 if path.suffix == ".png" else None)
+    return paths

@@ -1,0 +1,63 @@
+"""How parameters are shown in tables and figures: values with the unit of their Config field (``unit``
+metadata), axis labels from the field's ``label``."""
+
+from __future__ import annotations
+
+import math
+import typing
+
+import pandas as pd
+
+from audiosweep.config import FIELDS, TYPES
+
+from .runs import select
+
+# Durations given in one unit are also shown in the other, converted with the run's sample rate.
+OTHER_UNIT = {"samples": "ms", "ms": "samples"}
+
+
+def _unit(key: str) -> str | None:
+    return FIELDS[key].metadata["unit"] if key in FIELDS else None
+
+
+def _is_list(key: str) -> bool:
+    return key in TYPES and list in (typing.get_origin(t) for t in (TYPES[key], *typing.get_args(TYPES[key])))
+
+
+def format_value(key: str, value, sample_rate: float | None = None) -> str:
+    """A parameter value with its unit: samples with ms (or ms with samples) given the sample rate, Hz or kHz for
+    frequencies; the items of a list bare, joined by "/"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "none"
+    if isinstance(value, tuple):
+        return "/".join(format_value(key, v) for v in value)  # short: the axis label gives the unit
+    unit = _unit(key)
+    if unit == "samples" and sample_rate:
+        return f"{value:g} ({1000 * value / sample_rate:.1f} ms)"
+    if unit == "ms":
+        return f"{value:g} ms" + (f" ({round(value * sample_rate / 1000)})" if sample_rate else "")
+    if unit == "Hz":
+        return f"{value / 1000:g} kHz" if value >= 1000 else f"{value:g} Hz"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def axis_label(key: str) -> str:
+    """``key: label (units)`` from the key's Config field; the units are those :func:`format_value` shows."""
+    meta = FIELDS[key].metadata if key in FIELDS else {}
+    unit = _unit(key)
+    if unit in OTHER_UNIT and not _is_list(key):
+        unit = f"{unit}, {OTHER_UNIT[unit]}"
+    elif unit == "Hz":
+        unit = None  # each value says Hz or kHz
+    text = ": ".join(t for t in (key, meta.get("label")) if t)
+    return f"{text} ({unit})" if unit else text
+
+
+def group_sample_rate(df: pd.DataFrame, key: str, value) -> float | None:
+    """The sample rate of the runs whose ``key`` is ``value`` (their most common one)."""
+    if key == "sample_rate":
+        return value
+    rates = select(df, key, value).sample_rate
+    return float(rates.mode().iloc[0]) if len(rates) else None

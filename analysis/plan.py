@@ -1,0 +1,106 @@
+"""The report's plan: its sections in order, each with the figures it shows, drawn only when a caller saves or
+shows them. ``python -m analysis.plots`` saves the plan's figures, ``python -m analysis.report`` adds each
+section's table and text, and ``analysis/report.ipynb`` shows the same.
+
+    for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>
+    when folds vary (or asked for)              FOLDS: folds
+    always                                      CONFUSION: confusion_<run_id>, or the reason none can be drawn
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from audiosweep.results import RunFiles
+
+from . import figures
+from .runs import SourceError, finished
+
+PARAMETER, FOLDS, CONFUSION = "parameter", "folds", "confusion"
+
+
+@dataclass(frozen=True)
+class PlannedFigure:
+    name: str  # file name without extension
+    alt: str  # what it shows, in a few words
+    draw: Callable[[], Figure]
+
+
+@dataclass
+class Section:
+    """One section of the report: a parameter (or all runs), the per-fold results, or a confusion matrix."""
+
+    kind: str
+    title: str
+    by: list[str] = field(default_factory=list)  # groups of the section's table
+    figures: list[PlannedFigure] = field(default_factory=list)
+    note: str = ""  # CONFUSION: which run is shown, or why none is
+    skipped: str | None = None  # why a section that should have a figure has none
+
+
+def pick_run(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> pd.Series:
+    """The run ``run_id``, or the best finished run whose predictions are on disk."""
+    if run_id is not None:
+        match = df[df.run_id == run_id]
+        if match.empty:
+            raise SourceError(f"--run {run_id}: no such run in the source (run ids are the record file names)")
+        row = match.iloc[0]
+        if figures.preds_path(row) is None:
+            raise SourceError(f"--run {run_id}: no predictions file {RunFiles.of('', run_id).preds.name} beside "
+                              "its record")
+        return row
+    ok = finished(df, metric)
+    ok = ok[[figures.preds_path(r) is not None for _, r in ok.iterrows()]]
+    if ok.empty:
+        raise SourceError(f"no run has a {RunFiles.of('', '<run_id>').preds.name} beside its record (W&B sources "
+                          "have none): no confusion matrix")
+    return ok.loc[ok[metric].idxmax()]
+
+
+def parameter_section(df: pd.DataFrame, key: str | None, metric: str = "accuracy") -> Section:
+    """``key``'s section (all runs together when None): accuracy and loss per value, and the curves."""
+    shown = [] if key is None else [PlannedFigure(f"{metric}_by_{key}", f"{metric} by {key}",
+                                                  partial(figures.plot_param, df, key, metric))]
+    shown.append(PlannedFigure(f"curves_by_{key}" if key else "curves", "accuracy and loss per epoch",
+                               partial(figures.plot_curves, df, key)))
+    return Section(PARAMETER, key or "All runs", [key] if key else [], shown)
+
+
+def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Section:
+    """Per fold, per group of ``by``: bars coloured by the one key of ``by``, or all runs together."""
+    draw = partial(figures.plot_folds, df, by[0] if len(by) == 1 else None, metric)
+    return Section(FOLDS, "Per fold", by, [PlannedFigure("folds", "accuracy per fold", draw)])
+
+
+def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> Section:
+    """The confusion matrix of ``run_id`` (an error when it has none), else of the best run that has one."""
+    try:
+        row = pick_run(df, run_id, metric)
+    except SourceError as e:
+        if run_id is not None:
+            raise
+        return Section(CONFUSION, "Confusion matrix", note=f"Not drawn: {e}", skipped=str(e))
+    what = "chosen" if run_id else f"best (highest {metric})"
+    matrix = PlannedFigure(f"confusion_{row.run_id}", f"confusion matrix {row.run_id}",
+                           partial(figures.plot_confusion, row))
+    return Section(CONFUSION, "Confusion matrix", figures=[matrix],
+                   note=f"The {what} run, {row.run_id}: rows are true classes, normalised to 1.")
+
+
+def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id: str | None = None,
+             folds: bool | None = None) -> list[Section]:
+    """The report's sections on parameters ``keys``: one per key (or one of all runs), the per-fold one when the
+    finished runs use several folds (or ``folds``; never when ``folds`` is False), the confusion matrix's."""
+    ok = finished(df, metric)
+    if ok.empty:
+        raise SourceError(f"no finished runs with {metric}: nothing to plot")
+    plan = [parameter_section(df, key, metric) for key in keys or [None]]
+    if folds or (folds is None and ok.fold.nunique() > 1):
+        plan.append(fold_section(df, [k for k in keys if k != "fold"], metric))
+    plan.append(confusion_section(df, run_id, metric))
+    return plan

@@ -1,0 +1,151 @@
+"""The report (analysis.report) as a folder and in the notebook, where both look for things (analysis.paths), and
+the analysis commands on records train.py really wrote."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from analysis import figures, paths, plan, plots, report, runs, summarize
+from tests.analysis_records import is_png, write_final_study, write_study
+from tests.conftest import REPO, TINY
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+NOTEBOOK = REPO / "analysis" / "report.ipynb"
+
+
+def images(page: Path) -> list[str]:
+    return [line[line.index("(") + 1:-1] for line in page.read_text().splitlines() if line.startswith("![")]
+
+
+def test_report_script(tmp_path, capsys):
+    final_study = write_final_study(tmp_path)
+    study = write_study(tmp_path)
+    out = tmp_path / "report"
+    assert report.main([str(final_study), "--out", str(out)]) == 0
+    page = Path(capsys.readouterr().out.strip())
+    text = page.read_text()
+    assert page == out / "report.md" and "## Per fold" in text and "| mean of fold means |" in text
+    assert "79.50 ± 7.78" in text and "## All runs" in text  # no parameter varies but the fold
+    assert images(page) == ["curves.png", "folds.png", "confusion_f1-t2.png"]
+    assert all(is_png(out / name) for name in images(page))
+
+    assert report.main([str(study), "--out", str(tmp_path / "r2")]) == 0
+    text = (tmp_path / "r2" / "report.md").read_text()
+    assert "## n_mels" in text and "82.00 ± 2.00" in text and "## Per fold" not in text
+    assert "> warning: 1 of 6 runs left out" in text and "![accuracy by n_mels](accuracy_by_n_mels.png)" in text
+    assert pd.read_csv(tmp_path / "r2" / "accuracy_by_n_mels.csv").accuracy_mean.tolist() == pytest.approx([.82, .72])
+
+
+def test_report_follows_the_plan(tmp_path):
+    final_study = write_final_study(tmp_path)
+    df = runs.load_runs(str(final_study))
+    page = report.build_report(df, tmp_path, ["arch"], run_id="f2-t1")
+    titles = [line[3:] for line in page.read_text().splitlines() if line.startswith("## ")]
+    sections = plan.sections(df, ["arch"], run_id="f2-t1")
+    assert titles == [s.title for s in sections] == ["arch", "Per fold", "Confusion matrix"]
+    assert images(page) == [f"{f.name}.png" for s in sections for f in s.figures]
+    assert {p.name for p in tmp_path.glob("*.csv")} == {"accuracy_by_arch.csv", "folds.csv"}
+
+
+def test_report_default_folder_is_under_reports(tmp_path, monkeypatch, capsys):
+    study = write_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert report.main([str(study)]) == 0
+    assert Path(capsys.readouterr().out.strip()) == Path("reports") / "nmels" / "report.md"
+    assert (tmp_path / "reports" / "nmels" / "accuracy_by_n_mels.png").is_file()
+    assert report.main([str(study.parent), "--sweep", "nmels"]) == 0
+    assert Path(capsys.readouterr().out.strip()) == Path("reports") / "nmels" / "report.md"
+    assert paths.report_dir("wandb:me/esc50") == Path("reports/esc50")
+    assert paths.report_dir("wandb:me/esc50", "me/esc50/abc123") == Path("reports/abc123")
+
+
+def test_notebook_paths_resolve_against_the_repository(monkeypatch, tmp_path):
+    monkeypatch.delenv(paths.SOURCE_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert paths.REPO == REPO
+    assert paths.notebook_source() == str(REPO / "results")
+    assert paths.notebook_source("results/smoke") == str(REPO / "results" / "smoke")
+    monkeypatch.setenv(paths.SOURCE_VARIABLE, "results/final")
+    assert paths.notebook_source() == str(REPO / "results" / "final")
+    assert paths.notebook_source(str(tmp_path)) == str(tmp_path)  # the notebook's SOURCE wins
+    monkeypatch.setenv(paths.SOURCE_VARIABLE, "wandb:me/esc50")
+    assert paths.notebook_source() == "wandb:me/esc50"
+    assert paths.from_repo("reports/notebook") == REPO / "reports" / "notebook"
+    assert paths.from_repo(tmp_path) == tmp_path
+
+
+@pytest.fixture
+def repo_records():
+    """A folder of records under the repository root (in git-ignored results/, hidden from other analyses),
+    given to the notebook by a path relative to the root."""
+    folder = Path("results") / f".test-notebook-{os.getpid()}"
+    write_final_study(REPO / folder)
+    yield folder
+    shutil.rmtree(REPO / folder)
+
+
+def test_notebook_is_valid_and_runs_from_its_folder(repo_records, tmp_path, monkeypatch):
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "clear the notebook's outputs"
+    for cell in code:
+        compile(TransformerManager().transform_cell(cell.source), str(NOTEBOOK), "exec")
+    from nbclient import NotebookClient
+
+    params = next(c for c in code if "parameters" in c.metadata.get("tags", []))
+    assert "SOURCE = None" in params.source and 'OUT = "reports/notebook"' in params.source
+    params.source = params.source.replace('OUT = "reports/notebook"', f"OUT = {str(tmp_path / 'nb')!r}")
+    monkeypatch.setenv(paths.SOURCE_VARIABLE, str(repo_records))  # relative to the repo, not to analysis/
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO / "analysis")}}).execute()  # as Jupyter starts it
+    out = tmp_path / "nb"
+    assert is_png(out / "folds.png") and images(out / "report.md") == ["curves.png", "folds.png",
+                                                                      "confusion_f1-t2.png"]
+    shown = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(shown) == 3  # curves, folds, confusion matrix
+    markdown = "\n".join(o["data"]["text/markdown"] for c in code for o in c.outputs
+                         if "text/markdown" in o.get("data", {}))
+    assert f"# Results: {REPO / repo_records}" in markdown and "| mean of fold means |" in markdown
+    assert "## Confusion matrix" in markdown and "![" not in markdown  # images shown, not linked
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synth_root, cache_dir) -> Path:
+    """Records train.py really wrote: n_mels 32 and 40, 2 epochs each, in sweep folder 'tiny'."""
+    import train
+
+    out = tmp_path_factory.mktemp("trained") / "tiny"
+    for n_mels in (32, 40):
+        argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                str(cache_dir), "--results_dir", str(out), *TINY, "--n_mels", str(n_mels), "--n_epochs", "2"]
+        assert train.main(argv) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_records_written_by_train_py(trained, tmp_path, capsys):
+    df = runs.load_runs(str(trained))
+    assert list(df.columns) == runs.COLUMNS and sorted(df.n_mels) == [32, 40]
+    assert (df.status == "finished").all() and df.sweep.unique().tolist() == ["tiny"]
+    assert [len(h) for h in df.history] == [2, 2] and df.accuracy.between(0, 1).all()
+    assert summarize.main([str(trained), "--by", "n_mels", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out)).set_index("n_mels")
+    assert table.accuracy_mean.to_dict() == pytest.approx(dict(zip(df.n_mels, df.accuracy, strict=True)))
+    assert plots.main([str(trained), "--by", "n_mels", "--out", str(tmp_path)]) == 0
+    confusion = next(tmp_path.glob("confusion_*.png"))
+    assert is_png(confusion)
+    best = plan.pick_run(df)
+    assert best.accuracy == df.accuracy.max() and confusion.name == f"confusion_{best.run_id}.png"
+    labels = [t.get_text() for t in figures.plot_confusion(best).axes[0].get_yticklabels()]
+    assert len(labels) == 10 and "dog" in labels
+    assert report.main([str(trained), "--out", str(tmp_path / "report")]) == 0
+    assert "## n_mels" in (tmp_path / "report" / "report.md").read_text()
