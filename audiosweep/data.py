@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +60,10 @@ def read_metadata(data_dir: Path) -> pd.DataFrame:
     missing = [c for c in FOLD_COLUMNS if c not in meta.columns]
     if missing:
         raise DatasetError(f"{path}: columns {missing} missing; expected {FOLD_COLUMNS}")
+    dup = meta.filename[meta.filename.duplicated()]
+    if len(dup):
+        raise DatasetError(f"{path}: {len(dup)} clip(s) listed more than once (first: {list(dup[:3])}); restore "
+                           "the official meta/esc50.csv")
     official = official_metadata().set_index("filename")
     mine = meta.set_index("filename")
     unknown = mine.index.difference(official.index)
@@ -73,7 +79,11 @@ def read_metadata(data_dir: Path) -> pd.DataFrame:
 
 
 def clip_problem(path: Path) -> str | None:
-    """Why ``path`` is not a valid ESC-50 clip, or None when it is."""
+    """Why ``path`` is not a valid ESC-50 clip (from its header), or None when it is."""
+    if path.is_dir():
+        return "a folder, not a file"
+    if path.is_symlink() and not path.is_file():
+        return "a broken or looping link"
     if not path.is_file():
         return "missing"
     try:
@@ -90,11 +100,18 @@ def clip_problem(path: Path) -> str | None:
 
 
 def validate_clips(data_dir: Path, meta: pd.DataFrame, allow_missing: bool) -> pd.DataFrame:
-    """Check every listed clip; fail with counts and the first culprits, or (allow_missing) warn and drop them."""
+    """Check every listed clip's header; fail with counts and the first culprits, or (allow_missing) warn and drop
+    them."""
     problems = [clip_problem(data_dir / "audio" / f) for f in meta.filename]
+    return meta[usable(data_dir, meta, problems, allow_missing)].reset_index(drop=True)
+
+
+def usable(data_dir: Path, meta: pd.DataFrame, problems: list[str | None], allow_missing: bool) -> np.ndarray:
+    """Mask of the clips without a problem: when some have one, fail naming counts and the first culprits per
+    problem, or (allow_missing) warn and leave them out."""
     bad = pd.Series(problems, index=meta.filename).dropna()
     if bad.empty:
-        return meta
+        return np.ones(len(meta), dtype=bool)
     parts = []
     for why, names in bad.groupby(bad, sort=False):
         parts.append(f"{len(names)} {why} (first: {', '.join(names.index[:3])})")
@@ -105,15 +122,22 @@ def validate_clips(data_dir: Path, meta: pd.DataFrame, allow_missing: bool) -> p
         raise DatasetError(summary + f". Fix or re-download the dataset (delete {data_dir} and rerun), "
                                      "or pass --allow_missing true to use the valid clips only.")
     warnings.warn(summary + f"; using the {len(meta) - len(bad)} valid clips (allow_missing)", stacklevel=2)
-    return meta[~meta.filename.isin(bad.index)].reset_index(drop=True)
+    return ~meta.filename.isin(bad.index).to_numpy()
 
 
 def fingerprint(data_dir: Path, meta: pd.DataFrame) -> str:
-    """Identity of the clips in use: metadata rows plus each file's name and size."""
+    """Identity of the clips in use: metadata rows plus each file's name, size and modification time (a clip
+    replaced by another of the same size is another clip)."""
     h = hashlib.sha1(meta[FOLD_COLUMNS].to_csv(index=False).encode())
     for f in meta.filename:
-        h.update(f"{f}:{(data_dir / 'audio' / f).stat().st_size};".encode())
+        st = (data_dir / "audio" / f).stat()
+        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
+
+
+def clip_samples(sample_rate: int) -> int:
+    """Samples of one ESC-50 clip at ``sample_rate`` (as torchaudio's resampling returns them)."""
+    return math.ceil(ESC50_SAMPLES * sample_rate / ESC50_RATE)
 
 
 def decode(path: Path) -> np.ndarray:
@@ -126,12 +150,33 @@ def decode(path: Path) -> np.ndarray:
     return wav
 
 
+@dataclass
+class Waveforms:
+    """Decoded clips: (N, samples) float16 at the run's rate; clips with NaN or infinite samples are listed in
+    ``nonfinite`` (row positions) and stored as silence, so the cache itself is always finite."""
+
+    waveforms: torch.Tensor
+    nonfinite: list[int]
+
+
 def load_waveforms(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_dir: Path, fp: str,
                    num_workers: int = 4) -> torch.Tensor:
-    """(N, samples) float16 waveforms at ``sample_rate``, decoded once and cached under ``cache_dir``."""
+    """The waveforms of :func:`decode_clips` (clips with non-finite samples as silence)."""
+    return decode_clips(data_dir, meta, sample_rate, cache_dir, fp, num_workers).waveforms
+
+
+def decode_clips(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_dir: Path, fp: str,
+                 num_workers: int = 4) -> Waveforms:
+    """The clips of ``meta`` at ``sample_rate``, decoded once and cached under ``cache_dir``.
+
+    The cache is disposable: one that cannot be read, or holds the wrong shape, type or non-finite values, is
+    rebuilt with a warning naming it; one that cannot be written is skipped with a warning."""
     cache = cache_dir / f"esc50-{fp}-{sample_rate}hz.pt"
+    remove_stale_temp_files(cache_dir)
     if cache.is_file():
-        return torch.load(cache, weights_only=True, mmap=True)
+        cached = read_cache(cache, len(meta), clip_samples(sample_rate))
+        if cached is not None:
+            return cached
     paths = [data_dir / "audio" / f for f in meta.filename]
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
         raw = list(tqdm(pool.map(decode, paths), total=len(paths), desc="decoding audio", unit="clip",
@@ -142,12 +187,70 @@ def load_waveforms(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_d
         chunks = [torchaudio.functional.resample(wavs[i:i + 64], ESC50_RATE, sample_rate)
                   for i in range(0, len(wavs), 64)]
         wavs = torch.cat(chunks)
-    wavs = wavs.to(torch.float16)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    torch.save(wavs, tmp)
-    os.replace(tmp, cache)
-    return wavs
+    wavs = wavs.to(torch.float16)  # also turns samples beyond float16's range into infinities
+    bad = (~torch.isfinite(wavs).all(dim=1)).nonzero().flatten().tolist()
+    wavs[bad] = 0
+    decoded = Waveforms(wavs, bad)
+    write_cache(cache, decoded)
+    return decoded
+
+
+def read_cache(path: Path, n_clips: int, n_samples: int) -> Waveforms | None:
+    """The cached waveforms, or None (with a warning naming ``path``) when the file is not a valid cache."""
+    try:
+        obj = torch.load(path, weights_only=True, mmap=True)
+    except Exception as e:  # truncated, empty, not a torch file, ...: all mean "rebuild it"
+        problem = f"unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+    else:
+        wavs = obj.get("waveforms") if isinstance(obj, dict) else None
+        bad = obj.get("nonfinite") if isinstance(obj, dict) else None
+        if not isinstance(wavs, torch.Tensor) or not isinstance(bad, list):
+            problem = "not a waveform cache"
+        elif wavs.dtype != torch.float16 or tuple(wavs.shape) != (n_clips, n_samples):
+            problem = f"holds {wavs.dtype} {tuple(wavs.shape)}, expected float16 {(n_clips, n_samples)}"
+        elif not all(isinstance(i, int) and 0 <= i < n_clips for i in bad):
+            problem = "lists rows that do not exist"
+        elif not torch.isfinite(wavs).all():
+            problem = "holds non-finite samples"
+        else:
+            return Waveforms(wavs, bad)
+    warnings.warn(f"waveform cache {path} {problem}; decoding the clips again", stacklevel=2)
+    return None
+
+
+def write_cache(path: Path, decoded: Waveforms) -> None:
+    """Save the cache atomically; if it cannot be written (read-only folder, full disk), warn and go on."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"waveforms": decoded.waveforms, "nonfinite": decoded.nonfinite}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+        warnings.warn(f"cannot write the waveform cache {path} ({reason}); going on without it: the clips are "
+                      "decoded again next run", stacklevel=2)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temp_files(cache_dir: Path) -> None:
+    """Delete temporary cache files whose writer (the pid in their name) is gone, e.g. a run that was killed."""
+    for tmp in cache_dir.glob(".*.tmp") if cache_dir.is_dir() else []:
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def split(meta: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +301,14 @@ def prepare_data(cfg: Config) -> AudioData:
     classes = categories.category.tolist()
     meta = validate_clips(data_dir, meta, cfg.allow_missing)
     fp = fingerprint(data_dir, meta)
-    wavs = load_waveforms(data_dir, meta, cfg.sample_rate, Path(cfg.cache_dir).expanduser(), fp, cfg.num_workers)
+    decoded = decode_clips(data_dir, meta, cfg.sample_rate, Path(cfg.cache_dir).expanduser(), fp, cfg.num_workers)
+    wavs = decoded.waveforms
+    if decoded.nonfinite:  # found on decoding: reported like the clip problems found from the headers
+        problems = ["non-finite samples (NaN or infinity)" if i in set(decoded.nonfinite) else None
+                    for i in range(len(meta))]
+        keep = usable(data_dir, meta, problems, cfg.allow_missing)
+        meta, wavs = meta[keep].reset_index(drop=True), wavs[torch.from_numpy(keep)]
+        fp = fingerprint(data_dir, meta)
     remap = {t: i for i, t in enumerate(categories.target)}
     targets = torch.tensor([remap[t] for t in meta.target], dtype=torch.long)
     train_idx, valid_idx = split(meta, cfg)

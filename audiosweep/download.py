@@ -60,8 +60,9 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff
         if attempt < retries:
             print(f"download interrupted ({last_error}); retrying ({attempt}/{retries - 1}) ...")
             time.sleep(backoff * attempt)
-    raise DownloadError(f"could not download {url} after {retries} attempts: {last_error}. "
-                        f"Partial data is kept in {part} and resumed next time.")
+    kept = (f"The {part.stat().st_size} bytes received are kept in {part} and resumed next time."
+            if part.is_file() and part.stat().st_size else "Nothing was received.")
+    raise DownloadError(f"could not download {url} after {retries} attempts: {last_error}. {kept}")
 
 
 def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
@@ -75,6 +76,11 @@ def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
             bad = z.testzip()
             if bad is not None:
                 raise DownloadError(f"{archive}: corrupt member {bad} (CRC mismatch)")
+            unsafe = [i.filename for i in z.infolist() if unsafe_member(i)]
+            if unsafe:
+                raise DownloadError(f"{archive}: refusing to unpack {len(unsafe)} member(s) that would land outside "
+                                    f"the dataset folder or are links (first: {unsafe[0]!r}); is it the right "
+                                    "archive?")
             roots = [n[: -len(marker)] for n in z.namelist() if n.endswith(marker)]
             if not roots:
                 raise DownloadError(f"{archive}: no {marker} inside; is it the right archive?")
@@ -83,12 +89,23 @@ def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
                 members = [n for n in z.namelist() if n.startswith(roots[0])]
                 for name in tqdm(members, desc="extracting", unit="file", disable=None):
                     z.extract(name, tmp)
-                os.replace(tmp / roots[0] if roots[0] else tmp, dest)
+                root = (tmp / roots[0]).resolve()
+                if not root.is_relative_to(tmp.resolve()):  # checked above; never move what is not ours
+                    raise DownloadError(f"{archive}: {roots[0]!r} is outside the extraction folder")
+                os.replace(root, dest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     except zipfile.BadZipFile as e:
         raise DownloadError(f"{archive}: not a valid zip archive ({e})") from e
     return dest
+
+
+def unsafe_member(info: zipfile.ZipInfo) -> bool:
+    """A member with an absolute path, a drive, a ``..`` component or a symbolic link (which could point
+    anywhere): none belongs in a dataset archive."""
+    name = info.filename.replace("\\", "/")
+    is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+    return is_link or name.startswith("/") or ":" in name.split("/")[0] or ".." in name.split("/")
 
 
 def download_dataset(url: str, dest: Path, marker: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -14,6 +15,7 @@ from audiosweep import data
 from audiosweep.config import merge
 from audiosweep.data import DatasetError, prepare_data, read_metadata, split, validate_clips
 from audiosweep.synthetic import class_clip
+from tests.conftest import fill
 
 
 @pytest.fixture
@@ -131,3 +133,104 @@ def test_empty_split_is_explained(small_tree):
     missing_fold = ({1, 2, 3, 4, 5} - set(meta.fold)).pop()
     with pytest.raises(DatasetError, match="0 validation clips"):
         split(meta, merge([{"fold": missing_fold}]))
+
+
+# --- faults: clips, metadata and the cache ------------------------------------------------------------------------
+
+
+def small_cfg(root, cache, **extra):
+    return merge([{"data_dir": str(root), "cache_dir": str(cache), "allow_missing": True, "sample_rate": 8000,
+                   "f_max": 4000, "split": "stratified", **extra}])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_clip_with_a_non_finite_sample_is_a_clip_problem(small_tree, tmp_path, value):
+    root, names = small_tree
+    wav = class_clip(0, np.random.default_rng(0))
+    wav[1000] = value
+    sf.write(root / "audio" / names[2], wav, 44100, subtype="FLOAT")
+    meta = listed(root, names)
+    decoded = data.decode_clips(root, meta, 8000, tmp_path / "c", data.fingerprint(root, meta), num_workers=1)
+    assert decoded.nonfinite == [2] and torch.isfinite(decoded.waveforms).all()  # the cache stays finite
+    problems = ["non-finite samples" if i == 2 else None for i in range(len(meta))]
+    with pytest.raises(DatasetError, match=rf"1 non-finite samples \(first: {names[2]}\)"):
+        data.usable(root, meta, problems, allow_missing=False)
+    with pytest.warns(UserWarning) as caught:
+        kept = prepare_data(small_cfg(root, tmp_path / "c"))
+    assert any("1 non-finite samples (NaN or infinity)" in str(w.message) for w in caught)
+    assert len(kept.meta) == 19 and names[2] not in set(kept.meta.filename)
+    assert torch.isfinite(kept.waveforms).all() and len(kept.waveforms) == 19
+
+
+def test_a_clip_replaced_by_one_of_the_same_size_is_decoded_again(small_tree, tmp_path):
+    root, names = small_tree
+    with pytest.warns(UserWarning):
+        before = prepare_data(small_cfg(root, tmp_path / "c"))
+    row = int(np.flatnonzero(before.meta.filename == names[0])[0])
+    path = root / "audio" / names[0]
+    size = path.stat().st_size
+    sf.write(path, class_clip(7, np.random.default_rng(1)), 44100, subtype="PCM_16")
+    assert path.stat().st_size == size
+    with pytest.warns(UserWarning):
+        after = prepare_data(small_cfg(root, tmp_path / "c"))
+    assert after.fingerprint != before.fingerprint
+    assert not torch.equal(after.waveforms[row], before.waveforms[row])
+
+
+@pytest.mark.parametrize("corrupt, problem", [
+    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "unreadable"),  # truncated
+    (lambda p: p.write_bytes(b""), "unreadable"),
+    (lambda p: torch.save(torch.zeros(3, 5), p), "not a waveform cache"),
+    (lambda p: torch.save({"waveforms": torch.zeros(20, 7, dtype=torch.float16), "nonfinite": []}, p), "expected"),
+    (lambda p: torch.save({"waveforms": torch.full((20, 40000), float("nan"), dtype=torch.float16),
+                           "nonfinite": []}, p), "non-finite"),
+])
+def test_a_bad_cache_is_named_and_rebuilt(small_tree, tmp_path, corrupt, problem):
+    root, names = small_tree
+    meta = listed(root, names)
+    fp = data.fingerprint(root, meta)
+    good = data.load_waveforms(root, meta, 8000, tmp_path, fp, num_workers=1)
+    (cache,) = tmp_path.glob("esc50-*.pt")
+    corrupt(cache)
+    with pytest.warns(UserWarning, match=rf"waveform cache {cache} .*{problem}.*decoding the clips again"):
+        again = data.load_waveforms(root, meta, 8000, tmp_path, fp, num_workers=1)
+    assert torch.equal(good, again)
+    assert data.read_cache(cache, 20, 40000) is not None  # rewritten whole
+
+
+def test_an_unwritable_cache_is_skipped_and_stale_temp_files_go(small_tree, tmp_path, small_disk):
+    root, names = small_tree
+    meta = listed(root, names)
+    fill(small_disk)
+    with pytest.warns(UserWarning, match=f"cannot write the waveform cache {small_disk}/.*going on without it"):
+        data.load_waveforms(root, meta, 8000, small_disk, data.fingerprint(root, meta), num_workers=1)
+    assert not [p for p in small_disk.iterdir() if p.name.startswith(".")]  # no temporary file left
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.warns(UserWarning, match=f"cannot write the waveform cache {blocked}/.*going on without it"):
+        wavs = data.load_waveforms(root, meta, 8000, blocked, data.fingerprint(root, meta), num_workers=1)
+    assert wavs.shape == (20, 40000)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = cache / ".esc50-x-8000hz.pt.999999999.tmp"  # left by a killed run: no such pid
+    mine = cache / f".esc50-y-8000hz.pt.{os.getpid()}.tmp"  # still being written
+    dead.write_bytes(b"x")
+    mine.write_bytes(b"x")
+    data.load_waveforms(root, meta, 8000, cache, data.fingerprint(root, meta), num_workers=1)
+    assert not dead.exists() and mine.exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".") and p != mine]
+
+
+def test_duplicated_metadata_rows_and_odd_clip_paths_are_named(small_tree, tmp_path):
+    root, names = small_tree
+    meta = pd.read_csv(root / "meta" / "esc50.csv")
+    meta.iloc[7] = meta.iloc[3]
+    meta.to_csv(root / "meta" / "esc50.csv", index=False)
+    with pytest.raises(DatasetError, match="1 clip\\(s\\) listed more than once"):
+        read_metadata(root)
+    (root / "audio" / names[0]).unlink()
+    (root / "audio" / names[0]).mkdir()
+    (root / "audio" / names[1]).unlink()
+    (root / "audio" / names[1]).symlink_to(root / "audio" / names[1])  # a loop
+    assert data.clip_problem(root / "audio" / names[0]) == "a folder, not a file"
+    assert data.clip_problem(root / "audio" / names[1]) == "a broken or looping link"

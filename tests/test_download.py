@@ -102,7 +102,7 @@ def test_server_ignoring_range_restarts_cleanly(tmp_path, payload):
 def test_give_up_keeps_partial_then_resume(tmp_path, payload):
     srv = Server(payload, cut=10)
     try:
-        with pytest.raises(DownloadError, match="after 2 attempts"):
+        with pytest.raises(DownloadError, match="after 2 attempts: .* bytes received are kept in .*a.zip.partial"):
             fetch(srv.url, tmp_path / "a.zip", retries=2, backoff=0)
         assert not (tmp_path / "a.zip").exists() and (tmp_path / "a.zip.partial").stat().st_size > 0
         srv.cut = 0
@@ -144,3 +144,42 @@ def test_non_dataset_folder_is_not_overwritten(tmp_path):
     with pytest.raises(DownloadError, match="exists but has no meta/esc50.csv"):
         download_dataset("http://127.0.0.1:9/none.zip", tmp_path / "ESC-50", marker="meta/esc50.csv")
     assert (tmp_path / "ESC-50" / "notes.txt").read_text() == "mine"
+
+
+def test_nothing_received_is_not_called_partial_data(tmp_path):
+    with pytest.raises(DownloadError, match="Nothing was received") as e:
+        fetch("http://127.0.0.1:9/esc50.zip", tmp_path / "a.zip", retries=1, timeout=5)
+    assert "kept" not in str(e.value)
+
+
+def crafted_zip(synth_root, members: dict[str, bytes], link: str | None = None) -> bytes:
+    """Hostile ``members`` (and a symbolic link member named ``link``) first, then a real dataset archive."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z, zipfile.ZipFile(io.BytesIO(build_zip(synth_root, n_clips=1))) as real:
+        for name, body in members.items():
+            z.writestr(name, body)
+        if link:
+            info = zipfile.ZipInfo(link)
+            info.external_attr = 0o120777 << 16
+            z.writestr(info, "/etc")
+        for info in real.infolist():
+            z.writestr(info, real.read(info))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("members, link", [
+    ({"x/../../victim/meta/esc50.csv": b"filename\n"}, None),  # the root would resolve outside the temp folder
+    ({"/abs/meta/esc50.csv": b"filename\n"}, None),
+    ({}, "ESC-50-master/audio/escape"),
+])
+def test_archives_reaching_outside_are_refused_and_touch_nothing(tmp_path, synth_root, members, link):
+    victim = tmp_path / "data" / "victim" / "meta"  # where x/../../victim lands from data/.ESC-50-tmp/
+    victim.mkdir(parents=True)
+    (victim / "esc50.csv").write_text("mine")
+    srv = Server(crafted_zip(synth_root, members, link))
+    try:
+        with pytest.raises(DownloadError, match="refusing to unpack 1 member"):
+            download_dataset(srv.url, tmp_path / "data" / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert (victim / "esc50.csv").read_text() == "mine" and not (tmp_path / "data" / "ESC-50").exists()
