@@ -9,19 +9,24 @@ Every key, its type and default: ``python train.py --help``.
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
 import time
 import traceback
 import warnings
 
 from audiosweep.config import ConfigError, parse_args
-from audiosweep.errors import UserError
+from audiosweep.errors import Terminated, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cfg, _ = parse_args(argv)
+        from audiosweep.preflight import check_before_work
+
+        check_before_work(cfg)  # results folder, clip length, model input: refused before any work
     except ConfigError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
@@ -35,14 +40,18 @@ def main(argv: list[str] | None = None) -> int:
 
     run_id = results.new_run_id()
     try:
+        asked = cfg
         run, cfg = tracking.start(cfg, run_id)  # a sweep's wandb.config may change cfg: validated again
+        if cfg != asked:
+            check_before_work(cfg)
     except ConfigError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
     run_id = run.id if run is not None else run_id
     files = results.RunFiles.of(cfg.results_dir, run_id)
     t0, history, summary, env, classes = time.time(), History(), results.Summary(), {"device": None}, None
-    status, error = "failed", None
+    status, error, reason = "failed", None, None
+    on_sigterm = signal.signal(signal.SIGTERM, _terminate)  # schedulers and W&B agents stop runs with SIGTERM
     try:
         device = resolve_device(cfg)
         set_seed(cfg.trial_num, reproducible=device.type == "cpu")  # GPU: cuDNN autotuning, not bit-identical
@@ -63,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         fit(learn, cfg)
         probs, targets = learn.get_preds(ds_idx=1)
         acc = (probs.argmax(1) == targets).float().mean().item()
-        results.save_predictions(files.preds, probs.float().numpy(), targets.numpy(), data.classes,
-                                 data.meta.filename.iloc[data.valid_idx.numpy()].tolist())
+        try:
+            results.save_predictions(files.preds, probs.float().numpy(), targets.numpy(), data.classes,
+                                     data.meta.filename.iloc[data.valid_idx.numpy()].tolist())
+        except OSError as e:  # the record matters more than the predictions: say so and go on
+            warnings.warn(f"validation predictions not saved to {files.preds} ({e.strerror or e})", stacklevel=1)
         accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
         summary = results.Summary(
             accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=history.rows[-1]["train_loss"],
@@ -75,17 +87,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f})")
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
-        if not isinstance(e, UserError):
+        reason = getattr(e, "reason", "interrupted" if isinstance(e, KeyboardInterrupt) else "error")
+        if not isinstance(e, (UserError, Terminated, KeyboardInterrupt)):
             traceback.print_exc()
         print(f"train.py: run failed: {error}", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the record short
         summary.wall_time_s = round(time.time() - t0, 3)
+        summary.epochs = len(history.rows)
         record = results.make_record(cfg.effective_dict(), run_id, status, history.rows, summary, env, error,
-                                     classes=classes)
-        results.write_json_atomic(files.record, record)
-        print(f"result record: {files.record} ({status})")
+                                     reason=reason, classes=classes)
+        written, problem = results.write_record(record, files.record)
+        if problem:
+            print(f"train.py: {problem}; the record is in {written}" if written else
+                  f"train.py: {problem}, nor in {', '.join(map(str, results.fallback_dirs()))}; the record:\n"
+                  + json.dumps(record), file=sys.stderr)
+        print(f"result record: {written or 'not written'} ({status})")
         tracking.finish(run, summary, failed=status != "finished")
-    return 0 if status == "finished" else 1
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return 0 if status == "finished" and not problem else 1
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(f"received {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":

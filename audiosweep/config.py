@@ -47,11 +47,18 @@ class Bounds:
         return lo_ok and (self.high is None or (value < self.high if self.high_open else value <= self.high))
 
     def describe(self) -> str:
+        lo, hi = _text(self.low), _text(self.high)
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f"{'>' if self.low_open else '>='} {lo}"
         if not (self.low_open or self.high_open):
-            return f"in {self.low:g}..{self.high:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"in {lo}..{hi}"
+        return f"in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+
+
+def _text(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 POSITIVE, NON_NEGATIVE = Bounds(0, low_open=True), Bounds(0)
@@ -100,7 +107,8 @@ class Config:
                             "model", label="pretrained weights")
     # training
     n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
-    batch_size: int = knob(64, "clips per batch", "training", label="batch size", unit="clips", bounds=POSITIVE)
+    batch_size: int = knob(64, "clips per batch (at least 2: BatchNorm cannot train on one clip)", "training",
+                           label="batch size", unit="clips", bounds=Bounds(2))
     learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training",
                                 label="peak learning rate", bounds=POSITIVE)
     mix_up: float = knob(0.1, "MixUp alpha (0 = off)", "training", label="MixUp alpha", bounds=NON_NEGATIVE)
@@ -129,7 +137,7 @@ class Config:
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
-                          label="trial")
+                          label="trial", bounds=Bounds(0, 2**32 - 1))  # numpy's seed range
     esc10: bool = knob(False, "use the ESC-10 subset (10 classes) only", "data", label="ESC-10 subset")
     allow_missing: bool = knob(False, "use the listed clips that are present and valid instead of failing", "data",
                                label="allow missing clips")
@@ -255,7 +263,8 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
             return bool(value)
         raise bad
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                int(value) != value:
             raise bad
         return int(value)
     if tp is float:
@@ -263,6 +272,8 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
             value = float(value)  # YAML 1.1 reads exponents without a dot (1e-05, str(0.00001)) as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if isinstance(value, (dict, list)) or value is None:
@@ -353,7 +364,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"--config: no such file {str(path)!r}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"--config {path}: not a readable YAML file ({' '.join(str(e).split())})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return {k: (v["value"] if isinstance(v, dict) and set(v) == {"value"} else v) for k, v in data.items()}

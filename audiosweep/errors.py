@@ -4,6 +4,21 @@
 class UserError(RuntimeError):
     """Something the user can fix (data, download, weights); the message says what and how."""
 
+    reason = "error"  # recorded with a failed run
+
+
+class Diverged(UserError):
+    """The losses of a run stopped being finite numbers."""
+
+    reason = "diverged"
+
+
+class Terminated(BaseException):
+    """The run was asked to stop (SIGTERM, as schedulers and W&B agents send); a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
+
+    reason = "terminated"
+
 
 class SweepError(ValueError):
     """An invalid sweep file or request; the message names the file and every problem."""

@@ -14,7 +14,7 @@ import torchaudio
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import Config, ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Share of a GPU's free memory that features (and, while they are computed, waveforms) may take; the rest
@@ -66,6 +66,14 @@ class LogMel(nn.Module):
 
 def n_frames(cfg: Config, n_samples: int) -> int:
     return n_samples // cfg.hop_samples + 1
+
+
+def check_clip_length(cfg: Config, n_samples: int) -> None:
+    """The STFT pads each clip by n_fft/2 on both sides, reflecting it: the clip must be longer than that."""
+    if cfg.n_fft // 2 >= n_samples:
+        raise ConfigError(f"n_fft and sample_rate: n_fft={cfg.n_fft} needs clips longer than n_fft/2 = "
+                          f"{cfg.n_fft // 2} samples; clips have {n_samples} samples at {cfg.sample_rate} Hz: "
+                          f"use n_fft < {2 * n_samples}")
 
 
 def fits_on_device(nbytes: int, device: torch.device, share: float = DEVICE_SHARE) -> bool:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                      "densenet121", "densenet161", "densenet169", "densenet201"]
@@ -30,6 +32,8 @@ class Arch:
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    from torch import nn  # imported by the builders: reading the registry (config, analysis) needs no torch
+
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                          nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
@@ -37,6 +41,8 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 def simple_cnn(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
     """A strided 5x5 stem and three conv blocks (16-32-64-128 channels), global average pooling, a linear
     head; about 45 M multiply-adds for a 64 x 716 spectrogram. Always trained from scratch."""
+    from torch import nn
+
     stem = nn.Sequential(nn.Conv2d(n_in, 16, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(16),
                          nn.ReLU(inplace=True), nn.MaxPool2d(2))
     blocks = [_conv_block(a, b) for a, b in [(16, 32), (32, 64), (64, 128)]]

@@ -9,7 +9,7 @@ import fastai.callback.fp16  # noqa: F401  (patches Learner.to_fp16 / to_bf16)
 import fastai.callback.progress  # noqa: F401  (progress bar and per-epoch table)
 import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle / fine_tune)
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.mixup import MixUp
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
@@ -19,8 +19,8 @@ from fastai.metrics import accuracy
 from fastai.torch_core import trainable_params
 from torch import nn
 
-from .config import Config
-from .errors import UserError
+from .config import Config, ConfigError
+from .errors import Diverged, UserError
 from .models import create_arch
 from .results import HistoryRow
 
@@ -57,6 +57,75 @@ def compile_model(model: nn.Module) -> nn.Module:
     """
     model.forward = torch.compile(model.forward)
     return model
+
+
+def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
+    """Refuse, before any work, a spectrogram the architecture cannot take (too few mel bands or frames for its
+    pooling), naming the keys that shape it and the smallest size the architecture accepts.
+
+    The model is built and run on PyTorch's meta device: shapes only, no memory, no arithmetic."""
+    shape = (cfg.n_channels, cfg.n_mels, n_frames)
+    error = _forward_error(cfg, shape, n_classes)
+    if error is None:
+        return
+    min_h = _smallest(lambda h: _forward_error(cfg, (shape[0], h, max(n_frames, 4096)), n_classes) is None)
+    min_w = _smallest(lambda w: _forward_error(cfg, (shape[0], max(cfg.n_mels, 4096), w), n_classes) is None)
+    raise ConfigError(
+        f"arch, n_mels and hop_length: {cfg.arch} cannot take a {' x '.join(map(str, shape))} spectrogram "
+        f"({cfg.n_mels} mel bands x {n_frames} frames of hop {cfg.hop_samples} samples at {cfg.sample_rate} Hz): "
+        f"{error}. It needs at least {min_h} mel bands (n_mels) and {min_w} frames (a smaller hop_length)")
+
+
+def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
+    with torch.device("meta"):
+        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False).model.eval()
+        try:
+            model(torch.zeros(1, *shape))
+        except RuntimeError as e:
+            return str(e).splitlines()[0]
+    return None
+
+
+def _smallest(ok, limit: int = 4096) -> int | str:
+    """The smallest size in 1..limit for which ``ok(size)`` holds (assumed monotonic)."""
+    if not ok(limit):
+        return f"more than {limit}"
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return lo
+
+
+class StopOnDivergence(Callback):
+    """Stop training as soon as a training or validation loss is not finite (what follows is noise) and keep
+    why in ``problem``: :func:`fit` then raises :class:`~audiosweep.errors.Diverged`, so the run is recorded
+    as failed, never as finished. Like fastai's ``TerminateOnNaNCallback``, plus validation and the reason."""
+
+    order = 61  # after History (60): the epoch that diverged keeps its row
+
+    def __init__(self):
+        self.epochs, self.problem = 0, None  # training epochs begun, across fine_tune's phases
+
+    def before_fit(self):
+        if self.problem:  # fine_tune's second phase after a first that diverged
+            raise CancelFitException
+
+    def before_train(self):
+        self.epochs += 1
+
+    def after_batch(self):
+        if self.training and not torch.isfinite(self.loss).all():
+            self.stop(f"training loss became {self.loss.item()} at epoch {self.epochs}, batch {self.iter + 1}")
+
+    def after_epoch(self):
+        valid = dict(zip(self.recorder.metric_names, self.recorder.log)).get("valid_loss")
+        if isinstance(valid, float) and not math.isfinite(valid):
+            self.stop(f"validation loss became {valid} at epoch {self.epochs}")
+
+    def stop(self, problem: str):
+        self.problem = f"{problem}: lower learning_rate, or check the data for non-finite values"
+        raise CancelFitException
 
 
 class TensorLoader(DataLoader):
@@ -179,6 +248,7 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained)
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
+    cbs = [*cbs, StopOnDivergence()]
     if cfg.mix_up > 0:
         cbs = [*cbs, MixUp(cfg.mix_up)]
     learn = Learner(dls, arch.model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
@@ -207,6 +277,9 @@ def fit(learn: Learner, cfg: Config) -> None:
         learn.fine_tune(cfg.n_epochs, base_lr=cfg.learning_rate, freeze_epochs=cfg.freeze_epochs)
     else:
         learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
+    stopped = getattr(learn, "stop_on_divergence", None)
+    if stopped is not None and stopped.problem:
+        raise Diverged(stopped.problem)
 
 
 def _span(first: int, last: int) -> str:

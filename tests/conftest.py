@@ -48,3 +48,25 @@ def run_sweep_cli(*args: str, env: dict | None = None, timeout: float = 300) -> 
     """``python -m audiosweep.sweep ARGS`` from the repository root."""
     return subprocess.run([sys.executable, "-m", "audiosweep.sweep", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs mounted in ``tmp_path`` (a disk that fills up), or a skip where mounting is not allowed."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system holding ``folder`` to the last byte."""
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(bytes(1 << 16))
+                f.flush()
+        except OSError:
+            pass

@@ -92,9 +92,14 @@ def test_both_forms_in_one_layer_rejected():
     ({"batch_size": "many"}, ["batch_size", "int"]),
     ({"stacked_win_lengths": [1024, 8192]}, ["stacked_win_lengths", "n_fft"]),
     ({"n_melz": 128}, ["n_melz", "did you mean n_mels"]),
-    ({"learning_rate": ".nan"}, ["learning_rate", "> 0", "nan"]),  # YAML spellings of NaN and infinity
-    ({"learning_rate": ".inf"}, ["learning_rate", "inf"]),
-    ({"mix_up": "-.inf"}, ["mix_up", ">= 0"]),
+    ({"learning_rate": ".nan"}, ["learning_rate", "finite", "nan"]),  # YAML spellings of NaN and infinity
+    ({"learning_rate": ".inf"}, ["learning_rate", "finite", "inf"]),
+    ({"mix_up": "-.inf"}, ["mix_up", "finite"]),
+    ({"sample_rate": ".nan"}, ["sample_rate", "expected int", "nan"]),
+    ({"n_fft": float("inf")}, ["n_fft", "expected int"]),
+    ({"trial_num": -1}, ["trial_num", "0..4294967295"]),
+    ({"trial_num": 2**40}, ["trial_num", "0..4294967295"]),
+    ({"batch_size": 1}, ["batch_size", ">= 2"]),
     ({"valid_pct": 0}, ["valid_pct", "(0, 1)"]),
     ({"num_workers": -1}, ["num_workers", ">= 0"]),
 ])
@@ -116,6 +121,14 @@ def test_unknown_cli_key_suggests_closest():
         parse_args(["--hop_lenght", "308"])
     with pytest.raises(ConfigError, match="no such file"):
         parse_args(["--config", "/nonexistent/file.yaml"])
+
+
+@pytest.mark.parametrize("text", ["n_mels: [unclosed\n", "\xff\xfe\x00bad"])
+def test_unparseable_config_file_is_a_config_error(tmp_path, text):
+    f = tmp_path / "bad.yaml"
+    f.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match="bad.yaml: not a readable YAML file"):
+        parse_args(["--config", str(f)])
 
 
 def test_help_lists_every_key_with_type_and_default():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import torchvision
 
 import train
 from audiosweep.config import FIELDS
-from tests.conftest import REPO, SLICE, TINY, read_records
+from tests.conftest import REPO, SLICE, TINY, fill, read_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -126,3 +127,58 @@ def test_real_slice_run_via_cli(tmp_path, cache_dir):
     check_record(rec)
     assert rec["summary"]["n_train"] + rec["summary"]["n_valid"] == 414
     assert len(rec["classes"]) == 50
+
+
+# --- faults: refused before any work, recorded as failed, never lost -----------------------------------------------
+
+
+def refused(tmp_path, capsys, *argv) -> str:
+    """train.py's stderr for a run refused before any work (exit status 2, no traceback, no record)."""
+    code = train.main(["--data_dir", str(tmp_path / "nowhere"), "--download_url", "http://127.0.0.1:9/x.zip",
+                       *TINY, *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and not list(tmp_path.rglob("2*.json")), err
+    return err
+
+
+def test_unusable_results_folder_is_refused_before_any_work(tmp_path, capsys, small_disk):
+    (tmp_path / "file").write_text("x")
+    assert "results_dir: cannot write result records to" in refused(tmp_path, capsys, "--results_dir",
+                                                                    str(tmp_path / "file"))
+    assert "Not a directory" in refused(tmp_path, capsys, "--results_dir", str(tmp_path / "file" / "sub"))
+    fill(small_disk)
+    assert "No space left on device" in refused(tmp_path, capsys, "--results_dir", str(small_disk))
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--n_mels", "1"], "needs at least"),
+    (["--hop_length", "100000"], "frames (a smaller hop_length)"),
+    (["--n_fft", "10000000", "--win_length", "400"], "n_fft=10000000 needs clips longer than"),
+    (["--trial_num", "-1"], "trial_num: must be in 0..4294967295"),
+    (["--sample_rate", ".nan"], "sample_rate: expected int, got nan"),
+    (["--batch_size", "1"], "batch_size: must be >= 2"),
+])
+def test_configs_that_cannot_train_are_refused_naming_the_keys(tmp_path, capsys, argv, says):
+    assert says in refused(tmp_path, capsys, "--results_dir", str(tmp_path / "res"), *argv)
+
+
+def test_a_diverging_run_is_recorded_failed(tmp_path, synth_root, cache_dir):
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--n_epochs", "2", "--learning_rate", "1e8", "--mix_up", "0")
+    assert code == 1 and rec["status"] == "failed" and rec["reason"] == "diverged"
+    assert "loss became nan at epoch 1" in rec["error"] and "lower learning_rate" in rec["error"]
+
+
+def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
+    out = tmp_path / "res"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "--data_dir", str(synth_root), "--allow_missing", "--esc10", "--cache_dir",
+         str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "200"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until training has begun
+        if "validation clips" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    (rec,) = read_records(out)
+    assert rec["status"] == "failed" and rec["reason"] == "terminated" and "SIGTERM" in rec["error"]
