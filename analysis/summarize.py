@@ -161,7 +161,7 @@ def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
         shown = table if args.format == "csv" else display_table(table, by, df, args.metric)
     for m in messages:
         warn(m)
-    if table.empty:
+    if finished(df, args.metric).empty:  # (with no --by, the table still has its one, empty, row)
         raise SourceError(f"no finished runs with {args.metric} in {args.source}")
     print(render(shown, args.format))
     return 0

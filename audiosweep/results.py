@@ -9,6 +9,7 @@ Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import platform
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -24,7 +26,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .config import ENVIRONMENT, keys_with_role
+from .config import ENVIRONMENT, ConfigError, keys_with_role
 
 RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
@@ -33,12 +35,15 @@ NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep run
 REQUIRED_KEYS = ("config", "history", "summary", "status")
 RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
 STATUSES = ("finished", "failed")
+# ``reason`` of a failed run that was stopped from outside (Ctrl-C, SIGTERM), not one that went wrong.
+STOP_REASONS = ("interrupted", "terminated")
 # Keys that say where things live and how a run executes, not what it computes (Config's environment role).
 NON_IDENTITY_KEYS = frozenset(keys_with_role(ENVIRONMENT))
 # Metrics a run logs every epoch (history, W&B) and in its summary, with the direction that means better.
 METRIC_GOALS = {"accuracy": "maximize", "best_accuracy": "maximize", "valid_loss": "minimize",
                 "train_loss": "minimize"}
 EPOCH_METRICS = ("train_loss", "valid_loss", "accuracy")
+PROBE_BYTES = 1 << 20  # more than a record and its predictions take
 PACKAGES = ["torch", "torchvision", "torchaudio", "fastai", "fastcore", "wandb", "numpy", "soundfile"]
 
 
@@ -121,15 +126,65 @@ def new_run_id() -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write ``obj`` to ``path`` via a temporary file and a rename: readers never see half a file."""
+    """Write ``obj`` to ``path`` via a temporary file and a rename: readers never see half a file, and a failed
+    write (a full disk) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def check_results_dir(folder: str | os.PathLike) -> Path:
+    """``folder``, created if needed and shown to be writable with room to spare by writing and removing a
+    probe file of :data:`PROBE_BYTES`; a ConfigError naming it otherwise. Run before any work, so that no
+    trained run finds out at its end that its record cannot be written."""
+    path = Path(folder).expanduser()
+    probe = path / f".probe-{os.getpid()}.tmp"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(bytes(PROBE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ConfigError(f"results_dir: cannot write result records to {path} ({e.strerror or e}); give a "
+                          "writable folder with free space, e.g. --results_dir results") from e
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return path
+
+
+def fallback_dirs() -> list[Path]:
+    """Where a record goes when its results folder stopped taking it (e.g. the disk filled during the run)."""
+    return [Path.home() / ".cache" / "audiosweep" / "unsaved-records",
+            Path(tempfile.gettempdir()) / "audiosweep-unsaved-records"]
+
+
+def write_record(record: dict[str, Any], path: Path) -> tuple[Path | None, str | None]:
+    """Write ``record`` to ``path``, retrying once; failing that, to the first :func:`fallback_dirs` that takes
+    it. Returns the path written (None if nowhere could take it) and, unless it is ``path``, why not."""
+    problem = None
+    for attempt in range(2):
+        try:
+            return write_json_atomic(path, record), None
+        except OSError as e:
+            problem = f"cannot write {path} ({e.strerror or e})"
+            if attempt == 0:
+                time.sleep(1)
+    for folder in fallback_dirs():
+        try:
+            return write_json_atomic(folder / path.name, record), problem
+        except OSError:
+            continue
+    return None, problem
 
 
 def save_predictions(path: Path, probs: np.ndarray, targets: np.ndarray, classes: list[str],
@@ -137,9 +192,12 @@ def save_predictions(path: Path, probs: np.ndarray, targets: np.ndarray, classes
     """Validation probabilities, labels, class names and clip names, for confusion matrices offline."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, probs=probs.astype(np.float32), targets=targets.astype(np.int64),
-                        classes=np.array(classes), filenames=np.array(filenames))
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, probs=probs.astype(np.float32), targets=targets.astype(np.int64),
+                            classes=np.array(classes), filenames=np.array(filenames))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -179,19 +237,30 @@ def make_record(config: dict[str, Any], run_id: str, status: str, history: list[
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path``; a ValueError naming the file when it cannot be read or parsed."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: not a readable result record ({e})") from e
 
 
+# The type each key of a record must have for a reader to use it.
+_RECORD_TYPES = {"config": dict, "history": list, "summary": dict, "status": str}
+
+
 def check_record(rec: Any, path: Path) -> dict[str, Any]:
-    """``rec`` when it has a record's keys, else a ValueError naming ``path``."""
+    """``rec`` when it has a record's keys with the right types, else a ValueError naming ``path``."""
     if not isinstance(rec, dict):
         raise ValueError(f"{path}: not a result record (a JSON {type(rec).__name__}, not an object)")
     missing = [k for k in REQUIRED_KEYS if k not in rec]
     if missing:
         raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
+    wrong = [f"{k} is a {type(rec[k]).__name__}, not a {t.__name__}" for k, t in _RECORD_TYPES.items()
+             if not isinstance(rec[k], t)]
+    wrong += [f"history[{i}] is not an object" for i, row in enumerate(rec["history"] if isinstance(
+        rec["history"], list) else []) if not isinstance(row, dict)][:1]
+    if wrong:
+        raise ValueError(f"{path}: malformed result record ({'; '.join(wrong)})")
     return rec
 
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from analysis import checks, runs, summarize
+from analysis import checks, plots, report, runs, summarize
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
 from audiosweep.results import EPOCH_METRICS, SUMMARY_METRICS, write_json_atomic
 from tests.analysis_records import write_run, write_study
@@ -79,6 +79,32 @@ def test_empty_and_missing_folders(tmp_path, capsys):
                                        "(train.py writes <run_id>.json into --results_dir)\n")
     assert summarize.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 1
     assert "nope: no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", [b'{"config": "resnet18", "history": [], "summary": {}, "status": "finished"}',
+                                  b'{"config": [], "history": [], "summary": {}, "status": "finished"}',
+                                  b'{"config": {}, "history": null, "summary": {}, "status": "finished"}',
+                                  b'{"config": {"arch": "\xff"}, "history": [], "summary": {}, "status": "x"}'])
+def test_malformed_records_are_skipped_by_every_command(tmp_path, capsys, text):
+    study = write_study(tmp_path)
+    (study / "odd.json").write_bytes(text)
+    for command in (summarize.main, plots.main, report.main):
+        assert command([str(study), "--by", "n_mels"]) == 1
+        assert f"{study / 'odd.json'}: " in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "out")]
+    for command, extra in ((summarize.main, []), (plots.main, out), (report.main, out)):
+        assert command([str(study), "--by", "n_mels", "--skip-bad", *extra]) == 0
+        err = capsys.readouterr().err
+        assert "skipped malformed record" in err and "Traceback" not in err
+
+
+def test_a_folder_of_failed_runs_is_an_error_not_an_empty_table(tmp_path, capsys):
+    for trial in (1, 2):
+        write_run(tmp_path / "failed", f"f{trial}", None, status="failed", trial_num=trial)
+    for argv in ([], ["--by", "n_mels"], ["--folds"]):
+        assert summarize.main([str(tmp_path / "failed"), *argv]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and "no finished runs with accuracy" in err and "2 of 2 runs left out" in err
 
 
 def test_malformed_record_names_the_file(tmp_path, capsys):

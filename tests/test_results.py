@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from audiosweep import results
-from audiosweep.config import merge
+from audiosweep.config import ConfigError, merge
+from tests.conftest import fill
 
 
 def test_run_files_live_beside_the_record(tmp_path):
@@ -46,3 +47,40 @@ def test_records_carry_the_summary_schema(tmp_path):
         results.make_record({}, "r2", "done", [], results.Summary(), {})
     with pytest.raises(ValueError, match="not a result record"):
         results.check_record({"config": {}}, Path("x.json"))
+
+
+def test_an_unusable_results_folder_is_refused_by_name(tmp_path, small_disk):
+    (tmp_path / "a-file").write_text("x")
+    for folder, why in [(tmp_path / "a-file", "File exists"), (tmp_path / "a-file" / "sub", "Not a directory")]:
+        with pytest.raises(ConfigError, match=f"results_dir: cannot write result records to {folder} .*{why}"):
+            results.check_results_dir(folder)
+    fill(small_disk)
+    with pytest.raises(ConfigError, match="No space left on device"):
+        results.check_results_dir(small_disk)
+    assert not list(small_disk.glob(".probe-*"))  # the probe is gone
+
+
+def test_a_record_that_no_longer_fits_goes_to_a_fallback_folder(tmp_path, small_disk, monkeypatch):
+    monkeypatch.setattr(results, "fallback_dirs", lambda: [tmp_path / "ro" / "x", tmp_path / "fallback"])
+    (tmp_path / "ro").write_text("a file: no folder can be made under it")
+    results.check_results_dir(small_disk)  # fine at the start of the run...
+    fill(small_disk)  # ... then the disk fills up
+    rec = results.make_record(merge([]).effective_dict(), "r1", "finished", [], results.Summary(accuracy=0.9), {})
+    written, problem = results.write_record(rec, small_disk / "r1.json")
+    assert written == tmp_path / "fallback" / "r1.json" and "No space left" in problem
+    assert results.load_record(written)["summary"]["accuracy"] == 0.9
+    assert not [p for p in small_disk.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"config": "resnet18", "history": [], "summary": {}, "status": "finished"}', "config is a str"),
+    ('{"config": [], "history": [], "summary": {}, "status": "finished"}', "config is a list"),
+    ('{"config": {}, "history": null, "summary": {}, "status": "finished"}', "history is a NoneType"),
+    ('{"config": {}, "history": [3], "summary": {}, "status": "finished"}', "history.0. is not an object"),
+    (b'{"config": {"arch": "\xff"}}', "not a readable result record"),  # not UTF-8
+])
+def test_malformed_records_are_named(tmp_path, text, why):
+    path = tmp_path / "bad.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=f"{path}: .*{why}"):
+        results.load_record(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from audiosweep.errors import SweepError
 from audiosweep.sweep.cli import main
 from audiosweep.sweep.spec import expand, load_sweep
 from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
@@ -118,3 +119,32 @@ def test_resume_after_killing_the_runner(tmp_path, synth):
     assert sorted(finished) == sorted(r.config_id for r in expand(load_sweep(path)).runs)
     assert set(finished.values()) == {1}
     assert run_sweep_cli("run", str(path), "--results-dir", str(res)).stdout.count("0 to run") == 1
+
+
+@pytest.mark.parametrize("text", [b'{"config": "x", "history": [], "summary": {}, "status": "finished"}',
+                                  b'{"config": {}, "history": null, "summary": {}, "status": "failed"}',
+                                  b"\xff\xfe not json", b'["a list"]'])
+def test_a_malformed_record_never_blocks_a_resume(tmp_path, capsys, text):
+    (tmp_path / "ok.py").write_text("")
+    path = write_sweep(tmp_path / "bad.yaml", {"trial_num": {"values": [1]}}, program="ok.py")
+    folder = tmp_path / "res" / "bad"
+    folder.mkdir(parents=True)
+    (folder / "20260101-000000-bad000.json").write_bytes(text)
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--dry-run"]) == 0
+    assert main(run) == 1  # ok.py writes no record: the runner writes a failed one for it
+    out = capsys.readouterr().out
+    assert out.count("20260101-000000-bad000.json: ") == 2 and "left out" in out
+
+
+def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):
+    from audiosweep.sweep import runner as runner_module
+
+    path = write_sweep(tmp_path / "race.yaml", {"trial_num": {"values": [1]}})
+    sweep = load_sweep(path)
+    opts = runner_module.Options(results_root=tmp_path)
+    read = []
+    monkeypatch.setattr(runner_module.RecordIndex, "refresh", lambda self: read.append(1))
+    with runner_module.sweep_lock(tmp_path / "race"), pytest.raises(SweepError, match="another runner"):
+        runner_module.Runner(sweep, expand(sweep), opts).run()
+    assert read == []

@@ -67,14 +67,15 @@ class RecordIndex:
             try:
                 rec = results.load_record(path)
             except ValueError as e:
-                self.problems.append(str(e))
+                self.problems.append(f"{e}; left out")
                 continue
-            info = {"path": path, "status": rec["status"], "error": rec.get("error"),
-                    "accuracy": (rec.get("summary") or {}).get("accuracy")}
+            info = {"path": path, "status": rec["status"], "error": rec.get("error"), "reason": rec.get("reason"),
+                    "accuracy": rec["summary"].get("accuracy")}
             self.by_id.setdefault(results.config_id(rec["config"]), []).append(info)
 
     def status(self, cid: str) -> str | None:
-        statuses = {r["status"] for r in self.by_id.get(cid, [])}
+        """finished, failed, or None for a configuration never run (or only stopped by a signal)."""
+        statuses = {r["status"] for r in self.by_id.get(cid, []) if r["reason"] not in results.STOP_REASONS}
         return "finished" if "finished" in statuses else ("failed" if statuses else None)
 
     def paths(self, cid: str) -> set[Path]:
@@ -128,6 +129,13 @@ class Runner:
         return build_command(self.sweep, self.launch_params(run), self.args_json_file(run))
 
     def run(self) -> int:
+        if self.opts.dry_run:  # reads records only: no lock needed
+            return self.run_locked()
+        # The lock comes before reading any record: a second runner must not plan runs the first is doing.
+        with sweep_lock(self.folder), self.signals():
+            return self.run_locked()
+
+    def run_locked(self) -> int:
         self.index.refresh()
         status = {r.config_id: self.index.status(r.config_id) for r in self.plan.runs}
         done = [r for r in self.plan.runs if status[r.config_id] == "finished"]
@@ -143,8 +151,7 @@ class Runner:
         if not self.opts.retry_failed:
             self.failures += [f"{self.describe(r)}: failed before, not rerun (--no-retry-failed): "
                               f"{self.last_error(r)}" for r in failed]
-        with sweep_lock(self.folder), self.signals():
-            self.pool(todo)
+        self.pool(todo)
         return self.report_end(done, failed if not self.opts.retry_failed else [])
 
     def last_error(self, run: Run) -> str:
@@ -230,15 +237,16 @@ class Runner:
             f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} ended: {exit_description(code)} after {took:.0f}s"
                     + (" (stopped by the runner)" if self.stop_signal is not None else "") + "\n")
         finished = [r for r in new if r["status"] == "finished"]
+        stopped = self.stop_signal is not None and all(r["reason"] in results.STOP_REASONS for r in new)
         if finished:
             acc = finished[0]["accuracy"]
             kind, text = "finished", "finished" + (f"  accuracy {acc:.4f}" if acc is not None else "")
-        elif new:
-            kind, text = "failed", f"FAILED  {new[-1]['error']}"
-        elif self.stop_signal is not None:
+        elif stopped:
             self.interrupted += 1
             tqdm.write(f"  interrupted  {self.describe(job.run)}  ({exit_description(code)}; runs again on resume)")
             return 0
+        elif new:
+            kind, text = "failed", f"FAILED  {new[-1]['error']}"
         else:
             path = self.write_failed_record(job, code, took)
             kind, text = "failed", f"FAILED  {exit_description(code)} without a record; wrote {path}"
