@@ -132,7 +132,7 @@ class Config:
     split: Literal["official", "stratified"] = knob(
         "official", "official (validate on `fold`) | stratified (valid_pct per class, grouped by src_file)",
         "data", label="split")
-    fold: int = knob(1, "validation fold of the official split (1..5)", "data", role=REPLICATE,
+    fold: int = knob(1, "validation fold of the official split", "data", role=REPLICATE,
                      label="validation fold", bounds=Bounds(1, 5))
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
@@ -387,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices = f"; one of: {', '.join(f.metadata['choices']())}" if "choices" in f.metadata else ""
         kind = _type_name(TYPES[name])
         flag = {"nargs": "?", "const": "true"} if TYPES[name] is bool else {}  # `--esc10` alone means true
+        bounds = f"; {f.metadata['bounds'].describe()}" if f.metadata["bounds"] else ""
         group.add_argument(f"--{name}", metavar="{" + kind + "}" if "|" in kind else kind.upper(), **flag,
-                           help=f"{f.metadata['help']}{choices} (default: {default})")
+                           help=f"{f.metadata['help']}{choices} (default: {default}{bounds})")
     return p
 
 

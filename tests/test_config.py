@@ -136,7 +136,8 @@ def test_help_lists_every_key_with_type_and_default():
     for name, f in FIELDS.items():
         assert f"--{name}" in text
         assert f.metadata["help"].split()[0] in text
-    assert "(default: 308)" in text and "(default: resnet18)" in text and "densenet201" in text
+    assert "(default: 308; > 0)" in text and "(default: resnet18)" in text and "densenet201" in text
+    assert "(default: 1; in 1..5)" in text  # fold: the bounds validation uses
 
 
 def test_train_rejects_invalid_config_before_any_work():
