@@ -188,11 +188,18 @@ def decode_clips(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_dir
                   for i in range(0, len(wavs), 64)]
         wavs = torch.cat(chunks)
     wavs = wavs.to(torch.float16)  # also turns samples beyond float16's range into infinities
-    bad = (~torch.isfinite(wavs).all(dim=1)).nonzero().flatten().tolist()
+    bad = nonfinite_rows(wavs)
     wavs[bad] = 0
     decoded = Waveforms(wavs, bad)
     write_cache(cache, decoded)
     return decoded
+
+
+def nonfinite_rows(wavs: torch.Tensor, chunk: int = 256) -> list[int]:
+    """Rows of ``wavs`` holding a NaN or an infinity, checked ``chunk`` rows at a time (a mask of the whole
+    tensor would take as much memory as the waveforms' bytes)."""
+    return [i + int(j) for i in range(0, len(wavs), chunk)
+            for j in (~torch.isfinite(wavs[i:i + chunk]).all(dim=1)).nonzero().flatten()]
 
 
 def read_cache(path: Path, n_clips: int, n_samples: int) -> Waveforms | None:
@@ -210,7 +217,7 @@ def read_cache(path: Path, n_clips: int, n_samples: int) -> Waveforms | None:
             problem = f"holds {wavs.dtype} {tuple(wavs.shape)}, expected float16 {(n_clips, n_samples)}"
         elif not all(isinstance(i, int) and 0 <= i < n_clips for i in bad):
             problem = "lists rows that do not exist"
-        elif not torch.isfinite(wavs).all():
+        elif nonfinite_rows(wavs):
             problem = "holds non-finite samples"
         else:
             return Waveforms(wavs, bad)

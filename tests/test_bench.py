@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastai.callback.mixup import MixUp
 
+from audiosweep import training
 from audiosweep.config import merge
-from audiosweep.data import fingerprint, load_waveforms, official_metadata
+from audiosweep.data import fingerprint, load_waveforms
 from audiosweep.features import compute_features, n_frames, normalize
 from audiosweep.training import make_dls
 
@@ -59,13 +61,19 @@ def test_prints_table_and_ratio_last(tmp_path):
     assert float(lines[-1][7:-1]) == pytest.approx(seconds(base, 3) / seconds(ours, 3), rel=0.1)
 
 
-def test_rejects_bad_options(capsys):
+def test_rejects_bad_options(capsys, tmp_path):
     assert bench.main(["--n-clips", "1", "--n_fftt", "512"]) == 2
     err = capsys.readouterr().err
     assert "n_fftt" in err and "n_fft" in err
     assert bench.main(["--n-clips", "1", "--archs", "resnet18,nonet"]) == 2
     err = capsys.readouterr().err
     assert "--n-clips must be >= 2" in err and "nonet" in err
+    assert bench.main(["--n_fft", "1024", "--win_length", "2048"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench/pipeline.py: ") and "window length 2048 must be in 1..n_fft=1024" in err
+    (tmp_path / "bad.yaml").write_text("n_mel: 64\n")
+    assert bench.main(["--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown config key 'n_mel'; did you mean n_mels?" in capsys.readouterr().err
 
 
 def test_resampled_config_keeps_durations():
@@ -77,12 +85,35 @@ def test_resampled_config_keeps_durations():
     assert bench.at_rate(cfg, 44100) is cfg
 
 
+def test_training_throughput_goes_through_the_runs_learner(monkeypatch):
+    learners, compiled = [], []
+
+    def spy(*args):
+        learners.append(training.build_learner(*args))
+        return learners[-1]
+
+    monkeypatch.setattr(bench, "build_learner", spy)
+    # Real torch.compile takes about a minute on this CPU: check that the run's compile_model is what gets called.
+    monkeypatch.setattr(training, "compile_model", lambda model: compiled.append(model) or model)
+    cfg = merge([{"arch": "simple_cnn", "n_fft": 512, "win_length": 400, "hop_length": 441, "n_mels": 32,
+                  "batch_size": 2, "compile": True, "mix_up": 0.4}])
+    result = bench.measure_training(cfg, torch.device("cpu"), n_batches=2)
+    (learn,) = learners
+    assert compiled == [learn.model]
+    assert any(isinstance(cb, MixUp) for cb in learn.cbs)
+    assert learn.dls.train.x.shape[1:] == (1, 32, 501) and learn.dls.train.bs == 2 and learn.dls.valid.bs == 4
+    assert all(p.requires_grad for p in learn.model.parameters())
+    timer = next(cb for cb in learn.cbs if isinstance(cb, bench.BatchTimes))
+    assert len(timer.times[True]) == len(timer.times[False]) == 2  # the warm-up batch of each phase left out
+    assert result.train_sps > 0 and result.eval_sps > 0 and result.mem.host > 0
+
+
 @pytest.fixture(scope="module")
 def linked_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    sources = bench.source_clips(bench.SLICE, 6) or bench.synthetic_sources(root / "synthetic", 6)
-    tree, rows = bench.build_tree(root / "esc50", 6, sources)
-    return tree, official_metadata().iloc[rows].reset_index(drop=True), root / "cache"
+    tree, meta, _ = bench.make_tree(root, bench.SLICE, 6)
+    assert len(meta) == 6 and all((tree / "audio" / f).is_file() for f in meta.filename)
+    return tree, meta, root / "cache"
 
 
 @pytest.mark.parametrize("rate", [44100, 16000])

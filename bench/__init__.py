@@ -1,0 +1,1 @@
+"""The benchmarks: ``python bench/pipeline.py`` (see bench/README.md)."""
