@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .config import ENVIRONMENT, ConfigError, keys_with_role
+from .config import ENVIRONMENT, ConfigError, effective, keys_with_role
 
 RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
@@ -115,9 +115,9 @@ def record_files(root: Path, recursive: bool = True) -> list[Path]:
 
 
 def config_id(config: dict[str, Any]) -> str:
-    """Identity of a run's configuration (as recorded: effective values), independent of key order and of
-    the keys that say where things live."""
-    core = {k: v for k, v in config.items() if k not in NON_IDENTITY_KEYS}
+    """Identity of a run's configuration: its effective values (so a record written before a knob's effect was
+    recorded matches one written after), independent of key order and of the keys that say where things live."""
+    core = {k: v for k, v in effective(config).items() if k not in NON_IDENTITY_KEYS}
     return hashlib.sha1(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
