@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from fastai.torch_core import set_seed
 
     from audiosweep import results, tracking
+    from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
-    from audiosweep.features import compute_features, normalize
+    from audiosweep.features import compute_features, normalize, stage_waveforms
     from audiosweep.training import History, build_learner, feature_dtype, fit, make_dls, resolve_device, wandb_callback
 
     run_id = results.new_run_id()
@@ -64,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         feature_s = time.time() - t_feat
         print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
               f"classes, features {tuple(feats.shape[1:])} on {device} in {feature_s:.1f}s")
+        batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never augmented
+        source = stage_waveforms(data.waveforms, device) if batches and batches.from_waveforms else None
         dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
-                       device=device)
+                       device=device, train_source=source, train_transform=batches)
         del feats
         cbs = [history] + ([wandb_callback()] if run is not None else [])
         learn = build_learner(cfg, dls, cfg.n_channels, len(data.classes), device, cbs)

@@ -15,6 +15,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -61,7 +62,8 @@ def _text(x: float | None) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
-POSITIVE, NON_NEGATIVE = Bounds(0, low_open=True), Bounds(0)
+POSITIVE, NON_NEGATIVE, PROBABILITY = Bounds(0, low_open=True), Bounds(0), Bounds(0, 1)
+DEFAULT_F_MAX = 18000.0  # the report's best; capped at Nyquist when f_max is not given
 
 
 def knob(default: Any, help: str, group: str, *, role: str = SETTING, label: str | None = None,
@@ -93,8 +95,9 @@ class Config:
                        bounds=POSITIVE)
     f_min: float = knob(0.0, "lowest mel frequency (Hz)", "spectrogram", label="lowest mel frequency", unit="Hz",
                         bounds=NON_NEGATIVE)
-    f_max: float = knob(18000.0, "highest mel frequency (Hz), at most sample_rate/2", "spectrogram",
-                        label="highest mel frequency", unit="Hz", bounds=POSITIVE)
+    f_max: float | None = knob(None, f"highest mel frequency (Hz), at most sample_rate/2; null = "
+                               f"min({DEFAULT_F_MAX:g}, sample_rate/2)", "spectrogram",
+                               label="highest mel frequency", unit="Hz", bounds=POSITIVE)
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
@@ -111,7 +114,8 @@ class Config:
                            label="batch size", unit="clips", bounds=Bounds(2))
     learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training",
                                 label="peak learning rate", bounds=POSITIVE)
-    mix_up: float = knob(0.1, "MixUp alpha (0 = off)", "training", label="MixUp alpha", bounds=NON_NEGATIVE)
+    mix_up: float = knob(0.1, "MixUp alpha (0 = off; the report's true = 0.4, fastai's default)", "training",
+                         label="MixUp alpha", bounds=NON_NEGATIVE)
     freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first (recorded 0 when the "
                                  "model starts without pretrained weights)", "training", label="frozen epochs",
                               bounds=NON_NEGATIVE)
@@ -121,6 +125,47 @@ class Config:
     device: str = knob("auto", "auto | cpu | cuda | cuda:N", "training", role=ENVIRONMENT)
     num_workers: int = knob(4, "threads decoding audio when the waveform cache is built", "training",
                             role=ENVIRONMENT, bounds=NON_NEGATIVE)
+    # augmentation (training batches only, on the device; see audiosweep/augment.py)
+    gain_p: float = knob(0.0, "probability of a random gain per clip", "augmentation", label="gain probability",
+                         bounds=PROBABILITY)
+    gain_db: float = knob(6.0, "gain drawn uniformly in +-gain_db dB", "augmentation", label="gain range",
+                          unit="dB", bounds=NON_NEGATIVE, needs="gain_p")
+    shift_p: float = knob(0.0, "probability of a random time shift per clip (signal_shift: 0.5)", "augmentation",
+                          label="time shift probability", bounds=PROBABILITY)
+    shift_max: float = knob(0.2, "time shift drawn uniformly in +-shift_max of the clip length", "augmentation",
+                            label="time shift range", bounds=Bounds(0, 1), needs="shift_p")
+    shift_roll: bool = knob(False, "shifted-out audio wraps around (else the gap is silence)", "augmentation",
+                            label="time shift wraps", needs="shift_p")
+    noise_p: float = knob(0.0, "probability of additive noise per clip (add_noise: 1)", "augmentation",
+                          label="noise probability", bounds=PROBABILITY)
+    noise_snr_min: float = knob(28.0, "lowest signal-to-noise ratio of the added noise (dB)", "augmentation",
+                                label="noise SNR low", unit="dB", needs="noise_p")
+    noise_snr_max: float = knob(37.0, "highest signal-to-noise ratio of the added noise (dB); 28-37 dB is what "
+                                "fastaudio's AddNoise() gives on ESC-50 clips", "augmentation",
+                                label="noise SNR high", unit="dB", needs="noise_p")
+    noise_color: Literal["white", "pink", "brown", "blue", "violet"] = knob(
+        "white", "spectrum of the noise: white (flat), pink (1/f), brown (1/f^2), blue (f), violet (f^2)",
+        "augmentation", label="noise colour", needs="noise_p")
+    polarity_p: float = knob(0.0, "probability of inverting a clip's polarity", "augmentation",
+                             label="polarity inversion probability", bounds=PROBABILITY)
+    pitch_p: float = knob(0.0, "probability of a random pitch shift per clip (pitch_shift: 1)", "augmentation",
+                          label="pitch shift probability", bounds=PROBABILITY)
+    pitch_semitones: float = knob(3.0, "pitch shift drawn uniformly in +-pitch_semitones", "augmentation",
+                                  label="pitch shift range", unit="semitones", bounds=Bounds(0, 12),
+                                  needs="pitch_p")
+    stretch_p: float = knob(0.0, "probability of a random time stretch per clip (cropped or padded back)",
+                            "augmentation", label="time stretch probability", bounds=PROBABILITY)
+    stretch_max: float = knob(0.2, "time stretch rate drawn uniformly in 1 +- stretch_max", "augmentation",
+                              label="time stretch range", bounds=Bounds(0, 1, high_open=True), needs="stretch_p")
+    spec_freq_masks: int = knob(0, "SpecAugment frequency masks per clip", "augmentation",
+                                label="frequency masks", bounds=NON_NEGATIVE)
+    spec_freq_width: int = knob(24, "widest frequency mask, in mel bands", "augmentation",
+                                label="frequency mask width", unit="mel bands", bounds=POSITIVE,
+                                needs="spec_freq_masks")
+    spec_time_masks: int = knob(0, "SpecAugment time masks per clip", "augmentation", label="time masks",
+                                bounds=NON_NEGATIVE)
+    spec_time_width: int = knob(64, "widest time mask, in frames", "augmentation", label="time mask width",
+                                unit="frames", bounds=POSITIVE, needs="spec_time_masks")
     # data
     dataset: Literal["esc50"] = knob("esc50", "dataset name", "data", label="dataset")
     data_dir: str = knob("data/ESC-50", "dataset root (holds meta/esc50.csv and audio/); downloaded if absent",
@@ -162,6 +207,11 @@ class Config:
     def n_channels(self) -> int:
         return len(self.win_lengths)
 
+    @property
+    def mel_f_max(self) -> float:
+        """``f_max``, or when not given the report's 18 kHz capped at Nyquist."""
+        return self.f_max if self.f_max is not None else min(DEFAULT_F_MAX, self.sample_rate / 2)
+
     def to_dict(self) -> dict[str, Any]:
         """Every key as given (what a later layer builds on)."""
         return dataclasses.asdict(self)
@@ -182,6 +232,57 @@ ALTERNATIVE_FORMS = {"hop_length": "hop_length_ms", "win_length": "win_length_ms
 ALTERNATIVE_FORMS.update({v: k for k, v in ALTERNATIVE_FORMS.items()})
 
 
+@dataclass(frozen=True)
+class Alias:
+    """A key of the report's own scripts (jhartquist/fastaudio-esc-50, fastai-esc-50), mapped onto ours."""
+
+    type: Any  # the type of value it takes
+    targets: tuple[str, ...]  # the keys it sets
+    help: str
+    convert: Callable[[Any], dict[str, Any]] | None = None  # value -> values of the targets (None: the win lengths)
+
+
+# The report's keys and value forms, in one place. Their sweep files run unchanged; records hold our keys.
+ALIASES: dict[str, Alias] = {
+    "trial": Alias(int, ("trial_num",), "= trial_num", lambda v: {"trial_num": v}),
+    "norm": Alias(bool, ("normalize",), "true = normalize global, false = normalize imagenet (fastai's ImageNet "
+                  "statistics)", lambda v: {"normalize": "global" if v else "imagenet"}),
+    **{f"win_length_{i}": Alias(int, ("stacked_win_lengths",), f"window of stacked channel {i}: win_length_1..3 "
+                                "give stacked_win_lengths") for i in (1, 2, 3)},
+    "pitch_shift": Alias(bool, ("pitch_p",), "true = pitch_p 1 (+-3 semitones, as the report's PitchShifter)",
+                         lambda v: {"pitch_p": 1.0 if v else 0.0}),
+    "signal_shift": Alias(bool, ("shift_p",), "true = shift_p 0.5 (+-20 %%, fastaudio's SignalShifter)",
+                          lambda v: {"shift_p": 0.5 if v else 0.0}),
+    "add_noise": Alias(bool, ("noise_p",), "true = noise_p 1 (white, 28-37 dB SNR, fastaudio's AddNoise)",
+                       lambda v: {"noise_p": 1.0 if v else 0.0}),
+}
+# Value forms of our own keys: fastai's MixUp() default alpha for mix_up: true.
+BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}}
+
+
+def key_type(key: str) -> Any:
+    """The type of a config key or an alias."""
+    return ALIASES[key].type if key in ALIASES else TYPES[key]
+
+
+def resolve_aliases(layer: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    """``layer`` with the report's keys replaced by ours; an alias given with its target is an error."""
+    out = {k: v for k, v in layer.items() if k not in ALIASES}
+    stacked = [coerce(k, layer[k], errors) for k in sorted(layer) if k.startswith("win_length_") and k in ALIASES]
+    for name in [k for k in layer if k in ALIASES]:
+        alias = ALIASES[name]
+        clash = [t for t in alias.targets if t in layer]
+        if clash:
+            errors.append(f"{name} and {clash[0]}: give one, not both ({name} is the report's form of {clash[0]})")
+        elif alias.convert is not None and (value := coerce(name, layer[name], errors)) is not None:
+            out.update(alias.convert(value))
+    if stacked and "stacked_win_lengths" not in layer and None not in stacked:
+        out["stacked_win_lengths"] = stacked
+    return out
+
+
+
+
 def keys_with_role(*roles: str) -> list[str]:
     """Config keys (in Config order) whose role is one of ``roles``."""
     return [k for k, f in FIELDS.items() if f.metadata["role"] in roles]
@@ -191,8 +292,9 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (a config as a dict, possibly from an older record) with every knob that has no effect set to
     what the run does instead: ``pretrained`` false for architectures without pretrained weights,
     ``freeze_epochs`` 0 without pretrained weights, no single window when ``stacked_win_lengths`` replaces it.
-    Two configurations that compute the same thing then look the same to records, sweeps and analysis."""
-    out = dict(values)
+    Two configurations that compute the same thing then look the same to records, sweeps and analysis. Keys
+    missing from ``values`` (a record written before they existed) take their defaults: what runs did then."""
+    out = {k: _default(f) for k, f in FIELDS.items() if k not in values} | dict(values)
     arch = out.get("arch")
     if out.get("pretrained") and arch in _archs() and not _archs()[arch].pretrainable:
         out["pretrained"] = False
@@ -200,7 +302,16 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["freeze_epochs"] = 0
     if out.get("stacked_win_lengths"):
         out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
+    if out.get("f_max") is None and isinstance(out.get("sample_rate"), (int, float)) and "f_max" in out:
+        out["f_max"] = min(DEFAULT_F_MAX, out["sample_rate"] / 2)
+    for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
+        if f.metadata.get("needs") in out and key in out and not out[f.metadata["needs"]]:
+            out[key] = _default(f)
     return out
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _archs() -> dict:
@@ -228,15 +339,24 @@ def _type_name(tp: Any) -> str:
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def coerce(key: str, value: Any) -> Any:
-    """Convert ``value`` (from YAML, the CLI or W&B) to the type of ``key``; raise ConfigError if impossible."""
-    tp = TYPES[key]
-    if isinstance(value, str):
-        text = value.strip()
-        value = yaml.safe_load(text) if text else text
-        if typing.get_origin(tp) is Literal or tp is str:
-            value = text if value is not None or text.lower() not in ("null", "none", "~") else None
-    return _coerce_to(key, tp, value)
+def coerce(key: str, value: Any, errors: list[str] | None = None) -> Any:
+    """Convert ``value`` (from YAML, the CLI or W&B) to the type of ``key`` (a config key or an alias); raise a
+    ConfigError if impossible, or with ``errors``, append its message there and return None."""
+    try:
+        tp = key_type(key)
+        if isinstance(value, str):
+            text = value.strip()
+            value = yaml.safe_load(text) if text else text
+            if typing.get_origin(tp) is Literal or tp is str:
+                value = text if value is not None or text.lower() not in ("null", "none", "~") else None
+        if isinstance(value, bool) and key in BOOLEAN_VALUES:
+            value = BOOLEAN_VALUES[key][value]
+        return _coerce_to(key, tp, value)
+    except ConfigError as e:
+        if errors is None:
+            raise
+        errors.append(str(e))
+        return None
 
 
 def _coerce_to(key: str, tp: Any, value: Any) -> Any:
@@ -283,7 +403,7 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
 
 
 def unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, FIELDS, n=1)
+    close = difflib.get_close_matches(key, [*FIELDS, *ALIASES], n=1)
     hint = f"; did you mean {close[0]}?" if close else "; see `python train.py --help`"
     return f"unknown config key {key!r}{hint}"
 
@@ -293,6 +413,7 @@ def merge(layers: list[dict[str, Any]]) -> Config:
     values: dict[str, Any] = {}
     errors: list[str] = []
     for layer in layers:
+        layer = resolve_aliases(layer, errors)
         for key in [k for k in layer if k in ALTERNATIVE_FORMS and ALTERNATIVE_FORMS[k] in layer]:
             if layer[key] is not None and layer[ALTERNATIVE_FORMS[key]] is not None and key < ALTERNATIVE_FORMS[key]:
                 errors.append(f"{key} and {ALTERNATIVE_FORMS[key]}: give one form, not both")
@@ -338,11 +459,13 @@ def validate(cfg: Config) -> None:
                 e.append(f"{win_key} and n_fft: window length {w} must be in 1..n_fft={cfg.n_fft} samples")
         if cfg.n_mels > cfg.n_fft // 2 + 1:
             e.append(f"n_mels and n_fft: n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins")
-        if cfg.f_max > cfg.sample_rate / 2:
-            e.append(f"f_max and sample_rate: f_max={cfg.f_max:g} must be <= sample_rate/2 = "
-                     f"{cfg.sample_rate / 2:g}")
-        if cfg.f_min >= cfg.f_max:
-            e.append(f"f_min and f_max: need f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.f_max:g}")
+        if cfg.mel_f_max > cfg.sample_rate / 2:
+            e.append(f"f_max and sample_rate: f_max={cfg.mel_f_max:g} must be <= sample_rate/2 = "
+                     f"{cfg.sample_rate / 2:g} (leave f_max out for min({DEFAULT_F_MAX:g}, sample_rate/2))")
+        if cfg.f_min >= cfg.mel_f_max:
+            e.append(f"f_min and f_max: need f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.mel_f_max:g}")
+        if cfg.noise_snr_min > cfg.noise_snr_max:
+            e.append(f"noise_snr_min and noise_snr_max: {cfg.noise_snr_min:g} > {cfg.noise_snr_max:g}")
     if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
         e.append("stacked_win_lengths: give at least one window length, or null")
     if cfg.arch not in _archs():
@@ -383,13 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, f in FIELDS.items():
         group = groups.setdefault(f.metadata["group"], p.add_argument_group(f.metadata["group"]))
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        default = _default(f)
         choices = f"; one of: {', '.join(f.metadata['choices']())}" if "choices" in f.metadata else ""
         kind = _type_name(TYPES[name])
         flag = {"nargs": "?", "const": "true"} if TYPES[name] is bool else {}  # `--esc10` alone means true
         bounds = f"; {f.metadata['bounds'].describe()}" if f.metadata["bounds"] else ""
         group.add_argument(f"--{name}", metavar="{" + kind + "}" if "|" in kind else kind.upper(), **flag,
                            help=f"{f.metadata['help']}{choices} (default: {default}{bounds})")
+    report = p.add_argument_group("the report's keys (its sweep files run unchanged; records hold our keys)")
+    for name, alias in ALIASES.items():
+        flag = {"nargs": "?", "const": "true"} if alias.type is bool else {}
+        report.add_argument(f"--{name}", metavar=_type_name(alias.type).upper(), help=alias.help, **flag)
     return p
 
 
@@ -410,7 +537,7 @@ def parse_known(argv: list[str] | None, parser: argparse.ArgumentParser) -> tupl
     if errors:
         raise ConfigError(_format(errors))
     given = vars(ns)
-    explicit = {k: given.pop(k) for k in list(given) if k in FIELDS}
+    explicit = {k: given.pop(k) for k in list(given) if k in FIELDS or k in ALIASES}
     extras = {k: v for k, v in given.items() if k != "config"}
     file_layer = load_yaml(given["config"]) if "config" in given else {}
     return merge([file_layer, explicit]), {**file_layer, **explicit}, extras

@@ -8,6 +8,7 @@ per epoch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torchaudio
@@ -38,7 +39,7 @@ class LogMel(nn.Module):
     def __init__(self, cfg: Config, top_db: float = 80.0):
         super().__init__()
         self.n_fft, self.hop, self.top_db = cfg.n_fft, cfg.hop_samples, top_db
-        fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.f_max, cfg.n_mels,
+        fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.mel_f_max, cfg.n_mels,
                                                    cfg.sample_rate, norm="slaney", mel_scale="slaney")
         used = (fb > 0).any(dim=1).nonzero().flatten()
         self.lo, self.hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, fb.shape[0])
@@ -47,17 +48,19 @@ class LogMel(nn.Module):
         for i, w in enumerate(self.win_lengths):
             self.register_buffer(f"window{i}", torch.hann_window(w), persistent=False)
 
-    def power(self, wav: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-        """(B, bins, frames) power spectrum of ``wav`` over the filterbank's bins."""
+    def power(self, wav: torch.Tensor, window: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
+        """(B, bins, frames) power spectrum of ``wav`` over the filterbank's bins; ``warp`` (an augmentation)
+        first transforms the power over all bins, since a pitch shift moves energy across the band's edges."""
         spec = torch.stft(wav, self.n_fft, self.hop, win_length=len(window), window=window, center=True,
                           pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
-        parts = torch.view_as_real(spec[:, self.lo:self.hi])
+        parts = torch.view_as_real(spec if warp else spec[:, self.lo:self.hi])
         re, im = parts[..., 0], parts[..., 1]
-        return torch.mul(re, re).addcmul_(im, im)
+        power = torch.mul(re, re).addcmul_(im, im)
+        return warp(power)[:, self.lo:self.hi] if warp else power
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def forward(self, wav: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
         wav = wav.float()
-        mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}")))
+        mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}"), warp))
                            for i in range(len(self.win_lengths))], dim=1)
         db = mel.clamp_min_(1e-10).log10_().mul_(10.0)
         # top_db clips each clip to 80 dB below its own peak, so apply it per clip and channel.
@@ -125,27 +128,37 @@ def normalize(feats: torch.Tensor, mode: str, train_idx: torch.Tensor | None = N
     ``global`` uses per-channel mean/std of the training clips only (``train_idx``), so validation clips
     never leak into the statistics.
     """
-    if mode == "none":
-        return feats, {}
-    if mode == "sample":
-        mean = feats.float().mean(dim=(-2, -1), keepdim=True)
-        std = feats.float().std(dim=(-2, -1), keepdim=True).clamp_min(1e-5)
-        feats.sub_(mean.to(feats.dtype)).div_(std.to(feats.dtype))
-        return feats, {}
+    stats = {}
     if mode == "global":
         mean, std = channel_stats(feats, train_idx)
-        feats.sub_(mean.view(1, -1, 1, 1).to(feats.dtype)).div_(std.view(1, -1, 1, 1).to(feats.dtype))
-        return feats, {"mean": mean.tolist(), "std": std.tolist()}
-    if mode == "imagenet":
-        lo = feats.amin(dim=(-3, -2, -1), keepdim=True)
-        hi = feats.amax(dim=(-3, -2, -1), keepdim=True)
-        feats.sub_(lo).div_((hi - lo).clamp_min(1e-5))
+        stats = {"mean": mean.tolist(), "std": std.tolist()}
+    elif mode == "imagenet":
         c = feats.shape[1]
-        mean = torch.tensor(IMAGENET_MEAN if c == 3 else [sum(IMAGENET_MEAN) / 3], device=feats.device)
-        std = torch.tensor(IMAGENET_STD if c == 3 else [sum(IMAGENET_STD) / 3], device=feats.device)
-        feats.sub_(mean.view(1, -1, 1, 1).to(feats.dtype)).div_(std.view(1, -1, 1, 1).to(feats.dtype))
-        return feats, {"mean": mean.tolist(), "std": std.tolist()}
-    raise ValueError(f"normalize: unknown mode {mode!r}")
+        stats = {"mean": list(IMAGENET_MEAN) if c == 3 else [sum(IMAGENET_MEAN) / 3],
+                 "std": list(IMAGENET_STD) if c == 3 else [sum(IMAGENET_STD) / 3]}
+    return apply_normalization(feats, mode, stats), stats
+
+
+def apply_normalization(feats: torch.Tensor, mode: str, stats: dict) -> torch.Tensor:
+    """Normalise ``feats`` (B, C, n_mels, frames) in place by ``mode`` with the statistics :func:`normalize`
+    returned (augmented training batches are normalised with those of the un-augmented training clips)."""
+    if mode == "none":
+        return feats
+    if mode not in ("sample", "global", "imagenet"):
+        raise ValueError(f"normalize: unknown mode {mode!r}")
+    if mode in ("sample", "imagenet"):  # per clip: standardised, or scaled to 0..1 before ImageNet's statistics
+        if mode == "sample":
+            shift = feats.float().mean(dim=(-2, -1), keepdim=True)
+            scale = feats.float().std(dim=(-2, -1), keepdim=True).clamp_min(1e-5)
+        else:
+            shift = feats.amin(dim=(-3, -2, -1), keepdim=True)
+            scale = (feats.amax(dim=(-3, -2, -1), keepdim=True) - shift).clamp_min(1e-5)
+        feats.sub_(shift.to(feats.dtype)).div_(scale.to(feats.dtype))
+    if stats:
+        mean = torch.tensor(stats["mean"], device=feats.device).view(1, -1, 1, 1)
+        std = torch.tensor(stats["std"], device=feats.device).view(1, -1, 1, 1)
+        feats.sub_(mean.to(feats.dtype)).div_(std.to(feats.dtype))
+    return feats
 
 
 def channel_stats(feats: torch.Tensor, idx: torch.Tensor | None, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:

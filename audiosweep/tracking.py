@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import FIELDS, Config, overlay
+from .config import ALIASES, FIELDS, Config, overlay
 from .results import Summary
 
 
@@ -38,7 +38,8 @@ def start(cfg: Config, run_id: str):
     run = wandb.init(project=cfg.project, config=cfg.effective_dict(), mode=mode, dir=cfg.results_dir,
                      id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous")
     current = cfg.effective_dict()
-    layer = {k: v for k, v in dict(run.config).items() if k in FIELDS and v != current[k]}
+    # The sweep's values: our keys that differ, and the report's keys (aliases), which only a sweep sets.
+    layer = {k: v for k, v in dict(run.config).items() if (k in FIELDS and v != current[k]) or k in ALIASES}
     if layer:
         cfg = overlay(cfg, layer)
         run.config.update(cfg.effective_dict(), allow_val_change=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import fastai.callback.fp16  # noqa: F401  (patches Learner.to_fp16 / to_bf16)
 import fastai.callback.progress  # noqa: F401  (progress bar and per-epoch table)
@@ -139,13 +140,13 @@ class TensorLoader(DataLoader):
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, shuffle: bool = False, drop_last: bool = False,
                  seed: int = 0, channels_last: bool = False, idx: torch.Tensor | None = None,
-                 device: torch.device | str | None = None, **kwargs):
+                 device: torch.device | str | None = None, transform: Callable | None = None, **kwargs):
         device = x.device if device is None else torch.device(device)
         idx = torch.arange(len(x)) if idx is None else idx
         super().__init__(dataset=None, bs=bs, shuffle=shuffle, drop_last=drop_last, n=len(idx), device=device,
                          indexed=True, **kwargs)
         self.x, self.y, self.idx = x, y.to(device), idx.to(x.device)
-        self.seed, self.channels_last = seed, channels_last
+        self.seed, self.channels_last, self.transform = seed, channels_last, transform
         self.gen = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -172,23 +173,29 @@ class TensorLoader(DataLoader):
         else:
             xb = self.x[rows].to(device)
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return xb.float().contiguous(memory_format=fmt)
+        xb = xb.float() if self.transform is None else self.transform(xb)
+        return xb.contiguous(memory_format=fmt)
 
     def new(self, shuffle: bool | None = None, drop_last: bool | None = None, **kwargs) -> TensorLoader:
         return TensorLoader(self.x, self.y, self.bs, self.shuffle if shuffle is None else shuffle,
                             self.drop_last if drop_last is None else drop_last, self.seed, self.channels_last,
-                            idx=self.idx, device=self.device)
+                            idx=self.idx, device=self.device, transform=self.transform)
 
 
 def make_dls(feats: torch.Tensor, targets: torch.Tensor, train_idx: torch.Tensor, valid_idx: torch.Tensor,
-             cfg: Config, channels_last: bool = False, device: torch.device | str | None = None) -> DataLoaders:
+             cfg: Config, channels_last: bool = False, device: torch.device | str | None = None,
+             train_source: torch.Tensor | None = None, train_transform: Callable | None = None) -> DataLoaders:
     """Training (shuffled) and validation loaders over ``feats`` without copying it; batches go to ``device``
-    (default: ``feats.device``; pass the GPU when ``feats`` were left in pinned host memory)."""
+    (default: ``feats.device``; pass the GPU when ``feats`` were left in pinned host memory).
+
+    Augmented training batches gather their rows from ``train_source`` (the waveforms, or ``feats``) and pass
+    them through ``train_transform`` (:class:`~audiosweep.augment.TrainingBatches`); validation batches never."""
     dev = feats.device if device is None else torch.device(device)
     # Drop a last batch of one clip: BatchNorm cannot train on it.
     drop_last = len(train_idx) % cfg.batch_size == 1
-    train = TensorLoader(feats, targets, cfg.batch_size, shuffle=True, drop_last=drop_last, seed=cfg.trial_num,
-                         channels_last=channels_last, idx=train_idx, device=dev)
+    train = TensorLoader(feats if train_source is None else train_source, targets, cfg.batch_size, shuffle=True,
+                         drop_last=drop_last, seed=cfg.trial_num, channels_last=channels_last, idx=train_idx,
+                         device=dev, transform=train_transform)
     valid = TensorLoader(feats, targets, cfg.batch_size * 2, channels_last=channels_last, idx=valid_idx,
                          device=dev)
     return DataLoaders(train, valid, device=dev)

@@ -9,6 +9,8 @@ import time
 import pytest
 
 from audiosweep.config import (
+    ALIASES,
+    BOOLEAN_VALUES,
     ENVIRONMENT,
     FIELDS,
     REPLICATE,
@@ -22,13 +24,14 @@ from audiosweep.config import (
     parse_args,
     parse_known,
 )
+from audiosweep.results import config_id
 from tests.conftest import REPO
 
 
 def test_defaults_are_the_reports_best_settings():
     cfg = merge([])
     assert (cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.n_mels) == (44100, 4096, 308, 2205, 224)
-    assert (cfg.f_max, cfg.normalize, cfg.mix_up, cfg.batch_size, cfg.n_epochs) == (18000, "global", 0.1, 64, 80)
+    assert (cfg.mel_f_max, cfg.normalize, cfg.mix_up, cfg.batch_size, cfg.n_epochs) == (18000, "global", 0.1, 64, 80)
     assert (cfg.arch, cfg.pretrained, cfg.learning_rate, cfg.freeze_epochs) == ("resnet18", True, 1e-2, 1)
     assert cfg.hop_samples == 308 and cfg.win_lengths == [2205] and cfg.n_channels == 1
 
@@ -82,7 +85,7 @@ def test_both_forms_in_one_layer_rejected():
 @pytest.mark.parametrize("layer, keys", [
     ({"n_fft": 1024, "win_length": 2048}, ["win_length", "n_fft"]),
     ({"f_max": 30000}, ["f_max", "sample_rate"]),
-    ({"sample_rate": 16000}, ["f_max", "sample_rate", "8000"]),
+    ({"sample_rate": 16000, "f_max": 18000}, ["f_max", "sample_rate", "8000"]),  # given above Nyquist
     ({"fold": 6}, ["fold", "1..5"]),
     ({"fold": 0}, ["fold", "1..5"]),
     ({"arch": "resnet19"}, ["arch", "resnet18", "densenet161", "simple_cnn"]),
@@ -154,6 +157,7 @@ def test_train_help_runs():
     out = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "--stacked_win_lengths" in out.stdout and "--wandb_mode" in out.stdout
+    assert "the report's keys" in out.stdout and all(f"--{name}" in out.stdout for name in ALIASES)
 
 
 def test_to_dict_has_every_key():
@@ -192,3 +196,181 @@ def test_parse_known_separates_a_tools_own_options(tmp_path):
     assert set(explicit) == {"n_mels", "fold"}  # the keys the user set, from the file and the command line
     with pytest.raises(ConfigError, match="did you mean n_mels"):
         parse_known(["--n_mel", "3"], parser)
+
+
+# --- the report's keys (config.ALIASES, config.BOOLEAN_VALUES) -------------------------------------------------
+
+
+def test_the_alias_table_is_the_documented_one():
+    assert set(ALIASES) == {"trial", "norm", "win_length_1", "win_length_2", "win_length_3", "pitch_shift",
+                            "signal_shift", "add_noise"}
+    assert BOOLEAN_VALUES == {"mix_up": {True: 0.4, False: 0.0}}
+
+
+@pytest.mark.parametrize("layer, expected", [
+    ({"trial": 3}, {"trial_num": 3}),
+    ({"norm": True}, {"normalize": "global"}),
+    ({"norm": False}, {"normalize": "imagenet"}),
+    # given in any order, the three windows stack as channels 1, 2, 3; the single window no longer applies
+    ({"win_length_3": 4096, "win_length_1": 1102, "win_length_2": 2205},
+     {"stacked_win_lengths": [1102, 2205, 4096], "win_length": None}),
+    ({"pitch_shift": True}, {"pitch_p": 1.0, "pitch_semitones": 3.0}),
+    ({"pitch_shift": False}, {"pitch_p": 0.0}),
+    ({"signal_shift": True}, {"shift_p": 0.5, "shift_max": 0.2, "shift_roll": False}),
+    ({"signal_shift": False}, {"shift_p": 0.0}),
+    ({"add_noise": True}, {"noise_p": 1.0, "noise_color": "white", "noise_snr_min": 28.0, "noise_snr_max": 37.0}),
+    ({"add_noise": False}, {"noise_p": 0.0}),
+    ({"mix_up": True}, {"mix_up": 0.4}),
+    ({"mix_up": False}, {"mix_up": 0.0}),
+    ({"mix_up": 0.2}, {"mix_up": 0.2}),  # a number is the alpha itself
+])
+def test_the_reports_keys_map_onto_ours(layer, expected):
+    record = merge([layer]).effective_dict()
+    assert {k: record[k] for k in expected} == expected
+    assert set(record) == set(FIELDS)  # records hold our keys only
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--trial=4"], {"trial_num": 4}),
+    (["--trial", "4"], {"trial_num": 4}),
+    (["--norm=False"], {"normalize": "imagenet"}),
+    (["--norm"], {"normalize": "global"}),
+    (["--win_length_1=512", "--win_length_2", "1764", "--win_length_3=4096"],
+     {"stacked_win_lengths": [512, 1764, 4096]}),
+    (["--mix_up=True"], {"mix_up": 0.4}),
+    (["--mix_up=False"], {"mix_up": 0.0}),
+    (["--mix_up", "true"], {"mix_up": 0.4}),
+    (["--mix_up=1"], {"mix_up": 1.0}),  # the number 1, not true
+    (["--pitch_shift"], {"pitch_p": 1.0}),  # a bare flag is true
+    (["--pitch_shift=False"], {"pitch_p": 0.0}),
+    (["--signal_shift", "--add_noise", "--trial", "2"], {"shift_p": 0.5, "noise_p": 1.0, "trial_num": 2}),
+    (["--add_noise=True", "--signal_shift=false"], {"noise_p": 1.0, "shift_p": 0.0}),
+])
+def test_the_reports_keys_on_the_command_line(argv, expected):
+    record = parse_args(argv)[0].effective_dict()
+    assert {k: record[k] for k in expected} == expected
+    assert set(record) == set(FIELDS)
+
+
+@pytest.mark.parametrize("layer", [
+    {"trial": 1, "trial_num": 2},
+    {"norm": True, "normalize": "sample"},
+    {"win_length_1": 1102, "stacked_win_lengths": [2205]},
+    {"pitch_shift": True, "pitch_p": 0.5},
+    {"signal_shift": True, "shift_p": 0.5},
+    {"add_noise": False, "noise_p": 1},
+])
+def test_an_alias_with_its_target_in_one_layer_is_refused_naming_both(layer):
+    alias = next(k for k in layer if k in ALIASES)
+    target = next(k for k in layer if k not in ALIASES)
+    message = f"{alias} and {target}: give one, not both"
+    with pytest.raises(ConfigError, match=message):
+        merge([layer])
+    with pytest.raises(ConfigError, match=message):
+        parse_args([f"--{k}={v}" for k, v in layer.items()])
+
+
+def test_an_alias_and_its_target_in_different_layers_the_later_wins(tmp_path):
+    assert merge([{"trial": 1}, {"trial_num": 2}]).trial_num == 2
+    assert merge([{"pitch_p": 0.5}, {"pitch_shift": True}]).pitch_p == 1.0
+    assert overlay(merge([{"trial_num": 2}]), {"trial": 5}).trial_num == 5  # a sweep's wandb.config
+    (tmp_path / "c.yaml").write_text("trial: 3\nmix_up: true\n")
+    cfg, _ = parse_args(["--config", str(tmp_path / "c.yaml"), "--trial_num", "4"])
+    assert (cfg.trial_num, cfg.mix_up) == (4, 0.4)
+
+
+def test_alias_values_are_checked_like_our_own():
+    with pytest.raises(ConfigError, match="pitch_shift: expected bool, got 0.5"):
+        merge([{"pitch_shift": 0.5}])
+    with pytest.raises(ConfigError, match="trial: expected int"):
+        parse_args(["--trial=first"])
+    with pytest.raises(ConfigError, match="did you mean pitch_shift"):
+        parse_args(["--pitch_shfit"])
+
+
+def test_help_lists_the_reports_keys_with_what_they_set():
+    text = " ".join(build_parser().format_help().split())
+    assert "the report's keys" in text
+    for name, alias in ALIASES.items():
+        assert f"--{name}" in text and " ".join(alias.help.replace("%%", "%").split()) in text
+    assert "true = pitch_p 1" in text and "true = shift_p 0.5" in text and "true = noise_p 1" in text
+    assert "the report's true = 0.4" in text  # mix_up's own help
+
+
+# --- f_max: min(18 kHz, Nyquist) when not given ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample_rate, f_max", [(8000, 4000.0), (16000, 8000.0), (22050, 11025.0), (32000, 16000.0),
+                                                (44100, 18000.0), (48000, 18000.0)])
+def test_f_max_defaults_to_18_khz_capped_at_nyquist(sample_rate, f_max):
+    cfg = merge([{"sample_rate": sample_rate}])
+    assert cfg.f_max is None and cfg.mel_f_max == f_max
+    assert cfg.effective_dict()["f_max"] == f_max  # records hold the number the run used
+    assert parse_args([f"--sample_rate={sample_rate}", "--f_max=null"])[0].mel_f_max == f_max
+
+
+def test_f_max_given_is_kept_and_may_not_exceed_nyquist():
+    assert merge([{"sample_rate": 16000, "f_max": 8000}]).effective_dict()["f_max"] == 8000.0  # Nyquist itself
+    assert merge([{"f_max": 22050}]).mel_f_max == 22050.0  # above the 18 kHz default, still below Nyquist
+    with pytest.raises(ConfigError) as e:
+        merge([{"sample_rate": 16000, "f_max": 8001}])
+    assert "f_max=8001 must be <= sample_rate/2 = 8000" in str(e.value)
+    with pytest.raises(ConfigError, match="f_min and f_max"):
+        merge([{"sample_rate": 8000, "f_min": 4000}])  # f_min against the resolved f_max
+
+
+def test_f_max_default_follows_a_later_sample_rate_and_keeps_old_identities():
+    assert overlay(merge([]), {"sample_rate": 16000}).effective_dict()["f_max"] == 8000.0
+    # a record written when f_max defaulted to 18000 is the same configuration as one leaving it out
+    default = merge([]).effective_dict()
+    assert config_id({**default, "f_max": 18000.0}) == config_id(merge([]).to_dict()) == config_id(default)
+    assert config_id({**default, "f_max": 16000.0}) != config_id(default)
+
+
+# --- augmentation: a range of an augmentation that is off has no effect -----------------------------------------
+
+# each `needs` knob: a value other than its default, and a value of its gate that switches the augmentation on
+RANGES = {"gain_db": (3.0, 1.0), "shift_max": (0.5, 0.5), "shift_roll": (True, 0.5), "noise_snr_min": (10.0, 1.0),
+          "noise_snr_max": (40.0, 1.0), "noise_color": ("pink", 1.0), "pitch_semitones": (5.0, 1.0),
+          "stretch_max": (0.1, 1.0), "spec_freq_width": (8, 2), "spec_time_width": (16, 2)}
+
+
+def test_every_augmentation_range_needs_its_switch():
+    assert {k for k, f in FIELDS.items() if "needs" in f.metadata} == set(RANGES)
+    assert all(FIELDS[FIELDS[k].metadata["needs"]].default in (0, 0.0) for k in RANGES)  # off by default
+    assert {k for k, f in FIELDS.items() if f.metadata["group"] == "augmentation"} == set(RANGES) | {
+        "gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p", "spec_freq_masks", "spec_time_masks"}
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_a_range_counts_only_while_its_augmentation_is_on(key):
+    value, on = RANGES[key]
+    switch = FIELDS[key].metadata["needs"]
+    off_cfg = merge([{key: value}])
+    assert getattr(off_cfg, key) == value and off_cfg.effective_dict()[key] == FIELDS[key].default
+    assert config_id(off_cfg.effective_dict()) == config_id(merge([]).effective_dict())
+    on_cfg = merge([{key: value, switch: on}])
+    assert on_cfg.effective_dict()[key] == value
+    assert config_id(on_cfg.effective_dict()) != config_id(merge([{switch: on}]).effective_dict())
+
+
+def test_pitch_range_with_pitch_shift_off_is_one_configuration():
+    ids = {s: config_id(merge([{"pitch_p": 0, "pitch_semitones": s}]).effective_dict()) for s in (2, 5)}
+    assert ids[2] == ids[5]
+    ids = {s: config_id(merge([{"pitch_p": 1, "pitch_semitones": s}]).effective_dict()) for s in (2, 5)}
+    assert ids[2] != ids[5]
+
+
+@pytest.mark.parametrize("layer, keys", [
+    ({"pitch_p": 1.5}, ["pitch_p", "in 0..1"]),
+    ({"pitch_semitones": 13}, ["pitch_semitones", "in 0..12"]),
+    ({"stretch_max": 1}, ["stretch_max", "[0, 1)"]),
+    ({"noise_color": "grey"}, ["noise_color", "white", "violet"]),
+    ({"noise_snr_min": 40}, ["noise_snr_min and noise_snr_max", "40 > 37"]),
+    ({"spec_time_masks": -1}, ["spec_time_masks", ">= 0"]),
+    ({"spec_freq_width": 0}, ["spec_freq_width", "> 0"]),
+])
+def test_invalid_augmentation_values_name_keys_and_ranges(layer, keys):
+    with pytest.raises(ConfigError) as e:
+        merge([layer])
+    assert all(k in str(e.value) for k in keys)

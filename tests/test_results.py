@@ -35,6 +35,8 @@ def test_identity_is_the_effective_setting_without_environment_keys():
     assert results.config_id(base) != results.config_id({**base, "trial_num": 2})
     older = merge([{"arch": "simple_cnn", "pretrained": True}]).to_dict()  # recorded before effective values
     assert results.config_id(older) == results.config_id(base)
+    before_augmentation = {k: v for k, v in base.items() if not k.endswith("_p")}  # keys that did not exist yet
+    assert results.config_id(before_augmentation) == results.config_id(base)
 
 
 def test_records_carry_the_summary_schema(tmp_path):

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from audiosweep import results
-from audiosweep.config import parse_args
+from audiosweep.config import FIELDS, parse_args
 from audiosweep.sweep.cli import main
-from audiosweep.sweep.spec import REPO_ROOT, expand, load_sweep
+from audiosweep.sweep.spec import REPO_ROOT, expand, load_sweep, run_config
 from tests.conftest import write_sweep
 
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
@@ -34,6 +34,136 @@ def test_check_cli_counts_match_the_readme(capsys):
     table = {m[0]: m[1] for m in re.findall(r"^\| `(\S+\.yaml)` \|.*?\| +(\d+) \|",
                                             (REPO_ROOT / "sweeps" / "README.md").read_text(), re.M)}
     assert printed == table and set(printed) == {p.name for p in SWEEPS}
+
+
+AUGMENTATION_SWITCHES = ("gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p", "spec_freq_masks",
+                         "spec_time_masks")
+
+
+@pytest.mark.parametrize("name", ["recipe_noise_pitch_stretch_specaugment.yaml", "recipe_stretch_pitch.yaml"])
+def test_recipe_sweeps_hold_their_own_baseline_and_the_full_recipe(name):
+    sweep = load_sweep(REPO_ROOT / "sweeps" / name)
+    configs = [run_config(r.params) for r in expand(sweep).runs]
+    switches = [n for n in sweep.varying if n != "trial_num"]
+    assert switches and set(switches) <= set(AUGMENTATION_SWITCHES)
+    off = [c for c in configs if not any(c[k] for k in AUGMENTATION_SWITCHES)]
+    full = [c for c in configs if all(c[k] for k in switches)]
+    assert sorted(c["trial_num"] for c in off) == sorted(c["trial_num"] for c in full) == [1, 2, 3, 4, 5]
+    assert len(configs) == 2 ** len(switches) * 5
+
+
+# --- the report's own sweep files (config.ALIASES): written here in their style -----------------------------------
+
+# A sweep in the style of the report's augmentation sweep: its keys and booleans, no metric, its own project.
+REPORT_STYLE_AUGMENTATION = """\
+program: train.py
+method: grid
+project: some-project
+parameters:
+  arch:
+    value: resnet34
+  sample_rate:
+    value: 44100
+  n_fft:
+    value: 4096
+  n_mels:
+    value: 384
+  hop_length:
+    value: 441
+  win_length:
+    value: 1764
+  n_epochs:
+    value: 50
+  batch_size:
+    value: 64
+  trial:
+    values: [1, 2, 3, 4, 5]
+  add_noise:
+    values: [False, True]
+  mix_up:
+    values: [False, True]
+  signal_shift:
+    values: [False, True]
+  pitch_shift:
+    values: [False, True]
+"""
+
+
+def test_a_report_style_augmentation_sweep_is_augment_yaml(tmp_path, capsys):
+    theirs = tmp_path / "report_style.yaml"
+    theirs.write_text(REPORT_STYLE_AUGMENTATION)
+    ours = REPO_ROOT / "sweeps" / "augment.yaml"
+    assert main(["check", str(theirs), str(ours)]) == 0
+    out = capsys.readouterr().out
+    assert f"{theirs}: 80 runs (grid)" in out and "augment.yaml: 80 runs (grid)" in out
+    # each of their runs is the run of augment.yaml with the documented values: the mapping, switch by switch
+    mine = {(p["pitch_p"], p["shift_p"], p["noise_p"], p["mix_up"], p["trial_num"]): r.config_id
+            for r in expand(load_sweep(ours)).runs for p in [r.params]}
+    report = {(1 if p["pitch_shift"] else 0, 0.5 if p["signal_shift"] else 0, 1 if p["add_noise"] else 0,
+               0.4 if p["mix_up"] else 0, p["trial"]): r.config_id
+              for r in expand(load_sweep(theirs)).runs for p in [r.params]}
+    assert len(mine) == len(set(mine.values())) == 80 and report == mine
+    # and what train.py records for them holds our keys only, with our values
+    record = run_config({"pitch_shift": True, "signal_shift": False, "add_noise": True, "mix_up": True, "trial": 2})
+    assert set(record) == set(FIELDS)
+    assert (record["pitch_p"], record["shift_p"], record["noise_p"], record["mix_up"], record["trial_num"]) == (
+        1.0, 0.0, 1.0, 0.4, 2)
+
+
+def test_a_stacked_window_sweep_in_the_reports_style(tmp_path):
+    theirs = tmp_path / "stacked.yaml"
+    theirs.write_text("program: train.py\nmethod: grid\nparameters:\n"
+                      "  win_length_1:\n    values: [256, 512]\n"
+                      "  win_length_2:\n    values: [1102, 1764]\n"
+                      "  win_length_3:\n    values: [2205, 4096]\n"
+                      "  trial_num:\n    values: [1, 2]\n")
+    runs = expand(load_sweep(theirs)).runs
+    assert len(runs) == 16
+    for run in runs:
+        record = run_config(run.params)
+        p = run.params
+        assert record["stacked_win_lengths"] == [p["win_length_1"], p["win_length_2"], p["win_length_3"]]
+        assert record["win_length"] is None and "win_length_1" not in record
+    ours = expand(load_sweep(write_sweep(tmp_path / "ours.yaml", {
+        "stacked_win_lengths": {"values": [[a, b, c] for a in (256, 512) for b in (1102, 1764) for c in (2205, 4096)]},
+        "trial_num": {"values": [1, 2]}}))).runs
+    assert {r.config_id for r in ours} == {r.config_id for r in runs}
+
+
+def test_a_sample_rate_sweep_needs_no_f_max(tmp_path, capsys):
+    plan = expand(load_sweep(write_sweep(tmp_path / "sr.yaml", {
+        "sample_rate": {"values": [8000, 16000, 22050, 32000, 44100]}, "trial_num": 1})))
+    assert len(plan.runs) == 5 and not plan.notes
+    assert [run_config(r.params)["f_max"] for r in plan.runs] == [4000.0, 8000.0, 11025.0, 16000.0, 18000.0]
+    # f_max given above Nyquist at some sample rate is refused, naming the grid point
+    path = write_sweep(tmp_path / "bad.yaml", {"sample_rate": {"values": [16000, 44100]}, "f_max": 18000})
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "1 grid point(s) rejected" in err and "{sample_rate: 16000}: f_max and sample_rate: f_max=18000" in err
+
+
+def test_a_bare_list_parameter_is_refused_naming_it(tmp_path, capsys):
+    path = tmp_path / "bare.yaml"
+    path.write_text("program: train.py\nmethod: grid\nparameters:\n"
+                    "  arch:\n    - resnet18\n    - densenet121\n"
+                    "  trial_num:\n    values: [1, 2]\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "1 problem(s)" in err
+    assert "parameters.arch: a bare list is not a W&B parameter" in err
+    assert "write {values: ['resnet18', 'densenet121']}" in err
+
+
+def test_ranges_of_an_augmentation_that_is_off_make_no_new_runs(tmp_path):
+    off = expand(load_sweep(write_sweep(tmp_path / "off.yaml", {"pitch_p": 0,
+                                                                "pitch_semitones": {"values": [2, 5]}})))
+    assert len(off.runs) == 1 and off.notes == ["1 of 2 grid points repeat a configuration"]
+    on = expand(load_sweep(write_sweep(tmp_path / "on.yaml", {"pitch_p": 1, "pitch_semitones": {"values": [2, 5]}})))
+    assert len(on.runs) == 2 and off.runs[0].config_id not in {r.config_id for r in on.runs}
+    # the same with SpecAugment: a width without masks is no run of its own
+    masks = expand(load_sweep(write_sweep(tmp_path / "m.yaml", {"spec_time_masks": {"values": [0, 2]},
+                                                                "spec_time_width": {"values": [32, 64]}})))
+    assert len(masks.runs) == 3
 
 
 # --- expansion: W&B semantics, identity --------------------------------------------------------------------------
@@ -121,6 +251,9 @@ def test_exponent_floats_survive_the_command_line(tmp_path):
      "batch_size is an integer key but uniform gives fractional numbers"),
     ({}, {"mix_up": 0.1, "arch": {"value": "resnet18", "q": 2}}, "key 'q' does not belong to a constant parameter"),
     ({"command": ["${env}", "${python}", "${program}", "${args}"]}, {"n_mels": 64}, "unknown macro '${python}'"),
+    ({}, {"trial": {"values": [1, 2]}, "trial_num": 3}, "{trial: 1}: trial and trial_num: give one, not both"),
+    ({}, {"pitch_shift": {"values": [False, 0.5]}}, "pitch_shift.values[1]: pitch_shift: expected bool, got 0.5"),
+    ({}, {"pitch_shfit": {"values": [False, True]}}, "unknown config key 'pitch_shfit'; did you mean pitch_shift?"),
 ])
 def test_bad_sweeps_fail_with_clear_messages(tmp_path, capsys, top, parameters, message):
     path = write_sweep(tmp_path / "bad.yaml", parameters, **top)

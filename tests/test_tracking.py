@@ -53,6 +53,15 @@ def test_wandb_config_holds_effective_values(fake_init, tmp_path):
     assert (run.config["pretrained"], run.config["freeze_epochs"]) == (False, 0)
 
 
+def test_the_reports_keys_set_by_a_sweep_are_applied(fake_init, tmp_path):
+    """A sweep file of the report's whose command passes no arguments: its keys reach us through wandb.config."""
+    init, _ = fake_init
+    init({"pitch_shift": True, "trial": 4, "mix_up": True})
+    run, swept = tracking.start(merge([{"wandb_mode": "offline", "results_dir": str(tmp_path)}]), "r1")
+    assert (swept.pitch_p, swept.trial_num, swept.mix_up) == (1.0, 4, 0.4)
+    assert (run.config["pitch_p"], run.config["trial_num"]) == (1.0, 4)
+
+
 def test_invalid_sweep_values_are_rejected(fake_init, tmp_path):
     init, _ = fake_init
     init({"fold": 7})

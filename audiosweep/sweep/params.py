@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TYPES, ConfigError, coerce
+from ..config import ConfigError, coerce, key_type
 
 # distribution -> (required keys, optional keys with W&B's defaults)
 DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
@@ -51,7 +51,7 @@ def _is_int(x: Any) -> bool:
 
 
 def _base_type(key: str) -> Any:
-    tp = TYPES[key]
+    tp = key_type(key)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
     return tp
@@ -140,6 +140,8 @@ def infer_distribution(spec: dict[str, Any]) -> str | None:
 def parse_param(name: str, spec: Any) -> tuple[Param | None, list[str]]:
     """Check one entry of ``parameters`` against W&B's forms and the type of config key ``name``."""
     where = f"parameters.{name}"
+    if isinstance(spec, list):
+        return None, [f"{where}: a bare list is not a W&B parameter (W&B refuses it too): write {{values: {spec!r}}}"]
     if not isinstance(spec, dict):
         return None, [f"{where}: expected a mapping such as {{value: {spec!r}}} or {{values: [...]}}, got {spec!r}"]
     if "parameters" in spec:

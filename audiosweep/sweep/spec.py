@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config import FIELDS, ConfigError, merge, parse_args, unknown_key_message
+from ..config import ALIASES, FIELDS, ConfigError, merge, parse_args, unknown_key_message
 from ..errors import SweepError
 from ..results import METRIC_GOALS, config_id
 from .params import GRID_DISTRIBUTIONS, Param, parse_param, value_key
@@ -103,7 +103,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         errors.append(f"parameters: expected a non-empty mapping of config keys, got {spec!r}")
         spec = {}
     for name, value in spec.items():
-        if name not in FIELDS:
+        if name not in FIELDS and name not in ALIASES:
             errors.append(f"parameters.{name}: {unknown_key_message(str(name))}")
             continue
         param, errs = parse_param(name, value)
@@ -236,10 +236,10 @@ def run_config(params: dict[str, Any]) -> dict[str, Any]:
     back through train.py's own parser; a value that does not survive the command line is an error."""
     cfg = merge([params]).effective_dict()
     via_cli = parse_args(render_args(params)["args"])[0].effective_dict()
-    changed = [k for k in params if via_cli[k] != cfg[k]]
+    changed = [k for k in cfg if via_cli[k] != cfg[k]]
     if changed:
-        raise ConfigError("; ".join(f"{k}: {params[k]!r} is passed as --{k}={params[k]} and read back by train.py "
-                                    f"as {via_cli[k]!r}" for k in changed))
+        raise ConfigError("; ".join(f"{k}: {cfg[k]!r} does not survive the command line: train.py reads "
+                                    f"{via_cli[k]!r} from {' '.join(render_args(params)['args'])}" for k in changed))
     return via_cli
 
 

@@ -1,0 +1,150 @@
+"""Augmentation of training batches on the device; validation batches never see any.
+
+Three stages, each on whole batches where the model trains:
+
+* waveforms: gain, time shift, coloured noise at an SNR range and polarity inversion, by torch-audiomentations
+  (per-clip probabilities and values);
+* the power spectrogram: pitch shift and time stretch, as a per-clip linear resampling of its frequency and time
+  axes (:class:`SpectralWarp`);
+* the normalised log-mels: SpecAugment frequency and time masks, by torchaudio. Masks come after normalisation,
+  so a masked cell holds the training mean (0), not the dB floor, which would stand out as a loud "silence".
+
+Random values come from torch's global generators, which ``trial_num`` seeds: on the CPU a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio
+from torch import nn
+
+from .config import Config
+from .features import LogMel, apply_normalization
+
+# f_decay of torch-audiomentations' AddColoredNoise: the noise power falls as 1 / f**f_decay.
+NOISE_DECAY = {"violet": -2.0, "blue": -1.0, "white": 0.0, "pink": 1.0, "brown": 2.0}
+
+
+def waveform_active(cfg: Config) -> bool:
+    """True when training batches must be made from waveforms every epoch (any random change before the
+    log-mels); SpecAugment alone works on features computed once."""
+    return any(p > 0 for p in (cfg.gain_p, cfg.shift_p, cfg.noise_p, cfg.polarity_p, cfg.pitch_p, cfg.stretch_p))
+
+
+def spec_active(cfg: Config) -> bool:
+    return cfg.spec_freq_masks > 0 or cfg.spec_time_masks > 0
+
+
+def waveform_transform(cfg: Config) -> nn.Module | None:
+    """The waveform stage: a torch-audiomentations ``Compose`` over (B, 1, samples), or None when off."""
+    from torch_audiomentations import AddColoredNoise, Compose, Gain, PolarityInversion, Shift
+
+    decay = NOISE_DECAY[cfg.noise_color]
+    parts = [Gain(min_gain_in_db=-cfg.gain_db, max_gain_in_db=cfg.gain_db, p=cfg.gain_p, output_type="dict"),
+             Shift(min_shift=-cfg.shift_max, max_shift=cfg.shift_max, rollover=cfg.shift_roll, p=cfg.shift_p,
+                   output_type="dict"),
+             AddColoredNoise(min_snr_in_db=cfg.noise_snr_min, max_snr_in_db=cfg.noise_snr_max, min_f_decay=decay,
+                             max_f_decay=decay, p=cfg.noise_p, sample_rate=cfg.sample_rate, output_type="dict"),
+             PolarityInversion(p=cfg.polarity_p, output_type="dict")]
+    parts = [t for t in parts if t.p > 0]
+    return Compose(parts, output_type="dict") if parts else None
+
+
+class SpectralWarp:
+    """Pitch shift and time stretch of (B, bins, frames) power spectrograms, each clip with its own factor.
+
+    A pitch shift by ``s`` semitones scales every frequency by 2**(s/12): bin ``k`` takes the power at bin
+    ``k / 2**(s/12)``. A time stretch by rate ``r`` plays the clip ``r`` times as fast: frame ``t`` takes the
+    power at frame ``t * r``; a faster clip ends in silence, a slower one is cut at the clip's length. Both
+    interpolate linearly between bins or frames, which is what torchaudio's phase vocoder does to magnitudes; we
+    need no phase (nothing is turned back into audio), so this costs two gathers per clip instead of an STFT
+    round trip. Written here because torch-audiomentations has no time stretch and its pitch shift resamples
+    every clip on its own (about 0.25 s a 5 s clip on a CPU core), and torchaudio's ``PitchShift`` and
+    ``TimeStretch`` take one factor per call, not per clip.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def __call__(self, power: torch.Tensor) -> torch.Tensor:
+        c, n = self.cfg, len(power)
+        pitch = _draw(n, c.pitch_p, c.pitch_semitones, power.device)
+        stretch = _draw(n, c.stretch_p, c.stretch_max, power.device)
+        pitch, stretch = pitch.tolist(), stretch.tolist()  # one device sync, not one per clip
+        out = power.clone() if any(pitch) or any(stretch) else power
+        for i, (semitones, rate) in enumerate(zip(pitch, stretch, strict=True)):
+            if semitones:
+                out[i] = _resample(out[i], 0, 2.0 ** (-semitones / 12))
+            if rate:
+                out[i] = _resample(out[i], 1, 1.0 + rate)
+        return out
+
+
+def _draw(n: int, p: float, amount: float, device: torch.device) -> torch.Tensor:
+    """Per clip: uniform in +-``amount`` with probability ``p``, else 0."""
+    if p <= 0 or amount <= 0:
+        return torch.zeros(n, device=device)
+    values = (torch.rand(n, device=device) * 2 - 1) * amount
+    return torch.where(torch.rand(n, device=device) < p, values, torch.zeros_like(values))
+
+
+def _resample(x: torch.Tensor, dim: int, step: float) -> torch.Tensor:
+    """``x`` (bins, frames) read along ``dim`` at positions ``i * step``, linearly interpolated; positions past
+    the end read as 0 (silence)."""
+    size = x.shape[dim]
+    pos = torch.arange(size, device=x.device, dtype=torch.float32) * step
+    lo = pos.floor().long()
+    w = (pos - lo).unsqueeze(1 - dim)
+    inside = (lo < size).unsqueeze(1 - dim)
+    a = x.index_select(dim, lo.clamp(max=size - 1))
+    b = x.index_select(dim, (lo + 1).clamp(max=size - 1))
+    return torch.where(inside, a * (1 - w) + b * w, torch.zeros((), device=x.device, dtype=x.dtype))
+
+
+class SpecAugment(nn.Module):
+    """``freq_masks`` frequency masks up to ``freq_width`` mel bands wide and ``time_masks`` time masks up to
+    ``time_width`` frames, each drawn per clip (torchaudio's masking with ``iid_masks``), set to 0."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.masks = [torchaudio.transforms.FrequencyMasking(cfg.spec_freq_width, iid_masks=True)
+                      for _ in range(cfg.spec_freq_masks)]
+        self.masks += [torchaudio.transforms.TimeMasking(cfg.spec_time_width, iid_masks=True)
+                       for _ in range(cfg.spec_time_masks)]
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        for mask in self.masks:
+            feats = mask(feats)
+        return feats
+
+
+class TrainingBatches:
+    """Turns the rows a training batch gathers into the batch the model sees.
+
+    From waveforms (any waveform or spectral augmentation on): augment the waveforms, compute log-mels with the
+    spectral warp, normalise with the un-augmented training statistics, mask. From features computed once
+    (SpecAugment only): mask.
+    """
+
+    def __init__(self, cfg: Config, device: torch.device, norm_stats: dict):
+        self.cfg, self.stats = cfg, norm_stats
+        self.from_waveforms = waveform_active(cfg)
+        self.wave = waveform_transform(cfg) if self.from_waveforms else None
+        if self.wave is not None:
+            self.wave.to(device)
+        self.warp = SpectralWarp(cfg) if cfg.pitch_p > 0 or cfg.stretch_p > 0 else None
+        self.logmel = LogMel(cfg).to(device) if self.from_waveforms else None
+        self.spec = SpecAugment(cfg).to(device) if spec_active(cfg) else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()  # rows are stored in float16 on a GPU
+        if self.from_waveforms:
+            if self.wave is not None:
+                x = self.wave(x.unsqueeze(1), sample_rate=self.cfg.sample_rate).samples.squeeze(1)
+            x = apply_normalization(self.logmel(x, self.warp), self.cfg.normalize, self.stats)
+        return self.spec(x) if self.spec is not None else x
+
+
+def augmented(cfg: Config) -> bool:
+    """Whether training batches are augmented at all (MixUp, a fastai callback, is not counted here)."""
+    return waveform_active(cfg) or spec_active(cfg)
