@@ -19,7 +19,7 @@ import torchaudio
 from torch import nn
 
 from .config import Config
-from .features import LogMel, apply_normalization
+from .features import LogMel, apply_normalization, cpu_chunk
 
 # f_decay of torch-audiomentations' AddColoredNoise: the noise power falls as 1 / f**f_decay.
 NOISE_DECAY = {"violet": -2.0, "blue": -1.0, "white": 0.0, "pink": 1.0, "brown": 2.0}
@@ -141,7 +141,10 @@ class TrainingBatches:
         if self.from_waveforms:
             if self.wave is not None:
                 x = self.wave(x.unsqueeze(1), sample_rate=self.cfg.sample_rate).samples.squeeze(1)
-            x = apply_normalization(self.logmel(x, self.warp), self.cfg.normalize, self.stats)
+            # On the CPU, in chunks as compute_features does: one STFT of a whole batch costs twice as much.
+            step = len(x) if x.device.type == "cuda" else cpu_chunk(self.cfg, x.shape[1])
+            mels = torch.cat([self.logmel(x[i:i + step], self.warp) for i in range(0, len(x), step)])
+            x = apply_normalization(mels, self.cfg.normalize, self.stats)
         return self.spec(x) if self.spec is not None else x
 
 

@@ -79,6 +79,11 @@ def check_clip_length(cfg: Config, n_samples: int) -> None:
                           f"use n_fft < {2 * n_samples}")
 
 
+def cpu_chunk(cfg: Config, n_samples: int) -> int:
+    """Clips per log-mel call on the CPU: as many as keep the STFT buffers under :data:`CPU_CHUNK_BYTES`."""
+    return max(1, min(64, CPU_CHUNK_BYTES // (n_frames(cfg, n_samples) * cfg.n_fft * 4)))
+
+
 def fits_on_device(nbytes: int, device: torch.device, share: float = DEVICE_SHARE) -> bool:
     """True on CPU; on a GPU, whether ``nbytes`` take at most ``share`` of its free memory now."""
     if device.type != "cuda":
@@ -110,7 +115,7 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     device = torch.device(device)
     logmel = LogMel(cfg).to(device)
     n, frames = wavs.shape[0], n_frames(cfg, wavs.shape[1])
-    bs = batch_size or (64 if device.type == "cuda" else max(1, min(64, CPU_CHUNK_BYTES // (frames * cfg.n_fft * 4))))
+    bs = batch_size or (64 if device.type == "cuda" else cpu_chunk(cfg, wavs.shape[1]))
     shape = (n, cfg.n_channels, cfg.n_mels, frames)
     nbytes = math.prod(shape) * out_dtype.itemsize
     on_device = fits_on_device(nbytes, device)
