@@ -1,5 +1,5 @@
-"""How the benchmark measures: wall time with the device synchronised, peak memory per stage, the time of each
-training and validation batch of a fastai fit, and what machine it ran on."""
+"""How the benchmark measures: wall time with the device synchronised, epochs (first and steady), peak memory per
+stage, the time of each training and validation batch of a fastai fit, what machine it ran on, and the tables."""
 
 from __future__ import annotations
 
@@ -27,6 +27,25 @@ def timed(fn, device: torch.device):
     out = fn()
     sync(device)
     return out, time.perf_counter() - t
+
+
+@dataclasses.dataclass
+class PipelineTimes:
+    first: float  # seconds of the first epoch, one-time work included
+    steady: float  # seconds of one later epoch
+
+    def total(self, epochs: int) -> float:
+        return self.first + (epochs - 1) * self.steady
+
+    @classmethod
+    def of(cls, epochs: list[float], scale: float = 1.0, one_time: float = 0.0) -> PipelineTimes:
+        """From measured epochs: the first (plus ``one_time``), then the mean of the others; epochs x ``scale``."""
+        return cls(one_time + epochs[0] * scale, sum(epochs[1:]) / len(epochs[1:]) * scale)
+
+
+def cores() -> int:
+    """CPU cores this process may run on: the workers of the multi-worker baselines."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -94,3 +113,25 @@ def machine(device: torch.device) -> str:
     lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []
     model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.machine())
     return f"{model}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+
+
+def table(rows: list[list], head: list[str]) -> list[str]:
+    """Aligned text columns, the first left-aligned; numbers are seconds (:func:`secs`)."""
+    rows = [[c if isinstance(c, str) else secs(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in [head, ["-" * w for w in widths], *rows]]
+
+
+def secs(s: float) -> str:
+    return f"{s:,.0f}" if s >= 100 else f"{s:.1f}" if s >= 1 else f"{s:.3g}"
+
+
+def ratio_row(name: str, base: PipelineTimes, ours: PipelineTimes, epochs: int) -> list[str]:
+    """A table row: ``base`` over ``ours`` for the first epoch, the steady epoch and an ``epochs`` run."""
+    return [name, f"{base.first / ours.first:.1f}x", f"{base.steady / ours.steady:.0f}x",
+            f"{base.total(epochs) / ours.total(epochs):.1f}x"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)

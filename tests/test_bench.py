@@ -1,8 +1,10 @@
-"""bench/pipeline.py: it runs and prints its table, it compares equal work, and our loaders serve every clip."""
+"""bench/pipeline.py: it runs and prints its tables, it compares equal work (augmented too, and in DataLoader
+workers), the augmented path is train.py's, and our loaders serve every clip."""
 
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import re
 import subprocess
 import sys
@@ -13,10 +15,13 @@ import torch
 from fastai.callback.mixup import MixUp
 
 from audiosweep import training
+from audiosweep.augment import TrainingBatches
 from audiosweep.config import merge
 from audiosweep.data import fingerprint, load_waveforms
 from audiosweep.features import compute_features, n_frames, normalize
 from audiosweep.training import make_dls
+from bench import augmented, per_item
+from bench.measure import cores
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "bench" / "pipeline.py"
@@ -40,25 +45,53 @@ def seconds(line: str, column: int) -> float:
     return float(re.split(r"\s{2,}", line.strip())[column].replace(",", ""))
 
 
-def test_prints_table_and_ratio_last(tmp_path):
-    args = ["--n-clips", "24", "--baseline-clips", "6", "--epochs", "5", "--rates", "44100,16000", "--archs",
-            "simple_cnn", "--train-bs", "2", "--train-batches", "1", "--workdir", str(tmp_path), *TINY]
+def test_prints_tables_and_ratio_last(tmp_path):
+    args = ["--n-clips", "24", "--baseline-clips", "6", "--aug-baseline-clips", "4", "--aug-train-clips", "8",
+            "--epochs", "5", "--rates", "44100,16000", "--archs", "simple_cnn", "--train-bs", "2", "--train-batches",
+            "1", "--workdir", str(tmp_path), *TINY, "--spec_time_masks", "2"]
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    text = "\n".join(lines)
-    for needle in ("Data pipeline at 44100 Hz", "Data pipeline at 16000 Hz", "per-item baseline (scaled)",
-                   "scaled x4.00 from 6 clips", "Training throughput at input 1 x 32 x 501", "simple_cnn",
-                   "Peak memory per stage"):
+    text, w = "\n".join(lines), cores()
+    for needle in ("Data pipeline at 44100 Hz", "Data pipeline at 16000 Hz", "per-item baseline, 1 process (scaled)",
+                   f"per-item baseline, {w} workers (scaled)", f"ratio {w} workers / ours, cold",
+                   "scaled x4.00 from 6 clips", f"DataLoader with {w} workers (= CPU cores",
+                   "Augmented training batches at 44100 Hz (shift_p 0.5", "pitch_p 1", "spec_time_masks 2",
+                   f"per-item augmented baseline, {w} workers (scaled)", "scaled x6.00 from 4 clips",
+                   "training batches scaled from 8 clips", "Training throughput at input 1 x 32 x 501", "simple_cnn",
+                   "Peak memory per stage", "augmented batches from resident waveforms"):
         assert needle in text, f"{needle!r} missing from:\n{text}"
+    assert text.count("Augmented training batches") == 1  # at the config's rate only
     assert re.fullmatch(r"ratio: \d+(\.\d+)?x", lines[-1]), lines[-1]
-    # The last line is the 5-epoch total of the baseline over ours (cold cache) at the config's rate.
-    first = text.index("Data pipeline at 44100 Hz")
-    block = text[first:].splitlines()
+    # The last line is the 5-epoch total of the single-process baseline over ours (cold cache) at the config's rate.
+    block = text[text.index("Data pipeline at 44100 Hz"):].splitlines()
     ours = next(ln for ln in block if ln.startswith("ours, cold cache"))
-    base = next(ln for ln in block if ln.startswith("per-item baseline"))
+    base = next(ln for ln in block if ln.startswith("per-item baseline, 1 process"))
     assert float(lines[-1][7:-1]) == pytest.approx(seconds(base, 3) / seconds(ours, 3), rel=0.1)
+    # Before it: the augmented ratio per steady epoch, the baseline in workers over ours.
+    ours = next(ln for ln in block if ln.startswith("ours augmented, cold cache"))
+    base = next(ln for ln in block if ln.startswith("per-item augmented baseline"))
+    (aug,) = [ln for ln in lines if ln.startswith("augmented ratio: ")]
+    assert lines.index(aug) == len(lines) - 3
+    ratio = float(re.match(r"augmented ratio: (\d+(\.\d+)?)x per steady epoch", aug).group(1))
+    assert ratio == pytest.approx(seconds(base, 2) / seconds(ours, 2), rel=0.1)
+
+
+def test_augmented_config_is_the_reports_sweep_plus_the_users_keys():
+    def aug(*argv):
+        cfg, _, explicit = bench.parse(list(argv))
+        return bench.augmentation_config(cfg, explicit)
+
+    a = aug()
+    assert (a.pitch_p, a.shift_p, a.noise_p, a.stretch_p, a.spec_time_masks) == (1.0, 0.5, 1.0, 0.0, 0)
+    a = aug("--spec_time_masks", "2", "--stretch_p", "0.5")
+    assert (a.pitch_p, a.shift_p, a.noise_p, a.stretch_p, a.spec_time_masks) == (1.0, 0.5, 1.0, 0.5, 2)
+    a = aug("--pitch_shift")  # the user's augmentation, as given
+    assert (a.pitch_p, a.shift_p, a.noise_p) == (1.0, 0.0, 0.0)
+    a = aug("--noise_p", "0.3")
+    assert (a.pitch_p, a.shift_p, a.noise_p) == (0.0, 0.0, 0.3)
+    assert bench.parse(["--skip-augmented"])[1].skip_augmented
 
 
 def test_rejects_bad_options(capsys, tmp_path):
@@ -79,7 +112,7 @@ def test_rejects_bad_options(capsys, tmp_path):
 def test_resampled_config_keeps_durations():
     cfg = merge([{}])
     low = bench.at_rate(cfg, 22050)
-    assert (low.sample_rate, low.n_fft, low.hop_samples, low.win_lengths, low.f_max) == (22050, 2048, 154, [1102],
+    assert (low.sample_rate, low.n_fft, low.hop_samples, low.win_lengths, low.mel_f_max) == (22050, 2048, 154, [1102],
                                                                                          11025)
     assert n_frames(low, 110250) == n_frames(cfg, 220500)
     assert bench.at_rate(cfg, 44100) is cfg
@@ -128,6 +161,63 @@ def test_baseline_computes_what_our_path_computes(linked_tree, rate):
     assert ours.shape == theirs.shape == (6, 1, 64, 501)
     diff = (ours - theirs).abs()  # ours decodes through the float16 waveform cache
     assert diff.mean() < 2e-3 and diff.max() < 0.2
+
+
+def test_augmented_path_is_train_pys_and_baselines_use_workers(linked_tree, monkeypatch):
+    """The augmented path goes through TrainingBatches and make_dls(train_source=waveforms); the multi-worker
+    baselines run a DataLoader with as many workers as cores, one torch thread each."""
+    tree, meta, _ = linked_tree
+    batches, dls_calls, loaders = [], [], []
+
+    class SpyBatches(TrainingBatches):
+        def __call__(self, x):
+            batches.append(x.shape)
+            return super().__call__(x)
+
+    def spy_dls(*args, **kwargs):
+        dls_calls.append(kwargs)
+        return make_dls(*args, **kwargs)
+
+    class SpyLoader(per_item.DataLoader):
+        def __init__(self, *args, **kwargs):
+            loaders.append((kwargs["num_workers"], kwargs["worker_init_fn"], args[0].augmenting))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(augmented, "TrainingBatches", SpyBatches)
+    monkeypatch.setattr(augmented, "make_dls", spy_dls)
+    monkeypatch.setattr(per_item, "DataLoader", SpyLoader)
+    cfg, opts, explicit = bench.parse([*TINY, "--sample_rate", "16000", "--baseline-clips", "4",
+                                       "--aug-baseline-clips", "3", "--aug-train-clips", "4"])
+    valid = (meta.fold == cfg.fold).to_numpy()
+    setup = bench.Setup(tree, meta, valid, tree.parent / "work", torch.device("cpu"), opts, {})
+    r = bench.measure_rate(cfg, setup, bench.augmentation_config(cfg, explicit))
+    w, one_thread = cores(), per_item.one_thread
+    assert loaders == [(0, None, False)] * 2 + [(w, one_thread, False)] * 2 + [(w, one_thread, True)] * 2
+    (kw,) = dls_calls
+    assert isinstance(kw["train_transform"], SpyBatches) and kw["train_transform"].from_waveforms
+    assert kw["train_source"].shape == (6, 80000) and kw["train_source"].dtype == torch.float16
+    assert batches == [(4, 80000)] * 2  # 4 training clips timed per epoch, from the waveforms
+    a = r.aug
+    assert a.timed_clips == 4 and a.workers == w and len(a.train) == len(a.valid) == 2 and a.n_baseline == 3
+    assert a.train[0] > 0 and a.baseline.steady > 0 and r.workers_baseline.steady > 0
+    assert {"ours 16000 Hz, augmented batches from resident waveforms",
+            f"augmented baseline 16000 Hz, 3 clips, {w} workers", f"baseline 16000 Hz, 4 clips, {w} workers",
+            "baseline 16000 Hz, 4 clips, 1 process"} <= setup.peaks.keys()
+
+
+def test_augmented_baseline_augments_training_items_only(linked_tree):
+    tree, meta, _ = linked_tree
+    cfg = merge([{"sample_rate": 16000, "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 32,
+                  "pitch_p": 1.0, "noise_p": 1.0, "stretch_p": 1.0, "spec_time_masks": 1}])
+    paths, targets = [tree / "audio" / f for f in meta.filename], torch.zeros(6, dtype=torch.long)
+    args = (cfg, paths, targets, {"mean": [-40.0], "std": [20.0]}, torch.device("cpu"))
+    plain, aug = bench.PerItemPipeline(*args, n_train=4), bench.PerItemPipeline(*args, n_train=4, augment=True)
+    aug = pickle.loads(pickle.dumps(aug))  # what a spawned DataLoader worker would get
+    torch.manual_seed(0)
+    assert torch.equal(aug.item(5), plain.item(5))  # a validation clip
+    assert aug.item(0).shape == plain.item(0).shape and not torch.equal(aug.item(0), plain.item(0))
+    x = torch.randn(16000)
+    assert per_item.time_stretch(x, 1.2).shape == x.shape
 
 
 def test_loaders_serve_every_clip_once_with_its_label():

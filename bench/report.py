@@ -1,0 +1,139 @@
+"""The printed report of bench/pipeline.py: setup, a table per rate and the augmented one, training throughput,
+peak memory, the augmented per-epoch ratio, and ``ratio: <N>x`` last."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import platform
+from typing import TYPE_CHECKING
+
+import torch
+import torchaudio
+
+from audiosweep.config import FIELDS, Config
+from audiosweep.data import clip_samples
+from audiosweep.features import n_frames
+from audiosweep.training import resolve_precision
+from bench.measure import Mem, ratio_row, secs, table
+
+if TYPE_CHECKING:
+    from bench.pipeline import RateResult, TrainResult
+
+
+def input_shape(cfg: Config) -> tuple[int, int, int]:
+    """(channels, n_mels, frames) of one 5 s clip's features: the model's input."""
+    return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg.sample_rate))
+
+
+@dataclasses.dataclass
+class BenchResult:
+    """Everything one benchmark run measured and what it ran on; :func:`report` formats it."""
+
+    cfg: Config
+    opts: argparse.Namespace  # the benchmark options, train_bs and train_batches resolved
+    command: str
+    device: torch.device
+    machine: str  # the GPU, or the CPU model and threads
+    origin: str  # where the linked clips come from
+    n_train: int
+    n_valid: int
+    n_baseline: int  # clips the baseline ran on
+    started: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now().astimezone())
+    load: tuple[float, float] | None = None  # 1-min load average at start and end
+    rates: dict[int, RateResult] = dataclasses.field(default_factory=dict)
+    train: dict[str, TrainResult | None] = dataclasses.field(default_factory=dict)  # None: out of memory
+    peaks: dict[str, Mem] = dataclasses.field(default_factory=dict)
+
+
+def report(r: BenchResult) -> str:
+    """The printed report: setup, a table per rate (and the augmented one), training throughput, peak memory, the
+    augmented per-epoch ratio, and ``ratio: <N>x`` last."""
+    o, cfg, n, gpu, res = r.opts, r.cfg, r.n_train + r.n_valid, r.device.type == "cuda", r.rates[r.cfg.sample_rate]
+    E, scale, w = o.epochs, n / r.n_baseline, res.workers
+    busy = "" if r.load is None else f"; 1-min load average {r.load[0]:.1f} at start, {r.load[1]:.1f} at end"
+    out = [f"audiosweep data-pipeline benchmark, {r.started:%Y-%m-%d %H:%M %Z}", f"command: {r.command}",
+           f"device {r.device} ({r.machine}{busy})",
+           f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, Python {platform.python_version()}",
+           f"data: {n} ESC-50-shaped clips (5 s, 44.1 kHz WAV; {r.n_train} train / {r.n_valid} valid, fold "
+           f"{cfg.fold} validation) linked cyclically to {r.origin}",
+           f"ours: measured on all {n} clips, {len(res.gather)} epochs; per-item baselines: "
+           f"{'measured' if scale == 1 else f'scaled x{scale:.2f} from {r.n_baseline} clips'}, {o.measure_epochs} "
+           f"epochs, in 1 process ({torch.get_num_threads()} torch threads) and in a DataLoader with {w} workers (= "
+           f"CPU cores, 1 torch thread each); steady = mean of the epochs after the first; totals for a {E}-epoch "
+           f"run: first + {E - 1} x steady", ""]
+    for rate, rr in r.rates.items():
+        c, cold, warm = rr.cfg, rr.ours(cold=True), rr.ours(cold=False)
+        bases = {"1 process": rr.baseline, f"{w} workers": rr.workers_baseline}
+        out.append(f"Data pipeline at {rate} Hz (files on disk -> normalised batch on {r.device.type}), seconds: "
+                   f"n_fft {c.n_fft}, hop {c.hop_samples}, win {','.join(map(str, c.win_lengths))}, n_mels {c.n_mels}, "
+                   f"f_max {c.mel_f_max:g}, input {' x '.join(map(str, input_shape(c)))}")
+        rows = [[name, t.first, t.steady, t.total(E)] for name, t in [
+            ("ours, cold cache", cold), ("ours, warm cache", warm),
+            *((f"per-item baseline, {k} ({'measured' if scale == 1 else 'scaled'})", b) for k, b in bases.items())]]
+        rows += [ratio_row(f"ratio {k} / ours, {which}", b, t, E) for k, b in bases.items()
+                 for which, t in (("cold", cold), ("warm", warm))]
+        out += table(rows, ["", "first epoch", "steady epoch", f"{E} epochs"])
+        out += [f"  ours, one-time: decode + resample + cache write {secs(rr.decode_cold)} s (cold) or cache read "
+                f"{secs(rr.decode_warm)} s (warm); log-mels + normalise {secs(rr.features)} s; batch gather "
+                f"{secs(rr.gather[0])} s first epoch, {secs(cold.steady)} s steady", ""]
+        if rr.aug is not None:
+            out += report_augmented(rr, r.n_train, n, E, r.device)
+    cold, base = res.ours(cold=True), res.baseline
+    if r.train:
+        out.append(f"Training throughput at input {' x '.join(map(str, input_shape(cfg)))}, batch {o.train_bs} "
+                   f"(validation {2 * o.train_bs}), {resolve_precision(cfg, r.device)}"
+                   f"{', channels-last' if gpu else ''}{f', MixUp {cfg.mix_up:g}' if cfg.mix_up else ''}"
+                   f"{', torch.compile' if cfg.compile else ''}: a run's Learner (build_learner) on random input, "
+                   f"{o.train_batches} batches per phase after 1 warm-up; s/epoch and {E}-epoch times extrapolated "
+                   f"to {r.n_train} train + {r.n_valid} valid clips")
+        rows = []
+        for arch, t in r.train.items():
+            if t is None:
+                rows.append([arch, "out of memory", "", "", "", "", ""])
+                continue
+            epoch = r.n_train / t.train_sps + r.n_valid / t.eval_sps
+            rows.append([arch, f"{t.train_sps:.1f}", f"{t.eval_sps:.1f}", epoch, E * epoch, E * epoch + cold.total(E),
+                         str(t.mem)])
+        out += table(rows, ["arch", "train samples/s", "eval samples/s", "s/epoch (extrap.)", f"{E} ep. training "
+                            "(extrap.)", f"{E} ep. run incl. data (extrap.)", "peak memory (+ added)"]) + [""]
+    out.append(f"Peak memory per stage, MiB: host peak RSS{' and GPU max allocated' if gpu else ''}, each with what "
+               "the stage added to the memory in use when it began")
+    rows = [[k, f"{m.host:,.0f}", f"+{m.host_added:,.0f}", *([f"{m.gpu:,.0f}", f"+{m.gpu_added:,.0f}"] if gpu else [])]
+            for k, m in r.peaks.items()]
+    out += table(rows, ["stage", "host peak", "added"] + (["GPU peak", "added"] if gpu else [])) + [""]
+    if res.aug is not None:
+        out.append(f"augmented ratio: {res.aug.baseline.steady / res.aug.ours(0.0).steady:.1f}x per steady epoch at "
+                   f"{cfg.sample_rate} Hz (per-item augmented baseline in {w} workers / ours; target on CPU: >= 5x)")
+    out.append(f"{E}-epoch data-pipeline ratio at {cfg.sample_rate} Hz, cold cache (steady-state per epoch: "
+               f"{base.steady / cold.steady:.0f}x):")
+    return "\n".join([*out, f"ratio: {base.total(E) / cold.total(E):.1f}x"])
+
+
+def describe(cfg: Config) -> str:
+    """The augmentation keys that act: those switched on and their ranges."""
+    on = cfg.effective_dict()
+    keys = [k for k, f in FIELDS.items() if f.metadata["group"] == "augmentation" and on[k]
+            and (f.metadata.get("needs") is None or on[f.metadata["needs"]])]
+    return ", ".join(f"{k} {on[k]:g}" if isinstance(on[k], float) else f"{k} {on[k]}" for k in keys) or "none"
+
+
+def report_augmented(rr: RateResult, n_train: int, n_clips: int, epochs: int, device: torch.device) -> list[str]:
+    """The augmented table at ``rr``'s rate: ours (cold cache) and the baseline in workers, and how ours was timed."""
+    a = rr.aug
+    ours, b, scale = a.ours(rr.decode_cold + rr.features), a.baseline, n_clips / a.n_baseline
+    rows = [["ours augmented, cold cache", ours.first, ours.steady, ours.total(epochs)],
+            [f"per-item augmented baseline, {a.workers} workers ({'measured' if scale == 1 else 'scaled'})",
+             b.first, b.steady, b.total(epochs)],
+            ratio_row("ratio baseline / ours", b, ours, epochs)]
+    steady_train = sum(a.train[1:]) / len(a.train[1:])
+    return [f"Augmented training batches at {a.cfg.sample_rate} Hz ({describe(a.cfg)}), seconds; the baseline in a "
+            f"DataLoader with {a.workers} workers (= CPU cores), "
+            f"{'measured' if scale == 1 else f'scaled x{scale:.2f} from {a.n_baseline} clips'}; ours "
+            f"{'measured' if a.timed_clips == n_train else f'training batches scaled from {a.timed_clips} clips'}",
+            *table(rows, ["", "first epoch", "steady epoch", f"{epochs} epochs"]),
+            f"  ours augmented: training batches {secs(steady_train)} s per steady epoch for {n_train} clips on "
+            f"{device.type} (on a GPU the target is under 1 s), validation batches {secs(a.valid[-1])} s; one-time: "
+            f"decode + resample + cache write {secs(rr.decode_cold)} s, log-mels + normalise (validation features, "
+            f"statistics) {secs(rr.features)} s, TrainingBatches and loaders {secs(a.setup)} s", ""]
