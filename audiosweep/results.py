@@ -1,8 +1,10 @@
 """The record contract: one JSON file per run (written atomically) and the files beside it, the metrics a run
 logs, the schema of its history and summary. Every other module reads these names from here.
 
-    results_dir/<run_id>.json        the record: config, history, summary, env, status, error
-    results_dir/<run_id>.preds.npz   validation probabilities, targets, class names and clip names
+    results_dir/<run_id>.json            the record: config, history, summary, env, status, error
+    results_dir/<run_id>.preds.npz       validation probabilities, targets, class names and clip names
+    results_dir/<run_id>.tta.preds.npz   the same, averaged over test-time augmented views (``tta``)
+    results_dir/<run_id>.model.pt        the weights and what rebuilds the model and its features (``save_model``)
 
 Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_DIRS` hold none.
 """
@@ -31,6 +33,8 @@ from .config import ENVIRONMENT, ConfigError, effective, keys_with_role
 RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
 PREDS_SUFFIX = ".preds.npz"
+TTA_PREDS_SUFFIX = ".tta.preds.npz"
+MODEL_SUFFIX = ".model.pt"
 NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
 REQUIRED_KEYS = ("config", "history", "summary", "status")
 RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
@@ -101,6 +105,14 @@ class RunFiles:
     @property
     def preds(self) -> Path:
         return self.record.with_name(self.run_id + PREDS_SUFFIX)
+
+    @property
+    def tta_preds(self) -> Path:
+        return self.record.with_name(self.run_id + TTA_PREDS_SUFFIX)
+
+    @property
+    def model(self) -> Path:
+        return self.record.with_name(self.run_id + MODEL_SUFFIX)
 
 
 def record_files(root: Path, recursive: bool = True) -> list[Path]:
