@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from audiosweep import results, tracking
     from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
+    from audiosweep.evaluation import KeepBest, evaluate
     from audiosweep.features import compute_features, normalize, stage_waveforms
     from audiosweep.training import History, build_learner, feature_dtype, fit, make_dls, resolve_device, wandb_callback
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = run.id if run is not None else run_id
     files = results.RunFiles.of(cfg.results_dir, run_id)
     t0, history, summary, env, classes = time.time(), History(), results.Summary(), {"device": None}, None
-    status, error, reason = "failed", None, None
+    status, error, reason, written = "failed", None, None, {}
     on_sigterm = signal.signal(signal.SIGTERM, _terminate)  # schedulers and W&B agents stop runs with SIGTERM
     try:
         device = resolve_device(cfg)
@@ -70,24 +71,21 @@ def main(argv: list[str] | None = None) -> int:
         dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
                        device=device, train_source=source, train_transform=batches)
         del feats
-        cbs = [history] + ([wandb_callback()] if run is not None else [])
+        cbs = [history] + ([wandb_callback()] if run is not None else []) + ([KeepBest()] if cfg.save_model == "best"
+                                                                             else [])
         learn = build_learner(cfg, dls, cfg.n_channels, len(data.classes), device, cbs)
         fit(learn, cfg)
-        probs, targets = learn.get_preds(ds_idx=1)
-        acc = (probs.argmax(1) == targets).float().mean().item()
-        try:
-            results.save_predictions(files.preds, probs.float().numpy(), targets.numpy(), data.classes,
-                                     data.meta.filename.iloc[data.valid_idx.numpy()].tolist())
-        except OSError as e:  # the record matters more than the predictions: say so and go on
-            warnings.warn(f"validation predictions not saved to {files.preds} ({e.strerror or e})", stacklevel=1)
+        out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
+        acc, written = out.accuracy, out.files
         accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
         summary = results.Summary(
             accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=history.rows[-1]["train_loss"],
             valid_loss=history.rows[-1]["valid_loss"], epochs=len(history.rows), n_train=len(data.train_idx),
             n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
-            pretrained_weights=learn.pretrained_body)
+            pretrained_weights=learn.pretrained_body, tta_accuracy=out.tta_accuracy)
         status = "finished"
-        print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f})")
+        tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
+        print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f}{tta})")
     except BaseException as e:
         error = f"{type(e).__name__}: {e}"
         reason = getattr(e, "reason", "interrupted" if isinstance(e, KeyboardInterrupt) else "error")
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.wall_time_s = round(time.time() - t0, 3)
         summary.epochs = len(history.rows)
         record = results.make_record(cfg.effective_dict(), run_id, status, history.rows, summary, env, error,
-                                     reason=reason, classes=classes)
+                                     reason=reason, classes=classes, files=written)
         written, problem = results.write_record(record, files.record)
         if problem:
             print(f"train.py: {problem}; the record is in {written}" if written else

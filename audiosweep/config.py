@@ -191,6 +191,13 @@ class Config:
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
         "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
     results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
+    save_model: Literal["none", "final", "best"] = knob(
+        "none", "save the weights beside the record: after the last epoch (final) or at the best validation "
+        "accuracy (best); none by default, as a DenseNet-161 takes about 110 MB (the report's 1,430 runs: 150 GB)",
+        "logging", role=ENVIRONMENT)
+    tta: int = knob(0, "test-time augmentation: also evaluate the validation clips as the mean over this many views "
+                    "(the plain one and tta-1 augmented with the run's augmentations, or time shifts if it has none); "
+                    "0 or 1 = off", "training", label="TTA views", bounds=NON_NEGATIVE)
 
     @property
     def win_lengths(self) -> list[int]:

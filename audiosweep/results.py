@@ -78,6 +78,7 @@ class Summary:
     feature_s: float | None = None  # seconds to compute and normalise the features
     norm_stats: dict | None = None  # normalisation statistics the model was trained with
     pretrained_weights: bool | None = None  # the body started from pretrained weights
+    tta_accuracy: float | None = None  # validation accuracy of the mean over the ``tta`` views
     wall_time_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""What a run does after training: test-time augmentation of the validation clips, and the saved model."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from fastai.callback.core import Callback
+from fastai.learner import Learner
+
+from .augment import TrainingBatches, waveform_active
+from .config import Config
+from .features import stage_waveforms
+from .results import RunFiles, save_predictions
+from .training import TensorLoader
+
+MODEL_FORMAT = 1
+
+
+class KeepBest(Callback):
+    """Keeps, in host memory, the weights of the epoch with the best validation accuracy (``save_model: best``).
+
+    Written here because fastai's ``SaveModelCallback`` writes a file every time and loads the best weights back
+    into the learner at the end, which would change the model the run's final accuracy is measured on."""
+
+    order = 62  # after the Recorder and History: this epoch's accuracy is known
+
+    def __init__(self):
+        self.best, self.state = -1.0, None
+
+    def after_epoch(self):
+        acc = dict(zip(self.recorder.metric_names, self.recorder.log)).get("accuracy")
+        if isinstance(acc, float) and acc > self.best:
+            self.best = acc
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
+
+def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm_stats: dict) -> Path:
+    """Write the weights (``save_model``: final, or the best epoch's) and what rebuilds the model and its
+    features: the effective config, the classes, the normalisation statistics. Loads on a CPU."""
+    best = getattr(learn, "keep_best", None)
+    state = best.state if cfg.save_model == "best" and best is not None and best.state is not None else {
+        k: v.detach().to("cpu") for k, v in learn.model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,
+                    "norm_stats": norm_stats, "weights": cfg.save_model}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def tta_views(cfg: Config) -> Config:
+    """The augmentation of the extra views: the run's own waveform or spectral augmentations, or, when it has
+    none, a time shift of every view (+-``shift_max`` of the clip). SpecAugment masks are left out: they hide
+    what a view should show."""
+    if waveform_active(cfg):
+        return dataclasses.replace(cfg, spec_freq_masks=0, spec_time_masks=0)
+    return dataclasses.replace(cfg, shift_p=1.0, spec_freq_masks=0, spec_time_masks=0)
+
+
+def tta_probs(learn: Learner, cfg: Config, waveforms: torch.Tensor, targets: torch.Tensor,
+              valid_idx: torch.Tensor, norm_stats: dict, plain: torch.Tensor) -> torch.Tensor:
+    """Mean softmax over the plain view (``plain``, already computed) and ``cfg.tta - 1`` augmented views of the
+    validation clips. The views are drawn from ``trial_num``: the same run gives the same TTA predictions."""
+    device = learn.dls.device
+    batches = TrainingBatches(tta_views(cfg), device, norm_stats)
+    loader = TensorLoader(waveforms, targets, cfg.batch_size * 2, idx=valid_idx, device=device, transform=batches,
+                          channels_last=device.type == "cuda")
+    devices = [device] if device.type == "cuda" else []
+    total = plain.clone().float()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.trial_num)
+        for _ in range(cfg.tta - 1):
+            probs, _ = learn.get_preds(dl=loader)
+            total += probs.float()
+    return total / cfg.tta
+
+
+@dataclasses.dataclass
+class Outcome:
+    accuracy: float
+    tta_accuracy: float | None
+    files: dict[str, str]  # kind -> file name beside the record, for the files written
+
+
+def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFiles,
+             waveforms: torch.Tensor | None) -> Outcome:
+    """The validation predictions (plain, and with TTA when ``cfg.tta`` > 1) written beside the record, and the
+    model when ``cfg.save_model`` asks. A file that cannot be written is a warning: the record matters more."""
+    probs, targets = learn.get_preds(ds_idx=1)
+    names = data.meta.filename.iloc[data.valid_idx.numpy()].tolist()
+    outcome = Outcome(_accuracy(probs, targets), None, {})
+    _write(outcome, "preds", files.preds, lambda p: save_predictions(p, probs.float().numpy(), targets.numpy(),
+                                                                    data.classes, names))
+    if cfg.tta > 1:
+        if waveforms is None:
+            waveforms = stage_waveforms(data.waveforms, learn.dls.device)
+        tta = tta_probs(learn, cfg, waveforms, data.targets, data.valid_idx, norm_stats, probs)
+        outcome.tta_accuracy = _accuracy(tta, targets)
+        _write(outcome, "tta_preds", files.tta_preds, lambda p: save_predictions(p, tta.numpy(), targets.numpy(),
+                                                                                data.classes, names))
+    if cfg.save_model != "none":
+        _write(outcome, "model", files.model, lambda p: save_model(p, learn, cfg, data.classes, norm_stats))
+    return outcome
+
+
+def _accuracy(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    return (probs.argmax(1) == targets).float().mean().item()
+
+
+def _write(outcome: Outcome, kind: str, path: Path, write) -> None:
+    try:
+        write(path)
+    except OSError as e:
+        warnings.warn(f"{kind} not saved to {path} ({e.strerror or e})", stacklevel=2)
+    else:
+        outcome.files[kind] = path.name

@@ -1,0 +1,109 @@
+"""A saved model (``save_model``) applied to new clips: rebuilt from the file beside its record, on any device."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torchaudio
+
+from .config import FIELDS, Config, ConfigError, merge
+from .data import ESC50_RATE, ESC50_SAMPLES
+from .errors import UserError
+from .features import LogMel, apply_normalization
+from .models import create_arch
+from .results import RunFiles, load_record, record_files
+
+CLIP_SECONDS = ESC50_SAMPLES / ESC50_RATE  # what the models were trained on (ESC-50's 5 s clips)
+# A clip this much longer or shorter than CLIP_SECONDS is still "the same length" (rounding of its sample count).
+LENGTH_TOLERANCE_S = 0.01
+
+
+class PredictError(UserError):
+    """No usable model, or a clip that cannot be classified; the message names it."""
+
+
+@dataclass
+class Predictor:
+    cfg: Config
+    classes: list[str]
+    model: torch.nn.Module
+    logmel: LogMel
+    norm_stats: dict
+    device: torch.device
+
+    def clip(self, path: str | Path) -> torch.Tensor:
+        """A clip as the dataset loader gives it: mono, resampled to the model's rate, 5 s long."""
+        try:
+            wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:  # soundfile raises several types for unreadable files
+            raise PredictError(f"{path}: cannot read the clip ({e})") from e
+        if wav.shape[1] != 1:
+            raise PredictError(f"{path}: {wav.shape[1]} channels; the model takes mono clips (downmix it first)")
+        seconds = len(wav) / rate
+        if abs(seconds - CLIP_SECONDS) > LENGTH_TOLERANCE_S:
+            raise PredictError(f"{path}: {seconds:.2f} s long; the model was trained on {CLIP_SECONDS:g} s clips "
+                               "(crop or pad it to that length)")
+        x = torch.from_numpy(wav[:, 0])
+        if rate != self.cfg.sample_rate:
+            x = torchaudio.functional.resample(x, rate, self.cfg.sample_rate)
+        n = math.ceil(CLIP_SECONDS * self.cfg.sample_rate)
+        return torch.nn.functional.pad(x[:n], (0, max(0, n - len(x))))  # rounding of the sample count only
+
+    @torch.no_grad()
+    def probabilities(self, paths: list[str | Path]) -> torch.Tensor:
+        """(len(paths), n_classes) class probabilities."""
+        wavs = torch.stack([self.clip(p) for p in paths]).to(self.device)
+        feats = apply_normalization(self.logmel(wavs), self.cfg.normalize, self.norm_stats)
+        return self.model(feats).float().softmax(dim=1).cpu()
+
+    def top_k(self, paths: list[str | Path], k: int = 5) -> list[list[tuple[str, float]]]:
+        probs = self.probabilities(paths)
+        values, idx = probs.topk(min(k, probs.shape[1]), dim=1)
+        return [[(self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values, idx,
+                                                                                                      strict=True)]
+
+
+def model_file(source: str | Path) -> Path:
+    """The model file of a record (``RUN.json``), of a model file itself, or the best run with a model in a folder."""
+    source = Path(source)
+    if source.is_dir():
+        candidates = []
+        for path in record_files(source):
+            try:
+                rec = load_record(path)
+            except ValueError:
+                continue
+            if RunFiles(path).model.is_file() and rec["status"] == "finished":
+                candidates.append(((rec["summary"].get("accuracy") or 0.0), path))
+        if not candidates:
+            raise PredictError(f"{source}: no finished run with a saved model in it (train with --save_model final)")
+        return RunFiles(max(candidates)[1]).model
+    if source.name.endswith(".model.pt"):
+        return source
+    if not source.is_file():
+        raise PredictError(f"{source}: no such record or folder")
+    model = RunFiles(source).model
+    if not model.is_file():
+        raise PredictError(f"{source}: this run saved no model ({model.name} is missing); train it with "
+                           "--save_model final or best")
+    return model
+
+
+def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    """The model saved beside a record (or the best one in a folder), rebuilt on ``device`` (a model trained
+    on a GPU loads on a CPU)."""
+    path = model_file(source)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = merge([{k: v for k, v in saved["config"].items() if k in FIELDS}])
+    except (OSError, RuntimeError, KeyError, ConfigError) as e:
+        raise PredictError(f"{path}: not a model saved by train.py ({e})") from e
+    device = torch.device(device)
+    arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False)
+    arch.model.load_state_dict(saved["state_dict"])
+    return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(), LogMel(cfg).to(device),
+                     saved["norm_stats"], device)

@@ -1,0 +1,80 @@
+"""After training: test-time augmentation, the saved model, and prediction on new clips with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import predict
+import train
+from audiosweep.inference import PredictError, load_predictor
+from audiosweep.results import RunFiles
+from audiosweep.synthetic import class_clip
+from tests.conftest import TINY, read_records
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, synth_root, cache_dir):
+    """Two runs of the same config and seed with a saved model and 3-view TTA, and one without a model."""
+    out = tmp_path_factory.mktemp("eval")
+
+    def run(name, *extra):
+        argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                str(cache_dir), "--results_dir", str(out / name), *TINY, "--n_epochs", "2", "--split", "stratified",
+                *extra]
+        assert train.main(argv) == 0
+        (rec,) = read_records(out / name)
+        return RunFiles.of(out / name, rec["run_id"]), rec
+
+    return {"a": run("a", "--save_model", "final", "--tta", "3"), "b": run("b", "--save_model", "best", "--tta", "3"),
+            "plain": run("plain")}
+
+
+def test_tta_is_recorded_beside_the_plain_accuracy_and_repeats(runs):
+    (files_a, a), files_b = runs["a"], runs["b"][0]
+    assert set(a["files"]) == {"preds", "tta_preds", "model"} and a["files"]["model"] == files_a.model.name
+    with np.load(files_a.tta_preds) as f:
+        assert np.isclose((f["probs"].argmax(1) == f["targets"]).mean(), a["summary"]["tta_accuracy"])
+    with np.load(files_a.tta_preds) as fa, np.load(files_b.tta_preds) as fb:
+        assert np.array_equal(fa["probs"], fb["probs"])  # same config and trial_num: the same views (CPU)
+    with np.load(files_a.preds) as plain, np.load(files_a.tta_preds) as tta:
+        assert not np.allclose(plain["probs"], tta["probs"])
+    assert runs["plain"][1]["summary"]["tta_accuracy"] is None and set(runs["plain"][1]["files"]) == {"preds"}
+
+
+def test_the_saved_model_predicts_what_the_run_predicted(runs, synth_root):
+    files, rec = runs["a"]
+    predictor = load_predictor(files.record)
+    with np.load(files.preds) as f:
+        names, saved = list(f["filenames"][:6]), f["probs"][:6]
+    probs = predictor.probabilities([synth_root / "audio" / n for n in names]).numpy()
+    # the run read float16 waveforms from its cache; prediction reads the files: close, not bit-identical
+    assert np.allclose(probs, saved, atol=0.02) and (probs.argmax(1) == saved.argmax(1)).all()
+    assert predictor.classes == rec["classes"]
+    assert torch.load(runs["b"][0].model, weights_only=True)["weights"] == "best"
+
+
+def test_predict_cli_prints_classes_and_names_bad_input(runs, synth_root, tmp_path, capsys):
+    files, rec = runs["a"]
+    clips = sorted((synth_root / "audio").iterdir())[:2]
+    assert predict.main([str(files.record), *map(str, clips), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.split(": ")[1].split()[0] in rec["classes"] for line in lines)
+    short = tmp_path / "short.wav"
+    sf.write(short, class_clip(0, np.random.default_rng(0))[:44100 * 3], 44100)
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([class_clip(0, np.random.default_rng(0))] * 2, axis=1), 44100)
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    for args, says in [([str(runs["plain"][0].record), str(clips[0])], "saved no model"),
+                       ([str(files.record), str(short)], "3.00 s long"),
+                       ([str(files.record), str(stereo)], "2 channels"),
+                       ([str(files.record), str(tmp_path / "bad.wav")], "cannot read the clip")]:
+        assert predict.main(args) == 1
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    with pytest.raises(PredictError, match="no finished run with a saved model"):
+        load_predictor(tmp_path)
