@@ -214,3 +214,29 @@ def save(fig: Figure, out: Path, name: str, formats: tuple[str, ...] = ("png", "
     for path in paths:
         fig.savefig(path, dpi=130 if path.suffix == ".png" else None)
     return paths
+
+
+def plot_ensemble_sizes(sizes: pd.DataFrame, cols: list[str]) -> Figure:
+    """Ensemble accuracy against ensemble size k (``analysis.ensemble``'s size table: ``k``, ``mean``, ``std``),
+    one line per ensemble, or per group of ``cols`` averaged over folds when ``sizes`` has no ``fold`` column."""
+    per_fold = "fold" in sizes
+    keys = [*cols, "fold"] if per_fold else cols
+    fig = Figure(figsize=(8, 4.6), layout="constrained")
+    ax = fig.subplots()
+    labels = [" ".join(f"{k}={format_value(k, v)}" for k, v in zip(keys, row, strict=True)) or "all runs"
+              for row in sizes[keys].itertuples(index=False)]
+    for i, label in enumerate(dict.fromkeys(labels)):
+        g = sizes[[lab == label for lab in labels]]
+        color = COLORS[i % len(COLORS)]
+        std = g["std"].fillna(0)
+        ax.plot(g.k, g["mean"], "o-", color=color, label=label)
+        ax.fill_between(g.k, g["mean"] - std, g["mean"] + std, color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("ensemble size k (members whose softmax outputs are averaged)")
+    ax.set_ylabel("validation accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    _pct_axis(ax)
+    if len(ax.lines) <= 12:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Ensemble accuracy vs ensemble size\nmean over subsets of k members (k = 1: the mean single run), ± "
+                 + ("std over subsets" if per_fold else "std over folds"), fontsize=11)
+    return fig

@@ -4,6 +4,7 @@ section's table and text, and ``analysis/report.ipynb`` shows the same.
 
     for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>
     when folds vary (or asked for)              FOLDS: folds
+    when trial_num ensembles can be formed      ENSEMBLE: ensemble_sizes (analysis.ensemble)
     always                                      CONFUSION: confusion_<run_id>, or the reason none can be drawn
 """
 
@@ -18,10 +19,10 @@ from matplotlib.figure import Figure
 
 from audiosweep.results import RunFiles
 
-from . import figures
+from . import ensemble, figures
 from .runs import SourceError, finished
 
-PARAMETER, FOLDS, CONFUSION = "parameter", "folds", "confusion"
+PARAMETER, FOLDS, CONFUSION, ENSEMBLE = "parameter", "folds", "confusion", "ensemble"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,18 @@ def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> S
     return Section(FOLDS, "Per fold", by, [PlannedFigure("folds", "accuracy per fold", draw)])
 
 
+def ensemble_section(df: pd.DataFrame) -> Section | None:
+    """Ensembles over trial_num (:func:`analysis.ensemble.report_result`), None when there are none to show:
+    no group of two runs with predictions, or members that all predicted the same."""
+    found = ensemble.report_result(df)
+    if found is None:
+        return None
+    result, folds = found
+    draw = partial(figures.plot_ensemble_sizes, ensemble.sizes_table(result, folds), result.cols)
+    return Section(ENSEMBLE, "Ensembles over trial_num", result.cols,
+                   [PlannedFigure("ensemble_sizes", "ensemble accuracy by ensemble size", draw)])
+
+
 def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> Section:
     """The confusion matrix of ``run_id`` (an error when it has none), else of the best run that has one."""
     try:
@@ -95,12 +108,14 @@ def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str =
 def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id: str | None = None,
              folds: bool | None = None) -> list[Section]:
     """The report's sections on parameters ``keys``: one per key (or one of all runs), the per-fold one when the
-    finished runs use several folds (or ``folds``; never when ``folds`` is False), the confusion matrix's."""
+    finished runs use several folds (or ``folds``; never when ``folds`` is False), the ensembles over trial_num
+    when there are any, the confusion matrix's."""
     ok = finished(df, metric)
     if ok.empty:
         raise SourceError(f"no finished runs with {metric}: nothing to plot")
     plan = [parameter_section(df, key, metric) for key in keys or [None]]
     if folds or (folds is None and ok.fold.nunique() > 1):
         plan.append(fold_section(df, [k for k in keys if k != "fold"], metric))
+    plan += [s for s in [ensemble_section(df)] if s is not None]
     plan.append(confusion_section(df, run_id, metric))
     return plan

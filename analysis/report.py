@@ -1,5 +1,6 @@
 """The report as a folder: for every parameter that varies across runs, its table (mean ± std per value) and
-figures; the per-fold table and bars when folds vary; the best run's confusion matrix; all on ``report.md``.
+figures; the per-fold table and bars when folds vary; ensembles over trial_num when runs differing only in it have
+predictions (``analysis.ensemble``); the best run's confusion matrix; all on ``report.md``.
 
     python -m analysis.report results/smoke                              # into reports/smoke
     python -m analysis.report results --sweep hop_length --out reports/hop   # one sweep of several
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cli, plan
+from . import cli, ensemble, plan
 from .checks import group_warnings, run_warnings, varying_keys
 from .figures import save
 from .paths import report_dir
@@ -80,6 +81,10 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
         table.to_csv(out / "folds.csv", index=False)
         text = f"{FOLDS_INTRO}\n\n{render(display_folds(table, section.by, df, metric), 'markdown')}"
         warnings = fold_warnings(df, section.by, metric)
+    elif section.kind == plan.ENSEMBLE:
+        found = ensemble.report_result(df)
+        if found:
+            text, warnings = ensemble.report_text(*found, out)
     images = [(figure.alt, save(figure.draw(), out, figure.name)[0]) for figure in section.figures]
     return Part(section.title, text, warnings, images)
 

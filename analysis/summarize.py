@@ -77,13 +77,13 @@ def fold_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> 
     return messages
 
 
-def _pm(mean: pd.Series, std: pd.Series, scale: float, digits: int) -> list[str]:
+def plus_minus(mean: pd.Series, std: pd.Series, scale: float, digits: int) -> list[str]:
     """``mean ± std`` cells ("–" for a std of a single run)."""
     return ["–" if pd.isna(m) else f"{m * scale:.{digits}f} ± " + ("–" if pd.isna(s) else f"{s * scale:.{digits}f}")
             for m, s in zip(mean, std, strict=True)]
 
 
-def _num(values: pd.Series, scale: float, digits: int) -> list[str]:
+def number_cells(values: pd.Series, scale: float, digits: int) -> list[str]:
     return ["–" if pd.isna(v) else f"{v * scale:.{digits}f}" for v in values]
 
 
@@ -96,10 +96,10 @@ def display_table(stats: pd.DataFrame, by: list[str], df: pd.DataFrame, metric: 
     """``group_stats`` for people: values with units, accuracy in % as ``mean ± std``, min and max."""
     out = _values(stats, by, df)
     out["n"] = stats["n"].astype(int).astype(str)
-    out[f"{metric} % (mean ± std)"] = _pm(stats[f"{metric}_mean"], stats[f"{metric}_std"], 100, 2)
-    out["min %"] = _num(stats[f"{metric}_min"], 100, 2)
-    out["max %"] = _num(stats[f"{metric}_max"], 100, 2)
-    out["valid_loss (mean ± std)"] = _pm(stats.valid_loss_mean, stats.valid_loss_std, 1, 4)
+    out[f"{metric} % (mean ± std)"] = plus_minus(stats[f"{metric}_mean"], stats[f"{metric}_std"], 100, 2)
+    out["min %"] = number_cells(stats[f"{metric}_min"], 100, 2)
+    out["max %"] = number_cells(stats[f"{metric}_max"], 100, 2)
+    out["valid_loss (mean ± std)"] = plus_minus(stats.valid_loss_mean, stats.valid_loss_std, 1, 4)
     return out
 
 
@@ -109,9 +109,9 @@ def display_folds(table: pd.DataFrame, by: list[str], df: pd.DataFrame, metric: 
     out["fold"] = table["fold"]
     out["n"] = [f"{n} fold{'s' * (n != 1)}" if f == FOLD_MEANS else str(n)
                 for f, n in zip(table.fold, table.n, strict=True)]
-    out[f"{metric} % (mean ± std)"] = _pm(table["mean"], table["std"], 100, 2)
-    out["min %"] = _num(table["min"], 100, 2)
-    out["max %"] = _num(table["max"], 100, 2)
+    out[f"{metric} % (mean ± std)"] = plus_minus(table["mean"], table["std"], 100, 2)
+    out["min %"] = number_cells(table["min"], 100, 2)
+    out["max %"] = number_cells(table["max"], 100, 2)
     return out
 
 

@@ -78,3 +78,23 @@ def test_predict_cli_prints_classes_and_names_bad_input(runs, synth_root, tmp_pa
         assert says in err and "Traceback" not in err
     with pytest.raises(PredictError, match="no finished run with a saved model"):
         load_predictor(tmp_path)
+
+
+def test_an_ensemble_of_trained_trials_matches_its_saved_predictions(tmp_path, synth_root, cache_dir, capsys):
+    """Three trials on one validation fold, then analysis.ensemble; the number is recomputed from the files."""
+    from analysis import ensemble
+
+    out = tmp_path / "trials"
+    for trial in (1, 2, 3):
+        assert train.main(["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                           str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1", "--fold", "2",
+                           "--trial_num", str(trial), "--save_model", "final", "--tta", "4"]) == 0
+    capsys.readouterr()  # the runs' own output
+    assert ensemble.main([str(out), "--over", "trial_num", "--format", "csv"]) == 0
+    table = capsys.readouterr().out
+    printed = float(table.splitlines()[1].split(",")[table.splitlines()[0].split(",").index("ensemble")])
+    files = [RunFiles(p) for p in sorted(out.glob("2*.json"))]
+    loaded = [np.load(f.preds) for f in files]
+    assert all(list(f["filenames"]) == list(loaded[0]["filenames"]) for f in loaded)  # one validation set
+    mean = np.mean([f["probs"] for f in loaded], axis=0)
+    assert np.isclose(printed, (mean.argmax(1) == loaded[0]["targets"]).mean())
