@@ -105,7 +105,8 @@ class Config:
         "global", "none | sample (per clip) | global (training-split mean/std) | imagenet", "spectrogram",
         label="normalisation")
     # model
-    arch: str = knob("resnet18", "model architecture", "model", label="architecture", choices=lambda: list(_archs()))
+    arch: str = knob("resnet18", "model architecture: a name below, or timm/<any timm model name> (ImageNet weights "
+                     "from the Hugging Face cache)", "model", label="architecture", choices=lambda: _arch_names())
     pretrained: bool = knob(True, "start from ImageNet weights (torchvision archs; recorded false for others)",
                             "model", label="pretrained weights")
     # training
@@ -191,6 +192,8 @@ class Config:
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
         "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
     results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
+    pretrained_path: str | None = knob(None, "a local weights file for a timm model (machines without internet)",
+                                       "model", role=ENVIRONMENT)
     save_model: Literal["none", "final", "best"] = knob(
         "none", "save the weights beside the record: after the last epoch (final) or at the best validation "
         "accuracy (best); none by default, as a DenseNet-161 takes about 110 MB (the report's 1,430 runs: 150 GB)",
@@ -303,7 +306,7 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     missing from ``values`` (a record written before they existed) take their defaults: what runs did then."""
     out = {k: _default(f) for k, f in FIELDS.items() if k not in values} | dict(values)
     arch = out.get("arch")
-    if out.get("pretrained") and arch in _archs() and not _archs()[arch].pretrainable:
+    if out.get("pretrained") and isinstance(arch, str) and (entry := _arch(arch)) and not entry.pretrainable:
         out["pretrained"] = False
     if out.get("pretrained") is False and "freeze_epochs" in out:
         out["freeze_epochs"] = 0
@@ -321,10 +324,22 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
-def _archs() -> dict:
-    from .models import ARCHS  # the registry is the list of known architectures
+def _arch(name: str):
+    from .models import arch_entry  # the registry says which architectures exist
 
-    return ARCHS
+    return arch_entry(name)
+
+
+def _is_timm(name: str) -> bool:
+    from .models import is_timm
+
+    return is_timm(name)
+
+
+def _arch_names() -> list[str]:
+    from .models import ARCHS, TIMM_ALIASES
+
+    return [*ARCHS, *TIMM_ALIASES, "timm/<name>"]
 
 
 def _samples(samples: int | None, ms: float | None, sample_rate: int) -> int:
@@ -475,8 +490,12 @@ def validate(cfg: Config) -> None:
             e.append(f"noise_snr_min and noise_snr_max: {cfg.noise_snr_min:g} > {cfg.noise_snr_max:g}")
     if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
         e.append("stacked_win_lengths: give at least one window length, or null")
-    if cfg.arch not in _archs():
-        e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_archs())}")
+    if _arch(cfg.arch) is None:
+        e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_arch_names())} (timm/<name>: any model "
+                 "timm.list_models() lists)")
+    if cfg.pretrained_path and not _is_timm(cfg.arch):
+        e.append("pretrained_path: only for timm models; for torchvision models put the .pth file named in the "
+                 "error into ~/.cache/torch/hub/checkpoints")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):

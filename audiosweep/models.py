@@ -78,9 +78,56 @@ def _torchvision(name: str) -> Callable[..., Arch]:
     return build
 
 
+def _timm(name: str) -> Callable[..., Arch]:
+    def build(n_in: int, n_out: int, pretrained: bool = True, pretrained_path: str | None = None) -> Arch:
+        import timm
+        from fastai.vision.learner import create_timm_model, default_split
+
+        overlay = {"pretrained_cfg_overlay": {"file": str(pretrained_path)}} if pretrained_path else {}
+        try:
+            model, _ = create_timm_model(name, n_out, pretrained=pretrained, n_in=n_in, **overlay)
+        except OSError as e:  # not in the Hugging Face cache and no network, or a bad pretrained_path
+            import huggingface_hub.constants
+
+            cfg = timm.create_model(name, pretrained=False).pretrained_cfg
+            where = (f"the Hugging Face hub's {cfg['hf_hub_id']} (model.safetensors) into "
+                     f"{huggingface_hub.constants.HF_HUB_CACHE}" if cfg.get("hf_hub_id") else f"{cfg.get('url')}")
+            raise UserError(f"could not load the pretrained weights of timm/{name} ({' '.join(str(e).split())[:200]})."
+                            f" Fetch {where} on a machine with internet, give a local file with --pretrained_path, "
+                            "or pass --pretrained false") from e
+        # fastai's default_split, as vision_learner uses for timm models: timm's body, then our head.
+        return Arch(model, default_split, pretrained)
+
+    build.__name__ = name
+    build.__doc__ = f"timm {name} body (in_chans adapted) + fastai head; default_split: body, head."
+    return build
+
+
 ARCHS: dict[str, ArchEntry] = {"simple_cnn": ArchEntry(simple_cnn, pretrainable=False)}
 ARCHS.update({name: ArchEntry(_torchvision(name), pretrainable=True) for name in TORCHVISION_ARCHS})
+TIMM_PREFIX = "timm/"
+# Short names for the timm models our sweeps use; any other timm model is TIMM_PREFIX + its timm name.
+TIMM_ALIASES = {"efficientnet_b0": "timm/efficientnet_b0", "inception_v3": "timm/inception_v3",
+                "convnext_tiny": "timm/convnext_tiny"}
 
 
-def create_arch(name: str, n_in: int, n_out: int, pretrained: bool) -> Arch:
-    return ARCHS[name].build(n_in, n_out, pretrained=pretrained)
+def arch_entry(name: str) -> ArchEntry | None:
+    """The registry entry of ``name``: ours, an alias of a timm model, or ``timm/<any timm model>``."""
+    name = TIMM_ALIASES.get(name, name)
+    if name in ARCHS:
+        return ARCHS[name]
+    if name.startswith(TIMM_PREFIX):
+        import timm  # only for timm names: reading the registry otherwise needs no torch
+
+        if timm.is_model(name.removeprefix(TIMM_PREFIX)):
+            return ArchEntry(_timm(name.removeprefix(TIMM_PREFIX)), pretrainable=True)
+    return None
+
+
+def is_timm(name: str) -> bool:
+    return TIMM_ALIASES.get(name, name).startswith(TIMM_PREFIX)
+
+
+def create_arch(name: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None = None) -> Arch:
+    extra = {"pretrained_path": pretrained_path} if pretrained_path else {}
+    return arch_entry(name).build(n_in, n_out, pretrained=pretrained, **extra)

@@ -252,7 +252,7 @@ def _num(v) -> float | None:
 
 def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: torch.device,
                   cbs: list[Callback]) -> Learner:
-    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained)
+    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path)
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
     cbs = [*cbs, StopOnDivergence()]

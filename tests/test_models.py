@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -42,3 +46,44 @@ def test_pretrained_weights_come_from_hub_cache_and_are_adapted(tmp_path, monkey
     scratch = create_arch("resnet18", 1, 50, pretrained=False)
     assert not scratch.pretrained
     assert not torch.equal(scratch.model[0][4][0].conv1.weight, reference["layer1.0.conv1.weight"])
+
+
+@pytest.mark.parametrize("name", ["timm/efficientnet_b0", "efficientnet_b0", "timm/resnet10t"])
+def test_timm_models_by_name_or_alias(name):
+    arch = create_arch(name, 1, 10, pretrained=False)
+    assert arch.model.eval()(torch.randn(2, 1, 64, 100)).shape == (2, 10)
+    groups = arch.splitter(arch.model)
+    assert len(groups) == 2 and groups[1] == list(arch.model[1].parameters())  # fastai's default_split: body, head
+
+
+def test_timm_weights_from_a_local_file_are_adapted_to_our_channels(tmp_path):
+    import timm
+
+    torch.manual_seed(7)
+    reference = timm.create_model("resnet10t", pretrained=False).state_dict()
+    torch.save(reference, tmp_path / "resnet10t.pth")
+    arch = create_arch("timm/resnet10t", 1, 10, pretrained=True, pretrained_path=str(tmp_path / "resnet10t.pth"))
+    body = arch.model[0].model
+    assert arch.pretrained and torch.allclose(body.conv1[0].weight, reference["conv1.0.weight"].sum(1, keepdim=True))
+    assert torch.equal(body.layer1[0].conv1.weight, reference["layer1.0.conv1.weight"])
+
+
+def test_missing_timm_weights_say_where_to_put_them(tmp_path):
+    code = ("from audiosweep.models import create_arch\n"
+            "create_arch('timm/efficientnet_b0', 1, 10, pretrained=True)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert "could not load the pretrained weights of timm/efficientnet_b0" in last
+    assert "timm/efficientnet_b0.ra_in1k" in last and str(tmp_path / "hf" / "hub") in last
+    assert "--pretrained_path" in last and "--pretrained false" in last
+
+
+def test_unknown_timm_names_and_misplaced_weights_files_are_config_errors():
+    from audiosweep.config import ConfigError, merge
+
+    with pytest.raises(ConfigError, match="timm/<name>"):
+        merge([{"arch": "timm/not_a_model"}])
+    with pytest.raises(ConfigError, match="pretrained_path: only for timm models"):
+        merge([{"arch": "resnet18", "pretrained_path": "/x.pth"}])
