@@ -13,7 +13,7 @@ import torchaudio
 from .config import FIELDS, Config, ConfigError, merge
 from .data import ESC50_RATE, ESC50_SAMPLES
 from .errors import UserError
-from .features import LogMel, apply_normalization
+from .features import apply_normalization, compute_features
 from .models import create_arch
 from .results import RunFiles, load_record, record_files
 
@@ -31,7 +31,6 @@ class Predictor:
     cfg: Config
     classes: list[str]
     model: torch.nn.Module
-    logmel: LogMel
     norm_stats: dict
     device: torch.device
 
@@ -56,8 +55,9 @@ class Predictor:
     @torch.no_grad()
     def probabilities(self, paths: list[str | Path]) -> torch.Tensor:
         """(len(paths), n_classes) class probabilities."""
-        wavs = torch.stack([self.clip(p) for p in paths]).to(self.device)
-        feats = apply_normalization(self.logmel(wavs), self.cfg.normalize, self.norm_stats)
+        wavs = torch.stack([self.clip(p) for p in paths])
+        feats = apply_normalization(compute_features(wavs, self.cfg, self.device), self.cfg.normalize,
+                                    self.norm_stats)
         return self.model(feats).float().softmax(dim=1).cpu()
 
     def top_k(self, paths: list[str | Path], k: int = 5) -> list[list[tuple[str, float]]]:
@@ -105,5 +105,5 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     device = torch.device(device)
     arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False)
     arch.model.load_state_dict(saved["state_dict"])
-    return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(), LogMel(cfg).to(device),
+    return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(),
                      saved["norm_stats"], device)
