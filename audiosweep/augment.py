@@ -19,7 +19,7 @@ import torchaudio
 from torch import nn
 
 from .config import Config
-from .features import LogMel, apply_normalization, cpu_chunk
+from .features import apply_normalization, cpu_chunk, frontend
 
 # f_decay of torch-audiomentations' AddColoredNoise: the noise power falls as 1 / f**f_decay.
 NOISE_DECAY = {"violet": -2.0, "blue": -1.0, "white": 0.0, "pink": 1.0, "brown": 2.0}
@@ -133,7 +133,7 @@ class TrainingBatches:
         if self.wave is not None:
             self.wave.to(device)
         self.warp = SpectralWarp(cfg) if cfg.pitch_p > 0 or cfg.stretch_p > 0 else None
-        self.logmel = LogMel(cfg).to(device) if self.from_waveforms else None
+        self.logmel = frontend(cfg).to(device) if self.from_waveforms else None
         self.spec = SpecAugment(cfg).to(device) if spec_active(cfg) else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -101,18 +101,32 @@ class Config:
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
-    normalize: Literal["none", "sample", "global", "imagenet"] = knob(
-        "global", "none | sample (per clip) | global (training-split mean/std) | imagenet", "spectrogram",
-        label="normalisation")
+    normalize: Literal["none", "sample", "global", "imagenet", "audioset"] = knob(
+        "global", "none | sample (per clip) | global (training-split mean/std) | imagenet | audioset (AST's fixed "
+        "AudioSet statistics of kaldi fbanks)", "spectrogram", label="normalisation")
+    frontend: Literal["logmel", "kaldi"] = knob(
+        "logmel", "logmel (power mel spectrogram in dB, batched on the device) | kaldi (Kaldi-compatible log mel "
+        "filterbank, as AST and other AudioSet models were trained on; FFT size = next power of two >= window)",
+        "spectrogram", label="front end")
     # model
-    arch: str = knob("resnet18", "model architecture: a name below, or timm/<any timm model name> (ImageNet weights "
-                     "from the Hugging Face cache)", "model", label="architecture", choices=lambda: _arch_names())
-    pretrained: bool = knob(True, "start from ImageNet weights (torchvision archs; recorded false for others)",
-                            "model", label="pretrained weights")
+    arch: str = knob("resnet18", "model architecture: a name below; timm/<any timm model name> (ImageNet weights "
+                     "from the Hugging Face cache); ast = the Audio Spectrogram Transformer fine-tuned on AudioSet, "
+                     "ast/<hub repo> another AST checkpoint (both set the spectrogram keys you leave out to AST's "
+                     "front end: frontend kaldi, 16 kHz, 128 mels, 10 ms hop, 25 ms window, normalize audioset)",
+                     "model", label="architecture", choices=lambda: _arch_names())
+    pretrained: bool = knob(True, "start from pretrained weights (ImageNet, or AudioSet for ast; recorded false for "
+                            "architectures without them)", "model", label="pretrained weights")
+    finetune: Literal["full", "head", "none"] = knob(
+        "full", "how a pretrained body trains: full (freeze_epochs with the body frozen, then all layers with "
+        "discriminative learning rates) | head (body frozen throughout: only the head trains) | none (no "
+        "pretrained body: all layers from scratch, as pretrained false)", "model", label="fine-tuning")
     # training
     n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
     batch_size: int = knob(64, "clips per batch (at least 2: BatchNorm cannot train on one clip)", "training",
                            label="batch size", unit="clips", bounds=Bounds(2))
+    accumulate: int = knob(1, "batches whose gradients add up before each optimiser step (fastai's "
+                           "GradientAccumulation): the effective batch is batch_size x accumulate in less memory",
+                           "training", label="accumulated batches", bounds=Bounds(1))
     learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training",
                                 label="peak learning rate", bounds=POSITIVE)
     mix_up: float = knob(0.1, "MixUp alpha (0 = off; the report's true = 0.4, fastai's default)", "training",
@@ -192,7 +206,8 @@ class Config:
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
         "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
     results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
-    pretrained_path: str | None = knob(None, "a local weights file for a timm model (machines without internet)",
+    pretrained_path: str | None = knob(None, "local pretrained weights (machines without internet): a weights file "
+                                       "for a timm model, a checkpoint folder (config.json, model.safetensors) for ast",
                                        "model", role=ENVIRONMENT)
     save_model: Literal["none", "final", "best"] = knob(
         "none", "save the weights beside the record: after the last epoch (final) or at the best validation "
@@ -212,6 +227,11 @@ class Config:
     @property
     def hop_samples(self) -> int:
         return _samples(self.hop_length, self.hop_length_ms, self.sample_rate)
+
+    @property
+    def fft_size(self) -> int:
+        """The FFT size the front end uses: ``n_fft``, or the kaldi front end's own (:func:`kaldi_fft_size`)."""
+        return kaldi_fft_size(self.to_dict()) if self.frontend == "kaldi" else self.n_fft
 
     @property
     def n_channels(self) -> int:
@@ -308,8 +328,14 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     arch = out.get("arch")
     if out.get("pretrained") and isinstance(arch, str) and (entry := _arch(arch)) and not entry.pretrainable:
         out["pretrained"] = False
-    if out.get("pretrained") is False and "freeze_epochs" in out:
+    if out.get("finetune") == "none":
+        out["pretrained"] = False
+    if out.get("pretrained") is False and "finetune" in out:
+        out["finetune"] = "none"
+    if (out.get("pretrained") is False or out.get("finetune") == "head") and "freeze_epochs" in out:
         out["freeze_epochs"] = 0
+    if out.get("frontend") == "kaldi" and "n_fft" in out:
+        out["n_fft"] = kaldi_fft_size(out)
     if out.get("stacked_win_lengths"):
         out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
     if out.get("f_max") is None and isinstance(out.get("sample_rate"), (int, float)) and "f_max" in out:
@@ -330,16 +356,29 @@ def _arch(name: str):
     return arch_entry(name)
 
 
-def _is_timm(name: str) -> bool:
-    from .models import is_timm
+def _preset(name: Any) -> dict[str, Any]:
+    """The config values architecture ``name`` brings for the keys a user leaves out (its front end)."""
+    entry = _arch(name) if isinstance(name, str) else None
+    return dict(entry.preset) if entry is not None else {}
 
-    return is_timm(name)
+
+def kaldi_fft_size(values: dict[str, Any]) -> int:
+    """The FFT size of the kaldi front end: its window padded to the next power of two (Kaldi's
+    ``round_to_power_of_two``), whatever ``n_fft`` says."""
+    window = _samples(values.get("win_length"), values.get("win_length_ms"), values.get("sample_rate"))
+    return 1 << max(0, window - 1).bit_length()
+
+
+def _takes_local_weights(name: str) -> bool:
+    from .models import takes_local_weights
+
+    return takes_local_weights(name)
 
 
 def _arch_names() -> list[str]:
     from .models import ARCHS, TIMM_ALIASES
 
-    return [*ARCHS, *TIMM_ALIASES, "timm/<name>"]
+    return [*ARCHS, *TIMM_ALIASES, "timm/<name>", "ast", "ast/<hub repo>"]
 
 
 def _samples(samples: int | None, ms: float | None, sample_rate: int) -> int:
@@ -434,8 +473,9 @@ def merge(layers: list[dict[str, Any]]) -> Config:
     """Build a validated Config from layers of explicit values, later layers winning."""
     values: dict[str, Any] = {}
     errors: list[str] = []
-    for layer in layers:
-        layer = resolve_aliases(layer, errors)
+    layers = [resolve_aliases(layer, errors) for layer in layers]
+    arch = next((layer["arch"] for layer in reversed(layers) if "arch" in layer), _default(FIELDS["arch"]))
+    for layer in [_preset(arch), *layers]:  # the architecture's front end, under everything the user gave
         for key in [k for k in layer if k in ALTERNATIVE_FORMS and ALTERNATIVE_FORMS[k] in layer]:
             if layer[key] is not None and layer[ALTERNATIVE_FORMS[key]] is not None and key < ALTERNATIVE_FORMS[key]:
                 errors.append(f"{key} and {ALTERNATIVE_FORMS[key]}: give one form, not both")
@@ -477,10 +517,11 @@ def validate(cfg: Config) -> None:
         win_key = "stacked_win_lengths" if cfg.stacked_win_lengths else (
             "win_length" if cfg.win_length is not None else "win_length_ms")
         for w in cfg.win_lengths:
-            if not 1 <= w <= cfg.n_fft:
+            if not 1 <= w <= cfg.fft_size:
                 e.append(f"{win_key} and n_fft: window length {w} must be in 1..n_fft={cfg.n_fft} samples")
-        if cfg.n_mels > cfg.n_fft // 2 + 1:
-            e.append(f"n_mels and n_fft: n_mels={cfg.n_mels} exceeds the {cfg.n_fft // 2 + 1} FFT bins")
+        if cfg.n_mels > cfg.fft_size // 2 + 1:
+            e.append(f"n_mels and n_fft: n_mels={cfg.n_mels} exceeds the {cfg.fft_size // 2 + 1} FFT bins"
+                     + (" of the kaldi front end's window" if cfg.frontend == "kaldi" else ""))
         if cfg.mel_f_max > cfg.sample_rate / 2:
             e.append(f"f_max and sample_rate: f_max={cfg.mel_f_max:g} must be <= sample_rate/2 = "
                      f"{cfg.sample_rate / 2:g} (leave f_max out for min({DEFAULT_F_MAX:g}, sample_rate/2))")
@@ -492,10 +533,24 @@ def validate(cfg: Config) -> None:
         e.append("stacked_win_lengths: give at least one window length, or null")
     if _arch(cfg.arch) is None:
         e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_arch_names())} (timm/<name>: any model "
-                 "timm.list_models() lists)")
-    if cfg.pretrained_path and not _is_timm(cfg.arch):
-        e.append("pretrained_path: only for timm models; for torchvision models put the .pth file named in the "
-                 "error into ~/.cache/torch/hub/checkpoints")
+                 "timm.list_models() lists; ast/<hub repo>: an AST checkpoint such as ast/MIT/ast-finetuned-"
+                 "speech-commands-v2)")
+    if cfg.pretrained_path and not _takes_local_weights(cfg.arch):
+        e.append("pretrained_path: only for timm models and ast; for torchvision models put the .pth file named in "
+                 "the error into ~/.cache/torch/hub/checkpoints")
+    if cfg.frontend == "kaldi":
+        if cfg.stacked_win_lengths:
+            e.append("stacked_win_lengths: the kaldi front end takes one window (win_length); use frontend logmel")
+        e += [f"{key}: pitch shift and time stretch warp the logmel front end's power spectrogram; the kaldi front "
+              f"end has none: use frontend logmel, or {key} 0" for key in ("pitch_p", "stretch_p")
+              if getattr(cfg, key) > 0]
+    elif cfg.normalize == "audioset":
+        e.append("normalize=audioset: AST's AudioSet statistics are of kaldi fbanks; use frontend kaldi, or "
+                 "normalize global")
+    mels = _preset(cfg.arch).get("n_mels")
+    if cfg.arch == "ast" and cfg.pretrained and cfg.finetune != "none" and cfg.n_mels != mels:
+        e.append(f"n_mels: ast's AudioSet checkpoint was trained on {mels} mel bins, got {cfg.n_mels}; use n_mels "
+                 f"{mels}, or --pretrained false")
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):

@@ -35,7 +35,8 @@ class KeepBest(Callback):
         acc = dict(zip(self.recorder.metric_names, self.recorder.log)).get("accuracy")
         if isinstance(acc, float) and acc > self.best:
             self.best = acc
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            model = getattr(self.learn, "whole_model", self.model)  # finetune head trains the head on its own
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm_stats: dict) -> Path:

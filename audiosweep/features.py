@@ -1,5 +1,7 @@
 """Waveforms -> (stacked) log-mel spectrograms, batch-wise on the training device, then normalisation.
 
+Two front ends (``frontend``): ``logmel`` (ours, below) and ``kaldi`` (AST's, :class:`KaldiFbank`).
+
 This replaces fastaudio's ``AudioToSpec``: ``torch.stft`` and torchaudio's mel filterbank run on whole batches
 on the device where the model trains, and since nothing before them is random they run once per run, not once
 per epoch.
@@ -18,6 +20,8 @@ from tqdm.auto import tqdm
 from .config import Config, ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# AST's normalisation of AudioSet kaldi fbanks (ASTFeatureExtractor's mean and std; AST divides by twice the std).
+AUDIOSET_MEAN, AUDIOSET_STD = -4.2677393, 4.5689974
 # Share of a GPU's free memory that features (and, while they are computed, waveforms) may take; the rest
 # is left to the model, its activations and other runs on the same GPU.
 DEVICE_SHARE = 0.5
@@ -67,13 +71,47 @@ class LogMel(nn.Module):
         return db.clamp_(min=db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
 
 
+class KaldiFbank(nn.Module):
+    """(B, samples) waveforms -> (B, 1, n_mels, frames) Kaldi-compatible log mel filterbanks (natural log), as AST
+    and other AudioSet models were trained on: torchaudio's ``compliance.kaldi.fbank`` with a Hann window, as
+    transformers' ``ASTFeatureExtractor`` calls it. Frames are not centred (Kaldi's ``snip_edges``): a clip of
+    ``n`` samples gives ``1 + (n - window) // hop`` frames. One clip per call: torchaudio's function takes one."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        # fbank takes milliseconds and truncates them back to samples: half a sample more keeps our count exact.
+        self.window_ms = (cfg.win_lengths[0] + 0.5) * 1000 / cfg.sample_rate
+        self.hop_ms = (cfg.hop_samples + 0.5) * 1000 / cfg.sample_rate
+
+    def forward(self, wav: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
+        assert warp is None, "the kaldi front end has no power spectrogram to warp (validate() refuses it)"
+        c = self.cfg
+        banks = [torchaudio.compliance.kaldi.fbank(w.float().unsqueeze(0), sample_frequency=c.sample_rate,
+                                                   frame_length=self.window_ms, frame_shift=self.hop_ms,
+                                                   num_mel_bins=c.n_mels, low_freq=c.f_min, high_freq=c.mel_f_max,
+                                                   window_type="hanning", dither=0.0) for w in wav]
+        return torch.stack(banks).transpose(1, 2).unsqueeze(1)
+
+
+def frontend(cfg: Config) -> nn.Module:
+    """The module that turns waveforms into the model's spectrograms: ``cfg.frontend``'s."""
+    return KaldiFbank(cfg) if cfg.frontend == "kaldi" else LogMel(cfg)
+
+
 def n_frames(cfg: Config, n_samples: int) -> int:
+    if cfg.frontend == "kaldi":
+        return max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)
     return n_samples // cfg.hop_samples + 1
 
 
 def check_clip_length(cfg: Config, n_samples: int) -> None:
-    """The STFT pads each clip by n_fft/2 on both sides, reflecting it: the clip must be longer than that."""
-    if cfg.n_fft // 2 >= n_samples:
+    """The STFT pads each clip by n_fft/2 on both sides, reflecting it: the clip must be longer than that. The
+    kaldi front end does not pad: the clip must hold one window."""
+    if cfg.frontend == "kaldi" and cfg.win_lengths[0] > n_samples:
+        raise ConfigError(f"win_length and sample_rate: the kaldi front end needs clips of at least one window "
+                          f"({cfg.win_lengths[0]} samples); clips have {n_samples} samples at {cfg.sample_rate} Hz")
+    if cfg.frontend == "logmel" and cfg.n_fft // 2 >= n_samples:
         raise ConfigError(f"n_fft and sample_rate: n_fft={cfg.n_fft} needs clips longer than n_fft/2 = "
                           f"{cfg.n_fft // 2} samples; clips have {n_samples} samples at {cfg.sample_rate} Hz: "
                           f"use n_fft < {2 * n_samples}")
@@ -113,7 +151,7 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     :data:`CPU_CHUNK_BYTES` (2 clips at the report's settings).
     """
     device = torch.device(device)
-    logmel = LogMel(cfg).to(device)
+    logmel = frontend(cfg).to(device)
     n, frames = wavs.shape[0], n_frames(cfg, wavs.shape[1])
     bs = batch_size or (64 if device.type == "cuda" else cpu_chunk(cfg, wavs.shape[1]))
     shape = (n, cfg.n_channels, cfg.n_mels, frames)
@@ -137,6 +175,8 @@ def normalize(feats: torch.Tensor, mode: str, train_idx: torch.Tensor | None = N
     if mode == "global":
         mean, std = channel_stats(feats, train_idx)
         stats = {"mean": mean.tolist(), "std": std.tolist()}
+    elif mode == "audioset":
+        stats = {"mean": [AUDIOSET_MEAN], "std": [2 * AUDIOSET_STD]}
     elif mode == "imagenet":
         c = feats.shape[1]
         stats = {"mean": list(IMAGENET_MEAN) if c == 3 else [sum(IMAGENET_MEAN) / 3],
@@ -149,7 +189,7 @@ def apply_normalization(feats: torch.Tensor, mode: str, stats: dict) -> torch.Te
     returned (augmented training batches are normalised with those of the un-augmented training clips)."""
     if mode == "none":
         return feats
-    if mode not in ("sample", "global", "imagenet"):
+    if mode not in ("sample", "global", "imagenet", "audioset"):
         raise ValueError(f"normalize: unknown mode {mode!r}")
     if mode in ("sample", "imagenet"):  # per clip: standardised, or scaled to 0..1 before ImageNet's statistics
         if mode == "sample":

@@ -13,7 +13,7 @@ import torchaudio
 from .config import FIELDS, Config, ConfigError, merge
 from .data import ESC50_RATE, ESC50_SAMPLES
 from .errors import UserError
-from .features import apply_normalization, compute_features
+from .features import apply_normalization, compute_features, n_frames
 from .models import create_arch
 from .results import RunFiles, load_record, record_files
 
@@ -103,7 +103,9 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     except (OSError, RuntimeError, KeyError, ConfigError) as e:
         raise PredictError(f"{path}: not a model saved by train.py ({e})") from e
     device = torch.device(device)
-    arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False)
+    shape = (cfg.n_channels, cfg.n_mels, n_frames(cfg, math.ceil(CLIP_SECONDS * cfg.sample_rate)))
+    arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False,
+                       pretrained_path=cfg.pretrained_path, input_shape=shape)  # AST: its checkpoint's shape
     arch.model.load_state_dict(saved["state_dict"])
     return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(),
                      saved["norm_stats"], device)

@@ -12,7 +12,7 @@ spectrograms arrive normalised already.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import UserError
@@ -54,6 +54,9 @@ def simple_cnn(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
 class ArchEntry:
     build: Callable[..., Arch]
     pretrainable: bool  # pretrained weights exist for its body: ``pretrained`` has an effect
+    # Config values the model was trained with (its front end), used for the keys a user does not set.
+    preset: dict = field(default_factory=dict)
+    takes_shape: bool = False  # the builder sizes the model to the input: takes ``input_shape`` (C, H, W)
 
 
 def _torchvision(name: str) -> Callable[..., Arch]:
@@ -109,6 +112,27 @@ TIMM_PREFIX = "timm/"
 # Short names for the timm models our sweeps use; any other timm model is TIMM_PREFIX + its timm name.
 TIMM_ALIASES = {"efficientnet_b0": "timm/efficientnet_b0", "inception_v3": "timm/inception_v3",
                 "convnext_tiny": "timm/convnext_tiny"}
+# The Audio Spectrogram Transformer (audio_transformer.py): ``ast`` is AST_CHECKPOINT, ``ast/<repo>`` any AST
+# checkpoint on the Hugging Face hub.
+AST_PREFIX, AST_CHECKPOINT = "ast/", "MIT/ast-finetuned-audioset-10-10-0.4593"
+AST_MELS = 128  # num_mel_bins of the AudioSet checkpoints: the frequency axis of the patch grid
+# What AST's checkpoints were trained on (the AST paper, section 2.1; ASTFeatureExtractor's defaults): 16 kHz
+# audio, 128 Kaldi fbank bins (from 20 Hz, Kaldi's default) every 10 ms over 25 ms Hann windows, normalised
+# with AudioSet's statistics. A user's own value of any of these keys wins.
+AST_PRESET = {"frontend": "kaldi", "sample_rate": 16000, "n_mels": AST_MELS, "hop_length_ms": 10.0,
+              "win_length_ms": 25.0, "f_min": 20.0, "f_max": None, "normalize": "audioset"}
+
+
+def _ast(checkpoint: str) -> Callable[..., Arch]:
+    def build(n_in: int, n_out: int, pretrained: bool = True, pretrained_path: str | None = None,
+              input_shape: tuple[int, int, int] | None = None) -> Arch:
+        from .audio_transformer import build_ast
+
+        return build_ast(checkpoint, n_in, n_out, pretrained, pretrained_path, input_shape)
+
+    build.__name__ = "ast"
+    build.__doc__ = f"AST body from {checkpoint} (position embeddings fitted to the input) + a new head."
+    return build
 
 
 def arch_entry(name: str) -> ArchEntry | None:
@@ -116,6 +140,9 @@ def arch_entry(name: str) -> ArchEntry | None:
     name = TIMM_ALIASES.get(name, name)
     if name in ARCHS:
         return ARCHS[name]
+    if name == "ast" or (name.startswith(AST_PREFIX) and name.count("/") == 2):
+        checkpoint = AST_CHECKPOINT if name == "ast" else name.removeprefix(AST_PREFIX)
+        return ArchEntry(_ast(checkpoint), pretrainable=True, preset=AST_PRESET, takes_shape=True)
     if name.startswith(TIMM_PREFIX):
         import timm  # only for timm names: reading the registry otherwise needs no torch
 
@@ -128,6 +155,17 @@ def is_timm(name: str) -> bool:
     return TIMM_ALIASES.get(name, name).startswith(TIMM_PREFIX)
 
 
-def create_arch(name: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None = None) -> Arch:
+def takes_local_weights(name: str) -> bool:
+    """Whether ``pretrained_path`` applies: timm models (a weights file) and AST (a checkpoint folder)."""
+    return is_timm(name) or name == "ast" or name.startswith(AST_PREFIX)
+
+
+def create_arch(name: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None = None,
+                input_shape: tuple[int, int, int] | None = None) -> Arch:
+    """Build ``name`` for ``n_in`` channels and ``n_out`` classes; ``input_shape`` (C, n_mels, frames) sizes the
+    models that depend on it (AST's position embeddings)."""
+    entry = arch_entry(name)
     extra = {"pretrained_path": pretrained_path} if pretrained_path else {}
-    return arch_entry(name).build(n_in, n_out, pretrained=pretrained, **extra)
+    if entry.takes_shape:
+        extra["input_shape"] = input_shape
+    return entry.build(n_in, n_out, pretrained=pretrained, **extra)

@@ -12,6 +12,7 @@ import fastai.callback.schedule  # noqa: F401  (patches Learner.fit_one_cycle / 
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.mixup import MixUp
+from fastai.callback.training import BnFreeze, GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
@@ -79,7 +80,8 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
 
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
     with torch.device("meta"):
-        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False).model.eval()
+        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
+                            input_shape=shape).model.eval()
         try:
             model(torch.zeros(1, *shape))
         except RuntimeError as e:
@@ -252,14 +254,23 @@ def _num(v) -> float | None:
 
 def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: torch.device,
                   cbs: list[Callback]) -> Learner:
-    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path)
+    """The run's Learner over ``dls`` (whose validation features give the input shape): the model, MixUp,
+    gradient accumulation, the pretrained body frozen (its BatchNorm statistics too with ``finetune: head``),
+    precision and compilation."""
+    shape = tuple(dls.valid.x.shape[1:])
+    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape)
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
     cbs = [*cbs, StopOnDivergence()]
     if cfg.mix_up > 0:
         cbs = [*cbs, MixUp(cfg.mix_up)]
+    if cfg.accumulate > 1:  # fastai counts samples, not batches
+        cbs = [*cbs, GradientAccumulation(cfg.accumulate * cfg.batch_size)]
+    head_only = arch.pretrained and cfg.finetune == "head"
+    if head_only:
+        cbs = [*cbs, BnFreeze()]
     learn = Learner(dls, arch.model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
-                    splitter=arch.splitter or trainable_params, cbs=cbs)
+                    splitter=arch.splitter or trainable_params, cbs=cbs, train_bn=not head_only)
     learn.pretrained_body = arch.pretrained
     if arch.pretrained:
         learn.freeze()
@@ -274,10 +285,15 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
 
 
 def fit(learn: Learner, cfg: Config) -> None:
-    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, else one-cycle from scratch.
+    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, the head alone with ``finetune:
+    head``, else one-cycle from scratch.
 
     fastai's progress bar counts epochs within each phase; the printed table counts them as the record does."""
-    if learn.pretrained_body:
+    if learn.pretrained_body and cfg.finetune == "head":
+        from .frozen_body import fit_head
+
+        fit_head(learn, cfg)
+    elif learn.pretrained_body:
         f, n = cfg.freeze_epochs, cfg.n_epochs
         frozen = f"epoch{'s' * (f > 1)} {_span(1, f)} with the pretrained body frozen, then " if f else ""
         print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers")

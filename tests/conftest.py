@@ -70,3 +70,41 @@ def fill(folder: Path) -> None:
                 f.flush()
         except OSError:
             pass
+
+
+TINY_AST = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def save_to_hf_cache(model, cache: Path, repo: str) -> Path:
+    """Write ``model`` (``save_pretrained``) where the Hugging Face hub's cache keeps ``repo``'s main revision."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    model.save_pretrained(snapshot)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    return snapshot
+
+
+@pytest.fixture(scope="session")
+def ast_hub_cache(tmp_path_factory) -> Path:
+    """A Hugging Face hub cache holding a two-layer AST (hidden size 32) as AudioSet AST's checkpoint: the real
+    one's layout (ASTForAudioClassification, 527 AudioSet labels, 128 mel bins, 1024 frames), not its size."""
+    import torch
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from audiosweep.models import AST_CHECKPOINT
+
+    cache = tmp_path_factory.mktemp("hf") / "hub"
+    torch.manual_seed(0)
+    save_to_hf_cache(ASTForAudioClassification(ASTConfig(**TINY_AST, num_labels=527)), cache, AST_CHECKPOINT)
+    return cache
+
+
+@pytest.fixture
+def hf_offline(ast_hub_cache, monkeypatch) -> Path:
+    """The hub offline, its cache the one of :func:`ast_hub_cache` (constants that huggingface_hub reads on use)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(ast_hub_cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return ast_hub_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -374,3 +375,47 @@ def test_invalid_augmentation_values_name_keys_and_ranges(layer, keys):
     with pytest.raises(ConfigError) as e:
         merge([layer])
     assert all(k in str(e.value) for k in keys)
+
+
+def test_an_architectures_front_end_fills_the_keys_the_user_leaves_out(tmp_path):
+    cfg = merge([{"arch": "ast"}])
+    assert (cfg.frontend, cfg.sample_rate, cfg.n_mels, cfg.hop_samples, cfg.win_lengths, cfg.f_min, cfg.mel_f_max,
+            cfg.normalize) == ("kaldi", 16000, 128, 160, [400], 20.0, 8000.0, "audioset")
+    own = merge([{"arch": "ast", "hop_length": 200, "normalize": "global"}])  # the user's keys win, either form
+    assert (own.hop_samples, own.hop_length_ms, own.normalize, own.win_lengths) == (200, None, "global", [400])
+    path = tmp_path / "c.yaml"
+    path.write_text("arch: ast\nsample_rate: 22050\n")
+    from_file, explicit = parse_args(["--config", str(path), "--n_mels", "128"])
+    assert (from_file.sample_rate, from_file.frontend, from_file.mel_f_max) == (22050, "kaldi", 11025)
+    assert "frontend" not in explicit
+    assert merge([{"arch": "resnet18"}]).frontend == "logmel"
+
+
+@pytest.mark.parametrize("layer, says", [
+    ({"arch": "ast", "stacked_win_lengths": [400, 800]}, "stacked_win_lengths: the kaldi front end takes one window"),
+    ({"arch": "ast", "stretch_p": 0.5}, "stretch_p: pitch shift and time stretch warp the logmel"),
+    ({"normalize": "audioset"}, "normalize=audioset: AST's AudioSet statistics are of kaldi fbanks"),
+    ({"arch": "ast", "n_mels": 64}, "n_mels: ast's AudioSet checkpoint was trained on 128 mel bins, got 64"),
+    ({"arch": "resnet18", "pretrained_path": "w.pth"}, "pretrained_path: only for timm models and ast"),
+])
+def test_front_end_combinations_that_cannot_work_are_refused(layer, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        merge([layer])
+
+
+@pytest.mark.parametrize("layer, expected", [
+    ({"finetune": "none"}, {"pretrained": False, "finetune": "none", "freeze_epochs": 0}),
+    ({"pretrained": False, "finetune": "head"}, {"pretrained": False, "finetune": "none", "freeze_epochs": 0}),
+    ({"finetune": "head", "freeze_epochs": 3}, {"pretrained": True, "finetune": "head", "freeze_epochs": 0}),
+    ({"arch": "simple_cnn", "finetune": "full"}, {"pretrained": False, "finetune": "none"}),
+    ({"finetune": "full", "freeze_epochs": 2}, {"pretrained": True, "finetune": "full", "freeze_epochs": 2}),
+])
+def test_finetune_is_recorded_as_what_the_run_does(layer, expected):
+    values = merge([layer]).effective_dict()
+    assert {k: values[k] for k in expected} == expected
+
+
+def test_accumulate_is_a_count_of_batches():
+    assert merge([{"accumulate": 4}]).accumulate == 4
+    with pytest.raises(ConfigError, match="accumulate: must be >= 1, got 0"):
+        merge([{"accumulate": 0}])

@@ -60,3 +60,28 @@ def test_sample_and_imagenet_normalisation():
     assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
     same, _ = normalize(feats.clone(), "none")
     assert torch.equal(same, feats)
+
+
+def test_kaldi_front_end_is_what_ast_checkpoints_were_trained_on():
+    """``--arch ast`` selects the kaldi front end and AudioSet normalisation: exactly transformers'
+    ASTFeatureExtractor output (without its padding to 1024 frames)."""
+    from transformers import ASTFeatureExtractor
+
+    cfg = merge([{"arch": "ast"}])
+    torch.manual_seed(0)
+    wavs = torch.randn(3, 80000) * 0.1
+    feats = compute_features(wavs, cfg, torch.device("cpu"))
+    assert feats.shape == (3, 1, 128, 498) and n_frames(cfg, 80000) == 498  # 1 + (80000 - 400) // 160
+    feats, stats = normalize(feats, cfg.normalize)
+    extractor = ASTFeatureExtractor(max_length=498)
+    ref = extractor([w.numpy() for w in wavs], sampling_rate=16000, return_tensors="pt")["input_values"]
+    assert torch.allclose(feats[:, 0].transpose(1, 2), ref, atol=1e-5)
+    assert stats == {"mean": [extractor.mean], "std": [2 * extractor.std]}
+
+
+def test_kaldi_front_end_follows_the_spectrogram_keys():
+    cfg = merge([{"arch": "ast", "pretrained": False, "n_mels": 64, "hop_length": 320, "win_length_ms": 40,
+                  "f_max": 7000}])
+    feats = compute_features(torch.randn(2, 80000), cfg, torch.device("cpu"))
+    assert feats.shape == (2, 1, 64, 1 + (80000 - 640) // 320) == (2, 1, 64, n_frames(cfg, 80000))
+    assert cfg.fft_size == 1024 and cfg.effective_dict()["n_fft"] == 1024  # Kaldi's window, padded to 2**k

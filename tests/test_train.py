@@ -182,3 +182,28 @@ def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
     assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
     (rec,) = read_records(out)
     assert rec["status"] == "failed" and rec["reason"] == "terminated" and "SIGTERM" in rec["error"]
+
+
+@pytest.mark.parametrize("finetune", ["head", "full"])
+def test_ast_trains_on_its_own_front_end(tmp_path, synth_root, cache_dir, hf_offline, finetune, capsys):
+    """``--arch ast`` with the spectrogram keys left out: the kaldi front end at 16 kHz, 128 mels, AudioSet
+    normalisation; the checkpoint a two-layer AST the test saved into the hub cache."""
+    out = tmp_path / "res"
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), "--arch", "ast", "--finetune", finetune, "--n_epochs", "2",
+            "--mix_up", "0", "--batch_size", "16", "--wandb_mode", "disabled", "--save_model", "best"]
+    assert train.main(argv) == 0
+    (rec,) = read_records(out)
+    check_record(rec)
+    c = rec["config"]
+    assert (c["frontend"], c["sample_rate"], c["n_mels"], c["n_fft"], c["normalize"], c["finetune"]) == (
+        "kaldi", 16000, 128, 512, "audioset", finetune)
+    assert c["freeze_epochs"] == (0 if finetune == "head" else 1) and rec["summary"]["pretrained_weights"] is True
+    assert len(rec["history"]) == (2 if finetune == "head" else 3)
+    assert ("computed once" in capsys.readouterr().out) == (finetune == "head")
+    saved = torch.load(out / f"{rec['run_id']}.model.pt", weights_only=True)
+    assert any(k.startswith("0.ast.embeddings") for k in saved["state_dict"])  # the whole model, head mode too
+    from audiosweep.inference import load_predictor
+
+    clip = sorted((synth_root / "audio").glob("*.wav"))[0]
+    assert load_predictor(out).probabilities([clip]).shape == (1, 10)  # rebuilt at the clip's frame count
