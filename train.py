@@ -26,14 +26,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg, _ = parse_args(argv)
         from audiosweep.preflight import check_before_work
 
-        check_before_work(cfg)  # results folder, clip length, model input: refused before any work
-    except ConfigError as e:
+        check_before_work(cfg)  # results folder, clip length, model input, memory: refused before any work
+    except (ConfigError, UserError) as e:  # UserError: e.g. a model's config missing from the offline hub cache
         print(f"train.py: {e}", file=sys.stderr)
         return 2
 
     from fastai.torch_core import set_seed
 
-    from audiosweep import results, tracking
+    from audiosweep import memory, results, tracking
     from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
     from audiosweep.evaluation import KeepBest, evaluate
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
         print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f}{tta})")
     except BaseException as e:
+        e = memory.explain_oom(e, cfg)  # out of memory: which batch size and arch failed, and what to change
         error = f"{type(e).__name__}: {e}"
         reason = getattr(e, "reason", "interrupted" if isinstance(e, KeyboardInterrupt) else "error")
         if not isinstance(e, (UserError, Terminated, KeyboardInterrupt)):

@@ -13,6 +13,12 @@ class Diverged(UserError):
     reason = "diverged"
 
 
+class OutOfMemory(UserError):
+    """A run ran out of memory (GPU or CPU); the message names the batch size and arch and what to change."""
+
+    reason = "out of memory"
+
+
 class Terminated(BaseException):
     """The run was asked to stop (SIGTERM, as schedulers and W&B agents send); a BaseException, like
     KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
