@@ -182,23 +182,37 @@ class Config:
     spec_time_width: int = knob(64, "widest time mask, in frames", "augmentation", label="time mask width",
                                 unit="frames", bounds=POSITIVE, needs="spec_time_masks")
     # data
-    dataset: Literal["esc50"] = knob("esc50", "dataset name", "data", label="dataset")
-    data_dir: str = knob("data/ESC-50", "dataset root (holds meta/esc50.csv and audio/); downloaded if absent",
-                         "data", role=ENVIRONMENT)
+    dataset: Literal["esc50", "esc10", "folder", "csv"] = knob(
+        "esc50", "esc50 | esc10 (its 10-class subset) | folder (your clips in data_dir/<class>/*.wav|flac|ogg) | "
+        "csv (your clips listed in --metadata)", "data", label="dataset")
+    data_dir: str = knob("data/ESC-50", "dataset root: for esc50/esc10 it holds meta/esc50.csv and audio/ "
+                         "(downloaded if absent); for folder one sub-folder per class; for csv the folder that the "
+                         "metadata's file paths are relative to", "data", role=ENVIRONMENT)
+    metadata: str | None = knob(None, "dataset csv: CSV file with columns file (relative to data_dir), label, and "
+                                "optionally fold (positive integers, for split official) and group (clips of one "
+                                "recording); looked up as given, then in data_dir", "data", role=ENVIRONMENT)
+    clip_seconds: float | None = knob(None, "every clip is cropped (to its start) or padded to this length; null = "
+                                      "the dataset's (5 s for all of them)", "data", label="clip length", unit="s",
+                                      bounds=POSITIVE)
+    pad_mode: Literal["zeros", "repeat"] = knob(
+        "zeros", "how clips shorter than clip_seconds are padded: zeros (silence after the clip) | repeat (the clip "
+        "again, as often as it takes)", "data", label="padding")
     download_url: str = knob(DEFAULT_ESC50_URL, "where the dataset archive is downloaded from", "data",
                              role=ENVIRONMENT)
     cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
                           role=ENVIRONMENT)
     split: Literal["official", "stratified"] = knob(
-        "official", "official (validate on `fold`) | stratified (valid_pct per class, grouped by src_file)",
+        "official", "official (validate on `fold`; esc50/esc10, or csv with a fold column) | stratified (valid_pct "
+        "per class, grouped by recording: src_file of ESC-50, the group column of csv, else each file alone)",
         "data", label="split")
-    fold: int = knob(1, "validation fold of the official split", "data", role=REPLICATE,
-                     label="validation fold", bounds=Bounds(1, 5))
+    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; csv: a value of its fold "
+                     "column)", "data", role=REPLICATE, label="validation fold", bounds=Bounds(1))
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
                           label="trial", bounds=Bounds(0, 2**32 - 1))  # numpy's seed range
-    esc10: bool = knob(False, "use the ESC-10 subset (10 classes) only", "data", label="ESC-10 subset")
+    esc10: bool = knob(False, "the ESC-10 subset of esc50 (10 classes): the same as dataset esc10, which records "
+                       "hold instead", "data", label="ESC-10 subset")
     allow_missing: bool = knob(False, "use the listed clips that are present and valid instead of failing", "data",
                                label="allow missing clips")
     # logging
@@ -223,6 +237,16 @@ class Config:
         if self.stacked_win_lengths:
             return list(self.stacked_win_lengths)
         return [_samples(self.win_length, self.win_length_ms, self.sample_rate)]
+
+    @property
+    def dataset_name(self) -> str:
+        """The registered dataset the run uses (``esc10`` true on esc50 is dataset esc10)."""
+        return "esc10" if self.esc10 and self.dataset == "esc50" else self.dataset
+
+    @property
+    def clip_length(self) -> float:
+        """Seconds of every clip: ``clip_seconds``, or the dataset's own length."""
+        return self.clip_seconds if self.clip_seconds is not None else _dataset(self.dataset_name).default_seconds
 
     @property
     def hop_samples(self) -> int:
@@ -325,6 +349,10 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     Two configurations that compute the same thing then look the same to records, sweeps and analysis. Keys
     missing from ``values`` (a record written before they existed) take their defaults: what runs did then."""
     out = {k: _default(f) for k, f in FIELDS.items() if k not in values} | dict(values)
+    if out.get("esc10") and out.get("dataset") == "esc50":  # two spellings of one dataset: records hold the name
+        out["dataset"], out["esc10"] = "esc10", False
+    if out.get("clip_seconds") is None and (entry := _dataset(out.get("dataset"))) is not None:
+        out["clip_seconds"] = float(entry.default_seconds)
     arch = out.get("arch")
     if out.get("pretrained") and isinstance(arch, str) and (entry := _arch(arch)) and not entry.pretrainable:
         out["pretrained"] = False
@@ -354,6 +382,12 @@ def _arch(name: str):
     from .models import arch_entry  # the registry says which architectures exist
 
     return arch_entry(name)
+
+
+def _dataset(name: Any):
+    from .datasets import dataset_entry  # the registry says which datasets exist
+
+    return dataset_entry(name) if isinstance(name, str) else None
 
 
 def _preset(name: Any) -> dict[str, Any]:
@@ -551,12 +585,29 @@ def validate(cfg: Config) -> None:
     if cfg.arch == "ast" and cfg.pretrained and cfg.finetune != "none" and cfg.n_mels != mels:
         e.append(f"n_mels: ast's AudioSet checkpoint was trained on {mels} mel bins, got {cfg.n_mels}; use n_mels "
                  f"{mels}, or --pretrained false")
+    e += _dataset_errors(cfg)
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):
         e.append(f"normalize=imagenet needs 1 or 3 channels, stacked_win_lengths gives {cfg.n_channels}")
     if e:
         raise ConfigError(_format(e))
+
+
+def _dataset_errors(cfg: Config) -> list[str]:
+    """The dataset keys that contradict the dataset: folds it lacks, metadata it does not read."""
+    e, entry = [], _dataset(cfg.dataset_name)
+    if cfg.esc10 and cfg.dataset not in ("esc50", "esc10"):
+        e.append(f"esc10: the ESC-10 subset is of esc50, not of dataset {cfg.dataset}")
+    if entry.n_folds is not None and not 1 <= cfg.fold <= entry.n_folds:
+        e.append(f"fold: dataset {entry.name} has folds 1..{entry.n_folds}, got {cfg.fold}")
+    if cfg.split == "official" and entry.n_folds is None and not entry.folds_in_metadata:
+        e.append(f"split: dataset {entry.name} has no official folds; use --split stratified")
+    if cfg.dataset == "csv" and not cfg.metadata:
+        e.append("metadata: dataset csv needs --metadata FILE.csv (columns file, label, optionally fold, group)")
+    if cfg.metadata and cfg.dataset != "csv":
+        e.append(f"metadata: only read by dataset csv, not {cfg.dataset}; leave it out or use --dataset csv")
+    return e
 
 
 def _format(errors: list[str]) -> str:

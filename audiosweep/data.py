@@ -1,4 +1,7 @@
-"""ESC-50 on disk -> validated clips -> cached, resampled waveforms -> train/validation split."""
+"""A registered dataset on disk -> validated clips -> cached, resampled waveforms -> train/validation split.
+
+The datasets themselves (how their clips are listed, whether their format is strict) are in
+:mod:`audiosweep.datasets`; everything here serves all of them."""
 
 from __future__ import annotations
 
@@ -19,18 +22,17 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from .config import Config
+from .datasets import DatasetDef, check_labels, dataset_entry
+from .datasets.esc50 import (  # noqa: F401 (ESC-50's names, re-exported where they have always been imported from)
+    ESC50_RATE,
+    ESC50_SAMPLES,
+    FOLD_COLUMNS,
+    META,
+    official_metadata,
+    read_metadata,
+)
 from .download import download_dataset
-from .errors import UserError
-
-ESC50_RATE = 44100
-ESC50_SAMPLES = 5 * ESC50_RATE
-META = "meta/esc50.csv"
-OFFICIAL_META = Path(__file__).resolve().parent.parent / "esc50_folds" / "esc50.csv"
-FOLD_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
-
-
-class DatasetError(UserError):
-    """The dataset is missing, incomplete or invalid; the message names the culprits."""
+from .errors import DatasetError
 
 
 @dataclass
@@ -46,40 +48,35 @@ class AudioData:
     fingerprint: str
 
 
-def official_metadata() -> pd.DataFrame:
-    return pd.read_csv(OFFICIAL_META)
+@dataclass(frozen=True)
+class ClipSpec:
+    """Where a dataset's clips are, what they must look like, and the length the run makes them (the defaults:
+    ESC-50 as it always ran)."""
+
+    dataset: str = "esc50"
+    audio_dir: str = "audio"  # under data_dir
+    strict: bool = True  # every clip exactly native_seconds at native_rate, mono; else converted
+    native_rate: int | None = ESC50_RATE
+    native_seconds: float = 5.0
+    seconds: float = 5.0  # what the run pads or crops every clip to
+    pad_mode: str = "zeros"
+    fingerprint_columns: tuple[str, ...] = tuple(FOLD_COLUMNS)
+
+    @classmethod
+    def of(cls, entry: DatasetDef, cfg: Config) -> ClipSpec:
+        return cls(entry.name, entry.audio_dir, entry.strict, entry.native_rate, entry.default_seconds,
+                   cfg.clip_length, cfg.pad_mode, entry.fingerprint_columns)
+
+    @property
+    def title(self) -> str:
+        return {"esc50": "ESC-50", "esc10": "ESC-10"}.get(self.dataset, f"dataset {self.dataset}")
 
 
-def read_metadata(data_dir: Path) -> pd.DataFrame:
-    """The dataset's own metadata, checked against the official fold assignment shipped in esc50_folds/."""
-    path = data_dir / META
-    try:
-        meta = pd.read_csv(path)
-    except Exception as e:
-        raise DatasetError(f"{path}: cannot read the metadata ({e})") from e
-    missing = [c for c in FOLD_COLUMNS if c not in meta.columns]
-    if missing:
-        raise DatasetError(f"{path}: columns {missing} missing; expected {FOLD_COLUMNS}")
-    dup = meta.filename[meta.filename.duplicated()]
-    if len(dup):
-        raise DatasetError(f"{path}: {len(dup)} clip(s) listed more than once (first: {list(dup[:3])}); restore "
-                           "the official meta/esc50.csv")
-    official = official_metadata().set_index("filename")
-    mine = meta.set_index("filename")
-    unknown = mine.index.difference(official.index)
-    if len(unknown) or len(mine) != len(official):
-        raise DatasetError(f"{path}: {len(mine)} rows, {len(unknown)} not in the official ESC-50 metadata "
-                           f"(first: {list(unknown[:3])}); expected the official 2000 rows")
-    cols = ["fold", "target", "category", "src_file"]
-    differ = (mine.loc[official.index, cols].astype(str) != official[cols].astype(str)).any(axis=1)
-    if differ.any():
-        raise DatasetError(f"{path}: {int(differ.sum())} rows disagree with the official fold assignment "
-                           f"(first: {list(official.index[differ][:3])}); restore the official meta/esc50.csv")
-    return meta.reset_index(drop=True)
+ESC50_CLIPS = ClipSpec()
 
 
-def clip_problem(path: Path) -> str | None:
-    """Why ``path`` is not a valid ESC-50 clip (from its header), or None when it is."""
+def header(path: Path) -> sf._SoundFileInfo | str:
+    """The audio header of ``path``, or why there is none."""
     if path.is_dir():
         return "a folder, not a file"
     if path.is_symlink() and not path.is_file():
@@ -87,26 +84,62 @@ def clip_problem(path: Path) -> str | None:
     if not path.is_file():
         return "missing"
     try:
-        info = sf.info(str(path))
+        return sf.info(str(path))
     except Exception:
         return "unreadable"
+
+
+def header_problem(info: sf._SoundFileInfo | str, spec: ClipSpec) -> str | None:
+    if isinstance(info, str):
+        return info
+    if not spec.strict:
+        return "empty" if info.frames == 0 else None
     if info.channels != 1:
         return "not mono"
-    if info.samplerate != ESC50_RATE:
+    if info.samplerate != spec.native_rate:
         return "wrong sample rate"
-    if info.frames != ESC50_SAMPLES:
+    if info.frames != n_samples(spec.native_seconds, spec.native_rate):
         return "wrong length"
     return None
 
 
-def validate_clips(data_dir: Path, meta: pd.DataFrame, allow_missing: bool) -> pd.DataFrame:
+def clip_problem(path: Path, spec: ClipSpec = ESC50_CLIPS) -> str | None:
+    """Why ``path`` is not a valid clip of the dataset (from its header), or None when it is."""
+    return header_problem(header(path), spec)
+
+
+def validate_clips(data_dir: Path, meta: pd.DataFrame, allow_missing: bool, spec: ClipSpec = ESC50_CLIPS,
+                   sample_rate: int | None = None) -> pd.DataFrame:
     """Check every listed clip's header; fail with counts and the first culprits, or (allow_missing) warn and drop
-    them."""
-    problems = [clip_problem(data_dir / "audio" / f) for f in meta.filename]
-    return meta[usable(data_dir, meta, problems, allow_missing)].reset_index(drop=True)
+    them. Clips a variable dataset converts (downmixed, padded, cropped, of several rates) are reported in one
+    warning."""
+    infos = [header(data_dir / spec.audio_dir / f) for f in meta.filename]
+    keep = usable(data_dir, meta, [header_problem(i, spec) for i in infos], allow_missing, spec)
+    if not spec.strict:
+        report_conversions(data_dir, [i for i, k in zip(infos, keep, strict=True) if k], spec, sample_rate)
+    return meta[keep].reset_index(drop=True)
 
 
-def usable(data_dir: Path, meta: pd.DataFrame, problems: list[str | None], allow_missing: bool) -> np.ndarray:
+def report_conversions(data_dir: Path, infos: list[sf._SoundFileInfo], spec: ClipSpec,
+                       sample_rate: int | None) -> None:
+    """One warning counting the clips that are downmixed, padded or cropped, and the rates resampled from."""
+    n = {"multichannel": sum(i.channels > 1 for i in infos),
+         "padded": sum(i.frames < n_samples(spec.seconds, i.samplerate) for i in infos),
+         "cropped": sum(i.frames > n_samples(spec.seconds, i.samplerate) for i in infos)}
+    rates = pd.Series([i.samplerate for i in infos]).value_counts().sort_index()
+    if not (any(n.values()) or len(rates) > 1):
+        return
+    parts = [f"{n['multichannel']} multichannel (downmixed to mono)"] if n["multichannel"] else []
+    parts += [f"{n['padded']} shorter than {spec.seconds:g} s (padded: {spec.pad_mode})"] if n["padded"] else []
+    parts += [f"{n['cropped']} longer than {spec.seconds:g} s (cropped to their first {spec.seconds:g} s)"
+              ] if n["cropped"] else []
+    to = f" to {sample_rate} Hz" if sample_rate else ""
+    parts.append("sample rates " + ", ".join(f"{r} Hz: {c}" for r, c in rates.items()) + f" (resampled{to})")
+    warnings.warn(f"{spec.title} at {data_dir}: of {len(infos)} clips, " + "; ".join(parts), stacklevel=3)
+
+
+def usable(data_dir: Path, meta: pd.DataFrame, problems: list[str | None], allow_missing: bool,
+           spec: ClipSpec = ESC50_CLIPS) -> np.ndarray:
     """Mask of the clips without a problem: when some have one, fail naming counts and the first culprits per
     problem, or (allow_missing) warn and leave them out."""
     bad = pd.Series(problems, index=meta.filename).dropna()
@@ -115,39 +148,58 @@ def usable(data_dir: Path, meta: pd.DataFrame, problems: list[str | None], allow
     parts = []
     for why, names in bad.groupby(bad, sort=False):
         parts.append(f"{len(names)} {why} (first: {', '.join(names.index[:3])})")
-    summary = (f"ESC-50 at {data_dir}: {len(bad)} of {len(meta)} listed clips unusable: " + "; ".join(parts))
+    summary = (f"{spec.title} at {data_dir}: {len(bad)} of {len(meta)} listed clips unusable: " + "; ".join(parts))
     if len(bad) == len(meta):
         raise DatasetError(summary + ". No usable clip left.")
     if not allow_missing:
-        raise DatasetError(summary + f". Fix or re-download the dataset (delete {data_dir} and rerun), "
-                                     "or pass --allow_missing true to use the valid clips only.")
+        fix = f"Fix or re-download the dataset (delete {data_dir} and rerun)" if spec.strict else \
+            "Fix, replace or remove them"
+        raise DatasetError(summary + f". {fix}, or pass --allow_missing true to use the valid clips only.")
     warnings.warn(summary + f"; using the {len(meta) - len(bad)} valid clips (allow_missing)", stacklevel=2)
     return ~meta.filename.isin(bad.index).to_numpy()
 
 
-def fingerprint(data_dir: Path, meta: pd.DataFrame) -> str:
+def fingerprint(data_dir: Path, meta: pd.DataFrame, spec: ClipSpec = ESC50_CLIPS) -> str:
     """Identity of the clips in use: metadata rows plus each file's name, size and modification time (a clip
     replaced by another of the same size is another clip)."""
-    h = hashlib.sha1(meta[FOLD_COLUMNS].to_csv(index=False).encode())
+    h = hashlib.sha1(meta[list(spec.fingerprint_columns)].to_csv(index=False).encode())
     for f in meta.filename:
-        st = (data_dir / "audio" / f).stat()
+        st = (data_dir / spec.audio_dir / f).stat()
         h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
     return h.hexdigest()[:16]
 
 
-def clip_samples(sample_rate: int) -> int:
-    """Samples of one ESC-50 clip at ``sample_rate`` (as torchaudio's resampling returns them)."""
-    return math.ceil(ESC50_SAMPLES * sample_rate / ESC50_RATE)
+def n_samples(seconds: float, sample_rate: int) -> int:
+    """Samples of ``seconds`` at ``sample_rate``, rounded up (as torchaudio's resampling returns them)."""
+    return math.ceil(round(seconds * sample_rate, 6))  # round: 0.1 s x 16000 Hz is 1600.0000000000002
 
 
-def decode(path: Path) -> np.ndarray:
+def clip_samples(cfg: Config) -> int:
+    """Samples of one clip of the run: its clip length at its sample rate."""
+    return n_samples(cfg.clip_length, cfg.sample_rate)
+
+
+def decode(path: Path) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 samples and the sample rate of ``path``."""
     try:
-        wav, _ = sf.read(str(path), dtype="float32", always_2d=False)
+        wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
         raise DatasetError(f"{path}: cannot decode ({e})") from e
-    if wav.shape != (ESC50_SAMPLES,):
-        raise DatasetError(f"{path}: decoded {wav.shape} samples, expected ({ESC50_SAMPLES},)")
-    return wav
+    return wav, rate
+
+
+def conform(wav: np.ndarray, rate: int, spec: ClipSpec, path: Path) -> np.ndarray:
+    """One mono clip of ``spec.seconds`` at its own rate: downmixed, then cropped or padded (zeros, or the clip
+    repeated). A strict dataset's clip must have decoded exactly as its header said."""
+    if spec.strict and (rate != spec.native_rate or wav.shape != (n_samples(spec.native_seconds, rate), 1)):
+        expected = (n_samples(spec.native_seconds, spec.native_rate),)
+        raise DatasetError(f"{path}: decoded {wav.shape[:1] if wav.shape[1] == 1 else wav.shape} samples at {rate} "
+                           f"Hz, expected {expected} at {spec.native_rate} Hz")
+    mono = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
+    n = n_samples(spec.seconds, rate)
+    if len(mono) >= n or spec.pad_mode == "zeros":
+        return np.pad(mono[:n], (0, max(0, n - len(mono))))
+    return np.resize(mono, n)  # repeats the clip cyclically up to n samples
 
 
 @dataclass
@@ -160,34 +212,45 @@ class Waveforms:
 
 
 def load_waveforms(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_dir: Path, fp: str,
-                   num_workers: int = 4) -> torch.Tensor:
+                   num_workers: int = 4, spec: ClipSpec = ESC50_CLIPS) -> torch.Tensor:
     """The waveforms of :func:`decode_clips` (clips with non-finite samples as silence)."""
-    return decode_clips(data_dir, meta, sample_rate, cache_dir, fp, num_workers).waveforms
+    return decode_clips(data_dir, meta, sample_rate, cache_dir, fp, num_workers, spec).waveforms
 
 
 def decode_clips(data_dir: Path, meta: pd.DataFrame, sample_rate: int, cache_dir: Path, fp: str,
-                 num_workers: int = 4) -> Waveforms:
-    """The clips of ``meta`` at ``sample_rate``, decoded once and cached under ``cache_dir``.
+                 num_workers: int = 4, spec: ClipSpec = ESC50_CLIPS) -> Waveforms:
+    """The clips of ``meta`` as ``spec`` makes them (mono, ``spec.seconds`` long) at ``sample_rate``, decoded once
+    and cached under ``cache_dir``.
 
     The cache is disposable: one that cannot be read, or holds the wrong shape, type or non-finite values, is
     rebuilt with a warning naming it; one that cannot be written is skipped with a warning."""
-    cache = cache_dir / f"esc50-{fp}-{sample_rate}hz.pt"
+    cache = cache_dir / f"{spec.dataset}-{spec.seconds:g}s-{spec.pad_mode}-{fp}-{sample_rate}hz.pt"
     remove_stale_temp_files(cache_dir)
+    n = n_samples(spec.seconds, sample_rate)
     if cache.is_file():
-        cached = read_cache(cache, len(meta), clip_samples(sample_rate))
+        cached = read_cache(cache, len(meta), n)
         if cached is not None:
             return cached
-    paths = [data_dir / "audio" / f for f in meta.filename]
+    paths = [data_dir / spec.audio_dir / f for f in meta.filename]
+
+    def load(path: Path) -> tuple[np.ndarray, int]:
+        wav, rate = decode(path)
+        return conform(wav, rate, spec, path), rate
+
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        raw = list(tqdm(pool.map(decode, paths), total=len(paths), desc="decoding audio", unit="clip",
-                        disable=None))
-    wavs = torch.from_numpy(np.stack(raw))
+        raw = list(tqdm(pool.map(load, paths), total=len(paths), desc="decoding audio", unit="clip", disable=None))
+    wavs = torch.empty(len(raw), n, dtype=torch.float16)
+    rates = np.array([rate for _, rate in raw])
+    for rate in np.unique(rates):  # clips of one rate have one length: resampled in batches
+        rows = np.flatnonzero(rates == rate)
+        for i in range(0, len(rows), 64):
+            chunk = rows[i:i + 64]
+            x = torch.from_numpy(np.stack([raw[j][0] for j in chunk]))
+            if rate != sample_rate:
+                x = torchaudio.functional.resample(x, int(rate), sample_rate)
+            x = torch.nn.functional.pad(x[:, :n], (0, max(0, n - x.shape[1])))  # rounding of the count only
+            wavs[torch.from_numpy(chunk)] = x.to(torch.float16)  # beyond float16's range: infinities
     del raw
-    if sample_rate != ESC50_RATE:
-        chunks = [torchaudio.functional.resample(wavs[i:i + 64], ESC50_RATE, sample_rate)
-                  for i in range(0, len(wavs), 64)]
-        wavs = torch.cat(chunks)
-    wavs = wavs.to(torch.float16)  # also turns samples beyond float16's range into infinities
     bad = nonfinite_rows(wavs)
     wavs[bad] = 0
     decoded = Waveforms(wavs, bad)
@@ -260,12 +323,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def split(meta: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the training and validation clips."""
+def split(meta: pd.DataFrame, cfg: Config, group: str = "src_file") -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the training and validation clips; a stratified split keeps each ``group`` on one side."""
     if cfg.split == "official":
         valid = (meta.fold == cfg.fold).to_numpy()
     else:
-        valid = _grouped_stratified(meta, cfg.valid_pct, np.random.default_rng(cfg.trial_num))
+        valid = _grouped_stratified(meta, cfg.valid_pct, np.random.default_rng(cfg.trial_num), group)
     train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
     if len(train_idx) == 0 or len(valid_idx) == 0:
         raise DatasetError(f"split={cfg.split} (fold={cfg.fold}, valid_pct={cfg.valid_pct}) leaves "
@@ -274,13 +337,14 @@ def split(meta: pd.DataFrame, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return train_idx, valid_idx
 
 
-def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Generator) -> np.ndarray:
-    """Validation mask: whole recordings (``src_file``, which can span classes) in random order, each taken
+def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Generator,
+                        group: str = "src_file") -> np.ndarray:
+    """Validation mask: whole recordings (``group``, which can span classes) in random order, each taken
     while no class it touches exceeds its ``valid_pct`` quota."""
     quota = (meta.target.value_counts() * valid_pct).round()
     taken = pd.Series(0, index=quota.index)
     valid = np.zeros(len(meta), dtype=bool)
-    groups = meta.groupby("src_file").indices
+    groups = meta.groupby(group).indices
     for key in rng.permutation(np.array(list(groups), dtype=object)):
         counts = meta.target.iloc[groups[key]].value_counts()
         if (taken[counts.index] + counts <= quota[counts.index]).all():
@@ -290,33 +354,42 @@ def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Gen
 
 
 def ensure_dataset(cfg: Config) -> Path:
-    """The dataset root, downloaded from ``cfg.download_url`` first when it lacks meta/esc50.csv."""
+    """The dataset root; a downloadable dataset (ESC-50) is downloaded from ``cfg.download_url`` first when its
+    metadata is absent."""
+    entry = dataset_entry(cfg.dataset_name)
     data_dir = Path(cfg.data_dir).expanduser()
-    if not (data_dir / META).is_file():
+    if entry.download_marker is None:
+        if not data_dir.is_dir():
+            raise DatasetError(f"data_dir {data_dir}: no such folder (dataset {entry.name} holds your own clips: "
+                               "point --data_dir at them)")
+    elif not (data_dir / entry.download_marker).is_file():
         print(f"ESC-50 not found in {data_dir}: downloading {cfg.download_url}")
-        download_dataset(cfg.download_url, data_dir, marker=META)
+        download_dataset(cfg.download_url, data_dir, marker=entry.download_marker)
     return data_dir
 
 
 def prepare_data(cfg: Config) -> AudioData:
     """Everything between the files on disk and labelled waveforms with the run's split."""
+    entry = dataset_entry(cfg.dataset_name)
+    spec = ClipSpec.of(entry, cfg)
     data_dir = ensure_dataset(cfg)
-    meta = read_metadata(data_dir)
-    if cfg.esc10:
-        meta = meta[meta.esc10.astype(str).str.lower().eq("true")].reset_index(drop=True)
+    meta = entry.list_clips(data_dir, cfg)
     categories = meta.drop_duplicates("target").sort_values("target")
-    classes = categories.category.tolist()
-    meta = validate_clips(data_dir, meta, cfg.allow_missing)
-    fp = fingerprint(data_dir, meta)
-    decoded = decode_clips(data_dir, meta, cfg.sample_rate, Path(cfg.cache_dir).expanduser(), fp, cfg.num_workers)
+    classes = categories.label.astype(str).tolist()
+    meta = validate_clips(data_dir, meta, cfg.allow_missing, spec, cfg.sample_rate)
+    if not entry.strict:  # dropped clips (allow_missing) can leave a class a single clip
+        check_labels(meta, f"{spec.title} at {data_dir} (usable clips)")
+    fp = fingerprint(data_dir, meta, spec)
+    decoded = decode_clips(data_dir, meta, cfg.sample_rate, Path(cfg.cache_dir).expanduser(), fp, cfg.num_workers,
+                           spec)
     wavs = decoded.waveforms
     if decoded.nonfinite:  # found on decoding: reported like the clip problems found from the headers
         problems = ["non-finite samples (NaN or infinity)" if i in set(decoded.nonfinite) else None
                     for i in range(len(meta))]
-        keep = usable(data_dir, meta, problems, cfg.allow_missing)
+        keep = usable(data_dir, meta, problems, cfg.allow_missing, spec)
         meta, wavs = meta[keep].reset_index(drop=True), wavs[torch.from_numpy(keep)]
-        fp = fingerprint(data_dir, meta)
+        fp = fingerprint(data_dir, meta, spec)
     remap = {t: i for i, t in enumerate(categories.target)}
     targets = torch.tensor([remap[t] for t in meta.target], dtype=torch.long)
-    train_idx, valid_idx = split(meta, cfg)
+    train_idx, valid_idx = split(meta, cfg, "group")
     return AudioData(wavs, targets, classes, meta, torch.from_numpy(train_idx), torch.from_numpy(valid_idx), fp)

@@ -28,3 +28,7 @@ class Terminated(BaseException):
 
 class SweepError(ValueError):
     """An invalid sweep file or request; the message names the file and every problem."""
+
+
+class DatasetError(UserError):
+    """The dataset is missing, incomplete or invalid; the message names the culprits."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +10,14 @@ import torch
 import torchaudio
 
 from .config import FIELDS, Config, ConfigError, merge
-from .data import ESC50_RATE, ESC50_SAMPLES
+from .data import clip_samples
 from .errors import UserError
 from .features import apply_normalization, compute_features, n_frames
 from .models import create_arch
 from .results import RunFiles, load_record, record_files
 
-CLIP_SECONDS = ESC50_SAMPLES / ESC50_RATE  # what the models were trained on (ESC-50's 5 s clips)
-# A clip this much longer or shorter than CLIP_SECONDS is still "the same length" (rounding of its sample count).
+# A clip this much longer or shorter than the model's clip length is still "the same length" (rounding of its
+# sample count).
 LENGTH_TOLERANCE_S = 0.01
 
 
@@ -35,7 +34,7 @@ class Predictor:
     device: torch.device
 
     def clip(self, path: str | Path) -> torch.Tensor:
-        """A clip as the dataset loader gives it: mono, resampled to the model's rate, 5 s long."""
+        """A clip as the dataset loader gives it: mono, resampled to the model's rate, of its clip length."""
         try:
             wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as e:  # soundfile raises several types for unreadable files
@@ -43,13 +42,13 @@ class Predictor:
         if wav.shape[1] != 1:
             raise PredictError(f"{path}: {wav.shape[1]} channels; the model takes mono clips (downmix it first)")
         seconds = len(wav) / rate
-        if abs(seconds - CLIP_SECONDS) > LENGTH_TOLERANCE_S:
-            raise PredictError(f"{path}: {seconds:.2f} s long; the model was trained on {CLIP_SECONDS:g} s clips "
-                               "(crop or pad it to that length)")
+        if abs(seconds - self.cfg.clip_length) > LENGTH_TOLERANCE_S:
+            raise PredictError(f"{path}: {seconds:.2f} s long; the model was trained on {self.cfg.clip_length:g} s "
+                               "clips (crop or pad it to that length)")
         x = torch.from_numpy(wav[:, 0])
         if rate != self.cfg.sample_rate:
             x = torchaudio.functional.resample(x, rate, self.cfg.sample_rate)
-        n = math.ceil(CLIP_SECONDS * self.cfg.sample_rate)
+        n = clip_samples(self.cfg)
         return torch.nn.functional.pad(x[:n], (0, max(0, n - len(x))))  # rounding of the sample count only
 
     @torch.no_grad()
@@ -103,7 +102,7 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     except (OSError, RuntimeError, KeyError, ConfigError) as e:
         raise PredictError(f"{path}: not a model saved by train.py ({e})") from e
     device = torch.device(device)
-    shape = (cfg.n_channels, cfg.n_mels, n_frames(cfg, math.ceil(CLIP_SECONDS * cfg.sample_rate)))
+    shape = (cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg)))
     arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False,
                        pretrained_path=cfg.pretrained_path, input_shape=shape)  # AST: its checkpoint's shape
     arch.model.load_state_dict(saved["state_dict"])

@@ -16,7 +16,7 @@ def check_before_work(cfg: Config) -> None:
     """Raise a ConfigError naming the keys when the results folder cannot take records, the clips are too short
     for the STFT, the architecture cannot take the spectrogram, or a CPU run's batch cannot fit in memory."""
     check_results_dir(cfg.results_dir)
-    n_samples = clip_samples(cfg.sample_rate)
+    n_samples = clip_samples(cfg)
     check_clip_length(cfg, n_samples)
     frames = n_frames(cfg, n_samples)
     check_model_input(cfg, frames, N_CLASSES)

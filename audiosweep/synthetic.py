@@ -1,16 +1,20 @@
-"""Synthetic, learnable ESC-50-shaped datasets for tests and benchmarks.
+"""Synthetic, learnable datasets for tests and benchmarks.
 
 Each class gets its own tone (with harmonics) inside its own noise band, at a random level, onset and
-phase, so a small CNN learns the classes in a few epochs while the data still looks like ESC-50 on disk:
-the official ``meta/esc50.csv`` and 5 s, 44.1 kHz, mono, 16-bit clips under the official file names.
+phase, so a small CNN learns the classes in a few epochs. :func:`make_synthetic_esc50` looks like ESC-50 on
+disk: the official ``meta/esc50.csv`` and 5 s, 44.1 kHz, mono, 16-bit clips under the official file names.
+:func:`make_synthetic_folder` and :func:`make_synthetic_csv` look like a user's own clips: several sample
+rates, some stereo, lengths around 5 s, wav and flac.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 from .data import ESC50_RATE, ESC50_SAMPLES, META, official_metadata
@@ -54,3 +58,45 @@ def make_synthetic_esc50(root: str | Path, esc10: bool = True, per_class_per_fol
     for name, target in zip(rows.filename, rows.target):
         sf.write(root / "audio" / name, class_clip(int(target), rng), ESC50_RATE, subtype="PCM_16")
     return root
+
+
+VARIABLE_RATES = (22050, 44100)
+VARIABLE_SECONDS = (3.0, 4.0, 5.0, 6.5)  # shorter than, as long as and longer than 5 s
+
+
+def variable_clips(n_classes: int, per_class: int, seed: int) -> Iterator[tuple[int, int, np.ndarray, int]]:
+    """(class, index, (frames, channels) samples, sample rate) of each clip: rates and lengths cycle through
+    :data:`VARIABLE_RATES` and :data:`VARIABLE_SECONDS`, every third clip is stereo."""
+    rng = np.random.default_rng(seed)
+    for c in range(n_classes):
+        for i in range(per_class):
+            rate, seconds = VARIABLE_RATES[i % 2], VARIABLE_SECONDS[(i // 2) % len(VARIABLE_SECONDS)]
+            clip = class_clip(8 * c, rng, int(seconds * rate), rate)  # 8 semitones apart: learnable in 2 epochs
+            yield c, i, np.stack([clip, 0.8 * clip], axis=1) if i % 3 == 0 else clip[:, None], rate
+
+
+def _write(path: Path, wav: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, rate, subtype="PCM_16")
+
+
+def make_synthetic_folder(root: str | Path, n_classes: int = 4, per_class: int = 12, seed: int = 0) -> Path:
+    """Write ``root/class_<c>/clip_<i>.wav|flac`` (dataset folder); returns ``root``."""
+    root = Path(root)
+    for c, i, wav, rate in variable_clips(n_classes, per_class, seed):
+        _write(root / f"class_{c}" / f"clip_{i}.{'flac' if i % 4 == 1 else 'wav'}", wav, rate)
+    return root
+
+
+def make_synthetic_csv(root: str | Path, n_classes: int = 4, per_class: int = 12, n_folds: int = 3,
+                       seed: int = 0) -> Path:
+    """Write clips under ``root/clips/`` and ``root/metadata.csv`` listing them (dataset csv) with folds
+    1..n_folds and groups of two clips; returns the metadata file."""
+    root = Path(root)
+    rows = []
+    for c, i, wav, rate in variable_clips(n_classes, per_class, seed):
+        name = f"clips/{c}-{i}.{'flac' if i % 4 == 1 else 'wav'}"
+        _write(root / name, wav, rate)
+        rows.append({"file": name, "label": f"sound {c}", "fold": 1 + (i // 2) % n_folds, "group": f"{c}-{i // 2}"})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root / "metadata.csv"

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:
-    """(channels, n_mels, frames) of one 5 s clip's features: the model's input."""
-    return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg.sample_rate))
+    """(channels, n_mels, frames) of one clip's features: the model's input."""
+    return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg))
 
 
 @dataclasses.dataclass

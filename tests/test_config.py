@@ -141,7 +141,7 @@ def test_help_lists_every_key_with_type_and_default():
         assert f"--{name}" in text
         assert f.metadata["help"].split()[0] in text
     assert "(default: 308; > 0)" in text and "(default: resnet18)" in text and "densenet201" in text
-    assert "(default: 1; in 1..5)" in text  # fold: the bounds validation uses
+    assert "(default: 1; >= 1)" in text and "esc50/esc10: 1..5" in text  # fold: its bounds, per dataset in help
 
 
 def test_train_rejects_invalid_config_before_any_work():
@@ -168,8 +168,9 @@ def test_to_dict_has_every_key():
 def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
     assert all(f.metadata["role"] in ROLES for f in FIELDS.values())
     assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold"}
-    assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "download_url", "cache_dir",
-                                                "project", "wandb_mode", "results_dir", "save_model", "pretrained_path"}
+    assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "metadata", "download_url",
+                                                "cache_dir", "project", "wandb_mode", "results_dir", "save_model",
+                                                "pretrained_path"}
     units = {k: f.metadata["unit"] for k, f in FIELDS.items() if f.metadata["unit"]}
     assert units["hop_length"] == "samples" and units["hop_length_ms"] == "ms" and units["f_max"] == "Hz"
 

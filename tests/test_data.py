@@ -84,7 +84,7 @@ def test_cache_decodes_once_and_is_keyed_by_rate(synth_root, tmp_path, monkeypat
     with pytest.warns(UserWarning):
         first = prepare_data(cfg)
     assert first.waveforms.shape == (200, 40000) and first.waveforms.dtype == torch.float16
-    assert len(list(tmp_path.glob("esc50-*-8000hz.pt"))) == 1
+    assert len(list(tmp_path.glob("esc10-5s-zeros-*-8000hz.pt"))) == 1  # dataset, clip length, padding, rate
     assert not list(synth_root.rglob("*.pt"))  # nothing written into data_dir
 
     def no_decode(path):

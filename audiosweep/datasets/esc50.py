@@ -1,0 +1,69 @@
+"""ESC-50 (2000 clips, 50 classes, 5 official folds) and its ESC-10 subset: downloaded, strict 5 s clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..errors import DatasetError
+from . import DatasetDef
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+ESC50_RATE = 44100
+ESC50_SECONDS = 5
+ESC50_SAMPLES = ESC50_SECONDS * ESC50_RATE
+META = "meta/esc50.csv"
+OFFICIAL_META = Path(__file__).resolve().parents[2] / "esc50_folds" / "esc50.csv"
+FOLD_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+
+
+def official_metadata() -> pd.DataFrame:
+    return pd.read_csv(OFFICIAL_META)
+
+
+def read_metadata(data_dir: Path) -> pd.DataFrame:
+    """The dataset's own metadata, checked against the official fold assignment shipped in esc50_folds/."""
+    path = data_dir / META
+    try:
+        meta = pd.read_csv(path)
+    except Exception as e:
+        raise DatasetError(f"{path}: cannot read the metadata ({e})") from e
+    missing = [c for c in FOLD_COLUMNS if c not in meta.columns]
+    if missing:
+        raise DatasetError(f"{path}: columns {missing} missing; expected {FOLD_COLUMNS}")
+    dup = meta.filename[meta.filename.duplicated()]
+    if len(dup):
+        raise DatasetError(f"{path}: {len(dup)} clip(s) listed more than once (first: {list(dup[:3])}); restore "
+                           "the official meta/esc50.csv")
+    official = official_metadata().set_index("filename")
+    mine = meta.set_index("filename")
+    unknown = mine.index.difference(official.index)
+    if len(unknown) or len(mine) != len(official):
+        raise DatasetError(f"{path}: {len(mine)} rows, {len(unknown)} not in the official ESC-50 metadata "
+                           f"(first: {list(unknown[:3])}); expected the official 2000 rows")
+    cols = ["fold", "target", "category", "src_file"]
+    differ = (mine.loc[official.index, cols].astype(str) != official[cols].astype(str)).any(axis=1)
+    if differ.any():
+        raise DatasetError(f"{path}: {int(differ.sum())} rows disagree with the official fold assignment "
+                           f"(first: {list(official.index[differ][:3])}); restore the official meta/esc50.csv")
+    return meta.reset_index(drop=True)
+
+
+def list_esc50(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+    meta = read_metadata(data_dir)
+    return meta.assign(label=meta.category, group=meta.src_file)
+
+
+def list_esc10(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+    meta = list_esc50(data_dir)
+    return meta[meta.esc10.astype(str).str.lower().eq("true")].reset_index(drop=True)
+
+
+_COMMON = dict(n_folds=5, default_seconds=float(ESC50_SECONDS), strict=True, native_rate=ESC50_RATE, audio_dir="audio",
+               download_marker=META, fingerprint_columns=tuple(FOLD_COLUMNS))
+ESC50 = DatasetDef("esc50", list_esc50, **_COMMON)
+ESC10 = DatasetDef("esc10", list_esc10, **_COMMON)

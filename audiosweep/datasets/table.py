@@ -1,0 +1,66 @@
+"""Your own clips listed in a CSV file (``--metadata``): columns ``file`` (relative to data_dir) and ``label``,
+optionally ``fold`` (positive integers: the official split) and ``group`` (clips of one recording)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..errors import DatasetError
+from . import DatasetDef, check_labels, numbered
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+REQUIRED = ["file", "label"]
+
+
+def metadata_path(data_dir: Path, cfg: Config) -> Path:
+    """``cfg.metadata`` as given, or relative to data_dir when it is not found as given."""
+    path = Path(cfg.metadata).expanduser()
+    return path if path.is_file() or path.is_absolute() else data_dir / path
+
+
+def list_table(data_dir: Path, cfg: Config) -> pd.DataFrame:
+    path = metadata_path(data_dir, cfg)
+    if not path.is_file():
+        raise DatasetError(f"metadata {cfg.metadata}: no such file (looked in the working folder and in {data_dir})")
+    try:
+        table = pd.read_csv(path, dtype={"file": str, "label": str, "group": str})
+    except Exception as e:
+        raise DatasetError(f"{path}: cannot read the metadata ({' '.join(str(e).split())})") from e
+    missing = [c for c in REQUIRED if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{path}: columns {missing} missing; expected file, label and optionally fold, group "
+                           f"(found: {list(table.columns)})")
+    blank = table.index[table.file.isna() | table.label.isna()]
+    if len(blank):
+        raise DatasetError(f"{path}: {len(blank)} row(s) without a file or label (first rows: "
+                           f"{[int(i) + 2 for i in blank[:3]]})")
+    dup = table.file[table.file.duplicated()]
+    if len(dup):
+        raise DatasetError(f"{path}: {len(dup)} file(s) listed more than once (first: {list(dup[:3])})")
+    meta = pd.DataFrame({"filename": table.file, "label": table.label,
+                         "group": table.group.fillna(table.file) if "group" in table else table.file})
+    meta["fold"] = _folds(path, table) if "fold" in table else float("nan")
+    check_labels(meta, str(path))
+    if cfg.split == "official":
+        if "fold" not in table:
+            raise DatasetError(f"{path}: no fold column, so no official split; add one or use --split stratified")
+        folds = sorted(int(f) for f in meta.fold.unique())
+        if cfg.fold not in folds:
+            raise DatasetError(f"{path}: fold {cfg.fold} is not one of its folds {folds}")
+    return numbered(meta)
+
+
+def _folds(path: Path, table: pd.DataFrame) -> pd.Series:
+    folds = pd.to_numeric(table.fold, errors="coerce")
+    bad = table.fold[folds.isna() | (folds < 1) | (folds != folds.round())]
+    if len(bad):
+        raise DatasetError(f"{path}: {len(bad)} fold value(s) are not positive integers (first: {list(bad[:3])})")
+    return folds.astype(int)
+
+
+TABLE = DatasetDef("csv", list_table, n_folds=None, default_seconds=5.0, strict=False, folds_in_metadata=True)

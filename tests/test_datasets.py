@@ -1,0 +1,243 @@
+"""The dataset registry, the user's own clips (folder, csv), variable clips, and their clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import train
+from audiosweep import data
+from audiosweep.config import ConfigError, effective, merge
+from audiosweep.data import ClipSpec, DatasetError, prepare_data
+from audiosweep.datasets import DATASETS
+from audiosweep.results import config_id
+from audiosweep.synthetic import class_clip, make_synthetic_csv, make_synthetic_folder
+from tests.conftest import REPO, TINY, read_records
+
+
+@pytest.fixture(scope="session")
+def folder_root(tmp_path_factory):
+    """4 classes x 24 clips: 22.05 and 44.1 kHz, a third stereo, 3 to 6.5 s, wav and flac."""
+    return make_synthetic_folder(tmp_path_factory.mktemp("folder") / "clips", per_class=24)
+
+
+@pytest.fixture(scope="session")
+def csv_meta(tmp_path_factory):
+    """The same kind of clips listed in metadata.csv with folds 1..3 and groups of two clips."""
+    return make_synthetic_csv(tmp_path_factory.mktemp("csv") / "mine", per_class=24)
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    return make_synthetic_folder(tmp_path / "clips", n_classes=2, per_class=8)
+
+
+def cfg_of(root, cache, **extra):
+    return merge([{"data_dir": str(root), "cache_dir": str(cache), "sample_rate": 16000, "f_max": 8000,
+                   "split": "stratified", "num_workers": 1, **extra}])
+
+
+# --- the registry and the config --------------------------------------------------------------------------------
+
+
+def test_registry_lists_each_dataset_with_its_folds_length_and_format():
+    assert list(DATASETS) == ["esc50", "esc10", "folder", "csv"]
+    esc50, folder, table = DATASETS["esc50"], DATASETS["folder"], DATASETS["csv"]
+    assert (esc50.n_folds, esc50.default_seconds, esc50.strict, esc50.download_marker) == (5, 5.0, True,
+                                                                                           "meta/esc50.csv")
+    assert (folder.n_folds, folder.strict, folder.download_marker) == (None, False, None)
+    assert table.folds_in_metadata and not table.strict and table.default_seconds == 5.0
+
+
+def test_config_reads_the_registry_without_torch():
+    code = ("import sys; from audiosweep.config import merge; "
+            "merge([{'dataset': 'folder', 'split': 'stratified', 'clip_seconds': 2}]); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_esc10_flag_and_old_records_keep_their_identity():
+    old_esc10 = {k: v for k, v in merge([{"esc10": True}]).to_dict().items()
+                 if k not in ("metadata", "clip_seconds", "pad_mode")}  # a record written before these knobs
+    assert config_id(old_esc10) == config_id(merge([{"dataset": "esc10"}]).to_dict()) \
+        == config_id(merge([{"esc10": True, "clip_seconds": 5}]).to_dict())
+    assert effective(old_esc10)["dataset"] == "esc10" and effective(old_esc10)["clip_seconds"] == 5.0
+    old_esc50 = {k: v for k, v in merge([{}]).to_dict().items() if k not in ("metadata", "clip_seconds", "pad_mode")}
+    assert config_id(old_esc50) == config_id(merge([{}]).to_dict()) != config_id(old_esc10)
+    assert config_id(merge([{"clip_seconds": 4}]).to_dict()) != config_id(old_esc50)
+    assert config_id(merge([{"pad_mode": "repeat"}]).to_dict()) != config_id(old_esc50)
+
+
+@pytest.mark.parametrize("layer, words", [
+    ({"fold": 6}, ["fold", "esc50", "1..5"]),
+    ({"dataset": "esc10", "fold": 7}, ["fold", "esc10", "1..5"]),
+    ({"dataset": "folder"}, ["split", "folder", "--split stratified"]),
+    ({"dataset": "csv"}, ["metadata", "--metadata"]),
+    ({"metadata": "m.csv"}, ["metadata", "only read by dataset csv"]),
+    ({"dataset": "folder", "split": "stratified", "esc10": True}, ["esc10", "folder"]),
+    ({"clip_seconds": 0}, ["clip_seconds", "> 0"]),
+    ({"pad_mode": "reflect"}, ["pad_mode", "zeros", "repeat"]),
+])
+def test_dataset_keys_that_contradict_the_dataset_are_named(layer, words):
+    with pytest.raises(ConfigError) as e:
+        merge([layer])
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_clip_samples_follows_the_configured_length():
+    assert data.clip_samples(merge([{"sample_rate": 16000, "f_max": 8000}])) == 80000
+    assert data.clip_samples(merge([{"sample_rate": 16000, "f_max": 8000, "clip_seconds": 0.1}])) == 1600
+
+
+# --- listing the user's clips -----------------------------------------------------------------------------------
+
+
+def test_folder_lists_classes_in_sorted_folder_order(small_folder):
+    (small_folder / "class_1" / "notes.txt").write_text("not audio")
+    meta = DATASETS["folder"].list_clips(small_folder, None)
+    assert len(meta) == 16 and sorted(meta.label.unique()) == ["class_0", "class_1"]
+    assert (meta.target == meta.label.map({"class_0": 0, "class_1": 1})).all()
+    assert (meta.group == meta.filename).all() and meta.fold.isna().all()
+    assert set(meta.filename.str.rsplit(".", n=1).str[1]) == {"wav", "flac"}
+
+
+def test_folder_errors_name_the_class(small_folder):
+    (small_folder / "empty_class").mkdir()
+    with pytest.raises(DatasetError, match=r"1 class folder\(s\) without audio files .*empty_class"):
+        DATASETS["folder"].list_clips(small_folder, None)
+    (small_folder / "empty_class").rmdir()
+    (small_folder / "lonely").mkdir()
+    shutil.copy(small_folder / "class_0" / "clip_0.wav", small_folder / "lonely" / "only.wav")
+    with pytest.raises(DatasetError, match=r"1 class\(es\) with a single clip \(first: \['lonely'\]\).*both training"):
+        DATASETS["folder"].list_clips(small_folder, None)
+
+
+def test_csv_lists_labels_folds_and_groups(csv_meta):
+    cfg = merge([{"dataset": "csv", "metadata": str(csv_meta), "fold": 3}])
+    meta = DATASETS["csv"].list_clips(csv_meta.parent, cfg)
+    assert len(meta) == 96 and set(meta.fold) == {1, 2, 3} and meta.group.nunique() == 48
+    assert meta.drop_duplicates("target").sort_values("target").label.tolist() == [f"sound {c}" for c in range(4)]
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda t, p: p.unlink(), ["no such file", "metadata.csv"]),
+    (lambda t, p: t.drop(columns=["label"]).to_csv(p, index=False), ["columns ['label'] missing", "file"]),
+    (lambda t, p: t.assign(fold=t.fold.where(t.fold != 2, 1)).to_csv(p, index=False),
+     ["fold 2 is not one of its folds [1, 3]"]),
+    (lambda t, p: t.drop(columns=["fold"]).to_csv(p, index=False), ["no fold column", "--split stratified"]),
+    (lambda t, p: t.assign(fold="x").to_csv(p, index=False), ["96 fold value(s) are not positive integers"]),
+    (lambda t, p: t.assign(label=["odd one"] + list(t.label[1:])).to_csv(p, index=False),
+     ["single clip", "odd one"]),
+    (lambda t, p: pd.concat([t, t.iloc[:1]]).to_csv(p, index=False), ["1 file(s) listed more than once"]),
+])
+def test_csv_errors_are_one_clear_message(tmp_path, csv_meta, edit, words):
+    path = tmp_path / "metadata.csv"
+    shutil.copy(csv_meta, path)
+    edit(pd.read_csv(path), path)
+    cfg = merge([{"dataset": "csv", "metadata": str(path), "data_dir": str(csv_meta.parent), "fold": 2}])
+    with pytest.raises(DatasetError) as e:
+        DATASETS["csv"].list_clips(csv_meta.parent, cfg)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+# --- variable clips -----------------------------------------------------------------------------------------------
+
+
+VARIABLE = ClipSpec("folder", "", strict=False, native_rate=None, seconds=1.0)
+
+
+@pytest.mark.parametrize("wav, pad_mode, expected", [
+    ([[1], [2], [3]], "zeros", [1, 2, 3, 0]),
+    ([[1], [2], [3]], "repeat", [1, 2, 3, 1]),
+    ([[1], [2], [3], [4], [5], [6]], "repeat", [1, 2, 3, 4]),  # cropped to its start
+    ([[1, 3], [2, 4]], "zeros", [2, 3, 0, 0]),  # downmixed: the mean of the channels
+])
+def test_clips_are_downmixed_then_padded_or_cropped(wav, pad_mode, expected):
+    spec = ClipSpec("folder", "", strict=False, native_rate=None, seconds=1.0, pad_mode=pad_mode)
+    out = data.conform(np.array(wav, np.float32), 4, spec, "x.wav")  # 1 s at 4 Hz: 4 samples
+    assert out.tolist() == expected
+
+
+def test_other_rates_are_resampled_keeping_the_tone(tmp_path):
+    sf.write(tmp_path / "a.wav", class_clip(5, np.random.default_rng(0), 22050 * 4, 22050)[:, None].repeat(2, 1),
+             22050, subtype="FLOAT")
+    out = data.load_waveforms(tmp_path, pd.DataFrame({"filename": ["a.wav"]}), 16000, tmp_path / "c", "fp", 1,
+                              VARIABLE)
+    assert out.shape == (1, 16000)
+    spec = np.abs(np.fft.rfft(out[0].float().numpy()))
+    assert abs(np.argmax(spec) * 16000 / 16000 - 100 * 2 ** (5 / 12)) < 2
+
+
+def test_variable_clips_are_reported_in_one_warning_with_counts(folder_root, tmp_path):
+    with pytest.warns(UserWarning) as caught:
+        got = prepare_data(cfg_of(folder_root, tmp_path, dataset="folder"))
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1, messages
+    assert ("of 96 clips, 32 multichannel (downmixed to mono); 48 shorter than 5 s (padded: zeros); 24 longer than "
+            "5 s (cropped to their first 5 s); sample rates 22050 Hz: 48, 44100 Hz: 48 (resampled to 16000 Hz)"
+            ) in messages[0]
+    assert got.waveforms.shape == (96, 80000) and torch.isfinite(got.waveforms).all()
+    assert got.classes == ["class_0", "class_1", "class_2", "class_3"] and len(got.valid_idx) == 20  # 5 per class
+    padded = got.meta.index[got.meta.filename == "class_0/clip_0.wav"][0]  # 3 s at 22050 Hz
+    # silence after the clip, but for the resampling filter's few samples of ringing at its end
+    assert got.waveforms[padded, 48100:].abs().max() == 0 and got.waveforms[padded, :48000].abs().max() > 0
+
+
+def test_cache_is_keyed_by_dataset_length_and_padding(small_folder, tmp_path):
+    with pytest.warns(UserWarning):
+        zeros = prepare_data(cfg_of(small_folder, tmp_path, dataset="folder", clip_seconds=4))
+        repeat = prepare_data(cfg_of(small_folder, tmp_path, dataset="folder", clip_seconds=4, pad_mode="repeat"))
+    assert sorted(p.name.split("-")[:3] for p in tmp_path.glob("*.pt")) == [["folder", "4s", "repeat"],
+                                                                             ["folder", "4s", "zeros"]]
+    assert zeros.waveforms.shape == repeat.waveforms.shape == (16, 64000)
+    short = zeros.meta.index[zeros.meta.filename == "class_0/clip_0.wav"][0]  # 3 s: 1 s of padding
+    assert zeros.waveforms[short, 48100:].abs().max() == 0  # past the resampling filter's ringing
+    again, start = repeat.waveforms[short, 48100:63900].float(), repeat.waveforms[short, 100:15900].float()
+    assert torch.allclose(again, start, atol=2e-3) and start.abs().max() > 0.1
+
+
+def test_unreadable_files_are_named_and_counted_or_dropped(small_folder, tmp_path):
+    (small_folder / "class_1" / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    (small_folder / "class_1" / "silent.flac").write_bytes(b"")
+    cfg = cfg_of(small_folder, tmp_path, dataset="folder")
+    with pytest.raises(DatasetError) as e:
+        prepare_data(cfg)
+    msg = str(e.value)
+    assert "2 of 18 listed clips unusable: 2 unreadable (first: class_1/broken.wav, class_1/silent.flac)" in msg
+    assert "--allow_missing true" in msg
+    with pytest.warns(UserWarning) as caught:
+        kept = prepare_data(merge([cfg.to_dict(), {"allow_missing": True}]))
+    assert any("using the 16 valid clips (allow_missing)" in str(w.message) for w in caught)
+    assert len(kept.meta) == 16 and "class_1/broken.wav" not in set(kept.meta.filename)
+
+
+def test_user_data_is_not_downloaded(tmp_path):
+    cfg = cfg_of(tmp_path / "nowhere", tmp_path, dataset="folder")
+    with pytest.raises(DatasetError, match="no such folder .*point --data_dir at them"):
+        prepare_data(cfg)
+
+
+# --- end to end ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dataset", ["folder", "csv"])
+def test_train_runs_and_learns_on_the_users_clips(tmp_path, folder_root, csv_meta, cache_dir, dataset):
+    where = (["--data_dir", str(folder_root), "--split", "stratified", "--valid_pct", "0.25"] if dataset == "folder"
+             else ["--data_dir", str(csv_meta.parent), "--metadata", "metadata.csv", "--fold", "2"])
+    out = tmp_path / "res"
+    code = train.main(["--dataset", dataset, *where, "--cache_dir", str(cache_dir), "--results_dir", str(out), *TINY,
+                       "--n_epochs", "2", "--mix_up", "0"])
+    (rec,) = read_records(out)
+    assert code == 0 and rec["status"] == "finished", rec["error"]
+    assert rec["config"]["dataset"] == dataset and rec["config"]["clip_seconds"] == 5.0
+    assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == ((72, 24) if dataset == "folder" else (64, 32))
+    assert rec["summary"]["accuracy"] >= 0.75, rec["history"]  # chance: 0.25
