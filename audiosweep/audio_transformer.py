@@ -103,7 +103,7 @@ def _missing(checkpoint: str, files: str, e: Exception) -> UserError:
 
     return UserError(f"could not load the AST checkpoint {checkpoint} ({' '.join(str(e).split())[:200]}). Fetch "
                      f"{files} of the Hugging Face hub's {checkpoint} into {huggingface_hub.constants.HF_HUB_CACHE} "
-                     "on a machine with internet (huggingface-cli download "
+                     "on a machine with internet (hf download "
                      f"{checkpoint}), give a local copy with --pretrained_path, or pass --pretrained false")
 
 
