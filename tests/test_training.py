@@ -77,3 +77,27 @@ def test_features_are_stored_in_float32_on_cpu():
     assert feature_dtype(merge([]), torch.device("cpu")) == torch.float32
     assert feature_dtype(merge([]), torch.device("cuda")) == torch.float16
     assert feature_dtype(merge([{"precision": "fp32"}]), torch.device("cuda")) == torch.float32
+
+
+@pytest.mark.parametrize("accumulate, steps", [(1, 5), (2, 2)])
+def test_accumulate_steps_once_per_that_many_batches(accumulate, steps):
+    """36 training clips in batches of 8 (the last one 4): with accumulate 2 the optimiser steps after every
+    16 clips, twice an epoch; fastai's GradientAccumulation leaves the 4-clip remainder for the next epoch."""
+    from fastai.callback.core import Callback
+
+    from audiosweep.training import build_learner, make_dls
+
+    class CountSteps(Callback):
+        def before_fit(self):
+            self.n = 0
+
+        def after_step(self):
+            self.n += 1
+
+    cfg = merge([{"arch": "simple_cnn", "batch_size": 8, "accumulate": accumulate, "mix_up": 0, "n_epochs": 1}])
+    x, y = torch.randn(48, 1, 32, 48), torch.arange(48) % 3
+    counter = CountSteps()
+    learn = build_learner(cfg, make_dls(x, y, torch.arange(36), torch.arange(36, 48), cfg), 1, 3,
+                          torch.device("cpu"), [counter])
+    fit(learn, cfg)
+    assert counter.n == steps
