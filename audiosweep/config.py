@@ -22,9 +22,6 @@ from typing import Any, Literal
 
 import yaml
 
-DEFAULT_ESC50_URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
-
-
 # What a knob is to the rest of the toolkit (its ``role`` metadata):
 SETTING = "setting"  # what a run computes: part of its identity, compared by analysis
 REPLICATE = "replicate"  # which repeat of a setting (seed, validation fold): identity, but pooled by analysis
@@ -182,31 +179,34 @@ class Config:
     spec_time_width: int = knob(64, "widest time mask, in frames", "augmentation", label="time mask width",
                                 unit="frames", bounds=POSITIVE, needs="spec_time_masks")
     # data
-    dataset: Literal["esc50", "esc10", "folder", "csv"] = knob(
+    dataset: Literal["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan"] = knob(
         "esc50", "esc50 | esc10 (its 10-class subset) | folder (your clips in data_dir/<class>/*.wav|flac|ogg) | "
-        "csv (your clips listed in --metadata)", "data", label="dataset")
-    data_dir: str = knob("data/ESC-50", "dataset root: for esc50/esc10 it holds meta/esc50.csv and audio/ "
-                         "(downloaded if absent); for folder one sub-folder per class; for csv the folder that the "
-                         "metadata's file paths are relative to", "data", role=ENVIRONMENT)
+        "csv (your clips listed in --metadata) | urbansound8k (10 classes, 10 official folds) | gtzan (10 music "
+        "genres, no official folds: --split stratified)", "data", label="dataset")
+    data_dir: str = knob("data/ESC-50", "dataset root: for esc50/esc10 it holds meta/esc50.csv and audio/, for "
+                         "urbansound8k metadata/UrbanSound8K.csv and audio/fold1..10/, for gtzan genres/<genre>/ "
+                         "(these three are downloaded if absent: point data_dir at a folder of their own); for "
+                         "folder one sub-folder per class; for csv the folder that the metadata's file paths are "
+                         "relative to", "data", role=ENVIRONMENT)
     metadata: str | None = knob(None, "dataset csv: CSV file with columns file (relative to data_dir), label, and "
                                 "optionally fold (positive integers, for split official) and group (clips of one "
                                 "recording); looked up as given, then in data_dir", "data", role=ENVIRONMENT)
     clip_seconds: float | None = knob(None, "every clip is cropped (to its start) or padded to this length; null = "
-                                      "the dataset's (5 s for all of them)", "data", label="clip length", unit="s",
-                                      bounds=POSITIVE)
+                                      "the dataset's (urbansound8k 4 s, gtzan 30 s, the others 5 s)", "data",
+                                      label="clip length", unit="s", bounds=POSITIVE)
     pad_mode: Literal["zeros", "repeat"] = knob(
         "zeros", "how clips shorter than clip_seconds are padded: zeros (silence after the clip) | repeat (the clip "
         "again, as often as it takes)", "data", label="padding")
-    download_url: str = knob(DEFAULT_ESC50_URL, "where the dataset archive is downloaded from", "data",
-                             role=ENVIRONMENT)
+    download_url: str | None = knob(None, "where the dataset archive (zip or tar) is downloaded from; null = the "
+                                    "dataset's official archive", "data", role=ENVIRONMENT)
     cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
                           role=ENVIRONMENT)
     split: Literal["official", "stratified"] = knob(
-        "official", "official (validate on `fold`; esc50/esc10, or csv with a fold column) | stratified (valid_pct "
-        "per class, grouped by recording: src_file of ESC-50, the group column of csv, else each file alone)",
-        "data", label="split")
-    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; csv: a value of its fold "
-                     "column)", "data", role=REPLICATE, label="validation fold", bounds=Bounds(1))
+        "official", "official (validate on `fold`; esc50/esc10, urbansound8k, or csv with a fold column) | "
+        "stratified (valid_pct per class, grouped by recording: src_file of ESC-50, fsID of UrbanSound8K, the group "
+        "column of csv, else each file alone)", "data", label="split")
+    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k: 1..10; csv: a "
+                     "value of its fold column)", "data", role=REPLICATE, label="validation fold", bounds=Bounds(1))
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,

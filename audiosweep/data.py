@@ -69,7 +69,8 @@ class ClipSpec:
 
     @property
     def title(self) -> str:
-        return {"esc50": "ESC-50", "esc10": "ESC-10"}.get(self.dataset, f"dataset {self.dataset}")
+        return {"esc50": "ESC-50", "esc10": "ESC-10", "urbansound8k": "UrbanSound8K", "gtzan": "GTZAN"}.get(
+            self.dataset, f"dataset {self.dataset}")
 
 
 ESC50_CLIPS = ClipSpec()
@@ -354,17 +355,18 @@ def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Gen
 
 
 def ensure_dataset(cfg: Config) -> Path:
-    """The dataset root; a downloadable dataset (ESC-50) is downloaded from ``cfg.download_url`` first when its
-    metadata is absent."""
+    """The dataset root; a downloadable dataset (ESC-50, UrbanSound8K, GTZAN) is downloaded from
+    ``cfg.download_url`` (by default its official archive) first when its marker is absent."""
     entry = dataset_entry(cfg.dataset_name)
     data_dir = Path(cfg.data_dir).expanduser()
     if entry.download_marker is None:
         if not data_dir.is_dir():
             raise DatasetError(f"data_dir {data_dir}: no such folder (dataset {entry.name} holds your own clips: "
                                "point --data_dir at them)")
-    elif not (data_dir / entry.download_marker).is_file():
-        print(f"ESC-50 not found in {data_dir}: downloading {cfg.download_url}")
-        download_dataset(cfg.download_url, data_dir, marker=entry.download_marker)
+    elif not (data_dir / entry.download_marker).exists():
+        url = cfg.download_url or entry.download_url
+        print(f"{ClipSpec(entry.name).title} not found in {data_dir}: downloading {url}")
+        download_dataset(url, data_dir, marker=entry.download_marker)
     return data_dir
 
 

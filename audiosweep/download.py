@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
+import lzma
 import os
 import shutil
+import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -66,37 +73,69 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff
 
 
 def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
-    """Verify ``archive`` and unpack the folder holding ``marker`` (e.g. ``meta/esc50.csv``) to ``dest``.
+    """Verify ``archive`` (zip or tar, compressed or not) and unpack the folder holding ``marker`` to ``dest``:
+    a file (``meta/esc50.csv``) or a folder ending in ``/`` (``genres/``).
 
-    Unpacks into a temporary folder beside ``dest`` and renames it into place, so a half-finished
-    extraction never looks like a complete dataset.
+    Every member is checked before anything is written, and the archive is unpacked into a temporary folder
+    beside ``dest`` that is renamed into place, so a half-finished extraction never looks like a complete dataset.
     """
     try:
-        with zipfile.ZipFile(archive) as z:
-            bad = z.testzip()
-            if bad is not None:
-                raise DownloadError(f"{archive}: corrupt member {bad} (CRC mismatch)")
-            unsafe = [i.filename for i in z.infolist() if unsafe_member(i)]
-            if unsafe:
-                raise DownloadError(f"{archive}: refusing to unpack {len(unsafe)} member(s) that would land outside "
-                                    f"the dataset folder or are links (first: {unsafe[0]!r}); is it the right "
-                                    "archive?")
-            roots = [n[: -len(marker)] for n in z.namelist() if n.endswith(marker)]
-            if not roots:
-                raise DownloadError(f"{archive}: no {marker} inside; is it the right archive?")
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-            try:
-                members = [n for n in z.namelist() if n.startswith(roots[0])]
-                for name in tqdm(members, desc="extracting", unit="file", disable=None):
-                    z.extract(name, tmp)
-                root = (tmp / roots[0]).resolve()
-                if not root.is_relative_to(tmp.resolve()):  # checked above; never move what is not ours
-                    raise DownloadError(f"{archive}: {roots[0]!r} is outside the extraction folder")
-                os.replace(root, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    except zipfile.BadZipFile as e:
-        raise DownloadError(f"{archive}: not a valid zip archive ({e})") from e
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                bad = z.testzip()
+                if bad is not None:
+                    raise DownloadError(f"{archive}: corrupt member {bad} (CRC mismatch)")
+                unsafe = [i.filename for i in z.infolist() if unsafe_member(i)]
+                root = _checked_root(archive, unsafe, z.namelist(), marker)
+                members = [n for n in z.namelist() if n.startswith(root)]
+                return _unpack(archive, dest, root, members, z.extract)
+        with tarfile.open(archive) as t:
+            infos = t.getmembers()  # reads the whole archive: a truncated or corrupt one fails here
+            unsafe = [i.name for i in infos if unsafe_tar_member(i)]
+            root = _checked_root(archive, unsafe, [_plain(i.name) + "/" * i.isdir() for i in infos], marker)
+            members = [i for i in infos if _plain(i.name).startswith(root)]
+            # filter="data" re-checks each member as it is written (tarfile's own rules for untrusted archives)
+            return _unpack(archive, dest, root, members, lambda m, to: t.extract(m, to, filter="data"))
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:
+        raise DownloadError(f"{archive}: not a valid zip or tar archive ({e})") from e
+
+
+def _plain(name: str) -> str:
+    """A tar member's name without the ``./`` that some archivers put first."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _checked_root(archive: Path, unsafe: list[str], names: list[str], marker: str) -> str:
+    """The folder (``""`` or ending in ``/``) of the shallowest ``marker`` among ``names``, once no member is
+    ``unsafe``."""
+    if unsafe:
+        raise DownloadError(f"{archive}: refusing to unpack {len(unsafe)} member(s) that would land outside "
+                            f"the dataset folder or are links (first: {unsafe[0]!r}); is it the right archive?")
+    roots = []
+    for name in names:
+        path = "/" + name
+        at = path.find("/" + marker)
+        # a file marker ends the name; a folder marker (ending in /) may be followed by its contents
+        if at >= 0 and (marker.endswith("/") or path[at + 1:] == marker):
+            roots.append(path[1:at + 1])
+    if not roots:
+        raise DownloadError(f"{archive}: no {marker} inside; is it the right archive?")
+    return min(roots, key=len)
+
+
+def _unpack(archive: Path, dest: Path, root: str, members: list, extract: Callable[[Any, Path], Any]) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        for member in tqdm(members, desc="extracting", unit="file", disable=None):
+            extract(member, tmp)
+        top = (tmp / root).resolve()
+        if not top.is_relative_to(tmp.resolve()):  # checked above; never move what is not ours
+            raise DownloadError(f"{archive}: {root!r} is outside the extraction folder")
+        os.replace(top, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
@@ -105,7 +144,22 @@ def unsafe_member(info: zipfile.ZipInfo) -> bool:
     anywhere): none belongs in a dataset archive."""
     name = info.filename.replace("\\", "/")
     is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-    return is_link or name.startswith("/") or ":" in name.split("/")[0] or ".." in name.split("/")
+    return is_link or _unsafe_name(name)
+
+
+def unsafe_tar_member(info: tarfile.TarInfo) -> bool:
+    """As :func:`unsafe_member`, for a tar member: links (symbolic or hard) and devices are refused too."""
+    return not (info.isfile() or info.isdir()) or _unsafe_name(info.name.replace("\\", "/"))
+
+
+def _unsafe_name(name: str) -> bool:
+    return name.startswith("/") or ":" in name.split("/")[0] or ".." in name.split("/")
+
+
+def archive_suffix(url: str) -> str:
+    """The archive's suffix as ``url`` names it (``.zip`` when it names none): only the downloaded file's name."""
+    path = urllib.parse.urlsplit(url).path
+    return next((s for s in (".tar.gz", ".tgz", ".tar") if path.endswith(s)), ".zip")
 
 
 def download_dataset(url: str, dest: Path, marker: str) -> Path:
@@ -116,7 +170,7 @@ def download_dataset(url: str, dest: Path, marker: str) -> Path:
                             "or at an empty or missing folder to download into")
     if dest.exists():
         dest.rmdir()
-    archive = fetch(url, dest.parent / f".{dest.name}.zip")
+    archive = fetch(url, dest.parent / f".{dest.name}{archive_suffix(url)}")
     try:
         extract_dataset(archive, dest, marker)
     except DownloadError:

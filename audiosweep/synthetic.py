@@ -4,7 +4,8 @@ Each class gets its own tone (with harmonics) inside its own noise band, at a ra
 phase, so a small CNN learns the classes in a few epochs. :func:`make_synthetic_esc50` looks like ESC-50 on
 disk: the official ``meta/esc50.csv`` and 5 s, 44.1 kHz, mono, 16-bit clips under the official file names.
 :func:`make_synthetic_folder` and :func:`make_synthetic_csv` look like a user's own clips: several sample
-rates, some stereo, lengths around 5 s, wav and flac.
+rates, some stereo, lengths around 5 s, wav and flac. :func:`make_synthetic_urbansound8k` and
+:func:`make_synthetic_gtzan` lay such clips out as those datasets do (their metadata, folds and file names).
 """
 
 from __future__ import annotations
@@ -100,3 +101,37 @@ def make_synthetic_csv(root: str | Path, n_classes: int = 4, per_class: int = 12
         rows.append({"file": name, "label": f"sound {c}", "fold": 1 + (i // 2) % n_folds, "group": f"{c}-{i // 2}"})
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     return root / "metadata.csv"
+
+
+URBANSOUND8K_CLASSES = ("air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling", "engine_idling",
+                        "gun_shot", "jackhammer", "siren", "street_music")
+
+
+def make_synthetic_urbansound8k(root: str | Path, n_classes: int = 3, n_folds: int = 2, per_class_per_fold: int = 4,
+                                seed: int = 0) -> Path:
+    """Write an UrbanSound8K tree at ``root`` (``audio/fold<k>/<fsID>-<classID>-0-<i>.wav`` and
+    ``metadata/UrbanSound8K.csv``) of variable clips, two per recording (fsID) and each recording in one fold;
+    returns ``root``."""
+    root = Path(root)
+    rows = []
+    for c, i, wav, rate in variable_clips(n_classes, n_folds * per_class_per_fold, seed):
+        fold, fs_id = 1 + i // per_class_per_fold, 1000 * c + i // 2
+        name = f"{fs_id}-{c}-0-{i}.wav"
+        _write(root / "audio" / f"fold{fold}" / name, wav, rate)
+        rows.append({"slice_file_name": name, "fsID": fs_id, "start": 0.0, "end": len(wav) / rate, "salience": 1,
+                     "fold": fold, "classID": c, "class": URBANSOUND8K_CLASSES[c]})
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "metadata" / "UrbanSound8K.csv", index=False)
+    return root
+
+
+GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+
+
+def make_synthetic_gtzan(root: str | Path, n_classes: int = 3, per_class: int = 8, seed: int = 0) -> Path:
+    """Write a GTZAN tree at ``root`` (``genres/<genre>/<genre>.000NN.wav``) of variable clips; returns ``root``."""
+    root = Path(root)
+    for c, i, wav, rate in variable_clips(n_classes, per_class, seed):
+        genre = GTZAN_GENRES[c]
+        _write(root / "genres" / genre / f"{genre}.{i:05d}.wav", wav, rate)
+    return root

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 import pandas as pd
@@ -16,10 +18,17 @@ import train
 from audiosweep import data
 from audiosweep.config import ConfigError, effective, merge
 from audiosweep.data import ClipSpec, DatasetError, prepare_data
-from audiosweep.datasets import DATASETS
+from audiosweep.datasets import DATASETS, gtzan, urbansound8k
 from audiosweep.results import config_id
-from audiosweep.synthetic import class_clip, make_synthetic_csv, make_synthetic_folder
+from audiosweep.synthetic import (
+    class_clip,
+    make_synthetic_csv,
+    make_synthetic_folder,
+    make_synthetic_gtzan,
+    make_synthetic_urbansound8k,
+)
 from tests.conftest import REPO, TINY, read_records
+from tests.test_download import Server
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +41,18 @@ def folder_root(tmp_path_factory):
 def csv_meta(tmp_path_factory):
     """The same kind of clips listed in metadata.csv with folds 1..3 and groups of two clips."""
     return make_synthetic_csv(tmp_path_factory.mktemp("csv") / "mine", per_class=24)
+
+
+@pytest.fixture(scope="session")
+def us8k_root(tmp_path_factory):
+    """3 classes x 2 folds x 4 clips (two per fsID): 22.05 and 44.1 kHz, a third stereo, 3 to 6.5 s."""
+    return make_synthetic_urbansound8k(tmp_path_factory.mktemp("us8k") / "UrbanSound8K")
+
+
+@pytest.fixture(scope="session")
+def gtzan_root(tmp_path_factory):
+    """3 genres x 8 clips of 3 to 6.5 s."""
+    return make_synthetic_gtzan(tmp_path_factory.mktemp("gtzan") / "GTZAN")
 
 
 @pytest.fixture
@@ -48,12 +69,19 @@ def cfg_of(root, cache, **extra):
 
 
 def test_registry_lists_each_dataset_with_its_folds_length_and_format():
-    assert list(DATASETS) == ["esc50", "esc10", "folder", "csv"]
+    assert list(DATASETS) == ["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan"]
     esc50, folder, table = DATASETS["esc50"], DATASETS["folder"], DATASETS["csv"]
     assert (esc50.n_folds, esc50.default_seconds, esc50.strict, esc50.download_marker) == (5, 5.0, True,
                                                                                            "meta/esc50.csv")
     assert (folder.n_folds, folder.strict, folder.download_marker) == (None, False, None)
     assert table.folds_in_metadata and not table.strict and table.default_seconds == 5.0
+    us8k, gt = DATASETS["urbansound8k"], DATASETS["gtzan"]
+    assert (us8k.n_folds, us8k.default_seconds, us8k.strict, us8k.download_marker, us8k.download_url) == (
+        10, 4.0, False, "metadata/UrbanSound8K.csv", "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz")
+    assert (gt.n_folds, gt.default_seconds, gt.strict, gt.download_marker) == (None, 30.0, False, "genres/")
+    assert gt.download_url.endswith("/marsyas/gtzan/resolve/main/data/genres.tar.gz")
+    assert merge([{"dataset": "urbansound8k", "fold": 10}]).clip_length == 4.0
+    assert merge([{"dataset": "gtzan", "split": "stratified"}]).clip_length == 30.0
 
 
 def test_config_reads_the_registry_without_torch():
@@ -81,6 +109,8 @@ def test_esc10_flag_and_old_records_keep_their_identity():
     ({"dataset": "esc10", "fold": 7}, ["fold", "esc10", "1..5"]),
     ({"dataset": "folder"}, ["split", "folder", "--split stratified"]),
     ({"dataset": "csv"}, ["metadata", "--metadata"]),
+    ({"dataset": "urbansound8k", "fold": 11}, ["fold", "urbansound8k", "1..10"]),
+    ({"dataset": "gtzan"}, ["split", "gtzan", "no official folds", "--split stratified"]),
     ({"metadata": "m.csv"}, ["metadata", "only read by dataset csv"]),
     ({"dataset": "folder", "split": "stratified", "esc10": True}, ["esc10", "folder"]),
     ({"clip_seconds": 0}, ["clip_seconds", "> 0"]),
@@ -225,6 +255,98 @@ def test_user_data_is_not_downloaded(tmp_path):
         prepare_data(cfg)
 
 
+# --- the public datasets: UrbanSound8K, GTZAN ---------------------------------------------------------------------
+
+
+def test_urbansound8k_lists_labels_folds_and_groups(us8k_root):
+    meta = DATASETS["urbansound8k"].list_clips(us8k_root, None)
+    assert len(meta) == 24 and list(meta.filename[:2]) == ["fold1/0-0-0-0.wav", "fold1/0-0-0-1.wav"]
+    assert meta.drop_duplicates("target").label.tolist() == ["air_conditioner", "car_horn", "children_playing"]
+    assert meta.groupby("fold").size().to_dict() == {1: 12, 2: 12}
+    assert meta.groupby("group").fold.nunique().eq(1).all() and meta.group.nunique() == 12  # fsID: one fold each
+    assert all((us8k_root / "audio" / f).is_file() for f in meta.filename)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_urbansound8k_official_split_validates_on_the_fold(us8k_root, tmp_path):
+    d = prepare_data(cfg_of(us8k_root, tmp_path, dataset="urbansound8k", split="official", fold=2))
+    assert d.classes == ["air_conditioner", "car_horn", "children_playing"]
+    assert set(d.meta.fold.iloc[d.valid_idx.numpy()]) == {2} and set(d.meta.fold.iloc[d.train_idx.numpy()]) == {1}
+    assert len(d.valid_idx) == 12 and d.waveforms.shape == (24, 4 * 16000)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda m: m.drop(columns="fsID"), ["columns ['fsID'] missing"]),
+    (lambda m: m.assign(fold=m.fold.where(m.index > 0, 11)), ["1 fold value(s) outside 1..10"]),
+    (lambda m: m.assign(classID=m.classID.where(m.index > 0, 1)), ["classID and class disagree"]),
+])
+def test_urbansound8k_metadata_errors_are_named(us8k_root, tmp_path, edit, words):
+    root = tmp_path / "us8k"
+    shutil.copytree(us8k_root / "metadata", root / "metadata")
+    path = root / urbansound8k.META
+    edit(pd.read_csv(path)).to_csv(path, index=False)
+    with pytest.raises(DatasetError) as e:
+        DATASETS["urbansound8k"].list_clips(root, None)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_gtzan_lists_genres_and_splits_stratified(gtzan_root, tmp_path):
+    meta = DATASETS["gtzan"].list_clips(gtzan_root, None)
+    assert meta.filename[0] == "blues/blues.00000.wav" and meta.fold.isna().all() and meta.group.is_unique
+    d = prepare_data(cfg_of(gtzan_root, tmp_path, dataset="gtzan", valid_pct=0.25))
+    assert d.classes == ["blues", "classical", "country"] and d.waveforms.shape == (24, 30 * 16000)
+    assert d.targets[d.valid_idx].bincount().tolist() == [2, 2, 2]
+
+
+@pytest.mark.filterwarnings("ignore:.*downmixed to mono")
+def test_gtzan_unreadable_file_is_dropped_with_allow_missing(gtzan_root, tmp_path):
+    root = tmp_path / "GTZAN"
+    shutil.copytree(gtzan_root, root)
+    (root / "genres" / "blues" / "blues.00003.wav").write_bytes(b"not audio")  # as GTZAN's jazz.00054
+    with pytest.raises(DatasetError, match="1 unreadable .first: blues/blues.00003.wav.*--allow_missing true"):
+        prepare_data(cfg_of(root, tmp_path, dataset="gtzan"))
+    with pytest.warns(UserWarning, match="using the 23 valid clips"):
+        assert len(prepare_data(cfg_of(root, tmp_path, dataset="gtzan", allow_missing=True)).meta) == 23
+
+
+def tar_gz(root, top: str | None) -> bytes:
+    """``root``'s tree as a .tar.gz, under the folder ``top`` (or its own contents at the archive's top)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for p in sorted(root.iterdir()):
+            t.add(p, f"{top}/{p.name}" if top else p.name)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("dataset, top, marker", [
+    ("urbansound8k", "UrbanSound8K", "metadata/UrbanSound8K.csv"),  # the official archive's top folder
+    ("gtzan", None, "genres"),  # genres/ is the archive's top folder: data_dir holds it
+])
+def test_public_datasets_download_from_their_tar_gz(tmp_path, us8k_root, gtzan_root, dataset, top, marker):
+    src = us8k_root if dataset == "urbansound8k" else gtzan_root
+    srv = Server(tar_gz(src, top))
+    try:
+        cfg = cfg_of(tmp_path / "data" / dataset, tmp_path / "cache", dataset=dataset, download_url=srv.url)
+        root = data.ensure_dataset(cfg)
+        assert data.ensure_dataset(cfg) == root and len(srv.requests) == 1  # present: no second download
+    finally:
+        srv.close()
+    assert (root / marker).exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) == [dataset]
+    listed = DATASETS[dataset].list_clips(root, None)
+    pd.testing.assert_frame_equal(listed, DATASETS[dataset].list_clips(src, None))
+    assert all((root / DATASETS[dataset].audio_dir / f).read_bytes() ==
+               (src / DATASETS[dataset].audio_dir / f).read_bytes() for f in listed.filename)
+
+
+@pytest.mark.parametrize("dataset, module", [("urbansound8k", urbansound8k), ("gtzan", gtzan)])
+def test_the_official_archive_is_the_default_download(tmp_path, monkeypatch, dataset, module):
+    calls = []
+    monkeypatch.setattr(data, "download_dataset", lambda url, dest, marker: calls.append((url, dest, marker)))
+    data.ensure_dataset(cfg_of(tmp_path / dataset, tmp_path, dataset=dataset))
+    assert calls == [(module.URL, tmp_path / dataset, DATASETS[dataset].download_marker)]
+
+
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 
@@ -241,3 +363,15 @@ def test_train_runs_and_learns_on_the_users_clips(tmp_path, folder_root, csv_met
     assert rec["config"]["dataset"] == dataset and rec["config"]["clip_seconds"] == 5.0
     assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == ((72, 24) if dataset == "folder" else (64, 32))
     assert rec["summary"]["accuracy"] >= 0.75, rec["history"]  # chance: 0.25
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_train_runs_on_urbansound8k_official_fold(tmp_path, us8k_root, cache_dir):
+    out = tmp_path / "res"
+    code = train.main(["--dataset", "urbansound8k", "--data_dir", str(us8k_root), "--fold", "2", "--cache_dir",
+                       str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "2"])
+    (rec,) = read_records(out)
+    assert code == 0 and rec["status"] == "finished", rec["error"]
+    assert rec["config"]["dataset"] == "urbansound8k" and rec["config"]["clip_seconds"] == 4.0
+    n_fold2 = int((DATASETS["urbansound8k"].list_clips(us8k_root, None).fold == 2).sum())
+    assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == (12, n_fold2) and n_fold2 == 12

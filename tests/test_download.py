@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,3 +184,62 @@ def test_archives_reaching_outside_are_refused_and_touch_nothing(tmp_path, synth
     finally:
         srv.close()
     assert (victim / "esc50.csv").read_text() == "mine" and not (tmp_path / "data" / "ESC-50").exists()
+
+
+def build_tar(synth_root, hostile: list[tarfile.TarInfo]) -> bytes:
+    """A .tar.gz of ``hostile`` members first, then a real ESC-50 tree under ESC-50-master/."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for info in hostile:
+            t.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+        t.add(synth_root / "meta" / "esc50.csv", "ESC-50-master/meta/esc50.csv")
+        p = sorted((synth_root / "audio").iterdir())[0]
+        t.add(p, f"ESC-50-master/audio/{p.name}")
+    return buf.getvalue()
+
+
+def tar_member(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size = kind, target, 1 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def test_tar_archive_is_unpacked_like_a_zip(tmp_path, synth_root):
+    srv = Server(build_tar(synth_root, []))
+    try:
+        dest = download_dataset(srv.url.replace(".zip", ".tar.gz"), tmp_path / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert (dest / "meta" / "esc50.csv").read_bytes() == (synth_root / "meta" / "esc50.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ESC-50"] and len(list((dest / "audio").iterdir())) == 1
+
+
+@pytest.mark.parametrize("hostile", [
+    tar_member("x/../../victim/meta/esc50.csv"),
+    tar_member("/abs/meta/esc50.csv"),
+    tar_member("ESC-50-master/audio/escape", tarfile.SYMTYPE, "/etc"),
+    tar_member("ESC-50-master/audio/hard", tarfile.LNKTYPE, "../../victim/meta/esc50.csv"),
+    tar_member("ESC-50-master/audio/dev", tarfile.CHRTYPE),
+])
+def test_tar_members_reaching_outside_are_refused_and_touch_nothing(tmp_path, synth_root, hostile):
+    victim = tmp_path / "data" / "victim" / "meta"
+    victim.mkdir(parents=True)
+    (victim / "esc50.csv").write_text("mine")
+    srv = Server(build_tar(synth_root, [hostile]))
+    try:
+        with pytest.raises(DownloadError, match="refusing to unpack 1 member"):
+            download_dataset(srv.url, tmp_path / "data" / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert (victim / "esc50.csv").read_text() == "mine" and sorted(p.name for p in (tmp_path / "data").iterdir()) \
+        == ["victim"]
+
+
+def test_truncated_tar_is_refused_and_not_resumed(tmp_path, synth_root):
+    srv = Server(build_tar(synth_root, [])[:-300])
+    try:
+        with pytest.raises(DownloadError, match="not a valid zip or tar archive"):
+            download_dataset(srv.url, tmp_path / "ESC-50", marker="meta/esc50.csv")
+    finally:
+        srv.close()
+    assert not list(tmp_path.iterdir())

@@ -34,9 +34,24 @@ class DatasetDef:
     strict: bool  # every clip must already be default_seconds long at native_rate, mono (checked from headers)
     native_rate: int | None = None  # the sample rate of every clip of a strict dataset
     audio_dir: str = ""  # folder under data_dir that the listed filenames are relative to
-    download_marker: str | None = None  # a file whose absence means "download from download_url"; None: no download
+    download_marker: str | None = None  # a file (or folder, ending in /) whose absence means "download"; None: never
+    download_url: str | None = None  # the official archive, downloaded unless the config names another
     folds_in_metadata: bool = False  # the folds come from the user's metadata (checked when it is read)
     fingerprint_columns: tuple[str, ...] = tuple(CLIP_COLUMNS)  # the listing's columns that make its identity
+
+
+def read_csv(path: Path, required: list[str], expected: str | None = None, **kwargs) -> pd.DataFrame:
+    """The metadata table at ``path`` (``pandas.read_csv`` with ``kwargs``), or a DatasetError naming the file
+    when it cannot be read or lacks one of the ``required`` columns (``expected`` describes them all)."""
+    try:
+        table = pd.read_csv(path, **kwargs)
+    except Exception as e:  # pandas raises several types for unreadable files
+        raise DatasetError(f"{path}: cannot read the metadata ({' '.join(str(e).split())})") from e
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{path}: columns {missing} missing; expected {expected or required} "
+                           f"(found: {list(table.columns)})")
+    return table
 
 
 def check_labels(meta: pd.DataFrame, where: str) -> None:
@@ -54,9 +69,10 @@ def numbered(meta: pd.DataFrame) -> pd.DataFrame:
     return meta.assign(target=meta.label.map({c: i for i, c in enumerate(classes)}).astype(int))
 
 
-from . import esc50, folder, table  # noqa: E402  (the definitions use the helpers above)
+from . import esc50, folder, gtzan, table, urbansound8k  # noqa: E402  (the definitions use the helpers above)
 
-DATASETS: dict[str, DatasetDef] = {d.name: d for d in (esc50.ESC50, esc50.ESC10, folder.FOLDER, table.TABLE)}
+DATASETS: dict[str, DatasetDef] = {d.name: d for d in (esc50.ESC50, esc50.ESC10, folder.FOLDER, table.TABLE,
+                                                       urbansound8k.URBANSOUND8K, gtzan.GTZAN)}
 
 
 def dataset_entry(name: str) -> DatasetDef | None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef
+from . import DatasetDef, read_csv
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -17,6 +17,7 @@ ESC50_RATE = 44100
 ESC50_SECONDS = 5
 ESC50_SAMPLES = ESC50_SECONDS * ESC50_RATE
 META = "meta/esc50.csv"
+URL = "https://github.com/karolpiczak/ESC-50/archive/refs/heads/master.zip"
 OFFICIAL_META = Path(__file__).resolve().parents[2] / "esc50_folds" / "esc50.csv"
 FOLD_COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
 
@@ -28,13 +29,7 @@ def official_metadata() -> pd.DataFrame:
 def read_metadata(data_dir: Path) -> pd.DataFrame:
     """The dataset's own metadata, checked against the official fold assignment shipped in esc50_folds/."""
     path = data_dir / META
-    try:
-        meta = pd.read_csv(path)
-    except Exception as e:
-        raise DatasetError(f"{path}: cannot read the metadata ({e})") from e
-    missing = [c for c in FOLD_COLUMNS if c not in meta.columns]
-    if missing:
-        raise DatasetError(f"{path}: columns {missing} missing; expected {FOLD_COLUMNS}")
+    meta = read_csv(path, FOLD_COLUMNS)
     dup = meta.filename[meta.filename.duplicated()]
     if len(dup):
         raise DatasetError(f"{path}: {len(dup)} clip(s) listed more than once (first: {list(dup[:3])}); restore "
@@ -64,6 +59,6 @@ def list_esc10(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
 
 
 _COMMON = dict(n_folds=5, default_seconds=float(ESC50_SECONDS), strict=True, native_rate=ESC50_RATE, audio_dir="audio",
-               download_marker=META, fingerprint_columns=tuple(FOLD_COLUMNS))
+               download_marker=META, download_url=URL, fingerprint_columns=tuple(FOLD_COLUMNS))
 ESC50 = DatasetDef("esc50", list_esc50, **_COMMON)
 ESC10 = DatasetDef("esc10", list_esc10, **_COMMON)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, check_labels, numbered
+from . import DatasetDef, check_labels, numbered, read_csv
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -27,14 +27,8 @@ def list_table(data_dir: Path, cfg: Config) -> pd.DataFrame:
     path = metadata_path(data_dir, cfg)
     if not path.is_file():
         raise DatasetError(f"metadata {cfg.metadata}: no such file (looked in the working folder and in {data_dir})")
-    try:
-        table = pd.read_csv(path, dtype={"file": str, "label": str, "group": str})
-    except Exception as e:
-        raise DatasetError(f"{path}: cannot read the metadata ({' '.join(str(e).split())})") from e
-    missing = [c for c in REQUIRED if c not in table.columns]
-    if missing:
-        raise DatasetError(f"{path}: columns {missing} missing; expected file, label and optionally fold, group "
-                           f"(found: {list(table.columns)})")
+    table = read_csv(path, REQUIRED, "file, label and optionally fold, group",
+                     dtype={"file": str, "label": str, "group": str})
     blank = table.index[table.file.isna() | table.label.isna()]
     if len(blank):
         raise DatasetError(f"{path}: {len(blank)} row(s) without a file or label (first rows: "

@@ -1,0 +1,32 @@
+"""GTZAN genres (1000 clips of about 30 s, 10 genres): ``genres/<genre>/<genre>.000NN.wav``; downloaded,
+variable clips. It has no official folds: runs use ``--split stratified`` (``valid_pct`` of every genre).
+One of its files (jazz.00054) is known to be unreadable: ``--allow_missing true`` leaves it out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..errors import DatasetError
+from . import DatasetDef
+from .folder import list_folder
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
+AUDIO_DIR = "genres"
+
+
+def list_gtzan(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+    """The genre folders' clips, as dataset folder lists them; each file is its own group (GTZAN lists no
+    recordings)."""
+    if not (data_dir / AUDIO_DIR).is_dir():
+        raise DatasetError(f"{data_dir}: no {AUDIO_DIR}/ folder; GTZAN's root holds {AUDIO_DIR}/<genre>/*.wav")
+    return list_folder(data_dir / AUDIO_DIR, cfg)
+
+
+GTZAN = DatasetDef("gtzan", list_gtzan, n_folds=None, default_seconds=30.0, strict=False, audio_dir=AUDIO_DIR,
+                   download_marker=AUDIO_DIR + "/", download_url=URL)
