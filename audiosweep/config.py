@@ -182,12 +182,13 @@ class Config:
     dataset: Literal["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan"] = knob(
         "esc50", "esc50 | esc10 (its 10-class subset) | folder (your clips in data_dir/<class>/*.wav|flac|ogg) | "
         "csv (your clips listed in --metadata) | urbansound8k (10 classes, 10 official folds) | gtzan (10 music "
-        "genres, no official folds: --split stratified)", "data", label="dataset")
-    data_dir: str = knob("data/ESC-50", "dataset root: for esc50/esc10 it holds meta/esc50.csv and audio/, for "
-                         "urbansound8k metadata/UrbanSound8K.csv and audio/fold1..10/, for gtzan genres/<genre>/ "
-                         "(these three are downloaded if absent: point data_dir at a folder of their own); for "
-                         "folder one sub-folder per class; for csv the folder that the metadata's file paths are "
-                         "relative to", "data", role=ENVIRONMENT)
+        "genres, 10 fixed stratified folds)", "data", label="dataset")
+    data_dir: str | None = knob(None, "dataset root; null = the dataset's own folder (data/ESC-50, "
+                                "data/UrbanSound8K, data/GTZAN), downloaded there when absent. It holds: for "
+                                "esc50/esc10 meta/esc50.csv and audio/, for urbansound8k metadata/UrbanSound8K.csv "
+                                "and audio/fold1..10/, for gtzan genres/<genre>/; for folder (needed) one sub-folder "
+                                "per class; for csv the folder the metadata's file paths are relative to (null: the "
+                                "metadata's)", "data", role=ENVIRONMENT)
     metadata: str | None = knob(None, "dataset csv: CSV file with columns file (relative to data_dir), label, and "
                                 "optionally fold (positive integers, for split official) and group (clips of one "
                                 "recording); looked up as given, then in data_dir", "data", role=ENVIRONMENT)
@@ -202,11 +203,12 @@ class Config:
     cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
                           role=ENVIRONMENT)
     split: Literal["official", "stratified"] = knob(
-        "official", "official (validate on `fold`; esc50/esc10, urbansound8k, or csv with a fold column) | "
+        "official", "official (validate on `fold`; esc50/esc10, urbansound8k, gtzan, or csv with a fold column) | "
         "stratified (valid_pct per class, grouped by recording: src_file of ESC-50, fsID of UrbanSound8K, the group "
         "column of csv, else each file alone)", "data", label="split")
-    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k: 1..10; csv: a "
-                     "value of its fold column)", "data", role=REPLICATE, label="validation fold", bounds=Bounds(1))
+    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k, gtzan: 1..10; "
+                     "csv: a value of its fold column)", "data", role=REPLICATE, label="validation fold",
+                     bounds=Bounds(1))
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
@@ -242,6 +244,15 @@ class Config:
     def dataset_name(self) -> str:
         """The registered dataset the run uses (``esc10`` true on esc50 is dataset esc10)."""
         return "esc10" if self.esc10 and self.dataset == "esc50" else self.dataset
+
+    @property
+    def data_root(self) -> str:
+        """``data_dir``, or when it is null the dataset's own folder (csv: the metadata file's folder)."""
+        if self.data_dir is not None:
+            return self.data_dir
+        if self.dataset == "csv" and self.metadata:
+            return str(Path(self.metadata).expanduser().parent)
+        return _dataset(self.dataset_name).default_dir
 
     @property
     def clip_length(self) -> float:
@@ -603,6 +614,8 @@ def _dataset_errors(cfg: Config) -> list[str]:
         e.append(f"fold: dataset {entry.name} has folds 1..{entry.n_folds}, got {cfg.fold}")
     if cfg.split == "official" and entry.n_folds is None and not entry.folds_in_metadata:
         e.append(f"split: dataset {entry.name} has no official folds; use --split stratified")
+    if cfg.data_dir is None and entry.default_dir is None and cfg.dataset != "csv":
+        e.append(f"data_dir: dataset {entry.name} is your own clips: give --data_dir (the folder that holds them)")
     if cfg.dataset == "csv" and not cfg.metadata:
         e.append("metadata: dataset csv needs --metadata FILE.csv (columns file, label, optionally fold, group)")
     if cfg.metadata and cfg.dataset != "csv":

@@ -358,7 +358,7 @@ def ensure_dataset(cfg: Config) -> Path:
     """The dataset root; a downloadable dataset (ESC-50, UrbanSound8K, GTZAN) is downloaded from
     ``cfg.download_url`` (by default its official archive) first when its marker is absent."""
     entry = dataset_entry(cfg.dataset_name)
-    data_dir = Path(cfg.data_dir).expanduser()
+    data_dir = Path(cfg.data_root).expanduser()
     if entry.download_marker is None:
         if not data_dir.is_dir():
             raise DatasetError(f"data_dir {data_dir}: no such folder (dataset {entry.name} holds your own clips: "

@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UserError) as e:
         print(f"bench/pipeline.py: {e}", file=sys.stderr)
         return 2
-    data_dir = Path(cfg.data_dir).expanduser() if "data_dir" in explicit or not SLICE.is_dir() else SLICE
+    data_dir = Path(cfg.data_root).expanduser() if "data_dir" in explicit or not SLICE.is_dir() else SLICE
     opts.train_bs = opts.train_bs or (cfg.batch_size if device.type == "cuda" else min(cfg.batch_size, 4))
     opts.train_batches = opts.train_batches or (20 if device.type == "cuda" else 2)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -78,7 +78,11 @@ def test_registry_lists_each_dataset_with_its_folds_length_and_format():
     us8k, gt = DATASETS["urbansound8k"], DATASETS["gtzan"]
     assert (us8k.n_folds, us8k.default_seconds, us8k.strict, us8k.download_marker, us8k.download_url) == (
         10, 4.0, False, "metadata/UrbanSound8K.csv", "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz")
-    assert (gt.n_folds, gt.default_seconds, gt.strict, gt.download_marker) == (None, 30.0, False, "genres/")
+    assert (gt.n_folds, gt.default_seconds, gt.strict, gt.download_marker) == (10, 30.0, False, "genres/")
+    assert (esc50.default_dir, us8k.default_dir, gt.default_dir, folder.default_dir) == (
+        "data/ESC-50", "data/UrbanSound8K", "data/GTZAN", None)
+    assert merge([{"dataset": "urbansound8k"}]).data_root == "data/UrbanSound8K"
+    assert merge([{"dataset": "gtzan", "data_dir": "/x"}]).data_root == "/x"
     assert gt.download_url.endswith("/marsyas/gtzan/resolve/main/data/genres.tar.gz")
     assert merge([{"dataset": "urbansound8k", "fold": 10}]).clip_length == 4.0
     assert merge([{"dataset": "gtzan", "split": "stratified"}]).clip_length == 30.0
@@ -86,7 +90,7 @@ def test_registry_lists_each_dataset_with_its_folds_length_and_format():
 
 def test_config_reads_the_registry_without_torch():
     code = ("import sys; from audiosweep.config import merge; "
-            "merge([{'dataset': 'folder', 'split': 'stratified', 'clip_seconds': 2}]); "
+            "merge([{'dataset': 'folder', 'data_dir': 'x', 'split': 'stratified', 'clip_seconds': 2}]); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -110,7 +114,8 @@ def test_esc10_flag_and_old_records_keep_their_identity():
     ({"dataset": "folder"}, ["split", "folder", "--split stratified"]),
     ({"dataset": "csv"}, ["metadata", "--metadata"]),
     ({"dataset": "urbansound8k", "fold": 11}, ["fold", "urbansound8k", "1..10"]),
-    ({"dataset": "gtzan"}, ["split", "gtzan", "no official folds", "--split stratified"]),
+    ({"dataset": "gtzan", "fold": 11}, ["fold", "gtzan", "1..10"]),
+    ({"dataset": "folder", "split": "stratified"}, ["data_dir", "folder", "--data_dir"]),
     ({"metadata": "m.csv"}, ["metadata", "only read by dataset csv"]),
     ({"dataset": "folder", "split": "stratified", "esc10": True}, ["esc10", "folder"]),
     ({"clip_seconds": 0}, ["clip_seconds", "> 0"]),
@@ -291,9 +296,14 @@ def test_urbansound8k_metadata_errors_are_named(us8k_root, tmp_path, edit, words
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_gtzan_lists_genres_and_splits_stratified(gtzan_root, tmp_path):
+def test_gtzan_lists_genres_with_ten_stratified_folds(gtzan_root, tmp_path):
     meta = DATASETS["gtzan"].list_clips(gtzan_root, None)
-    assert meta.filename[0] == "blues/blues.00000.wav" and meta.fold.isna().all() and meta.group.is_unique
+    assert meta.filename[0] == "blues/blues.00000.wav" and meta.group.is_unique
+    # within each genre, file-name order deals the clips to folds 1..10 in turn: 8 clips -> folds 1..8
+    assert meta[meta.label == "country"].sort_values("filename").fold.tolist() == list(range(1, 9))
+    official = prepare_data(cfg_of(gtzan_root, tmp_path, dataset="gtzan", split="official", fold=3))
+    assert official.meta.filename.iloc[official.valid_idx.numpy()].str.endswith(".00002.wav").all()
+    assert len(official.valid_idx) == 3
     d = prepare_data(cfg_of(gtzan_root, tmp_path, dataset="gtzan", valid_pct=0.25))
     assert d.classes == ["blues", "classical", "country"] and d.waveforms.shape == (24, 30 * 16000)
     assert d.targets[d.valid_idx].bincount().tolist() == [2, 2, 2]

@@ -36,6 +36,7 @@ class DatasetDef:
     audio_dir: str = ""  # folder under data_dir that the listed filenames are relative to
     download_marker: str | None = None  # a file (or folder, ending in /) whose absence means "download"; None: never
     download_url: str | None = None  # the official archive, downloaded unless the config names another
+    default_dir: str | None = None  # data_dir when the config gives none (None: the user's own, data_dir needed)
     folds_in_metadata: bool = False  # the folds come from the user's metadata (checked when it is read)
     fingerprint_columns: tuple[str, ...] = tuple(CLIP_COLUMNS)  # the listing's columns that make its identity
 

@@ -59,6 +59,7 @@ def list_esc10(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
 
 
 _COMMON = dict(n_folds=5, default_seconds=float(ESC50_SECONDS), strict=True, native_rate=ESC50_RATE, audio_dir="audio",
-               download_marker=META, download_url=URL, fingerprint_columns=tuple(FOLD_COLUMNS))
+               download_marker=META, download_url=URL, fingerprint_columns=tuple(FOLD_COLUMNS),
+               default_dir="data/ESC-50")
 ESC50 = DatasetDef("esc50", list_esc50, **_COMMON)
 ESC10 = DatasetDef("esc10", list_esc10, **_COMMON)
