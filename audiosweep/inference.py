@@ -10,7 +10,8 @@ import torch
 import torchaudio
 
 from .config import FIELDS, Config, ConfigError, merge
-from .data import clip_samples
+from .data import ClipSpec, clip_samples, conform
+from .datasets import dataset_entry
 from .errors import UserError
 from .features import apply_normalization, compute_features, n_frames
 from .models import create_arch
@@ -34,11 +35,16 @@ class Predictor:
     device: torch.device
 
     def clip(self, path: str | Path) -> torch.Tensor:
-        """A clip as the dataset loader gives it: mono, resampled to the model's rate, of its clip length."""
+        """A clip as the dataset loader gives it: mono, resampled to the model's rate, of its clip length. A model
+        trained on a variable dataset takes any clip, downmixed, cropped or padded as its training clips were; one
+        trained on ESC-50 takes 5 s mono clips."""
         try:
             wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as e:  # soundfile raises several types for unreadable files
             raise PredictError(f"{path}: cannot read the clip ({e})") from e
+        entry = dataset_entry(self.cfg.dataset_name)
+        if entry is not None and not entry.strict:
+            wav = conform(wav, rate, ClipSpec.of(entry, self.cfg), Path(path))[:, None]
         if wav.shape[1] != 1:
             raise PredictError(f"{path}: {wav.shape[1]} channels; the model takes mono clips (downmix it first)")
         seconds = len(wav) / rate

@@ -98,3 +98,24 @@ def test_an_ensemble_of_trained_trials_matches_its_saved_predictions(tmp_path, s
     assert all(list(f["filenames"]) == list(loaded[0]["filenames"]) for f in loaded)  # one validation set
     mean = np.mean([f["probs"] for f in loaded], axis=0)
     assert np.isclose(printed, (mean.argmax(1) == loaded[0]["targets"]).mean())
+
+
+def test_a_model_of_a_variable_dataset_takes_clips_as_its_training_clips_were_made(tmp_path):
+    """Stereo, other rates, shorter and longer clips: downmixed, padded or cropped and resampled exactly as the
+    dataset loader made the training clips, so the model sees the waveforms it was trained on."""
+    from audiosweep.data import prepare_data
+    from audiosweep.synthetic import make_synthetic_folder
+
+    root = make_synthetic_folder(tmp_path / "clips", n_classes=2, per_class=6)
+    args = ["--dataset", "folder", "--data_dir", str(root), "--split", "stratified", "--cache_dir",
+            str(tmp_path / "cache"), *TINY, "--n_epochs", "1", "--clip_seconds", "4", "--pad_mode", "repeat"]
+    assert train.main([*args, "--results_dir", str(tmp_path / "res"), "--save_model", "final"]) == 0
+    predictor = load_predictor(tmp_path / "res")
+    data = prepare_data(train.parse_args(args)[0])
+    for row in range(len(data.meta)):
+        path = root / data.meta.filename[row]
+        assert torch.allclose(predictor.clip(path), data.waveforms[row].float(), atol=2e-3), path
+    infos = [sf.info(str(root / f)) for f in data.meta.filename]
+    assert {i.channels for i in infos} == {1, 2} and len({i.samplerate for i in infos}) > 1
+    assert min(i.duration for i in infos) < 4 < max(i.duration for i in infos)
+    assert predictor.probabilities([path]).shape == (1, 2)
