@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -179,36 +180,43 @@ class Config:
     spec_time_width: int = knob(64, "widest time mask, in frames", "augmentation", label="time mask width",
                                 unit="frames", bounds=POSITIVE, needs="spec_time_masks")
     # data
-    dataset: Literal["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan"] = knob(
+    dataset: Literal["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan", "dcase2017_scenes"] = knob(
         "esc50", "esc50 | esc10 (its 10-class subset) | folder (your clips in data_dir/<class>/*.wav|flac|ogg) | "
         "csv (your clips listed in --metadata) | urbansound8k (10 classes, 10 official folds) | gtzan (10 music "
-        "genres, 10 fixed stratified folds)", "data", label="dataset")
+        "genres, 10 fixed stratified folds) | dcase2017_scenes (DCASE 2017 task 1 development set, TUT Acoustic "
+        "Scenes 2017: 15 acoustic scenes, 10 s clips, 4 official folds)", "data", label="dataset")
     data_dir: str | None = knob(None, "dataset root; null = the dataset's own folder (data/ESC-50, "
-                                "data/UrbanSound8K, data/GTZAN), downloaded there when absent. It holds: for "
-                                "esc50/esc10 meta/esc50.csv and audio/, for urbansound8k metadata/UrbanSound8K.csv "
-                                "and audio/fold1..10/, for gtzan genres/<genre>/; for folder (needed) one sub-folder "
+                                "data/UrbanSound8K, data/GTZAN, data/DCASE2017-scenes), downloaded there when absent. "
+                                "It holds: for esc50/esc10 meta/esc50.csv and audio/, for urbansound8k "
+                                "metadata/UrbanSound8K.csv and audio/fold1..10/, for gtzan genres/<genre>/, for "
+                                "dcase2017_scenes evaluation_setup/fold1..4_evaluate.txt and audio/ (its meta and 10 "
+                                "audio archives unpacked together); for folder (needed) one sub-folder "
                                 "per class; for csv the folder the metadata's file paths are relative to (null: the "
                                 "metadata's)", "data", role=ENVIRONMENT)
     metadata: str | None = knob(None, "dataset csv: CSV file with columns file (relative to data_dir), label, and "
                                 "optionally fold (positive integers, for split official) and group (clips of one "
                                 "recording); looked up as given, then in data_dir", "data", role=ENVIRONMENT)
     clip_seconds: float | None = knob(None, "every clip is cropped (to its start) or padded to this length; null = "
-                                      "the dataset's (urbansound8k 4 s, gtzan 30 s, the others 5 s)", "data",
+                                      "the dataset's (urbansound8k 4 s, gtzan 30 s, dcase2017_scenes 10 s, the "
+                                      "others 5 s)", "data",
                                       label="clip length", unit="s", bounds=POSITIVE)
     pad_mode: Literal["zeros", "repeat"] = knob(
         "zeros", "how clips shorter than clip_seconds are padded: zeros (silence after the clip) | repeat (the clip "
         "again, as often as it takes)", "data", label="padding")
     download_url: str | None = knob(None, "where the dataset archive (zip or tar) is downloaded from; null = the "
-                                    "dataset's official archive", "data", role=ENVIRONMENT)
+                                    "dataset's official archive. For a dataset in several archives "
+                                    "(dcase2017_scenes) the folder URL that holds them all under their official "
+                                    "names (a mirror)", "data", role=ENVIRONMENT)
     cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
                           role=ENVIRONMENT)
     split: Literal["official", "stratified"] = knob(
-        "official", "official (validate on `fold`; esc50/esc10, urbansound8k, gtzan, or csv with a fold column) | "
-        "stratified (valid_pct per class, grouped by recording: src_file of ESC-50, fsID of UrbanSound8K, the group "
-        "column of csv, else each file alone)", "data", label="split")
+        "official", "official (validate on `fold`; esc50/esc10, urbansound8k, gtzan, dcase2017_scenes, or csv "
+        "with a fold column) | stratified (valid_pct per class, grouped by recording: src_file of ESC-50, fsID of "
+        "UrbanSound8K, the location of dcase2017_scenes, the group column of csv, else each file alone)", "data",
+        label="split")
     fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k, gtzan: 1..10; "
-                     "csv: a value of its fold column)", "data", role=REPLICATE, label="validation fold",
-                     bounds=Bounds(1))
+                     "dcase2017_scenes: 1..4, its fold<k>_evaluate.txt; csv: a value of its fold column)", "data",
+                     role=REPLICATE, label="validation fold", bounds=Bounds(1))
     valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
                             bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
@@ -605,6 +613,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(_format(e))
 
 
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")  # a download_url naming one archive
+
+
 def _dataset_errors(cfg: Config) -> list[str]:
     """The dataset keys that contradict the dataset: folds it lacks, metadata it does not read."""
     e, entry = [], _dataset(cfg.dataset_name)
@@ -618,6 +629,9 @@ def _dataset_errors(cfg: Config) -> list[str]:
         e.append(f"data_dir: dataset {entry.name} is your own clips: give --data_dir (the folder that holds them)")
     if cfg.dataset == "csv" and not cfg.metadata:
         e.append("metadata: dataset csv needs --metadata FILE.csv (columns file, label, optionally fold, group)")
+    if entry.download_urls and cfg.download_url and urlsplit(cfg.download_url).path.endswith(ARCHIVE_SUFFIXES):
+        e.append(f"download_url: dataset {entry.name} is {len(entry.download_urls)} archives; give the folder URL "
+                 f"that holds them all (as the official {entry.download_urls[0].rsplit('/', 1)[0]}/), not one archive")
     if cfg.metadata and cfg.dataset != "csv":
         e.append(f"metadata: only read by dataset csv, not {cfg.dataset}; leave it out or use --dataset csv")
     return e

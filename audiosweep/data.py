@@ -31,7 +31,7 @@ from .datasets.esc50 import (  # noqa: F401 (ESC-50's names, re-exported where t
     official_metadata,
     read_metadata,
 )
-from .download import download_dataset
+from .download import download_archives, download_dataset, incomplete, mirrored
 from .errors import DatasetError
 
 
@@ -69,8 +69,8 @@ class ClipSpec:
 
     @property
     def title(self) -> str:
-        return {"esc50": "ESC-50", "esc10": "ESC-10", "urbansound8k": "UrbanSound8K", "gtzan": "GTZAN"}.get(
-            self.dataset, f"dataset {self.dataset}")
+        return {"esc50": "ESC-50", "esc10": "ESC-10", "urbansound8k": "UrbanSound8K", "gtzan": "GTZAN",
+                "dcase2017_scenes": "DCASE 2017 scenes"}.get(self.dataset, f"dataset {self.dataset}")
 
 
 ESC50_CLIPS = ClipSpec()
@@ -355,14 +355,20 @@ def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Gen
 
 
 def ensure_dataset(cfg: Config) -> Path:
-    """The dataset root; a downloadable dataset (ESC-50, UrbanSound8K, GTZAN) is downloaded from
-    ``cfg.download_url`` (by default its official archive) first when its marker is absent."""
+    """The dataset root; a downloadable dataset (ESC-50, UrbanSound8K, GTZAN, DCASE 2017 scenes) is downloaded
+    from ``cfg.download_url`` (by default its official archive; for a dataset in several archives, the folder URL
+    they are fetched from) first when its marker is absent or a download of several archives was interrupted."""
     entry = dataset_entry(cfg.dataset_name)
     data_dir = Path(cfg.data_root).expanduser()
     if entry.download_marker is None:
         if not data_dir.is_dir():
             raise DatasetError(f"data_dir {data_dir}: no such folder (dataset {entry.name} holds your own clips: "
                                "point --data_dir at them)")
+    elif entry.download_urls and (incomplete(data_dir) or not (data_dir / entry.download_marker).exists()):
+        urls = mirrored(entry.download_urls, cfg.download_url)
+        print(f"{ClipSpec(entry.name).title} not (completely) in {data_dir}: downloading its {len(urls)} archives "
+              f"from {urls[0].rsplit('/', 1)[0]}/")
+        download_archives(urls, data_dir, marker=entry.download_marker)
     elif not (data_dir / entry.download_marker).exists():
         url = cfg.download_url or entry.download_url
         print(f"{ClipSpec(entry.name).title} not found in {data_dir}: downloading {url}")

@@ -1,4 +1,5 @@
-"""Download and unpack a dataset archive: progress bar, retry with resume, verification, atomic placement."""
+"""Download and unpack a dataset archive, or several into one folder: progress bar, retry with resume,
+verification, atomic placement."""
 
 from __future__ import annotations
 
@@ -72,12 +73,14 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff
     raise DownloadError(f"could not download {url} after {retries} attempts: {last_error}. {kept}")
 
 
-def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
+def extract_dataset(archive: Path, dest: Path, marker: str | None) -> Path:
     """Verify ``archive`` (zip or tar, compressed or not) and unpack the folder holding ``marker`` to ``dest``:
-    a file (``meta/esc50.csv``) or a folder ending in ``/`` (``genres/``).
+    a file (``meta/esc50.csv``) or a folder ending in ``/`` (``genres/``). With ``marker`` None, the archive is
+    one part of a dataset: its top folder (when all its members share one) is merged into ``dest``.
 
     Every member is checked before anything is written, and the archive is unpacked into a temporary folder
-    beside ``dest`` that is renamed into place, so a half-finished extraction never looks like a complete dataset.
+    beside ``dest`` that is renamed into place, so a half-finished extraction never looks like a complete dataset
+    (a merged part is moved in file by file: :func:`download_archives` records it once all are there).
     """
     try:
         if zipfile.is_zipfile(archive):
@@ -88,14 +91,15 @@ def extract_dataset(archive: Path, dest: Path, marker: str) -> Path:
                 unsafe = [i.filename for i in z.infolist() if unsafe_member(i)]
                 root = _checked_root(archive, unsafe, z.namelist(), marker)
                 members = [n for n in z.namelist() if n.startswith(root)]
-                return _unpack(archive, dest, root, members, z.extract)
+                return _unpack(archive, dest, root, members, z.extract, merge=marker is None)
         with tarfile.open(archive) as t:
             infos = t.getmembers()  # reads the whole archive: a truncated or corrupt one fails here
             unsafe = [i.name for i in infos if unsafe_tar_member(i)]
             root = _checked_root(archive, unsafe, [_plain(i.name) + "/" * i.isdir() for i in infos], marker)
             members = [i for i in infos if _plain(i.name).startswith(root)]
             # filter="data" re-checks each member as it is written (tarfile's own rules for untrusted archives)
-            return _unpack(archive, dest, root, members, lambda m, to: t.extract(m, to, filter="data"))
+            return _unpack(archive, dest, root, members, lambda m, to: t.extract(m, to, filter="data"),
+                           merge=marker is None)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:
         raise DownloadError(f"{archive}: not a valid zip or tar archive ({e})") from e
 
@@ -107,12 +111,15 @@ def _plain(name: str) -> str:
     return name
 
 
-def _checked_root(archive: Path, unsafe: list[str], names: list[str], marker: str) -> str:
-    """The folder (``""`` or ending in ``/``) of the shallowest ``marker`` among ``names``, once no member is
-    ``unsafe``."""
+def _checked_root(archive: Path, unsafe: list[str], names: list[str], marker: str | None) -> str:
+    """The folder (``""`` or ending in ``/``) of the shallowest ``marker`` among ``names`` (no marker: the top
+    folder all names share, if any), once no member is ``unsafe``."""
     if unsafe:
         raise DownloadError(f"{archive}: refusing to unpack {len(unsafe)} member(s) that would land outside "
                             f"the dataset folder or are links (first: {unsafe[0]!r}); is it the right archive?")
+    if marker is None:
+        top = names[0].split("/")[0] + "/" if names else ""
+        return top if all(n.startswith(top) for n in names) else ""
     roots = []
     for name in names:
         path = "/" + name
@@ -125,7 +132,8 @@ def _checked_root(archive: Path, unsafe: list[str], names: list[str], marker: st
     return min(roots, key=len)
 
 
-def _unpack(archive: Path, dest: Path, root: str, members: list, extract: Callable[[Any, Path], Any]) -> Path:
+def _unpack(archive: Path, dest: Path, root: str, members: list, extract: Callable[[Any, Path], Any],
+            merge: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         for member in tqdm(members, desc="extracting", unit="file", disable=None):
@@ -133,7 +141,13 @@ def _unpack(archive: Path, dest: Path, root: str, members: list, extract: Callab
         top = (tmp / root).resolve()
         if not top.is_relative_to(tmp.resolve()):  # checked above; never move what is not ours
             raise DownloadError(f"{archive}: {root!r} is outside the extraction folder")
-        os.replace(top, dest)
+        if merge:
+            for path in sorted(p for p in top.rglob("*") if p.is_file()):
+                target = dest / path.relative_to(top)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        else:
+            os.replace(top, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -162,19 +176,73 @@ def archive_suffix(url: str) -> str:
     return next((s for s in (".tar.gz", ".tgz", ".tar") if path.endswith(s)), ".zip")
 
 
-def download_dataset(url: str, dest: Path, marker: str) -> Path:
-    """Fetch the archive at ``url`` and unpack it as ``dest``; the archive is deleted once unpacked."""
-    dest = Path(dest)
+def _refuse_foreign(dest: Path, marker: str) -> None:
     if dest.exists() and any(dest.iterdir()):
         raise DownloadError(f"{dest} exists but has no {marker}: point data_dir at the dataset root, "
                             "or at an empty or missing folder to download into")
-    if dest.exists():
-        dest.rmdir()
-    archive = fetch(url, dest.parent / f".{dest.name}{archive_suffix(url)}")
+
+
+def _fetch_and_extract(url: str, archive: Path, dest: Path, marker: str | None) -> None:
+    """Fetch ``url`` to ``archive`` and unpack it (:func:`extract_dataset`); the archive is deleted once unpacked."""
+    fetch(url, archive)
     try:
         extract_dataset(archive, dest, marker)
     except DownloadError:
         archive.unlink()  # a corrupt archive must not be resumed next time
         raise
     archive.unlink()
+
+
+def download_dataset(url: str, dest: Path, marker: str) -> Path:
+    """Fetch the archive at ``url`` and unpack it as ``dest``."""
+    dest = Path(dest)
+    _refuse_foreign(dest, marker)
+    if dest.exists():
+        dest.rmdir()
+    _fetch_and_extract(url, dest.parent / f".{dest.name}{archive_suffix(url)}", dest, marker)
+    return dest
+
+
+PROGRESS = ".download-incomplete"  # in a folder filled from several archives: the names of those unpacked so far
+
+
+def archive_name(url: str) -> str:
+    return urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+def incomplete(dest: Path) -> bool:
+    """Whether ``dest`` is a download of several archives that has not finished (:func:`download_archives`)."""
+    return (Path(dest) / PROGRESS).exists()
+
+
+def mirrored(urls: tuple[str, ...], base: str | None) -> list[str]:
+    """``urls``, or with ``base`` the same archive names under that folder URL (a mirror)."""
+    return [base.rstrip("/") + "/" + archive_name(u) for u in urls] if base else list(urls)
+
+
+def download_archives(urls: list[str], dest: Path, marker: str) -> Path:
+    """Fetch each archive at ``urls`` and merge it into ``dest`` (its top folder stripped); ``dest`` must then
+    hold ``marker``.
+
+    Until every archive is unpacked, ``dest/.download-incomplete`` lists those that are: a later call (the
+    dataset's marker may already be there) skips them and finishes the rest, each fetch resuming its partial file.
+    """
+    dest, names = Path(dest), [archive_name(u) for u in urls]
+    progress = dest / PROGRESS
+    if not progress.exists():
+        _refuse_foreign(dest, marker)
+        dest.mkdir(parents=True, exist_ok=True)
+        progress.touch()
+    done = set(progress.read_text().split())
+    for url, name in zip(urls, names):
+        if name in done:
+            continue
+        print(f"archive {names.index(name) + 1} of {len(names)}: {url}")
+        _fetch_and_extract(url, dest.parent / f".{dest.name}-{name}", dest, None)
+        with open(progress, "a") as f:
+            f.write(name + "\n")
+    if not (dest / marker).exists():
+        raise DownloadError(f"the {len(urls)} archives unpacked into {dest} hold no {marker}: are they the "
+                            f"dataset's archives ({', '.join(names)})? Delete {dest} to start over")
+    progress.unlink()
     return dest

@@ -5,7 +5,9 @@ phase, so a small CNN learns the classes in a few epochs. :func:`make_synthetic_
 disk: the official ``meta/esc50.csv`` and 5 s, 44.1 kHz, mono, 16-bit clips under the official file names.
 :func:`make_synthetic_folder` and :func:`make_synthetic_csv` look like a user's own clips: several sample
 rates, some stereo, lengths around 5 s, wav and flac. :func:`make_synthetic_urbansound8k` and
-:func:`make_synthetic_gtzan` lay such clips out as those datasets do (their metadata, folds and file names).
+:func:`make_synthetic_gtzan` lay such clips out as those datasets do (their metadata, folds and file names);
+:func:`make_synthetic_dcase2017` lays out fixed-length, partly stereo, 24-bit scenes as the DCASE 2017 task 1
+development set does.
 """
 
 from __future__ import annotations
@@ -134,4 +136,39 @@ def make_synthetic_gtzan(root: str | Path, n_classes: int = 3, per_class: int = 
     for c, i, wav, rate in variable_clips(n_classes, per_class, seed):
         genre = GTZAN_GENRES[c]
         _write(root / "genres" / genre / f"{genre}.{i:05d}.wav", wav, rate)
+    return root
+
+
+DCASE2017_SCENES = ("beach", "bus", "cafe/restaurant", "car", "city_center", "forest_path", "grocery_store", "home",
+                    "library", "metro_station", "office", "park", "residential_area", "train", "tram")
+
+
+def make_synthetic_dcase2017(root: str | Path, n_classes: int = 3, n_folds: int = 4, per_class_per_fold: int = 2,
+                             seconds: float = 10.0, sample_rate: int = 44100, seed: int = 0) -> Path:
+    """Write a DCASE 2017 scenes tree at ``root``: ``audio/<location>_<start>_<end>.wav`` (every other clip
+    stereo, 24-bit), ``meta.txt`` and ``evaluation_setup/fold<k>_{train,evaluate,test}.txt``; the clips of one
+    scene and fold are consecutive segments of one location, each location in one fold; returns ``root``."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    (root / "evaluation_setup").mkdir(parents=True, exist_ok=True)
+    lines: dict[int, list[str]] = {k: [] for k in range(1, n_folds + 1)}
+    meta = []
+    for c in range(n_classes):
+        for k in lines:
+            location = f"{'abcdefghijklmno'[c]}{k:03d}"
+            for i in range(per_class_per_fold):
+                name = f"audio/{location}_{i * 10}_{i * 10 + 10}.wav"
+                clip = class_clip(8 * c, rng, int(seconds * sample_rate), sample_rate)
+                sf.write(root / name, np.stack([clip, 0.7 * clip], 1) if i % 2 == 0 else clip, sample_rate,
+                         subtype="PCM_24")
+                lines[k].append(f"{name}\t{DCASE2017_SCENES[c]}")
+                meta.append(f"{lines[k][-1]}\t{location}\n")
+    (root / "meta.txt").write_text("".join(meta))
+    for k, evaluate in lines.items():
+        setup = root / "evaluation_setup" / f"fold{k}"
+        train = [line for j in lines if j != k for line in lines[j]]
+        setup.with_name(setup.name + "_train.txt").write_text("".join(f"{line}\n" for line in train))
+        setup.with_name(setup.name + "_evaluate.txt").write_text("".join(f"{line}\n" for line in evaluate))
+        setup.with_name(setup.name + "_test.txt").write_text("".join(f"{line.split()[0]}\n" for line in evaluate))
     return root

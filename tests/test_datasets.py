@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,13 @@ import train
 from audiosweep import data
 from audiosweep.config import ConfigError, effective, merge
 from audiosweep.data import ClipSpec, DatasetError, prepare_data
-from audiosweep.datasets import DATASETS, gtzan, urbansound8k
+from audiosweep.datasets import DATASETS, dcase2017, gtzan, urbansound8k
+from audiosweep.download import DownloadError, archive_name, incomplete
 from audiosweep.results import config_id
 from audiosweep.synthetic import (
     class_clip,
     make_synthetic_csv,
+    make_synthetic_dcase2017,
     make_synthetic_folder,
     make_synthetic_gtzan,
     make_synthetic_urbansound8k,
@@ -55,6 +58,12 @@ def gtzan_root(tmp_path_factory):
     return make_synthetic_gtzan(tmp_path_factory.mktemp("gtzan") / "GTZAN")
 
 
+@pytest.fixture(scope="session")
+def dcase_root(tmp_path_factory):
+    """3 scenes x 4 folds x 2 clips (one location per scene and fold): 2 s at 44.1 kHz, 24-bit, half stereo."""
+    return make_synthetic_dcase2017(tmp_path_factory.mktemp("dcase") / "DCASE2017-scenes", seconds=2.0)
+
+
 @pytest.fixture
 def small_folder(tmp_path):
     return make_synthetic_folder(tmp_path / "clips", n_classes=2, per_class=8)
@@ -69,7 +78,7 @@ def cfg_of(root, cache, **extra):
 
 
 def test_registry_lists_each_dataset_with_its_folds_length_and_format():
-    assert list(DATASETS) == ["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan"]
+    assert list(DATASETS) == ["esc50", "esc10", "folder", "csv", "urbansound8k", "gtzan", "dcase2017_scenes"]
     esc50, folder, table = DATASETS["esc50"], DATASETS["folder"], DATASETS["csv"]
     assert (esc50.n_folds, esc50.default_seconds, esc50.strict, esc50.download_marker) == (5, 5.0, True,
                                                                                            "meta/esc50.csv")
@@ -86,6 +95,13 @@ def test_registry_lists_each_dataset_with_its_folds_length_and_format():
     assert gt.download_url.endswith("/marsyas/gtzan/resolve/main/data/genres.tar.gz")
     assert merge([{"dataset": "urbansound8k", "fold": 10}]).clip_length == 4.0
     assert merge([{"dataset": "gtzan", "split": "stratified"}]).clip_length == 30.0
+    dc = DATASETS["dcase2017_scenes"]
+    assert (dc.n_folds, dc.default_seconds, dc.strict, dc.audio_dir, dc.download_marker, dc.download_url) == (
+        4, 10.0, False, "", "evaluation_setup/fold4_evaluate.txt", None)
+    assert dc.download_urls[0] == "https://zenodo.org/records/400515/files/TUT-acoustic-scenes-2017-development.meta.zip"
+    assert [u.rsplit(".", 2)[-2] for u in dc.download_urls[1:]] == [str(i) for i in range(1, 11)]
+    assert merge([{"dataset": "dcase2017_scenes", "fold": 4}]).data_root == "data/DCASE2017-scenes"
+    assert merge([{"dataset": "dcase2017_scenes"}]).clip_length == 10.0
 
 
 def test_config_reads_the_registry_without_torch():
@@ -115,6 +131,9 @@ def test_esc10_flag_and_old_records_keep_their_identity():
     ({"dataset": "csv"}, ["metadata", "--metadata"]),
     ({"dataset": "urbansound8k", "fold": 11}, ["fold", "urbansound8k", "1..10"]),
     ({"dataset": "gtzan", "fold": 11}, ["fold", "gtzan", "1..10"]),
+    ({"dataset": "dcase2017_scenes", "fold": 5}, ["fold", "dcase2017_scenes", "1..4"]),
+    ({"dataset": "dcase2017_scenes", "download_url": "https://mirror/files/x.audio.1.zip"},
+     ["download_url", "11 archives", "folder URL", "https://zenodo.org/records/400515/files/"]),
     ({"dataset": "folder", "split": "stratified"}, ["data_dir", "folder", "--data_dir"]),
     ({"metadata": "m.csv"}, ["metadata", "only read by dataset csv"]),
     ({"dataset": "folder", "split": "stratified", "esc10": True}, ["esc10", "folder"]),
@@ -357,6 +376,114 @@ def test_the_official_archive_is_the_default_download(tmp_path, monkeypatch, dat
     assert calls == [(module.URL, tmp_path / dataset, DATASETS[dataset].download_marker)]
 
 
+# --- DCASE 2017 scenes: several archives ------------------------------------------------------------------------
+
+
+def test_dcase2017_lists_scenes_folds_and_locations(dcase_root):
+    meta = DATASETS["dcase2017_scenes"].list_clips(dcase_root, None)
+    assert len(meta) == 24 and meta.filename[0] == "audio/a001_0_10.wav" and meta.group[0] == "a001"
+    assert meta.drop_duplicates("target").sort_values("target").label.tolist() == ["beach", "bus", "cafe/restaurant"]
+    assert meta.groupby("fold").size().to_dict() == {1: 6, 2: 6, 3: 6, 4: 6}
+    assert meta.group.nunique() == 12 and meta.groupby("group").fold.nunique().eq(1).all()
+    assert all((dcase_root / f).is_file() for f in meta.filename)
+
+
+def test_dcase2017_official_split_is_the_folds_evaluate_list(dcase_root, tmp_path):
+    with pytest.warns(UserWarning, match="of 24 clips, 12 multichannel .downmixed to mono.; 24 shorter than 10 s"):
+        d = prepare_data(cfg_of(dcase_root, tmp_path, dataset="dcase2017_scenes", split="official", fold=2))
+    listed = [line.split("\t")[0] for line in (dcase_root / "evaluation_setup/fold2_evaluate.txt").read_text()
+              .splitlines()]
+    assert d.meta.filename.iloc[d.valid_idx.numpy()].tolist() == listed and len(listed) == 6
+    assert d.classes == ["beach", "bus", "cafe/restaurant"] and d.waveforms.shape == (24, 10 * 16000)
+
+
+def _edit_setup(root, fold: int, edit) -> None:
+    path = root / dcase2017.evaluate_list(fold)
+    path.write_text(edit(path.read_text()))
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda r: (r / "evaluation_setup/fold3_evaluate.txt").unlink(),
+     ["fold3_evaluate.txt: no such file", "evaluation_setup/fold1..4_evaluate.txt", "audio/"]),
+    (lambda r: _edit_setup(r, 2, lambda t: t.replace("\tbus\n", " bus\n", 1)),
+     ["fold2_evaluate.txt, line 3", "expected 'audio/<file>.wav<TAB><scene label>'", "bus"]),
+    (lambda r: _edit_setup(r, 4, lambda t: t + "audio/a001_0_10.wav\tbeach\n"),
+     ["1 clip(s) listed more than once", "audio/a001_0_10.wav in folds [1, 4]", "partition"]),
+])
+def test_dcase2017_setup_errors_are_named(dcase_root, tmp_path, edit, words):
+    shutil.copytree(dcase_root / "evaluation_setup", tmp_path / "evaluation_setup")
+    edit(tmp_path)
+    with pytest.raises(DatasetError) as e:
+        DATASETS["dcase2017_scenes"].list_clips(tmp_path, None)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def dcase_archives(root) -> dict[str, bytes]:
+    """``root`` as the official archives at /files/: the metadata in the meta zip, the clips dealt over the ten
+    audio zips, each under the folder TUT-acoustic-scenes-2017-development/."""
+    names = [archive_name(u) for u in dcase2017.URLS]
+    parts = [["meta.txt", *sorted(f"evaluation_setup/{p.name}" for p in (root / "evaluation_setup").iterdir())]]
+    clips = sorted(f"audio/{p.name}" for p in (root / "audio").iterdir())
+    parts += [clips[i::10] for i in range(10)]
+    out = {}
+    for name, files in zip(names, parts):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in files:
+                z.write(root / f, f"TUT-acoustic-scenes-2017-development/{f}")
+        out[f"/files/{name}"] = buf.getvalue()
+    return out
+
+
+def assert_same_dataset(root, src) -> None:
+    listed = DATASETS["dcase2017_scenes"].list_clips(root, None)
+    pd.testing.assert_frame_equal(listed, DATASETS["dcase2017_scenes"].list_clips(src, None))
+    assert all((root / f).read_bytes() == (src / f).read_bytes() for f in listed.filename)
+    assert (root / "meta.txt").read_bytes() == (src / "meta.txt").read_bytes() and not incomplete(root)
+
+
+def test_dcase2017_downloads_its_archives_into_one_folder(tmp_path, dcase_root):
+    srv = Server(dcase_archives(dcase_root))
+    try:
+        cfg = cfg_of(tmp_path / "data" / "scenes", tmp_path / "cache", dataset="dcase2017_scenes",
+                     download_url=srv.base + "/files/")
+        root = data.ensure_dataset(cfg)
+        assert data.ensure_dataset(cfg) == root  # complete: no second download
+    finally:
+        srv.close()
+    assert sorted(srv.paths) == sorted(dcase_archives(dcase_root)) and len(srv.paths) == 11
+    assert_same_dataset(root, dcase_root)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["scenes"]  # no archive or temp folder left
+
+
+def test_dcase2017_interrupted_download_is_finished_by_the_next_run(tmp_path, dcase_root):
+    archives = dcase_archives(dcase_root)
+    missing = "/files/TUT-acoustic-scenes-2017-development.audio.7.zip"
+    srv = Server({k: v for k, v in archives.items() if k != missing})
+    try:
+        cfg = cfg_of(tmp_path / "scenes", tmp_path / "cache", dataset="dcase2017_scenes",
+                     download_url=srv.base + "/files")
+        with pytest.raises(DownloadError, match="audio.7.zip: HTTP 404"):
+            data.ensure_dataset(cfg)
+        root = tmp_path / "scenes"
+        # the meta archive came first: its marker is there, yet the set is known to be incomplete
+        assert (root / "evaluation_setup/fold4_evaluate.txt").is_file() and incomplete(root)
+        first = len(srv.paths)
+        srv.payload = archives
+        assert data.ensure_dataset(cfg) == root
+    finally:
+        srv.close()
+    assert srv.paths[first:] == [f"/files/TUT-acoustic-scenes-2017-development.audio.{i}.zip" for i in range(7, 11)]
+    assert_same_dataset(root, dcase_root)
+
+
+def test_dcase2017_default_download_is_the_official_archives(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(data, "download_archives", lambda urls, dest, marker: calls.append((urls, dest, marker)))
+    data.ensure_dataset(cfg_of(tmp_path / "scenes", tmp_path, dataset="dcase2017_scenes"))
+    assert calls == [(list(dcase2017.URLS), tmp_path / "scenes", "evaluation_setup/fold4_evaluate.txt")]
+
+
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 
@@ -376,12 +503,16 @@ def test_train_runs_and_learns_on_the_users_clips(tmp_path, folder_root, csv_met
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_train_runs_on_urbansound8k_official_fold(tmp_path, us8k_root, cache_dir):
-    out = tmp_path / "res"
-    code = train.main(["--dataset", "urbansound8k", "--data_dir", str(us8k_root), "--fold", "2", "--cache_dir",
-                       str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "2"])
+@pytest.mark.parametrize("dataset, root, seconds, n_train, n_valid", [
+    ("urbansound8k", "us8k_root", 4.0, 12, 12),
+    ("dcase2017_scenes", "dcase_root", 10.0, 18, 6),  # fold 2: fold2_evaluate.txt's 6 clips
+])
+def test_train_runs_on_the_official_fold(tmp_path, request, cache_dir, dataset, root, seconds, n_train, n_valid):
+    root, out = request.getfixturevalue(root), tmp_path / "res"
+    code = train.main(["--dataset", dataset, "--data_dir", str(root), "--fold", "2", "--cache_dir", str(cache_dir),
+                       "--results_dir", str(out), *TINY, "--n_epochs", "2"])
     (rec,) = read_records(out)
     assert code == 0 and rec["status"] == "finished", rec["error"]
-    assert rec["config"]["dataset"] == "urbansound8k" and rec["config"]["clip_seconds"] == 4.0
-    n_fold2 = int((DATASETS["urbansound8k"].list_clips(us8k_root, None).fold == 2).sum())
-    assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == (12, n_fold2) and n_fold2 == 12
+    assert rec["config"]["dataset"] == dataset and rec["config"]["clip_seconds"] == seconds
+    n_fold2 = int((DATASETS[dataset].list_clips(root, None).fold == 2).sum())
+    assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == (n_train, n_fold2) and n_fold2 == n_valid

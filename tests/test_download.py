@@ -26,22 +26,27 @@ def build_zip(synth_root, n_clips=3) -> bytes:
 
 
 class Server:
-    """Serves ``payload``; the first ``cut`` responses stop after half the bytes; Range honoured unless told."""
+    """Serves ``payload`` at any path, or each of a dict's payloads at its path (others: 404); the first ``cut``
+    responses stop after half the bytes; Range honoured unless told."""
 
-    def __init__(self, payload: bytes, cut: int = 0, honour_range: bool = True, status: int = 200):
+    def __init__(self, payload: bytes | dict[str, bytes], cut: int = 0, honour_range: bool = True,
+                 status: int = 200):
         self.payload, self.cut, self.honour_range, self.status = payload, cut, honour_range, status
         self.requests: list[str | None] = []
+        self.paths: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 rng = self.headers.get("Range")
                 outer.requests.append(rng)
-                if outer.status != 200:
-                    self.send_error(outer.status)
+                outer.paths.append(self.path)
+                payload = outer.payload.get(self.path) if isinstance(outer.payload, dict) else outer.payload
+                if outer.status != 200 or payload is None:
+                    self.send_error(outer.status if outer.status != 200 else 404)
                     return
                 start = int(rng.split("=")[1].split("-")[0]) if rng and outer.honour_range else 0
-                body = outer.payload[start:]
+                body = payload[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -57,7 +62,8 @@ class Server:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/master.zip"
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = self.base + "/master.zip"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):

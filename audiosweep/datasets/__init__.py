@@ -36,6 +36,9 @@ class DatasetDef:
     audio_dir: str = ""  # folder under data_dir that the listed filenames are relative to
     download_marker: str | None = None  # a file (or folder, ending in /) whose absence means "download"; None: never
     download_url: str | None = None  # the official archive, downloaded unless the config names another
+    # a dataset in several archives, all unpacked into data_dir (instead of download_url); the config's
+    # download_url is then the folder they are fetched from, under their own file names
+    download_urls: tuple[str, ...] = ()
     default_dir: str | None = None  # data_dir when the config gives none (None: the user's own, data_dir needed)
     folds_in_metadata: bool = False  # the folds come from the user's metadata (checked when it is read)
     fingerprint_columns: tuple[str, ...] = tuple(CLIP_COLUMNS)  # the listing's columns that make its identity
@@ -70,10 +73,11 @@ def numbered(meta: pd.DataFrame) -> pd.DataFrame:
     return meta.assign(target=meta.label.map({c: i for i, c in enumerate(classes)}).astype(int))
 
 
-from . import esc50, folder, gtzan, table, urbansound8k  # noqa: E402  (the definitions use the helpers above)
+from . import dcase2017, esc50, folder, gtzan, table, urbansound8k  # noqa: E402  (they use the helpers above)
 
 DATASETS: dict[str, DatasetDef] = {d.name: d for d in (esc50.ESC50, esc50.ESC10, folder.FOLDER, table.TABLE,
-                                                       urbansound8k.URBANSOUND8K, gtzan.GTZAN)}
+                                                       urbansound8k.URBANSOUND8K, gtzan.GTZAN,
+                                                       dcase2017.DCASE2017_SCENES)}
 
 
 def dataset_entry(name: str) -> DatasetDef | None:
