@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import math
 import os
 import warnings
@@ -31,7 +32,7 @@ from .datasets.esc50 import (  # noqa: F401 (ESC-50's names, re-exported where t
     official_metadata,
     read_metadata,
 )
-from .download import download_archives, download_dataset, incomplete, mirrored
+from .download import download_archives, download_dataset, incomplete, mirrored, published_checksums
 from .errors import DatasetError
 
 
@@ -368,12 +369,24 @@ def ensure_dataset(cfg: Config) -> Path:
         urls = mirrored(entry.download_urls, cfg.download_url)
         print(f"{ClipSpec(entry.name).title} not (completely) in {data_dir}: downloading its {len(urls)} archives "
               f"from {urls[0].rsplit('/', 1)[0]}/")
-        download_archives(urls, data_dir, marker=entry.download_marker)
+        download_archives(urls, data_dir, marker=entry.download_marker, checksums=_checksums(entry))
     elif not (data_dir / entry.download_marker).exists():
         url = cfg.download_url or entry.download_url
         print(f"{ClipSpec(entry.name).title} not found in {data_dir}: downloading {url}")
-        download_dataset(url, data_dir, marker=entry.download_marker)
+        download_dataset(url, data_dir, marker=entry.download_marker, checksums=_checksums(entry))
     return data_dir
+
+
+def _checksums(entry: DatasetDef) -> dict[str, tuple[str, str]]:
+    """The checksums the dataset's host publishes for its archives; none (with a warning) when unreachable."""
+    if not entry.checksums_url:
+        return {}
+    try:
+        return published_checksums(entry.checksums_url)
+    except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError; bad JSON a ValueError
+        warnings.warn(f"cannot read the published checksums at {entry.checksums_url} ({e}); the archives are "
+                      "checked as archives only", stacklevel=2)
+        return {}
 
 
 def prepare_data(cfg: Config) -> AudioData:

@@ -4,7 +4,9 @@ verification, atomic placement."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
+import json
 import lzma
 import os
 import shutil
@@ -182,10 +184,56 @@ def _refuse_foreign(dest: Path, marker: str) -> None:
                             "or at an empty or missing folder to download into")
 
 
-def _fetch_and_extract(url: str, archive: Path, dest: Path, marker: str | None) -> None:
-    """Fetch ``url`` to ``archive`` and unpack it (:func:`extract_dataset`); the archive is deleted once unpacked."""
+# archive name -> (hash algorithm, expected hex digest), as the dataset's host publishes them
+Checksums = dict[str, tuple[str, str]]
+
+
+def published_checksums(url: str, timeout: float = 30.0) -> Checksums:
+    """The archives' checksums that the JSON at ``url`` publishes: a Zenodo record (``/api/records/<id>``:
+    files with ``key`` and ``checksum: "md5:..."``) or a Hugging Face tree listing (``path`` and ``lfs.oid``, a
+    sha256). Written here because neither host has a client in our dependencies that returns them."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        listing = json.load(resp)
+    found: Checksums = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("key"), str) and str(node.get("checksum", "")).count(":") == 1:
+                algorithm, digest = node["checksum"].split(":")
+                found[node["key"]] = (algorithm, digest)
+            elif isinstance(node.get("path"), str) and isinstance(node.get("lfs"), dict) and node["lfs"].get("oid"):
+                found[node["path"].rsplit("/", 1)[-1]] = ("sha256", node["lfs"]["oid"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(listing)
+    return found
+
+
+def verify(archive: Path, name: str, checksums: Checksums) -> None:
+    """Raise a DownloadError when ``archive`` (published as ``name``) does not have its published checksum."""
+    if name not in checksums:
+        return
+    algorithm, expected = checksums[name]
+    h = hashlib.new(algorithm)
+    with open(archive, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != expected.lower():
+        raise DownloadError(f"{name}: {algorithm} {h.hexdigest()} differs from the published {expected}: the "
+                            "download is corrupt or the file changed; run again to download it afresh")
+
+
+def _fetch_and_extract(url: str, archive: Path, dest: Path, marker: str | None,
+                       checksums: Checksums | None = None) -> None:
+    """Fetch ``url`` to ``archive``, check its published checksum and unpack it (:func:`extract_dataset`); the
+    archive is deleted once unpacked, or when it fails either check."""
     fetch(url, archive)
     try:
+        verify(archive, archive_name(url), checksums or {})
         extract_dataset(archive, dest, marker)
     except DownloadError:
         archive.unlink()  # a corrupt archive must not be resumed next time
@@ -193,13 +241,13 @@ def _fetch_and_extract(url: str, archive: Path, dest: Path, marker: str | None) 
     archive.unlink()
 
 
-def download_dataset(url: str, dest: Path, marker: str) -> Path:
-    """Fetch the archive at ``url`` and unpack it as ``dest``."""
+def download_dataset(url: str, dest: Path, marker: str, checksums: Checksums | None = None) -> Path:
+    """Fetch the archive at ``url``, check it against ``checksums`` (when they list it) and unpack it as ``dest``."""
     dest = Path(dest)
     _refuse_foreign(dest, marker)
     if dest.exists():
         dest.rmdir()
-    _fetch_and_extract(url, dest.parent / f".{dest.name}{archive_suffix(url)}", dest, marker)
+    _fetch_and_extract(url, dest.parent / f".{dest.name}{archive_suffix(url)}", dest, marker, checksums)
     return dest
 
 
@@ -220,7 +268,7 @@ def mirrored(urls: tuple[str, ...], base: str | None) -> list[str]:
     return [base.rstrip("/") + "/" + archive_name(u) for u in urls] if base else list(urls)
 
 
-def download_archives(urls: list[str], dest: Path, marker: str) -> Path:
+def download_archives(urls: list[str], dest: Path, marker: str, checksums: Checksums | None = None) -> Path:
     """Fetch each archive at ``urls`` and merge it into ``dest`` (its top folder stripped); ``dest`` must then
     hold ``marker``.
 
@@ -238,7 +286,7 @@ def download_archives(urls: list[str], dest: Path, marker: str) -> Path:
         if name in done:
             continue
         print(f"archive {names.index(name) + 1} of {len(names)}: {url}")
-        _fetch_and_extract(url, dest.parent / f".{dest.name}-{name}", dest, None)
+        _fetch_and_extract(url, dest.parent / f".{dest.name}-{name}", dest, None, checksums)
         with open(progress, "a") as f:
             f.write(name + "\n")
     if not (dest / marker).exists():

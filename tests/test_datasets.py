@@ -371,9 +371,13 @@ def test_public_datasets_download_from_their_tar_gz(tmp_path, us8k_root, gtzan_r
 @pytest.mark.parametrize("dataset, module", [("urbansound8k", urbansound8k), ("gtzan", gtzan)])
 def test_the_official_archive_is_the_default_download(tmp_path, monkeypatch, dataset, module):
     calls = []
-    monkeypatch.setattr(data, "download_dataset", lambda url, dest, marker: calls.append((url, dest, marker)))
+    monkeypatch.setattr(data, "published_checksums", lambda url: {"listed at": url})
+    monkeypatch.setattr(data, "download_dataset", lambda *args, **kw: calls.append((args, kw)))
     data.ensure_dataset(cfg_of(tmp_path / dataset, tmp_path, dataset=dataset))
-    assert calls == [(module.URL, tmp_path / dataset, DATASETS[dataset].download_marker)]
+    entry = DATASETS[dataset]
+    assert calls == [((module.URL, tmp_path / dataset), {"marker": entry.download_marker,
+                                                         "checksums": {"listed at": entry.checksums_url}})]
+    assert entry.checksums_url.startswith(("https://zenodo.org/api/records/", "https://huggingface.co/api/datasets/"))
 
 
 # --- DCASE 2017 scenes: several archives ------------------------------------------------------------------------
@@ -479,9 +483,11 @@ def test_dcase2017_interrupted_download_is_finished_by_the_next_run(tmp_path, dc
 
 def test_dcase2017_default_download_is_the_official_archives(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "download_archives", lambda urls, dest, marker: calls.append((urls, dest, marker)))
+    monkeypatch.setattr(data, "published_checksums", lambda url: {"listed at": url})
+    monkeypatch.setattr(data, "download_archives", lambda *args, **kw: calls.append((args, kw)))
     data.ensure_dataset(cfg_of(tmp_path / "scenes", tmp_path, dataset="dcase2017_scenes"))
-    assert calls == [(list(dcase2017.URLS), tmp_path / "scenes", "evaluation_setup/fold4_evaluate.txt")]
+    assert calls == [((list(dcase2017.URLS), tmp_path / "scenes"), {
+        "marker": "evaluation_setup/fold4_evaluate.txt", "checksums": {"listed at": "https://zenodo.org/api/records/400515"}})]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------

@@ -249,3 +249,49 @@ def test_truncated_tar_is_refused_and_not_resumed(tmp_path, synth_root):
     finally:
         srv.close()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("listing", ["zenodo", "huggingface"])
+def test_archives_are_checked_against_the_checksums_their_host_publishes(tmp_path, payload, listing):
+    import hashlib
+    import json
+
+    from audiosweep.download import published_checksums
+
+    def record(digest: str) -> bytes:
+        if listing == "zenodo":  # /api/records/<id>: its files with "md5:<hex>"
+            return json.dumps({"id": 1, "files": [{"key": "master.zip", "checksum": f"md5:{digest}", "size": 1},
+                                                  {"key": "other.zip", "checksum": "md5:00"}]}).encode()
+        return json.dumps([{"type": "file", "path": "data/master.zip", "lfs": {"oid": digest, "size": 1}}]).encode()
+
+    algorithm = "md5" if listing == "zenodo" else "sha256"
+    good = hashlib.new(algorithm, payload).hexdigest()
+    srv = Server({"/master.zip": payload, "/good.json": record(good), "/bad.json": record("0" * len(good))})
+    try:
+        assert published_checksums(srv.base + "/good.json")["master.zip"] == (algorithm, good)
+        download_dataset(srv.url, tmp_path / "ok", marker="meta/esc50.csv",
+                         checksums=published_checksums(srv.base + "/good.json"))
+        assert (tmp_path / "ok" / "meta" / "esc50.csv").is_file()
+        with pytest.raises(DownloadError, match=f"master.zip: {algorithm} {good} differs from the published 0+: "
+                                                "the download is corrupt"):
+            download_dataset(srv.url, tmp_path / "bad", marker="meta/esc50.csv",
+                             checksums=published_checksums(srv.base + "/bad.json"))
+        assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*"))  # nothing kept, nothing unpacked
+    finally:
+        srv.close()
+
+
+def test_unreachable_checksums_warn_and_the_archive_is_still_checked_as_an_archive(tmp_path, monkeypatch):
+    import dataclasses
+
+    from audiosweep import data
+    from audiosweep.datasets import DATASETS
+
+    srv = Server({})  # every path 404
+    try:
+        entry = dataclasses.replace(DATASETS["urbansound8k"], checksums_url=srv.base + "/api/records/1")
+        with pytest.warns(UserWarning, match="cannot read the published checksums at .*/api/records/1 .*HTTP Error "
+                                             "404.*checked as archives only"):
+            assert data._checksums(entry) == {}
+    finally:
+        srv.close()

@@ -40,6 +40,7 @@ class DatasetDef:
     # download_url is then the folder they are fetched from, under their own file names
     download_urls: tuple[str, ...] = ()
     default_dir: str | None = None  # data_dir when the config gives none (None: the user's own, data_dir needed)
+    checksums_url: str | None = None  # JSON where the host publishes the archives' checksums (Zenodo, Hugging Face)
     folds_in_metadata: bool = False  # the folds come from the user's metadata (checked when it is read)
     fingerprint_columns: tuple[str, ...] = tuple(CLIP_COLUMNS)  # the listing's columns that make its identity
 

@@ -67,4 +67,5 @@ def list_dcase2017(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
 
 DCASE2017_SCENES = DatasetDef("dcase2017_scenes", list_dcase2017, n_folds=N_FOLDS, default_seconds=10.0,
                               strict=False, audio_dir="", download_marker=evaluate_list(N_FOLDS),
-                              download_urls=URLS, default_dir="data/DCASE2017-scenes")
+                              download_urls=URLS, default_dir="data/DCASE2017-scenes",
+                              checksums_url="https://zenodo.org/api/records/400515")

@@ -36,4 +36,5 @@ def list_gtzan(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
 
 
 GTZAN = DatasetDef("gtzan", list_gtzan, n_folds=N_FOLDS, default_seconds=30.0, strict=False, audio_dir=AUDIO_DIR,
-                   download_marker=AUDIO_DIR + "/", download_url=URL, default_dir="data/GTZAN")
+                   download_marker=AUDIO_DIR + "/", download_url=URL, default_dir="data/GTZAN",
+                   checksums_url="https://huggingface.co/api/datasets/marsyas/gtzan/tree/main/data")

@@ -48,4 +48,4 @@ def list_urbansound8k(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame
 
 URBANSOUND8K = DatasetDef("urbansound8k", list_urbansound8k, n_folds=N_FOLDS, default_seconds=4.0, strict=False,
                           audio_dir="audio", download_marker=META, download_url=URL,
-                          default_dir="data/UrbanSound8K")
+                          default_dir="data/UrbanSound8K", checksums_url="https://zenodo.org/api/records/1203745")
