@@ -12,6 +12,7 @@ import torch
 
 from audiosweep.augment import TrainingBatches
 from audiosweep.config import ALIASES, Config, overlay
+from audiosweep.data import ESC50_CLIPS, ClipSpec
 from audiosweep.features import stage_waveforms
 from audiosweep.training import make_dls
 from bench.measure import PipelineTimes, log, peak_memory, timed
@@ -48,10 +49,11 @@ class AugResult:
 def measure_augmented(cfg: Config, wavs: torch.Tensor, feats: torch.Tensor, stats: dict, targets: torch.Tensor,
                       train_idx: torch.Tensor, valid_idx: torch.Tensor, n_timed: int, base_paths: list[Path],
                       base_targets: torch.Tensor, k_train: int, n_epochs: int, device: torch.device,
-                      peaks: dict, workers: int) -> AugResult:
+                      peaks: dict, workers: int, spec: ClipSpec = ESC50_CLIPS) -> AugResult:
     """Ours: augmented training batches from the resident ``wavs`` over ``n_timed`` of the training clips
     (scaled to all of them) and validation batches from ``feats``; the per-item augmented baseline on
-    ``base_paths`` (the first ``k_train`` training clips) in ``workers`` processes, scaled to all clips."""
+    ``base_paths`` (the first ``k_train`` training clips, made as ``spec`` says) in ``workers`` processes, scaled
+    to all clips."""
     rate, channels_last = cfg.sample_rate, device.type == "cuda"
     pick = np.linspace(0, len(train_idx) - 1, min(n_timed, len(train_idx))).round().astype(int)
     timed_idx = train_idx[torch.from_numpy(pick)]
@@ -72,7 +74,8 @@ def measure_augmented(cfg: Config, wavs: torch.Tensor, feats: torch.Tensor, stat
         epochs = [(timed(lambda: drain(dls.train), device)[1], timed(lambda: drain(dls.valid), device)[1])
                   for _ in range(n_epochs)]
     log(f"{rate} Hz: per-item augmented baseline on {len(base_paths)} clips, {workers} workers")
-    pipe = PerItemPipeline(cfg, base_paths, base_targets, stats, device, n_train=k_train, augment=True)
+    pipe = PerItemPipeline(cfg, base_paths, base_targets, stats, device, n_train=k_train, augment=True,
+                           spec=spec)
     base = time_epochs(pipe, n_epochs, workers, len(feats) / len(base_paths), peaks, device,
                        f"augmented baseline {rate} Hz, {len(base_paths)} clips, {workers} workers")
     scale = len(train_idx) / len(timed_idx)  # every training batch costs the same: scaled linearly

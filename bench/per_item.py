@@ -15,7 +15,7 @@ from tqdm import tqdm  # not tqdm.auto: its asyncio class calls iter() at once, 
 
 from audiosweep.augment import SpecAugment, spec_active, waveform_transform
 from audiosweep.config import Config
-from audiosweep.data import ESC50_RATE
+from audiosweep.data import ESC50_CLIPS, ClipSpec, conform, n_samples
 from bench.measure import PipelineTimes, peak_memory, timed
 
 
@@ -37,8 +37,9 @@ def time_stretch(x: torch.Tensor, rate: float, n_fft: int = 2048) -> torch.Tenso
 
 
 class PerItemPipeline(Dataset):
-    """The report's kind of data pipeline: every clip read, resampled, turned into a mel spectrogram and
-    normalised on its own, every epoch; items collated into batches by a ``DataLoader`` and sent to the device.
+    """The report's kind of data pipeline: every clip read, made mono and ``spec.seconds`` long (``conform``, as
+    ours), resampled from its own rate, turned into a mel spectrogram and normalised on its own, every epoch; items
+    collated into batches by a ``DataLoader`` and sent to the device.
 
     With ``augment``, the training clips (the first ``n_train``) are augmented on their own first, as fastaudio's
     item transforms did: gain, shift, noise and polarity by torch-audiomentations on a batch of one clip (the
@@ -47,11 +48,10 @@ class PerItemPipeline(Dataset):
     """
 
     def __init__(self, cfg: Config, paths: list[Path], targets: torch.Tensor, stats: dict, device: torch.device,
-                 n_train: int | None = None, augment: bool = False):
+                 n_train: int | None = None, augment: bool = False, spec: ClipSpec = ESC50_CLIPS):
         self.cfg, self.paths, self.targets, self.device, self.bs = cfg, paths, targets, device, cfg.batch_size
-        self.n_train, self.augmenting = len(paths) if n_train is None else n_train, augment
-        self.resample = (torchaudio.transforms.Resample(ESC50_RATE, cfg.sample_rate)
-                         if cfg.sample_rate != ESC50_RATE else None)
+        self.n_train, self.augmenting, self.spec = len(paths) if n_train is None else n_train, augment, spec
+        self.resamplers: dict[int, torchaudio.transforms.Resample] = {}  # per source rate: the kernel built once
         self.mels = [torchaudio.transforms.MelSpectrogram(
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=w, hop_length=cfg.hop_samples, f_min=cfg.f_min,
             f_max=cfg.mel_f_max, n_mels=cfg.n_mels, power=2.0, norm="slaney", mel_scale="slaney")
@@ -82,14 +82,21 @@ class PerItemPipeline(Dataset):
         return self.item(i), self.targets[i]
 
     def item(self, i: int) -> torch.Tensor:
-        x = torch.from_numpy(sf.read(str(self.paths[i]), dtype="float32", always_2d=False)[0])
-        if self.resample is not None:
-            x = self.resample(x)
+        x = self.waveform(i)
         train = i < self.n_train  # validation clips are never augmented
         if train:
             x = self.augment(x)
         spec = (torch.stack([self.to_db(mel(x)) for mel in self.mels]) - self.mean) / self.std
         return self.masks(spec[None])[0] if train and self.masks is not None else spec
+
+    def waveform(self, i: int) -> torch.Tensor:
+        """Clip ``i`` at the config's rate: read, conformed at its own rate, resampled, cut to the run's length."""
+        wav, rate = sf.read(str(self.paths[i]), dtype="float32", always_2d=True)
+        x, sr = torch.from_numpy(conform(wav, rate, self.spec, self.paths[i])), self.cfg.sample_rate
+        if rate != sr:
+            x = self.resamplers.setdefault(rate, torchaudio.transforms.Resample(rate, sr))(x)
+        n = n_samples(self.spec.seconds, sr)
+        return torch.nn.functional.pad(x[:n], (0, max(0, n - len(x))))  # rounding of the count only, as ours
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         for t in self.wave:

@@ -23,7 +23,18 @@ import pandas as pd
 import torch
 
 from audiosweep.config import Config, ConfigError, build_parser, merge, parse_known
-from audiosweep.data import clip_problem, fingerprint, load_waveforms, official_metadata
+from audiosweep.data import (
+    ESC50_CLIPS,
+    ClipSpec,
+    clip_problem,
+    ensure_dataset,
+    fingerprint,
+    load_waveforms,
+    official_metadata,
+    split,
+    validate_clips,
+)
+from audiosweep.datasets import check_labels, dataset_entry
 from audiosweep.errors import UserError
 from audiosweep.features import compute_features, normalize
 from audiosweep.models import ARCHS
@@ -135,6 +146,29 @@ def make_tree(work: Path, data_dir: Path, n_clips: int):
     return work / "esc50", meta, f"{len(sources)} {origin}"
 
 
+def dataset_clips(cfg: Config, explicit: dict, work: Path, n_clips: int):
+    """The clips to measure and how: (folder, metadata rows, validation mask, origin text, ClipSpec). esc50: the
+    linked tree of :func:`make_tree`, fold ``cfg.fold`` validation; any other dataset: ``n_clips`` of its listed,
+    valid clips (as ``prepare_data`` checks them) spread over folds and classes, split as a run splits them."""
+    if cfg.dataset_name == "esc50":
+        data_dir = Path(cfg.data_root).expanduser() if "data_dir" in explicit or not SLICE.is_dir() else SLICE
+        tree, meta, origin = make_tree(work, data_dir, n_clips)
+        return tree, meta, (meta.fold == cfg.fold).to_numpy(), origin, ESC50_CLIPS
+    entry = dataset_entry(cfg.dataset_name)
+    spec, data_dir = ClipSpec.of(entry, cfg), ensure_dataset(cfg)
+    listed = entry.list_clips(data_dir, cfg)
+    meta = validate_clips(data_dir, listed, cfg.allow_missing, spec, cfg.sample_rate)
+    # Sorted by fold, then class: evenly spaced rows cover every fold and class in proportion.
+    meta = meta.sort_values(["fold", "target"], kind="stable").reset_index(drop=True)
+    meta = meta.iloc[np.linspace(0, len(meta) - 1, min(n_clips, len(meta))).round().astype(int)].reset_index(drop=True)
+    if not entry.strict:
+        check_labels(meta, f"{spec.title} at {data_dir} (the {len(meta)} clips measured)")
+    valid = np.isin(np.arange(len(meta)), split(meta, cfg, "group")[1])
+    how = f"fold {cfg.fold} validation" if cfg.split == "official" else f"stratified, valid_pct {cfg.valid_pct:g}"
+    origin = f"{len(meta)} of the {len(listed)} listed clips of {data_dir} ({how})"
+    return data_dir, meta, valid, origin, spec
+
+
 def spread(valid: np.ndarray, count: int) -> tuple[np.ndarray, int]:
     """``count`` rows spread over all (sorted by fold, so over the folds), training rows first; how many train."""
     pick = np.linspace(0, len(valid) - 1, min(count, len(valid))).round().astype(int)
@@ -143,7 +177,7 @@ def spread(valid: np.ndarray, count: int) -> tuple[np.ndarray, int]:
 
 @dataclasses.dataclass
 class Setup:
-    """What every rate's measurement shares: the linked tree, its metadata and split, the options."""
+    """What every rate's measurement shares: the dataset's folder, its metadata and split, the options."""
 
     tree: Path
     meta: pd.DataFrame
@@ -152,12 +186,13 @@ class Setup:
     device: torch.device
     opts: argparse.Namespace
     peaks: dict[str, Mem]  # peak memory per stage, filled as the stages run
+    spec: ClipSpec = ESC50_CLIPS  # where the clips are and what length they are made
 
     def idx(self, valid: bool) -> torch.Tensor:
         return torch.from_numpy(np.flatnonzero(self.valid == valid))
 
     def paths(self, rows: np.ndarray) -> list[Path]:
-        return [self.tree / "audio" / self.meta.filename[i] for i in rows]
+        return [self.tree / self.spec.audio_dir / self.meta.filename[i] for i in rows]
 
 
 @dataclasses.dataclass
@@ -183,11 +218,11 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
     ``--baseline-clips`` clips, at ``cfg.sample_rate``; with ``aug`` (the augmented config), the augmented
     comparison too."""
     rate, meta, device, o = cfg.sample_rate, s.meta, s.device, s.opts
-    fp, targets = fingerprint(s.tree, meta), torch.tensor(meta.target.to_numpy())
+    fp, targets = fingerprint(s.tree, meta, s.spec), torch.tensor(meta.target.to_numpy())
     train_idx, valid_idx = s.idx(False), s.idx(True)
 
     def load():
-        return load_waveforms(s.tree, meta, rate, s.work / f"cache-{rate}", fp, cfg.num_workers)
+        return load_waveforms(s.tree, meta, rate, s.work / f"cache-{rate}", fp, cfg.num_workers, s.spec)
 
     def warm_load():
         cached = load()
@@ -211,7 +246,7 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
         gather = [timed(our_epoch, device)[1] for _ in range(max(o.measure_epochs, OURS_MIN_EPOCHS))]
     rows, k_train = spread(s.valid, o.baseline_clips)
     log(f"{rate} Hz: per-item baseline on {len(rows)} clips, in 1 process, then {cores()} workers")
-    pipe = PerItemPipeline(cfg, s.paths(rows), targets[rows], stats, device, n_train=k_train)
+    pipe = PerItemPipeline(cfg, s.paths(rows), targets[rows], stats, device, n_train=k_train, spec=s.spec)
     result = RateResult(cfg, decode_cold, decode_warm, features, gather, *(
         time_epochs(pipe, o.measure_epochs, w, len(meta) / len(rows), s.peaks, device,
                     f"baseline {rate} Hz, {len(rows)} clips, {w or 1} {'workers' if w else 'process'}")
@@ -220,7 +255,7 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
         rows, k_train = spread(s.valid, o.aug_baseline_clips)
         result.aug = measure_augmented(aug, wavs, feats, stats, targets, train_idx, valid_idx, o.aug_train_clips,
                                        s.paths(rows), targets[rows], k_train, o.measure_epochs, device, s.peaks,
-                                       cores())
+                                       cores(), s.spec)
     return result
 
 
@@ -256,19 +291,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, UserError) as e:
         print(f"bench/pipeline.py: {e}", file=sys.stderr)
         return 2
-    data_dir = Path(cfg.data_root).expanduser() if "data_dir" in explicit or not SLICE.is_dir() else SLICE
     opts.train_bs = opts.train_bs or (cfg.batch_size if device.type == "cuda" else min(cfg.batch_size, 4))
     opts.train_batches = opts.train_batches or (20 if device.type == "cuda" else 2)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     command = shlex.join(["python", "bench/pipeline.py", *(sys.argv[1:] if argv is None else argv)])
     with tempfile.TemporaryDirectory(prefix="audiosweep-bench-") as tmp:
         work = Path(opts.workdir or tmp)
-        tree, meta, origin = make_tree(work, data_dir, opts.n_clips)
-        valid = (meta.fold == cfg.fold).to_numpy()
+        try:
+            tree, meta, valid, origin, spec = dataset_clips(cfg, explicit, work, opts.n_clips)
+        except UserError as e:
+            print(f"bench/pipeline.py: {e}", file=sys.stderr)
+            return 2
         opts.aug_train_clips = opts.aug_train_clips or (int((~valid).sum()) if device.type == "cuda" else 256)
         result = BenchResult(cfg, opts, command, device, machine(device), origin, int((~valid).sum()),
-                             int(valid.sum()), len(spread(valid, opts.baseline_clips)[0]))
-        setup, aug = Setup(tree, meta, valid, work, device, opts, result.peaks), augmentation_config(cfg, explicit)
+                             int(valid.sum()), len(spread(valid, opts.baseline_clips)[0]), spec)
+        setup = Setup(tree, meta, valid, work, device, opts, result.peaks, spec)
+        aug = augmentation_config(cfg, explicit)
         for rate in opts.rates:
             result.rates[rate] = measure_rate(at_rate(cfg, rate), setup,
                                               None if opts.skip_augmented or rate != cfg.sample_rate else aug)

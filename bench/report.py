@@ -13,7 +13,7 @@ import torch
 import torchaudio
 
 from audiosweep.config import FIELDS, Config
-from audiosweep.data import clip_samples
+from audiosweep.data import ESC50_CLIPS, ClipSpec, clip_samples
 from audiosweep.features import n_frames
 from audiosweep.training import resolve_precision
 from bench.measure import Mem, ratio_row, secs, table
@@ -36,10 +36,11 @@ class BenchResult:
     command: str
     device: torch.device
     machine: str  # the GPU, or the CPU model and threads
-    origin: str  # where the linked clips come from
+    origin: str  # where the clips come from
     n_train: int
     n_valid: int
     n_baseline: int  # clips the baseline ran on
+    spec: ClipSpec = ESC50_CLIPS  # the dataset's clips, as the run makes them
     started: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now().astimezone())
     load: tuple[float, float] | None = None  # 1-min load average at start and end
     rates: dict[int, RateResult] = dataclasses.field(default_factory=dict)
@@ -56,8 +57,7 @@ def report(r: BenchResult) -> str:
     out = [f"audiosweep data-pipeline benchmark, {r.started:%Y-%m-%d %H:%M %Z}", f"command: {r.command}",
            f"device {r.device} ({r.machine}{busy})",
            f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, Python {platform.python_version()}",
-           f"data: {n} ESC-50-shaped clips (5 s, 44.1 kHz WAV; {r.n_train} train / {r.n_valid} valid, fold "
-           f"{cfg.fold} validation) linked cyclically to {r.origin}",
+           data_line(r),
            f"ours: measured on all {n} clips, {len(res.gather)} epochs; per-item baselines: "
            f"{'measured' if scale == 1 else f'scaled x{scale:.2f} from {r.n_baseline} clips'}, {o.measure_epochs} "
            f"epochs, in 1 process ({torch.get_num_threads()} torch threads) and in a DataLoader with {w} workers (= "
@@ -109,6 +109,19 @@ def report(r: BenchResult) -> str:
     out.append(f"{E}-epoch data-pipeline ratio at {cfg.sample_rate} Hz, cold cache (steady-state per epoch: "
                f"{base.steady / cold.steady:.0f}x):")
     return "\n".join([*out, f"ratio: {base.total(E) / cold.total(E):.1f}x"])
+
+
+def data_line(r: BenchResult) -> str:
+    """Which dataset, how many clips of what origin, and how they are split."""
+    n, split = r.n_train + r.n_valid, f"{r.n_train} train / {r.n_valid} valid"
+    if r.spec == ESC50_CLIPS:
+        return (f"data: {n} ESC-50-shaped clips (5 s, 44.1 kHz WAV; {split}, fold {r.cfg.fold} validation) linked "
+                f"cyclically to {r.origin}")
+    s = r.spec
+    made = (f"{s.seconds:g} s at {s.native_rate} Hz, mono" if s.strict else
+            f"of any rate and channels: downmixed, cropped or padded ({s.pad_mode}) to {s.seconds:g} s")
+    title = s.title if s.title.endswith(s.dataset) else f"{s.title} (dataset {s.dataset})"
+    return f"data: {title}, {n} clips ({made}; {split}): {r.origin}"
 
 
 def describe(cfg: Config) -> str:

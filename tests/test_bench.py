@@ -19,6 +19,7 @@ from audiosweep.augment import TrainingBatches
 from audiosweep.config import merge
 from audiosweep.data import fingerprint, load_waveforms
 from audiosweep.features import compute_features, n_frames, normalize
+from audiosweep.synthetic import make_synthetic_folder, make_synthetic_urbansound8k
 from audiosweep.training import make_dls
 from bench import augmented, per_item
 from bench.measure import cores
@@ -234,6 +235,53 @@ def test_loaders_serve_every_clip_once_with_its_label():
         assert sorted(seen) == (idx + 100).tolist()
     first = [yb.tolist() for _, yb in dls.train]
     assert first != [yb.tolist() for _, yb in dls.train] or len(first) == 1  # reshuffled every epoch
+
+
+@pytest.fixture(scope="module")
+def variable_datasets(tmp_path_factory):
+    """A folder dataset and an UrbanSound8K tree of clips of several rates, channel counts and lengths."""
+    root = tmp_path_factory.mktemp("datasets")
+    return {"folder": (make_synthetic_folder(root / "folder", n_classes=2, per_class=6), ["--split", "stratified"]),
+            "urbansound8k": (make_synthetic_urbansound8k(root / "us8k"), [])}
+
+
+@pytest.mark.filterwarnings("ignore:.*downmixed to mono")
+@pytest.mark.parametrize(("name", "n_clips", "title", "n", "split"), [  # folder: fewer clips than asked, all taken
+    ("folder", 24, "dataset folder", 12, "10 train / 2 valid): 12 of the 12 listed clips"),
+    ("urbansound8k", 10, "UrbanSound8K (dataset urbansound8k)", 10, "5 train / 5 valid): 10 of the 24 listed clips")])
+def test_runs_on_any_dataset(variable_datasets, tmp_path, capsys, name, n_clips, title, n, split):
+    data_dir, extra = variable_datasets[name]
+    args = ["--dataset", name, "--data_dir", str(data_dir), *extra, "--n-clips", str(n_clips),
+            "--baseline-clips", "6", "--epochs", "5", "--rates", "44100,16000", "--skip-training", "--skip-augmented",
+            "--workdir", str(tmp_path), *TINY]
+    assert bench.main(args) == 0
+    text = capsys.readouterr().out
+    (data,) = [ln for ln in text.splitlines() if ln.startswith("data: ")]
+    assert data.startswith(f"data: {title}, {n} clips (of any rate and channels") and split in data, data
+    assert "ESC-50" not in data and f"ours: measured on all {n} clips" in text
+    for rate in (44100, 16000):
+        block = text[text.index(f"Data pipeline at {rate} Hz"):].splitlines()
+        for row in ("ours, cold cache", "per-item baseline, 1 process", f"per-item baseline, {cores()} workers"):
+            line = next(ln for ln in block if ln.startswith(row))
+            assert seconds(line, 1) > 0 and seconds(line, 2) > 0 and seconds(line, 3) > 0, line
+
+
+@pytest.mark.filterwarnings("ignore:.*downmixed to mono")
+@pytest.mark.parametrize("rate", [44100, 16000])
+def test_baseline_makes_variable_clips_as_our_cache(variable_datasets, tmp_path, rate):
+    """Read, downmixed, cropped or padded and resampled per item, the clips equal our cached waveforms."""
+    data_dir, extra = variable_datasets["urbansound8k"]
+    cfg, _, explicit = bench.parse(["--dataset", "urbansound8k", "--data_dir", str(data_dir), "--sample_rate",
+                                    str(rate), *extra])
+    tree, meta, _, _, spec = bench.dataset_clips(cfg, explicit, tmp_path, 8)
+    ours = load_waveforms(tree, meta, rate, tmp_path / "cache", fingerprint(tree, meta, spec), 2, spec)
+    pipe = bench.PerItemPipeline(cfg, [tree / spec.audio_dir / f for f in meta.filename],
+                                 torch.zeros(len(meta), dtype=torch.long), {}, torch.device("cpu"), spec=spec)
+    assert ours.shape == (8, 4 * rate)
+    for i in range(len(meta)):
+        theirs = pipe.waveform(i)
+        assert theirs.shape == ours[i].shape
+        torch.testing.assert_close(theirs.half(), ours[i], atol=1e-3, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
