@@ -1,6 +1,6 @@
 """The report's figures, drawn on plain :class:`matplotlib.figure.Figure` objects (Agg rendering, no GUI, no pyplot
 state): accuracy and validation loss per parameter value (mean ± std over trials, every run as a dot), per-fold
-bars, accuracy-vs-epoch curves, and a run's confusion matrix.
+bars, accuracy and training/validation loss per epoch, and a run's confusion matrix with its most confused pairs.
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ def _curves(runs: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
-    """Validation accuracy and loss per epoch: mean line and ± std band for each value of ``key``."""
+    """Validation accuracy (left) and training and validation loss (right, dashed and solid) per epoch: mean line
+    and ± std band for each value of ``key``. A training loss far below the validation loss is overfitting."""
     ok = finished(df)
     values = _sort_values(ok[key].unique()) if key else [None]
     fig = Figure(figsize=(11, 4.2), layout="constrained")
@@ -153,29 +154,31 @@ def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
         label = f"{format_value(key, v, group_sample_rate(ok, key, v))} (n={len(runs)})" if key else \
             f"all runs (n={len(runs)})"
         color = COLORS[i % len(COLORS)]
-        for ax, col in zip(axes, ("accuracy", "valid_loss"), strict=True):
+        for ax, col, style in ((axes[0], "accuracy", "-"), (axes[1], "valid_loss", "-"), (axes[1], "train_loss", "--")):
             epochs, mean, std = _curves(runs, col)
-            ax.plot(epochs, mean, "-", marker="o" if len(epochs) < 25 else None, ms=3, color=color, label=label)
-            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
-    for ax, ylabel in zip(axes, ("validation accuracy", "validation loss (cross-entropy)"), strict=True):
+            ax.plot(epochs, mean, style, marker="o" if len(epochs) < 25 else None, ms=3, color=color,
+                    label=label if col == "accuracy" else None)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18 if style == "-" else 0.08, lw=0)
+    axes[1].plot([], [], "k-", label="validation")
+    axes[1].plot([], [], "k--", label="training")
+    axes[1].legend(fontsize=8, loc="upper right")
+    for ax, ylabel in zip(axes, ("validation accuracy", "loss (cross-entropy; training loss with MixUp when on)"),
+                          strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
     _pct_axis(axes[0])
     axes[0].legend(title=axis_label(key) if key else None, fontsize=8, title_fontsize=8, loc="lower right")
-    fig.suptitle(f"Validation accuracy and loss per epoch{_title(ok)}" + (f" by {key}" if key else "")
-                 + "\nmean over runs, ± std band")
+    fig.suptitle(f"Validation accuracy, training and validation loss per epoch{_title(ok)}"
+                 + (f" by {key}" if key else "") + "\nmean over runs, ± std band")
     return fig
 
 
 def plot_confusion(row: pd.Series) -> Figure:
     """Row-normalised confusion matrix (true class per row) of one run, from its saved predictions."""
-    with np.load(preds_path(row)) as f:
-        probs, targets, classes = f["probs"], f["targets"], [str(c) for c in f["classes"]]
+    counts, classes = confusion_counts(row)
     c = len(classes)
-    counts = np.zeros((c, c))
-    np.add.at(counts, (targets, probs.argmax(1)), 1)
     rows = counts.sum(1, keepdims=True)
     norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
     size = max(6.0, 0.26 * c + 3)
@@ -197,6 +200,29 @@ def plot_confusion(row: pd.Series) -> Figure:
     ax.set_title(f"Confusion matrix of run {row.run_id} ({row.arch}, {split}, trial {row.trial_num}):\n"
                  f"validation accuracy {100 * acc:.1f}% on {int(counts.sum())} clips", fontsize=11 if c <= 20 else 14)
     return fig
+
+
+def confusion_counts(row: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(true x predicted) counts of one run's validation clips, from its saved predictions, and the classes."""
+    with np.load(preds_path(row)) as f:
+        probs, targets, classes = f["probs"], f["targets"], [str(c) for c in f["classes"]]
+    counts = np.zeros((len(classes), len(classes)))
+    np.add.at(counts, (targets, probs.argmax(1)), 1)
+    return counts, classes
+
+
+def confused_pairs(row: pd.Series, top: int = 10) -> pd.DataFrame:
+    """The ``top`` most frequent mistakes of one run: true class, predicted class, clips, and their share of the
+    true class's clips; most clips first."""
+    counts, classes = confusion_counts(row)
+    per_class = counts.sum(1)
+    np.fill_diagonal(counts, 0)
+    true, pred = np.nonzero(counts)
+    wrong = counts[true, pred]
+    table = pd.DataFrame({"true": [classes[i] for i in true], "predicted": [classes[j] for j in pred],
+                          "clips": wrong.astype(int), "share_of_true": wrong / per_class[true]})
+    table = table.sort_values(["clips", "share_of_true"], ascending=False, kind="stable")
+    return table.head(top).reset_index(drop=True)
 
 
 def preds_path(row: pd.Series) -> Path | None:

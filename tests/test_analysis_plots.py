@@ -142,3 +142,16 @@ def test_fold_and_confusion_figures(tmp_path):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
     assert ax.images[0].get_array()[1].tolist() == pytest.approx([0, 0.75, 0.25])  # rows normalised
+    pairs = figures.confused_pairs(plan.pick_run(df, "f2-t1"))  # 11 of 12 right: one rooster clip taken for rain
+    assert pairs.to_dict("records") == [{"true": "rooster", "predicted": "rain", "clips": 1, "share_of_true": 0.25}]
+
+
+def test_curves_show_training_and_validation_loss(tmp_path):
+    df = runs.load_runs(str(write_study(tmp_path)))
+    fig = figures.plot_curves(df, "n_mels")
+    loss = fig.axes[1]
+    solid = [ln for ln in loss.lines if ln.get_linestyle() == "-" and len(ln.get_xdata())]
+    dashed = [ln for ln in loss.lines if ln.get_linestyle() == "--" and len(ln.get_xdata())]
+    assert len(solid) == len(dashed) == 2  # one validation and one training line per n_mels value
+    assert sorted(ln.get_ydata()[-1] for ln in dashed) == pytest.approx([1.5, 1.5])  # write_run's train_loss
+    assert {t.get_text() for t in loss.get_legend().get_texts()} == {"validation", "training"}
