@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"train.py: {problem}, nor in {', '.join(map(str, results.fallback_dirs()))}; the record:\n"
                   + json.dumps(record), file=sys.stderr)
         print(f"result record: {written or 'not written'} ({status})")
-        tracking.finish(run, summary, failed=status != "finished")
+        tracking.finish(run, summary, failed=status != "finished", env=env)
         signal.signal(signal.SIGTERM, on_sigterm)
     return 0 if status == "finished" and not problem else 1
 

@@ -38,7 +38,8 @@ from .paths import WANDB_PREFIX
 
 # Per epoch: what records and W&B both hold (W&B has no per-epoch time).
 HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
-COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "record_path", "history"]
+COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "record_path", "history", "env"]
+OBJECT_COLUMNS = ("record_path", "history", "env")  # kept as they are (a path or None, lists, dicts)
 
 
 class SourceError(Exception):
@@ -91,20 +92,22 @@ def _num(value: Any) -> float:
 
 
 def make_row(config: dict, summary: dict, history: list[dict], status: str, sweep: str, run_id: str,
-             record_path: str | None) -> dict[str, Any]:
-    """One DataFrame row; both loaders go through here so their columns cannot drift apart."""
+             record_path: str | None, env: dict | None = None) -> dict[str, Any]:
+    """One DataFrame row; both loaders go through here so their columns cannot drift apart. ``env``: where the
+    run ran (the record's device, package versions, git commit; a W&B run's ``env`` summary key)."""
     row = _config_row(config)
     row.update({m: _num(summary.get(m)) for m in SUMMARY_METRICS})
     if pd.isna(row["epochs"]):
         row["epochs"] = float(len(history))
-    row.update(status=status, sweep=sweep, run_id=run_id, record_path=record_path, history=_history(history))
+    row.update(status=status, sweep=sweep, run_id=run_id, record_path=record_path, history=_history(history),
+               env=env if isinstance(env, dict) else {})
     return row
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Columns keep their values' types: a config column holding None stays ``object`` (no int -> float)."""
     df = pd.DataFrame(rows, columns=COLUMNS, dtype=object)
-    for col in COLUMNS[:-2]:
+    for col in [c for c in COLUMNS if c not in OBJECT_COLUMNS]:
         if col in SUMMARY_METRICS:
             df[col] = df[col].astype(float)
         elif df[col].notna().all():
@@ -141,7 +144,7 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
             bad.append(str(e))
             continue
         rows.append(make_row(rec["config"], rec["summary"], rec["history"], rec["status"], sweep_name(root, path),
-                             rec.get("run_id") or RunFiles(path).run_id, str(path)))
+                             rec.get("run_id") or RunFiles(path).run_id, str(path), rec.get("env")))
     if skipped:
         warn(f"skipped {len(skipped)} JSON file(s) that are not result records, e.g. {skipped[0]}")
     for message in bad:
@@ -194,11 +197,13 @@ def load_wandb(path: str, sweep: str | None = None, tags: list[str] | None = Non
         if sweep_id and sweep_id not in sweep_names:
             sweep_names[sweep_id] = getattr(run.sweep, "name", None) or sweep_id
         summary = run.summary
+        env = summary.get("env")  # tracking.finish logs the record's env into the summary
         summary = {m: summary.get(m) for m in [*SUMMARY_METRICS, "_runtime"]}
         if summary["wall_time_s"] is None:
             summary["wall_time_s"] = summary["_runtime"]
         rows.append(make_row(dict(run.config), summary, _wandb_history(run) if history else [],
-                             str(run.state).lower(), sweep_names.get(sweep_id, ""), run.id, None))
+                             str(run.state).lower(), sweep_names.get(sweep_id, ""), run.id, None,
+                             dict(env) if env is not None else None))
     if not rows:
         raise SourceError(f"no runs in wandb:{path} match (sweep={sweep}, tags={tags}, filters={filters})")
     return frame(rows)

@@ -46,8 +46,10 @@ def start(cfg: Config, run_id: str):
     return run, cfg
 
 
-def finish(run, summary: Summary, failed: bool) -> None:
+def finish(run, summary: Summary, failed: bool, env: dict | None = None) -> None:
+    """The run's summary, and where it ran (``env``: device, package versions, git commit, as the record holds
+    it), into the W&B run; then finish it."""
     if run is None:
         return
-    run.summary.update(summary.to_dict())
+    run.summary.update({**summary.to_dict(), **({"env": env} if env else {})})
     run.finish(exit_code=1 if failed else 0)

@@ -168,7 +168,7 @@ class FakeRun:
 
     def __init__(self, rec: dict, state: str, sweep: str | None):
         self.id, self.config, self.state = rec["run_id"], dict(rec["config"]), state
-        self.summary = {"_runtime": 4, "_wandb": {"runtime": 4}, **rec["summary"]}
+        self.summary = {"_runtime": 4, "_wandb": {"runtime": 4}, **rec["summary"], "env": rec["env"]}
         self.sweep_name = f"id-{sweep}" if sweep else None
         self.sweep = SimpleNamespace(name=sweep, id=self.sweep_name) if sweep else None
         # fastai's WandbCallback: per batch train_loss, epoch-end rows add valid_loss and accuracy
