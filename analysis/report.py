@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import cli, ensemble, plan
 from .checks import group_warnings, run_warnings, varying_keys
+from .context import context_markdown
 from .figures import save
 from .paths import report_dir
 from .runs import SourceError, finished, warn
@@ -63,7 +64,7 @@ def header(df: pd.DataFrame, metric: str = "accuracy", source: str = "") -> str:
     return "\n".join([f"# Results{': ' + source if source else ''}", "",
                       f"{len(df)} runs ({len(ok)} finished with {metric}) from sweep(s) {sweeps}. Accuracy is the "
                       f"validation {metric.replace('_', ' ')} in %, mean ± sample std over runs; min and max over "
-                      "runs.", "", *_bullets(run_warnings(df, metric))])
+                      "runs.", "", context_markdown(df, metric), *_bullets(run_warnings(df, metric))])
 
 
 def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metric: str = "accuracy") -> Part:
