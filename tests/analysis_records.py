@@ -55,5 +55,22 @@ def write_final_study(root: Path) -> Path:
     return folder
 
 
+def write_paired_study(root: Path, drop: tuple[tuple[int, int, int], ...] = ()) -> Path:
+    """Sweep folder ``root/paired``: 5 folds x 5 trials for each n_mels 64 / 128 / 32, paired on (fold, trial_num).
+    n_mels 64 is the base accuracy 0.70 + 0.02 fold + 0.004 trial; 128 is about 3 points better (+0.03 ± 0.005);
+    32 is within ± 0.006 of 64 with a mean difference of about 0. ``drop``: (n_mels, fold, trial) runs not written."""
+    folder = root / "paired"
+    for fold in range(1, 6):
+        for trial in range(1, 6):
+            i = 5 * (fold - 1) + trial - 1
+            base = 0.70 + 0.02 * fold + 0.004 * trial
+            offsets = {64: 0.0, 128: 0.03 + 0.005 * (i % 3 - 1), 32: -0.006 * (-1) ** i}
+            for n_mels, offset in offsets.items():
+                if (n_mels, fold, trial) not in drop:
+                    write_run(folder, f"m{n_mels}-f{fold}-t{trial}", round(base + offset, 4), n_mels=n_mels,
+                              fold=fold, trial_num=trial)
+    return folder
+
+
 def is_png(path: Path, min_kb: int = 10) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > min_kb * 1024
