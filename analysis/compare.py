@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def header(key: str, ref: Any, why: str, metric: str, table: pd.DataFrame) -> str:
+    """The line above a comparison: the reference, the tests, the correction over the tested rows."""
+    m = int(table.p.notna().sum())  # rows with no test possible are not corrected for
+    return HEADER.format(metric=metric, key=key, ref=format_value(key, ref), why=why, m=m, s="s" * (m != 1))
+
+
 def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     """Print the comparison; the header line goes to stdout, or to stderr with csv so stdout stays csv."""
     if len(by) != 1:
@@ -215,13 +221,12 @@ def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     table, ref, why, more = compare_table(df, key, args.metric, args.baseline)
     for m in messages + more:
         warn(m)
-    m = int(table.p.notna().sum())  # rows with no test possible are not corrected for
-    header = HEADER.format(metric=args.metric, key=key, ref=format_value(key, ref), why=why, m=m, s="s" * (m != 1))
+    text = header(key, ref, why, args.metric, table)
     if args.format == "csv":
-        print(header, file=sys.stderr)
+        print(text, file=sys.stderr)
         print(render(table, "csv"))
     else:
-        print(header + "\n")
+        print(text + "\n")
         print(render(display_compare(table, key, df, args.metric), args.format))
     return 0
 

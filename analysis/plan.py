@@ -2,7 +2,9 @@
 shows them. ``python -m analysis.plots`` saves the plan's figures, ``python -m analysis.report`` adds each
 section's table and text, and ``analysis/report.ipynb`` shows the same.
 
-    for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>
+    for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>;
+                                                its table, then each value tested against the best (analysis.compare)
+    when 2+ keys vary over 5+ runs              IMPORTANCE: parallel_coordinates, heatmap of the two most important
     when folds vary (or asked for)              FOLDS: folds
     when trial_num ensembles can be formed      ENSEMBLE: ensemble_sizes (analysis.ensemble)
     always                                      CONFUSION: confusion_<run_id>, or the reason none can be drawn
@@ -19,10 +21,10 @@ from matplotlib.figure import Figure
 
 from audiosweep.results import RunFiles
 
-from . import ensemble, figures
+from . import ensemble, figures, importance, interactions
 from .runs import SourceError, finished
 
-PARAMETER, FOLDS, CONFUSION, ENSEMBLE = "parameter", "folds", "confusion", "ensemble"
+PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,21 @@ def parameter_section(df: pd.DataFrame, key: str | None, metric: str = "accuracy
     return Section(PARAMETER, key or "All runs", [key] if key else [], shown)
 
 
+def importance_section(df: pd.DataFrame, metric: str = "accuracy") -> Section | None:
+    """Parameter importance (:func:`analysis.importance.importance`) with the parallel-coordinates figure and the
+    heatmap of the two most important keys; None when fewer than 2 keys vary or there are too few runs."""
+    try:
+        table = importance.importance(df, metric)
+    except SourceError:
+        return None
+    a, b = table.key[:2]
+    shown = [PlannedFigure("parallel_coordinates", "every run across the varying keys",
+                           partial(interactions.plot_parallel, df, metric)),
+             PlannedFigure(f"heatmap_{a}_{b}", f"mean {metric} by {a} and {b}",
+                           partial(interactions.plot_heatmap, df, a, b, metric))]
+    return Section(IMPORTANCE, "Parameter importance", [a, b], shown)
+
+
 def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Section:
     """Per fold, per group of ``by``: bars coloured by the one key of ``by``, or all runs together."""
     draw = partial(figures.plot_folds, df, by[0] if len(by) == 1 else None, metric)
@@ -114,6 +131,7 @@ def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id
     if ok.empty:
         raise SourceError(f"no finished runs with {metric}: nothing to plot")
     plan = [parameter_section(df, key, metric) for key in keys or [None]]
+    plan += [s for s in [importance_section(df, metric)] if s is not None]
     if folds or (folds is None and ok.fold.nunique() > 1):
         plan.append(fold_section(df, [k for k in keys if k != "fold"], metric))
     plan += [s for s in [ensemble_section(df)] if s is not None]

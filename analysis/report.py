@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cli, ensemble, plan
+from . import cli, compare, ensemble, importance, interactions, plan
 from .checks import group_warnings, run_warnings, varying_keys
 from .context import context_markdown
 from .figures import save
@@ -27,6 +27,9 @@ from .paths import report_dir
 from .runs import SourceError, finished, warn
 from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render
 
+IMPORTANCE_INTRO = ("Random-forest importance (200 trees on the varying keys, one-hot for categorical ones; sums to "
+                    "100 %) and Pearson correlation with the metric; for a categorical key, that of its most "
+                    "correlated value's indicator.")
 FOLDS_INTRO = ("Rows per fold: mean ± std over its trials; then over all runs, and the mean (± std) of the "
                "per-fold means.")
 
@@ -77,6 +80,20 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
         stats.to_csv(out / f"{metric}_by_{section.by[0] if section.by else 'all'}.csv", index=False)
         text = render(display_table(stats, section.by, df, metric), "markdown")
         warnings = group_warnings(df, section.by, metric)
+        if section.by and len(stats) > 1:
+            key = section.by[0]
+            table, ref, why, messages = compare.compare_table(df, key, metric)
+            table.to_csv(out / f"compare_{key}.csv", index=False)
+            text += (f"\n\n{compare.header(key, ref, why, metric, table)}\n\n"
+                     + render(compare.display_compare(table, key, df, metric), "markdown"))
+            warnings += messages
+    elif section.kind == plan.IMPORTANCE:
+        table = importance.importance(df, metric)
+        table.to_csv(out / "importance.csv", index=False)
+        means = interactions.display_table(*interactions.mean_table(df, *section.by, metric))
+        text = (f"{IMPORTANCE_INTRO}\n\n{render(importance.display(table), 'markdown')}\n\nMean {metric} by "
+                f"{section.by[0]} (rows) and {section.by[1]} (columns), the two most important keys:\n\n"
+                + render(means.reset_index(), "markdown"))
     elif section.kind == plan.FOLDS:
         table = fold_table(df, section.by, metric)
         table.to_csv(out / "folds.csv", index=False)

@@ -149,3 +149,27 @@ def test_records_written_by_train_py(trained, tmp_path, capsys):
     assert len(labels) == 10 and "dog" in labels
     assert report.main([str(trained), "--out", str(tmp_path / "report")]) == 0
     assert "## n_mels" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_report_tests_each_value_and_ranks_the_keys(tmp_path):
+    """A parameter's section holds its comparison against the best value (analysis.compare's table); a sweep of
+    several keys gets the importance table, the heatmap of its two most important keys and parallel coordinates."""
+    from analysis import compare
+    from tests.analysis_records import write_paired_study
+    from tests.test_analysis_importance import write_grid
+
+    df = runs.load_runs(str(write_paired_study(tmp_path)))
+    page = report.build_report(df, tmp_path / "paired-report").read_text()
+    table, *_ = compare.compare_table(df, "n_mels")
+    assert "against the reference n_mels=128 (best mean)" in page and "| worse" in page
+    assert pd.read_csv(tmp_path / "paired-report" / "compare_n_mels.csv").p.iloc[1:].tolist() == pytest.approx(
+        table.p.iloc[1:].tolist())
+    assert "## Parameter importance" not in page  # one key varies
+
+    grid = tmp_path / "grid"
+    write_grid(grid)
+    out = tmp_path / "grid-report"
+    page = report.build_report(runs.load_runs(str(grid)), out).read_text()
+    assert "## Parameter importance" in page and "Random-forest importance" in page
+    assert is_png(out / "parallel_coordinates.png") and is_png(out / "heatmap_n_mels_normalize.png")
+    assert pd.read_csv(out / "importance.csv").key.tolist()[0] == "n_mels"
