@@ -31,12 +31,12 @@ def _order(values) -> list[int]:
         return sorted(range(len(values)), key=lambda i: str(values[i]))
 
 
-def _sort_values(values) -> list:
+def sorted_values(values) -> list:
     values = list(values)
     return [values[i] for i in _order(values)]
 
 
-def _title(df: pd.DataFrame) -> str:
+def sweep_title(df: pd.DataFrame) -> str:
     sweeps = sorted(s for s in df.sweep.unique() if s)
     return f" ({', '.join(sweeps[:3])}{', ...' if len(sweeps) > 3 else ''})" if sweeps else ""
 
@@ -77,7 +77,7 @@ def plot_param(df: pd.DataFrame, key: str, metric: str = "accuracy") -> Figure:
         axes[0].annotate(f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") + "%", (x[i], m),
                          xytext=(10, 0), textcoords="offset points", fontsize=8, va="center", zorder=3,
                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
-    fig.suptitle(f"Validation {metric.replace('_', ' ')} and loss vs {key}{_title(ok)}\n"
+    fig.suptitle(f"Validation {metric.replace('_', ' ')} and loss vs {key}{sweep_title(ok)}\n"
                  "mean ± std over the n runs of each value; grey dots: single runs")
     return fig
 
@@ -87,7 +87,7 @@ def plot_folds(df: pd.DataFrame, key: str | None = None, metric: str = "accuracy
     as a dot; dashed: the mean over all runs (of each value)."""
     ok = finished(df, metric)
     folds = sorted(ok.fold.unique())
-    values = _sort_values(ok[key].unique()) if key else [None]
+    values = sorted_values(ok[key].unique()) if key else [None]
     width = 0.8 / len(values)
     fig = Figure(figsize=(max(7.5, (1.0 + 0.5 * len(values)) * len(folds) + 4), 4.4), layout="constrained")
     ax = fig.subplots()
@@ -127,7 +127,7 @@ def plot_folds(df: pd.DataFrame, key: str | None = None, metric: str = "accuracy
     fig.legend(loc="outside right upper", fontsize=8)
     means = ", ".join((f"{key}={format_value(key, v, group_sample_rate(ok, key, v))}: " if key else "")
                       + f"{100 * m:.1f}%" for v, m in zip(values, fold_means, strict=True))
-    ax.set_title(f"Validation {metric.replace('_', ' ')} per fold{_title(ok)}" + (f" by {key}" if key else "")
+    ax.set_title(f"Validation {metric.replace('_', ' ')} per fold{sweep_title(ok)}" + (f" by {key}" if key else "")
                  + f"\nmean of fold means: {means}", fontsize=11)
     return fig
 
@@ -146,7 +146,7 @@ def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
     """Validation accuracy (left) and training and validation loss (right, dashed and solid) per epoch: mean line
     and ± std band for each value of ``key``. A training loss far below the validation loss is overfitting."""
     ok = finished(df)
-    values = _sort_values(ok[key].unique()) if key else [None]
+    values = sorted_values(ok[key].unique()) if key else [None]
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
     for i, v in enumerate(values):
@@ -170,7 +170,7 @@ def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
         ax.xaxis.get_major_locator().set_params(integer=True)
     _pct_axis(axes[0])
     axes[0].legend(title=axis_label(key) if key else None, fontsize=8, title_fontsize=8, loc="lower right")
-    fig.suptitle(f"Validation accuracy, training and validation loss per epoch{_title(ok)}"
+    fig.suptitle(f"Validation accuracy, training and validation loss per epoch{sweep_title(ok)}"
                  + (f" by {key}" if key else "") + "\nmean over runs, ± std band")
     return fig
 

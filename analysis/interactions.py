@@ -25,7 +25,7 @@ from matplotlib.ticker import PercentFormatter
 
 from . import cli
 from .checks import check, varying_keys
-from .figures import _title, save
+from .figures import save, sweep_title
 from .importance import is_numeric, key_values
 from .labels import axis_label, format_value, group_sample_rate
 from .runs import SourceError, finished, same_value, select, warn
@@ -87,7 +87,7 @@ def plot_heatmap(df: pd.DataFrame, a: str, b: str, metric: str = "accuracy") -> 
     ax.set_ylabel(axis_label(a))
     label = f"mean validation {metric.replace('_', ' ')}"
     fig.colorbar(im, ax=ax, shrink=0.85, label=label, format=PercentFormatter(1.0))
-    ax.set_title(f"{label[0].upper()}{label[1:]} by {a} and {b}{_title(finished(df, metric))}\n"
+    ax.set_title(f"{label[0].upper()}{label[1:]} by {a} and {b}{sweep_title(finished(df, metric))}\n"
                  "each cell: mean over its n finished runs", fontsize=11)
     return fig
 
@@ -151,7 +151,7 @@ def plot_parallel(df: pd.DataFrame, metric: str = "accuracy", keys: list[str] | 
         ax.spines[side].set_visible(False)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.85, label=metric_name,
                  format=PercentFormatter(1.0))
-    ax.set_title(f"Parallel coordinates of {len(ok)} finished runs{_title(ok)}\ncategorical values evenly spaced, "
+    ax.set_title(f"Parallel coordinates of {len(ok)} finished runs{sweep_title(ok)}\ncategorical values evenly spaced, "
                  "numbers scaled to their range; colour: the run's " + metric_name,
                  fontsize=11)
     return fig
