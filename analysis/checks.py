@@ -1,5 +1,6 @@
-"""Warnings about summarising runs: runs left out of the statistics, sweeps pooled, and groups of unequal size or
-whose runs differ in parameters other than those allowed to (:data:`NUISANCE_KEYS`)."""
+"""Warnings about summarising runs: runs left out of the statistics, sweeps pooled, groups of unequal size or
+whose runs differ in parameters other than those allowed to (:data:`NUISANCE_KEYS`), groups compared that ran
+different numbers of epochs or on different datasets, and groups too small for a confidence interval."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ from .runs import finished, is_missing
 # where things live and how a run executes, not what it computes.
 NUISANCE_KEYS = frozenset(keys_with_role(REPLICATE, ENVIRONMENT))
 
+# A t interval from 2 runs is formally defined but so wide (t = 12.7) that it says nothing: ask for 3.
+MIN_CI_RUNS = 3
 
-def _distinct(values) -> list:
+# What must match between groups compared: the epochs asked for, those run (the summary's ``epochs``, or the
+# history's length), and the dataset.
+COMPARED = {"n_epochs": "numbers of epochs (n_epochs)", "epochs": "numbers of epochs run",
+            "dataset": "datasets (dataset)"}
+
+
+def distinct_values(values) -> list:
     """Distinct values in first-seen order (None, floats and tuples alike)."""
     seen = {}
     for v in values:
@@ -26,7 +35,7 @@ def _distinct(values) -> list:
 
 def varying_keys(df: pd.DataFrame, ignore: set[str] = NUISANCE_KEYS) -> list[str]:
     """Config keys (in Config order) taking more than one value across ``df``."""
-    return [k for k in FIELDS if k not in ignore and len(_distinct(df[k])) > 1]
+    return [k for k in FIELDS if k not in ignore and len(distinct_values(df[k])) > 1]
 
 
 def sweep_message(df: pd.DataFrame) -> str | None:
@@ -68,7 +77,7 @@ def group_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") ->
     differing: dict[str, list] = {}
     for _, g in groups:
         for key in varying_keys(g, NUISANCE_KEYS | set(by)):
-            differing[key] = _distinct([*differing.get(key, []), *g[key]])
+            differing[key] = distinct_values([*differing.get(key, []), *g[key]])
     if differing:
         listed = "; ".join(f"{k} ({', '.join(map(str, v[:5]))}{', ...' if len(v) > 5 else ''})"
                            for k, v in differing.items())
@@ -85,3 +94,49 @@ def check(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str
 def _label(by: list[str], name: tuple) -> str:
     """``key=value ...`` of a group (pandas turns a None group key into NaN: shown as none)."""
     return " ".join(f"{k}={'none' if is_missing(v) else v}" for k, v in zip(by, name, strict=True)) or "all runs"
+
+
+def _groups(ok: pd.DataFrame, by: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    return [(_label(by, name), g) for name, g in ok.groupby(by, dropna=False, sort=False)] if by else \
+        [("all runs", ok)]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _shown(values: list) -> str:
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def comparison_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
+    """Warnings when the finished runs compared ran different numbers of epochs or used different datasets,
+    naming each group's values. Keys in ``by`` are compared on purpose (n_epochs also explains epochs run)."""
+    ok = finished(df, metric)
+    skip = set(by) | ({"epochs"} if "n_epochs" in by else set())
+    messages = []
+    for key, what in COMPARED.items():
+        if key in skip or len(distinct_values(ok[key])) < 2:
+            continue
+        listed = "; ".join(f"{label}: {_shown(distinct_values(g[key]))}" for label, g in _groups(ok, by))
+        messages.append(f"the runs compared ran different {what}: {listed}; compare like with like or add "
+                        f"{key if key != 'epochs' else 'n_epochs'} to --by")
+    return messages
+
+
+def interval_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy", folds: bool = False) -> list[str]:
+    """Which groups get no confidence interval (fewer than :data:`MIN_CI_RUNS` runs); with ``folds``, which folds,
+    and which groups have too few folds for an interval of the mean of fold means."""
+    ok = finished(df, metric)
+    if ok.empty:  # run_warnings already says why
+        return []
+    small = [f"{label} ({_count(len(g), 'run')})"
+             for label, g in _groups(ok, [*by, "fold"] if folds else by) if len(g) < MIN_CI_RUNS]
+    messages = [f"no 95 % CI for {'; '.join(small)}: an interval needs at least {MIN_CI_RUNS} runs"] if small else []
+    if folds:
+        few = [f"{label} ({_count(g.fold.nunique(), 'fold')})" for label, g in _groups(ok, by)
+               if g.fold.nunique() < MIN_CI_RUNS]
+        if few:
+            messages.append(f"no 95 % CI for the mean of fold means of {'; '.join(few)}: an interval needs at "
+                            f"least {MIN_CI_RUNS} folds")
+    return messages

@@ -30,7 +30,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
 from . import cli
-from .checks import _distinct, run_warnings, varying_keys
+from .checks import distinct_values, run_warnings, varying_keys
 from .figures import sorted_values
 from .labels import axis_label, format_value
 from .runs import SourceError, finished, same_value, warn
@@ -51,7 +51,7 @@ def is_numeric(values: pd.Series) -> bool:
 
 def key_values(df: pd.DataFrame, key: str) -> list:
     """The distinct values of ``key`` in ``df``, in ascending order (None last)."""
-    return sorted_values(_distinct(df[key]))
+    return sorted_values(distinct_values(df[key]))
 
 
 def encode(df: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, dict[str, list[str]]]:

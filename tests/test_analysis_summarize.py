@@ -1,18 +1,29 @@
-"""Tables (analysis.summarize) checked against hand-computed numbers, and what the commands share (analysis.cli):
-options, --by, one-line errors."""
+"""Tables (analysis.summarize) checked against hand-computed numbers and intervals recomputed with scipy, the
+honesty warnings (analysis.checks), the per-run export, and what the commands share (analysis.cli): options, --by,
+one-line errors."""
 
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 
 from analysis import cli, plots, report, runs, summarize
-from audiosweep.results import METRIC_GOALS
-from tests.analysis_records import write_final_study, write_study
+from analysis.runs import finished
+from audiosweep.results import METRIC_GOALS, SUMMARY_METRICS
+from tests.analysis_records import write_final_study, write_run, write_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a line of the text table (columns are two spaces apart or more)."""
+    return re.split(r"\s{2,}", line.strip())
 
 
 def test_group_stats_match_hand_computed(tmp_path):
@@ -32,9 +43,12 @@ def test_summarize_cli_formats_and_warnings(tmp_path, capsys):
     assert summarize.main([str(study), "--by", "n_mels"]) == 0
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert lines[0].split()[:2] == ["n_mels", "n"]
-    assert "82.00 ± 2.00" in lines[2] and lines[2].split()[:2] == ["128", "3"]
-    assert "72.00 ± 2.83" in lines[3] and "0.6000 ± 0.1000" in lines[2]
+    assert lines[0] == "95 % CI: Student t over runs; n = 2 to 3 runs per group" and lines[1] == ""
+    assert cells(lines[2]) == ["n_mels", "n", "accuracy % (mean ± std [95 % CI])", "min %", "max %",
+                               "valid_loss (mean ± std [95 % CI])"]
+    assert cells(lines[4]) == ["128", "3", "82.00 ± 2.00 [77.03, 86.97]", "80.00", "84.00",
+                               "0.6000 ± 0.1000 [0.3516, 0.8484]"]
+    assert cells(lines[5])[:3] == ["64", "2", "72.00 ± 2.83"]  # n < 3: no interval
     assert "1 of 6 runs left out of the statistics (failed: 1" in err and "r64-3" in err
     assert "unequal group sizes: 3 runs: n_mels=128; 2 runs: n_mels=64" in err
 
@@ -45,7 +59,8 @@ def test_summarize_cli_formats_and_warnings(tmp_path, capsys):
 
     assert summarize.main([str(study), "--by", "n_mels", "--format", "markdown"]) == 0
     md = capsys.readouterr().out.splitlines()
-    assert md[0].startswith("| n_mels |") and set(md[1]) <= set("|-: ") and md[2].startswith("|    128 | 3 |")
+    assert md[0].startswith("95 % CI: Student t over runs") and md[1] == ""
+    assert md[2].startswith("| n_mels |") and set(md[3]) <= set("|-: ") and md[4].startswith("|    128 | 3 |")
 
 
 def test_folds_table_matches_hand_computed(tmp_path, capsys):
@@ -58,9 +73,10 @@ def test_folds_table_matches_hand_computed(tmp_path, capsys):
 
     assert summarize.main([str(final_study), "--folds"]) == 0
     out, err = capsys.readouterr()
-    rows = {line.split("  ")[0]: line for line in out.splitlines()[2:]}
-    assert "85.00 ± 7.07" in rows["1"] and "74.00 ± 4.00" in rows["2"]
-    assert "78.40 ± 7.54" in rows["all runs"] and "79.50 ± 7.78" in rows["mean of fold means"]
+    rows = {cells(line)[0]: cells(line)[1:3] for line in out.splitlines()[4:]}
+    assert rows["1"] == ["2", "85.00 ± 7.07"] and rows["2"] == ["3", "74.00 ± 4.00 [64.06, 83.94]"]
+    assert rows["all runs"] == ["5", "78.40 ± 7.54 [69.04, 87.76]"]
+    assert rows["mean of fold means"] == ["2 folds", "79.50 ± 7.78"]
     assert "2 folds" in rows["mean of fold means"]
     assert "unequal group sizes: 3 runs: fold=2; 2 runs: fold=1" in err
 
@@ -97,3 +113,132 @@ def test_parse_keys():
     assert cli.parse_keys(None) == [] and cli.parse_keys(" n_mels, hop_length ,") == ["n_mels", "hop_length"]
     with pytest.raises(runs.SourceError, match="--by: unknown config key 'hop'"):
         cli.parse_keys("n_mels,hop")
+
+
+def write_folds_study(root: Path, **config) -> Path:
+    """Sweep folder ``root/grid``: n_mels 64 and 128, each 5 folds x 5 trials, accuracies spread over 0.70-0.85
+    (no two folds alike), valid_loss 2 - 2 * accuracy; ``config`` changes every run."""
+    folder = root / "grid"
+    for n_mels, bonus in ((64, 0.0), (128, 0.05)):
+        for fold in range(1, 6):
+            for trial in range(1, 6):
+                acc = 0.70 + bonus + 0.01 * ((fold * 7 + trial * 3 + fold * trial) % 11)
+                write_run(folder, f"m{n_mels}-f{fold}-t{trial}", acc, 2 - 2 * acc, n_mels=n_mels, fold=fold,
+                          trial_num=trial, **config)
+    return folder
+
+
+def scipy_interval(values, ci: str, seed: int) -> tuple[float, float]:
+    """The interval recomputed here, another way than the code where scipy offers one."""
+    x = np.asarray(values, dtype=float)
+    if ci == "t":
+        return tuple(scipy.stats.ttest_1samp(x, 0).confidence_interval(0.95))
+    res = scipy.stats.bootstrap((x,), np.mean, n_resamples=9999, method="BCa", rng=np.random.default_rng(seed))
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def csv_of(argv: list[str], capsys) -> pd.DataFrame:
+    assert summarize.main([*argv, "--format", "csv"]) == 0
+    return pd.read_csv(io.StringIO(capsys.readouterr().out))
+
+
+METHODS = [("t", 0, "Student t over {}"), ("bootstrap", 3, "bootstrap over {} (BCa, 9999 resamples, seed 3)")]
+
+
+@pytest.mark.parametrize(("ci", "seed", "method"), METHODS)
+def test_group_intervals_match_scipy(tmp_path, capsys, ci, seed, method):
+    study = write_folds_study(tmp_path)
+    df = finished(runs.load_runs(str(study)))
+    table = csv_of([str(study), "--by", "n_mels", "--ci", ci, "--seed", str(seed)], capsys).set_index("n_mels")
+    assert list(table.columns[:4]) == ["n", "accuracy_mean", "accuracy_ci95_low", "accuracy_ci95_high"]
+    assert table.columns[-1] == "ci_method" and set(table.ci_method) == {method.format("runs")}
+    for n_mels in (64, 128):
+        runs_of = df[df.n_mels == n_mels]
+        for col in ("accuracy", "valid_loss"):
+            low, high = scipy_interval(runs_of[col], ci, seed)
+            assert table.loc[n_mels, [f"{col}_ci95_low", f"{col}_ci95_high"]].tolist() == \
+                pytest.approx([low, high], rel=1e-12)
+            assert low < table.loc[n_mels, f"{col}_mean"] < high
+    if ci == "bootstrap":  # the seed is used: another one resamples otherwise
+        other = csv_of([str(study), "--by", "n_mels", "--ci", ci, "--seed", "4"], capsys)
+        assert other.accuracy_ci95_low.tolist() != table.accuracy_ci95_low.tolist()
+
+
+@pytest.mark.parametrize(("ci", "seed", "method"), METHODS)
+def test_fold_intervals_match_scipy(tmp_path, capsys, ci, seed, method):
+    study = write_folds_study(tmp_path)
+    df = finished(runs.load_runs(str(study)))
+    table = csv_of([str(study), "--folds", "--by", "n_mels", "--ci", ci, "--seed", str(seed)], capsys)
+    assert list(table.columns) == ["n_mels", "fold", "n", "mean", "ci95_low", "ci95_high", "std", "min", "max",
+                                   "ci_method"]
+    assert len(table) == 2 * 7 and table.ci95_low.notna().all()
+    for (n_mels, fold), row in table.set_index(["n_mels", "fold"]).iterrows():
+        group = df[df.n_mels == n_mels]
+        if fold == summarize.FOLD_MEANS:
+            # each fold's mean as pandas computes it: BCa on 5 values is sensitive to their last bit
+            values = [group[group.fold == k].accuracy.mean() for k in range(1, 6)]
+            assert row.n == 5 and row.ci_method == method.format("fold means")
+        else:
+            values = group.accuracy if fold == summarize.FOLD_ALL else group[group.fold == int(fold)].accuracy
+            assert row.ci_method == method.format("runs")
+        assert row.n == len(values) and row["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert [row.ci95_low, row.ci95_high] == pytest.approx(scipy_interval(values, ci, seed), rel=1e-12)
+
+    assert summarize.main([str(study), "--folds", "--by", "n_mels", "--ci", ci, "--seed", str(seed)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == f"95 % CI: {method.format('runs')}; n = 5 runs per fold, 25 runs per group; mean of fold " \
+                       "means: over n = 5 fold means"
+    shown = table[table.fold == summarize.FOLD_MEANS].iloc[0]
+    expected = f"{shown['mean'] * 100:.2f} ± {shown['std'] * 100:.2f} [{shown.ci95_low * 100:.2f}, " \
+               f"{shown.ci95_high * 100:.2f}]"
+    assert cells(next(line for line in lines[4:] if summarize.FOLD_MEANS in line))[3] == expected
+    assert "no 95 % CI" not in err and "different" not in err
+
+
+def test_small_groups_get_no_interval_and_a_warning(tmp_path, capsys):
+    study = write_study(tmp_path)
+    table = csv_of([str(study), "--by", "n_mels"], capsys).set_index("n_mels")
+    assert table.loc[64, ["accuracy_ci95_low", "accuracy_ci95_high", "valid_loss_ci95_low"]].isna().all()
+    assert table.loc[128, ["accuracy_ci95_low", "accuracy_ci95_high"]].notna().all()
+    assert summarize.main([str(study), "--by", "n_mels"]) == 0
+    assert "warning: no 95 % CI for n_mels=64 (2 runs): an interval needs at least 3 runs" in capsys.readouterr().err
+
+    final_study = write_final_study(tmp_path)
+    table = csv_of([str(final_study), "--folds"], capsys).set_index("fold")
+    assert table.loc[["1", summarize.FOLD_MEANS], ["ci95_low", "ci95_high"]].isna().all().all()
+    assert table.loc[["2", summarize.FOLD_ALL], ["ci95_low", "ci95_high"]].notna().all().all()
+    assert summarize.main([str(final_study), "--folds"]) == 0
+    err = capsys.readouterr().err
+    assert "no 95 % CI for fold=1 (2 runs): an interval needs at least 3 runs" in err
+    assert "no 95 % CI for the mean of fold means of all runs (2 folds): an interval needs at least 3 folds" in err
+
+
+def test_groups_with_different_epochs_or_datasets_warn(tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    for trial in range(1, 4):
+        write_run(folder, f"a{trial}", 0.8 + trial / 100, n_mels=64, trial_num=trial)
+        write_run(folder, f"b{trial}", 0.7 + trial / 100, n_mels=128, trial_num=trial, n_epochs=40, dataset="esc10")
+    assert summarize.main([str(folder), "--by", "n_mels"]) == 0
+    err = capsys.readouterr().err
+    assert "the runs compared ran different numbers of epochs (n_epochs): n_mels=64: 80; n_mels=128: 40; " \
+           "compare like with like or add n_epochs to --by" in err
+    assert "the runs compared ran different datasets (dataset): n_mels=64: esc50; n_mels=128: esc10" in err
+    assert summarize.main([str(folder), "--by", "n_mels,n_epochs,dataset"]) == 0
+    assert "the runs compared ran different" not in capsys.readouterr().err  # compared on purpose
+    assert summarize.main([str(write_study(tmp_path)), "--by", "n_mels"]) == 0
+    assert "the runs compared ran different" not in capsys.readouterr().err
+
+
+def test_runs_csv_has_one_row_per_run(tmp_path, capsys):
+    study = write_study(tmp_path)
+    out = tmp_path / "runs.csv"
+    assert summarize.main([str(study), "--by", "n_mels", "--runs-csv", str(out)]) == 0
+    assert "82.00 ± 2.00 [77.03, 86.97]" in capsys.readouterr().out  # the table is printed as well
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["run_id", "sweep", "status", "n_mels", "fold", "trial_num", *SUMMARY_METRICS]
+    assert table.run_id.tolist() == ["r128-1", "r128-2", "r128-3", "r64-1", "r64-2", "r64-3"]
+    assert table.status.tolist() == ["finished"] * 5 + ["failed"] and set(table.sweep) == {"nmels"}
+    assert table.n_mels.tolist() == [128] * 3 + [64] * 3 and table.trial_num.tolist() == [1, 2, 3] * 2
+    assert table.accuracy.tolist()[:5] == pytest.approx([0.80, 0.82, 0.84, 0.70, 0.74])
+    assert pd.isna(table.accuracy[5]) and table.valid_loss.tolist()[:3] == pytest.approx([0.5, 0.6, 0.7])
