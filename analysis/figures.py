@@ -14,8 +14,9 @@ from matplotlib.ticker import PercentFormatter
 
 from audiosweep.results import RunFiles
 
+from .compare import compare_table
 from .labels import axis_label, format_value, group_sample_rate
-from .runs import finished, select
+from .runs import finished, hashable, same_value, select
 from .summarize import group_stats
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -47,9 +48,11 @@ def _pct_axis(ax) -> None:
 
 
 def plot_param(df: pd.DataFrame, key: str, metric: str = "accuracy") -> Figure:
-    """Mean ``metric`` (left) and validation loss (right) per value of ``key``, std error bars, runs as dots."""
+    """Mean ``metric`` (left) and validation loss (right) per value of ``key`` with their 95 % intervals (Student t
+    over runs; none below 3 runs), runs as dots; values significantly worse than the best (Holm-corrected, as
+    ``analysis.compare`` tests them) marked with a red cross and "worse"."""
     ok = finished(df, metric)
-    stats = group_stats(ok, [key], metric)
+    stats = group_stats(ok, [key], metric, ci="t")
     stats = stats.iloc[_order(stats[key])].reset_index(drop=True)  # by value (tuples cannot be an index)
     values = list(stats[key])
     ticks = [f"{format_value(key, v, group_sample_rate(ok, key, v))}\nn={n}" for v, n in
@@ -59,13 +62,14 @@ def plot_param(df: pd.DataFrame, key: str, metric: str = "accuracy") -> Figure:
     axes = fig.subplots(1, 2)
     for ax, col, ylabel in ((axes[0], metric, f"validation {metric.replace('_', ' ')}"),
                             (axes[1], "valid_loss", "validation loss (cross-entropy)")):
-        mean, std = stats[f"{col}_mean"].to_numpy(), stats[f"{col}_std"].fillna(0).to_numpy()
+        mean = stats[f"{col}_mean"].to_numpy()
+        err = np.vstack([mean - stats[f"{col}_ci95_low"].to_numpy(), stats[f"{col}_ci95_high"].to_numpy() - mean])
         for i, v in enumerate(values):
             runs = select(ok, key, v)[col].to_numpy()
             ax.plot(np.full(len(runs), x[i]) + np.linspace(-0.1, 0.1, len(runs)), runs, "o", ms=3.5,
                     color="0.55", zorder=1)
-        ax.errorbar(x, mean, yerr=std, fmt="o-", color=COLORS[0], ecolor="black", capsize=5, lw=1.8, ms=7,
-                    zorder=2)
+        ax.errorbar(x, mean, yerr=np.nan_to_num(err), fmt="o-", color=COLORS[0], ecolor="black", capsize=5, lw=1.8,
+                    ms=7, zorder=2)
         long = max(map(len, ticks)) > 14
         ax.set_xticks(x, ticks, rotation=30 if long else 0, ha="right" if long else "center")
         ax.set_xlim(-0.5, len(values) - 0.5)
@@ -73,13 +77,27 @@ def plot_param(df: pd.DataFrame, key: str, metric: str = "accuracy") -> Figure:
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
     _pct_axis(axes[0])
-    for i, (m, s) in enumerate(zip(stats[f"{metric}_mean"], stats[f"{metric}_std"], strict=True)):
-        axes[0].annotate(f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") + "%", (x[i], m),
-                         xytext=(10, 0), textcoords="offset points", fontsize=8, va="center", zorder=3,
-                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+    worse = significantly_worse(ok, key, metric)
+    for i, (v, m, lo, hi) in enumerate(zip(values, stats[f"{metric}_mean"], stats[f"{metric}_ci95_low"],
+                                           stats[f"{metric}_ci95_high"], strict=True)):
+        text = f"{100 * m:.1f}%" + ("" if pd.isna(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]")
+        if any(same_value(v, w) for w in worse):
+            axes[0].plot(x[i], m, "x", color=COLORS[1], ms=12, mew=2.5, zorder=4)
+            text += "\nworse"
+        axes[0].annotate(text, (x[i], m), xytext=(10, 0), textcoords="offset points", fontsize=8, va="center",
+                         zorder=3, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
     fig.suptitle(f"Validation {metric.replace('_', ' ')} and loss vs {key}{sweep_title(ok)}\n"
-                 "mean ± std over the n runs of each value; grey dots: single runs")
+                 "mean and 95 % interval (Student t) over the n runs of each value; grey dots: single runs\n"
+                 "red cross: worse than the best value (paired or Welch t-test, Holm-corrected, as analysis.compare)")
     return fig
+
+
+def significantly_worse(df: pd.DataFrame, key: str, metric: str = "accuracy") -> list:
+    """The values of ``key`` that ``analysis.compare`` finds worse than the best one (Holm-corrected p < 0.05)."""
+    if df[key].map(hashable).nunique() < 2:
+        return []
+    table = compare_table(df, key, metric)[0]
+    return table.loc[table.verdict == "worse", key].tolist()
 
 
 def plot_folds(df: pd.DataFrame, key: str | None = None, metric: str = "accuracy") -> Figure:

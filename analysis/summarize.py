@@ -63,6 +63,8 @@ def interval(values, ci: str = "t", seed: int = 0) -> tuple[float, float]:
     x = x[~np.isnan(x)]
     if len(x) < MIN_CI_RUNS:
         return float("nan"), float("nan")
+    if np.ptp(x) == 0:  # every run the same: the interval is that value (scipy would divide by a zero spread)
+        return float(x[0]), float(x[0])
     if ci == "t":
         low, high = scipy.stats.t.interval(CI_LEVEL, len(x) - 1, loc=np.mean(x), scale=scipy.stats.sem(x))
     else:

@@ -155,3 +155,23 @@ def test_curves_show_training_and_validation_loss(tmp_path):
     assert len(solid) == len(dashed) == 2  # one validation and one training line per n_mels value
     assert sorted(ln.get_ydata()[-1] for ln in dashed) == pytest.approx([1.5, 1.5])  # write_run's train_loss
     assert {t.get_text() for t in loss.get_legend().get_texts()} == {"validation", "training"}
+
+
+def test_param_figure_shows_95_intervals_and_marks_worse_values(tmp_path):
+    import numpy as np
+    from scipy import stats as st
+
+    from tests.analysis_records import write_paired_study
+
+    df = runs.load_runs(str(write_paired_study(tmp_path)))
+    ax = figures.plot_param(df, "n_mels").axes[0]
+    bars = next(c for c in ax.containers if hasattr(c, "has_yerr") and c.has_yerr)
+    (low_caps, high_caps) = bars.lines[1][:2]
+    for x, value in enumerate([32, 64, 128]):  # the axis runs in ascending order
+        acc = df[df.n_mels == value].accuracy.to_numpy()
+        low, high = st.t.interval(0.95, len(acc) - 1, loc=acc.mean(), scale=st.sem(acc))
+        assert (low_caps.get_ydata()[x], high_caps.get_ydata()[x]) == pytest.approx((low, high))
+    crosses = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert sorted(ln.get_xdata()[0] for ln in crosses) == [0, 1]  # 32 and 64: worse than 128
+    assert [t.get_text().endswith("worse") for t in ax.texts] == [True, True, False]
+    assert np.isclose(crosses[0].get_ydata()[0], df[df.n_mels == 32].accuracy.mean())
