@@ -44,6 +44,7 @@ class Section:
     figures: list[PlannedFigure] = field(default_factory=list)
     note: str = ""  # CONFUSION: which run is shown, or why none is
     skipped: str | None = None  # why a section that should have a figure has none
+    run: pd.Series | None = None  # CONFUSION: the run shown
 
 
 def pick_run(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> pd.Series:
@@ -118,7 +119,7 @@ def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str =
     what = "chosen" if run_id else f"best (highest {metric})"
     matrix = PlannedFigure(f"confusion_{row.run_id}", f"confusion matrix {row.run_id}",
                            partial(figures.plot_confusion, row))
-    return Section(CONFUSION, "Confusion matrix", figures=[matrix],
+    return Section(CONFUSION, "Confusion matrix", figures=[matrix], run=row,
                    note=f"The {what} run, {row.run_id}: rows are true classes, normalised to 1.")
 
 

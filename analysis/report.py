@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import cli, compare, ensemble, importance, interactions, plan
-from .checks import group_warnings, run_warnings, varying_keys
+from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
 from .context import context_markdown
-from .figures import save
+from .figures import confused_pairs, save
 from .paths import report_dir
 from .runs import SourceError, finished, warn
 from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render
@@ -79,7 +79,7 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
         stats = group_stats(df, section.by, metric)
         stats.to_csv(out / f"{metric}_by_{section.by[0] if section.by else 'all'}.csv", index=False)
         text = render(display_table(stats, section.by, df, metric), "markdown")
-        warnings = group_warnings(df, section.by, metric)
+        warnings = group_warnings(df, section.by, metric) + comparison_warnings(df, section.by, metric)
         if section.by and len(stats) > 1:
             key = section.by[0]
             table, ref, why, messages = compare.compare_table(df, key, metric)
@@ -99,6 +99,12 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
         table.to_csv(out / "folds.csv", index=False)
         text = f"{FOLDS_INTRO}\n\n{render(display_folds(table, section.by, df, metric), 'markdown')}"
         warnings = fold_warnings(df, section.by, metric)
+    elif section.kind == plan.CONFUSION and section.run is not None:
+        pairs = confused_pairs(section.run)
+        pairs.to_csv(out / f"confused_pairs_{section.run.run_id}.csv", index=False)
+        shown = pairs.assign(share_of_true=[f"{100 * v:.0f} %" for v in pairs.share_of_true])
+        text += ("\n\nIts most confused pairs (clips of the true class predicted as the other; share of the true "
+                 "class's clips):\n\n" + (render(shown, "markdown") if len(pairs) else "none: every clip right."))
     elif section.kind == plan.ENSEMBLE:
         found = ensemble.report_result(df)
         if found:

@@ -52,7 +52,8 @@ def test_report_follows_the_plan(tmp_path):
     sections = plan.sections(df, ["arch"], run_id="f2-t1")
     assert titles == [s.title for s in sections] == ["arch", "Per fold", "Confusion matrix"]
     assert images(page) == [f"{f.name}.png" for s in sections for f in s.figures]
-    assert {p.name for p in tmp_path.glob("*.csv")} == {"accuracy_by_arch.csv", "folds.csv"}
+    assert {p.name for p in tmp_path.glob("*.csv")} == {"accuracy_by_arch.csv", "folds.csv",
+                                                      "confused_pairs_f2-t1.csv"}
 
 
 def test_report_default_folder_is_under_reports(tmp_path, monkeypatch, capsys):
@@ -173,3 +174,12 @@ def test_report_tests_each_value_and_ranks_the_keys(tmp_path):
     assert "## Parameter importance" in page and "Random-forest importance" in page
     assert is_png(out / "parallel_coordinates.png") and is_png(out / "heatmap_n_mels_normalize.png")
     assert pd.read_csv(out / "importance.csv").key.tolist()[0] == "n_mels"
+
+
+def test_confusion_section_lists_the_most_confused_pairs(tmp_path):
+    df = runs.load_runs(str(write_study(tmp_path)))
+    out = tmp_path / "rep"
+    page = report.build_report(df, out).read_text()
+    assert "| rooster | rain      |     1 |          25 % |" in page
+    assert pd.read_csv(out / "confused_pairs_r128-3.csv").to_dict("records") == [
+        {"true": "rooster", "predicted": "rain", "clips": 1, "share_of_true": 0.25}]
