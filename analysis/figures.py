@@ -180,8 +180,7 @@ def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
     axes[1].plot([], [], "k-", label="validation")
     axes[1].plot([], [], "k--", label="training")
     axes[1].legend(fontsize=8, loc="upper right")
-    for ax, ylabel in zip(axes, ("validation accuracy", "loss (cross-entropy; training loss with MixUp when on)"),
-                          strict=True):
+    for ax, ylabel in zip(axes, ("validation accuracy", "cross-entropy loss"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -189,7 +188,8 @@ def plot_curves(df: pd.DataFrame, key: str | None = None) -> Figure:
     _pct_axis(axes[0])
     axes[0].legend(title=axis_label(key) if key else None, fontsize=8, title_fontsize=8, loc="lower right")
     fig.suptitle(f"Validation accuracy, training and validation loss per epoch{sweep_title(ok)}"
-                 + (f" by {key}" if key else "") + "\nmean over runs, ± std band")
+                 + (f" by {key}" if key else "") + "\nmean over runs, ± std band; training loss as fastai logs it "
+                 "(of MixUp's mixed batches when MixUp is on)")
     return fig
 
 
