@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from audiosweep import results
 from audiosweep.config import FIELDS, parse_args
@@ -260,6 +261,56 @@ def test_bad_sweeps_fail_with_clear_messages(tmp_path, capsys, top, parameters, 
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert str(path) in err and message in err
+
+
+HYPERBAND = {"type": "hyperband", "min_iter": 3}
+MAXIMIZE = {"name": "accuracy", "goal": "maximize"}
+
+
+# each refused by W&B's sweep engine (sweeps 0.3.0: config/schema.json, or its controller's first run)
+@pytest.mark.parametrize("top, parameters, message", [
+    ({"metric": {**MAXIMIZE, "impute": "mean"}}, {"n_mels": 64}, "metric.impute: 'mean' is not one of latest, best"),
+    ({"metric": {**MAXIMIZE, "impute_while_running": False}}, {"n_mels": 64}, "(quote it: 'false')"),
+    ({"metric": {**MAXIMIZE, "target": "high"}}, {"n_mels": 64}, "metric.target: expected a number, got 'high'"),
+    ({"early_terminate": {**HYPERBAND, "min_iter": 0}}, {"n_mels": 64},
+     "early_terminate.min_iter: expected an integer >= 1, got 0"),
+    ({"early_terminate": {**HYPERBAND, "eta": 1}}, {"n_mels": 64}, "early_terminate.eta: expected a number > 1"),
+    ({"early_terminate": {**HYPERBAND, "min_iter": "3"}}, {"n_mels": 64},
+     "early_terminate.min_iter: expected an integer >= 1, got '3'"),
+    ({"early_terminate": {**HYPERBAND, "strict": "yes"}}, {"n_mels": 64},
+     "early_terminate.strict: expected true or false, got 'yes'"),
+    ({"early_terminate": HYPERBAND, "metric": None}, {"n_mels": 64},
+     "metric: hyperband early_terminate needs a metric"),
+    ({"method": "bayes"}, {"n_mels": 64, "trial_num": 1}, "bayes search needs at least one parameter to search"),
+    ({"method": "bayes"}, {"mix_up": {"values": [0.0, 0.2], "probabilities": [0.5, 0.5]}},
+     "parameters.mix_up: W&B's bayes search fails on values with probabilities"),
+    ({"method": "random"}, {"learning_rate": {"distribution": "log_uniform", "min": -5, "max": 0}},
+     "parameters.learning_rate: log_uniform is deprecated by W&B and refused (its min/max are base-e exponents): "
+     "use log_uniform_values with the bounds as values (here min: 0.00673795, max: 1)"),
+    ({"method": "random"}, {"n_mels": {"distribution": "q_log_uniform", "min": 4, "max": 5, "q": 8}},
+     "parameters.n_mels: q_log_uniform is deprecated by W&B"),
+    ({"method": "random"}, {"f_max": {"distribution": "inv_log_uniform", "min": -10, "max": -9}},
+     "use inv_log_uniform_values with the bounds as values (here min: 8103.08, max: 22026.5)"),
+], ids=["impute", "impute_while_running", "target", "min_iter_0", "eta_1", "min_iter_str", "strict_str",
+        "hyperband_no_metric", "bayes_constants", "bayes_probabilities", "log_uniform", "q_log_uniform",
+        "inv_log_uniform"])
+def test_what_wandb_refuses_is_refused_naming_the_key(tmp_path, capsys, top, parameters, message):
+    path = write_sweep(tmp_path / "bad.yaml", parameters, **top)
+    if top.get("metric", ...) is None:  # no metric key at all, rather than metric: null
+        raw = yaml.safe_load(path.read_text())
+        del raw["metric"]
+        path.write_text(yaml.safe_dump(raw))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "1 problem(s)" in err and message in err
+    assert "learning_rate.min" not in err  # an exponent is never checked as a learning rate
+
+
+def test_what_wandb_accepts_of_the_same_keys_is_accepted(tmp_path):
+    path = write_sweep(tmp_path / "ok.yaml", {"n_mels": {"values": [64]}, "trial_num": 1}, method="bayes",
+                       metric={**MAXIMIZE, "target": 0.9, "impute": "best", "impute_while_running": "false"},
+                       early_terminate={"type": "hyperband", "max_iter": 27, "s": 2, "eta": 2, "strict": False})
+    assert load_sweep(path).method == "bayes"  # a single-value values: is searchable to W&B
 
 
 def test_run_refuses_bayes_and_unbounded_random(tmp_path, capsys):

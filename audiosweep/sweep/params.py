@@ -25,11 +25,8 @@ DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
     "int_uniform": ({"min", "max"}, {}),
     "uniform": ({"min", "max"}, {}),
     "q_uniform": ({"min", "max"}, {"q": 1.0}),
-    "log_uniform": ({"min", "max"}, {}),
     "log_uniform_values": ({"min", "max"}, {}),
-    "q_log_uniform": ({"min", "max"}, {"q": 1.0}),
     "q_log_uniform_values": ({"min", "max"}, {"q": 1.0}),
-    "inv_log_uniform": ({"min", "max"}, {}),
     "inv_log_uniform_values": ({"min", "max"}, {}),
     "normal": (set(), {"mu": 0.0, "sigma": 1.0}),
     "q_normal": (set(), {"mu": 0.0, "sigma": 1.0, "q": 1.0}),
@@ -38,11 +35,14 @@ DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
     "beta": (set(), {"a": 1.0, "b": 1.0}),
     "q_beta": (set(), {"a": 1.0, "b": 1.0, "q": 1.0}),
 }
+# W&B's deprecated forms, whose min/max are base-e exponents: its schema check refuses them, naming the replacement
+DEPRECATED = {"log_uniform": "log_uniform_values", "q_log_uniform": "q_log_uniform_values",
+              "inv_log_uniform": "inv_log_uniform_values"}
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
 DISCRETE = ("constant", "categorical", "categorical_w_probabilities")
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
@@ -103,7 +103,7 @@ class Param:
         if d == "int_uniform":
             return int(rng.integers(s["min"], s["max"] + 1))
         lo, hi = s.get("min"), s.get("max")
-        if d.endswith("_values"):
+        if d.endswith("_values"):  # the bounds of the log forms are values (the exponent forms are refused)
             lo, hi = math.log(lo), math.log(hi)
         base = d.removeprefix("q_").removesuffix("_values")
         if base == "uniform":
@@ -111,7 +111,7 @@ class Param:
         elif base == "log_uniform":
             x = math.exp(rng.uniform(lo, hi))
         elif base == "inv_log_uniform":
-            x = math.exp(-rng.uniform(-hi, -lo)) if d.endswith("_values") else math.exp(-rng.uniform(lo, hi))
+            x = math.exp(-rng.uniform(-hi, -lo))
         elif base == "normal":
             x = rng.normal(s["mu"], s["sigma"])
         elif base == "log_normal":
@@ -149,6 +149,8 @@ def parse_param(name: str, spec: Any) -> tuple[Param | None, list[str]]:
     dist = infer_distribution(spec)
     if dist is None:
         return None, [f"{where}: give value, values, min/max or a distribution (got keys {sorted(spec)})"]
+    if dist in DEPRECATED:
+        return None, [f"{where}: {_deprecation(dist, spec)}"]
     if dist not in DISTRIBUTIONS:
         return None, [f"{where}: unknown distribution {dist!r}; W&B's distributions: {', '.join(DISTRIBUTIONS)}"]
     required, optional = DISTRIBUTIONS[dist]
@@ -163,9 +165,22 @@ def parse_param(name: str, spec: Any) -> tuple[Param | None, list[str]]:
     return (None, errors) if errors else (Param(name, dist, full), [])
 
 
+def _deprecation(dist: str, spec: dict[str, Any]) -> str:
+    """W&B's refusal of an exponent form, with the bounds rewritten as the values they stand for."""
+    new = DEPRECATED[dist]
+    lo, hi = spec.get("min"), spec.get("max")
+    example = ""
+    if is_number(lo) and is_number(hi):
+        # inv_log_uniform draws exp(-x), x in [min, max]: its values run from exp(-max) to exp(-min)
+        lo, hi = (math.exp(-hi), math.exp(-lo)) if dist == "inv_log_uniform" else (math.exp(lo), math.exp(hi))
+        example = f" (here min: {lo:.6g}, max: {hi:.6g})"
+    return (f"{dist} is deprecated by W&B and refused (its min/max are base-e exponents): "
+            f"use {new} with the bounds as values{example}")
+
+
 def _check_numbers(where: str, dist: str, s: dict[str, Any]) -> list[str]:
     e = [f"{where}.{k}: expected a number, got {s[k]!r}" for k in ("min", "max", "q", "mu", "sigma", "a", "b")
-         if k in s and not _is_number(s[k])]
+         if k in s and not is_number(s[k])]
     if e:
         return e
     if dist == "int_uniform" and not (_is_int(s["min"]) and _is_int(s["max"])):
@@ -181,7 +196,7 @@ def _check_numbers(where: str, dist: str, s: dict[str, Any]) -> list[str]:
         e.append(f"{where}.values: expected a non-empty list, got {s['values']!r}")
     if dist == "categorical_w_probabilities":
         p = s["probabilities"]
-        if not isinstance(p, list) or not all(_is_number(x) and x >= 0 for x in p):
+        if not isinstance(p, list) or not all(is_number(x) and x >= 0 for x in p):
             e.append(f"{where}.probabilities: expected a list of numbers >= 0, got {p!r}")
         elif isinstance(s["values"], list) and len(p) != len(s["values"]):
             e.append(f"{where}.probabilities: {len(p)} probabilities for {len(s['values'])} values")

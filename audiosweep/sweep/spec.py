@@ -22,7 +22,7 @@ import yaml
 from ..config import ALIASES, FIELDS, ConfigError, merge, parse_args, unknown_key_message
 from ..errors import SweepError
 from ..results import METRIC_GOALS, config_id
-from .params import GRID_DISTRIBUTIONS, Param, parse_param, value_key
+from .params import GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_KEYS = ("program", "method", "parameters", "metric", "name", "description", "entity", "project",
@@ -30,6 +30,7 @@ TOP_LEVEL_KEYS = ("program", "method", "parameters", "metric", "name", "descript
 METHODS = ("grid", "random", "bayes")
 LOCAL_METHODS = ("grid", "random")
 METRIC_KEYS = ("name", "goal", "target", "impute", "impute_while_running")
+IMPUTE = {"impute": ("latest", "best", "worst"), "impute_while_running": ("latest", "best", "worst", "false")}
 HYPERBAND_KEYS = ("type", "min_iter", "max_iter", "s", "eta", "strict")
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]
 ARG_MACROS = ("args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flags", "args_json",
@@ -110,6 +111,16 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         errors += errs
         if param is not None:
             params[name] = param
+    if raw.get("method") == "bayes" and params and len(params) == len(spec) and all(
+            p.distribution == "constant" for p in params.values()):
+        # W&B's bayes search stops with "Need at least one searchable parameter": only value: is constant to it
+        errors.append("parameters: bayes search needs at least one parameter to search (values or a distribution), "
+                      "all are value: constants")
+    if raw.get("method") == "bayes":
+        # not a schema rule: W&B's bayes controller fails on its first run with an IndexError (sweeps 0.3.0)
+        errors += [f"parameters.{p.name}: W&B's bayes search fails on values with probabilities: drop "
+                   "probabilities, or use method: random" for p in params.values()
+                   if p.distribution == "categorical_w_probabilities"]
     if raw.get("method") == "grid":
         errors += [f"parameters.{p.name}: grid search needs value, values, int_uniform or q_uniform, not "
                    f"{p.distribution}" for p in params.values() if p.distribution not in GRID_DISTRIBUTIONS]
@@ -144,17 +155,36 @@ def _check_top_level(raw: dict[str, Any]) -> list[str]:
                   for k in et if k not in HYPERBAND_KEYS]
             if "min_iter" not in et and not {"max_iter", "s"} <= set(et):
                 e.append("early_terminate: hyperband needs min_iter, or max_iter and s")
+            e += _check_hyperband(et)
     return e
+
+
+def _check_hyperband(et: dict[str, Any]) -> list[str]:
+    """The types and bounds W&B's schema gives hyperband's keys (an integral float is an integer to it)."""
+    rules = {"min_iter": ("an integer >= 1", lambda x: is_number(x) and float(x).is_integer() and x >= 1),
+             "max_iter": ("an integer", lambda x: is_number(x) and float(x).is_integer()),
+             "s": ("a number", is_number),
+             "eta": ("a number > 1", lambda x: is_number(x) and x > 1),
+             "strict": ("true or false", lambda x: isinstance(x, bool))}
+    return [f"early_terminate.{k}: expected {what}, got {et[k]!r}" for k, (what, ok) in rules.items()
+            if k in et and not ok(et[k])]
 
 
 def _check_metric(raw: dict[str, Any]) -> list[str]:
     metric = raw.get("metric")
     if metric is None:
-        return ["metric: bayes search needs a metric, e.g. {name: accuracy, goal: maximize}"] \
-            if raw.get("method") == "bayes" else []
+        users = [who for who, uses in (("bayes search", raw.get("method") == "bayes"),
+                                       ("hyperband early_terminate", "early_terminate" in raw)) if uses]
+        return [f"metric: {' and '.join(users)} needs a metric, e.g. {{name: accuracy, goal: maximize}}"] \
+            if users else []
     if not isinstance(metric, dict) or "name" not in metric:
         return [f"metric: expected {{name: accuracy, goal: maximize}}, got {metric!r}"]
     e = [f"metric: unknown key {k!r} (allowed: {', '.join(METRIC_KEYS)})" for k in metric if k not in METRIC_KEYS]
+    if "target" in metric and not is_number(metric["target"]):
+        e.append(f"metric.target: expected a number, got {metric['target']!r}")
+    # YAML reads an unquoted false as a boolean, which W&B's schema refuses for impute_while_running
+    e += [f"metric.{k}: {metric[k]!r} is not one of {', '.join(allowed)}" + (" (quote it: 'false')" if metric[k] is
+          False else "") for k, allowed in IMPUTE.items() if k in metric and metric[k] not in allowed]
     name, goal = metric["name"], metric.get("goal", "minimize")
     if goal not in ("minimize", "maximize"):
         e.append(f"metric.goal: {goal!r} is not minimize or maximize")
