@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_id = run.id if run is not None else run_id
     files = results.RunFiles.of(cfg.results_dir, run_id)
-    t0, history, summary, env, classes = time.time(), History(), results.Summary(), {"device": None}, None
+    t0, history, summary, env, classes = time.time(), History(files.progress), results.Summary(), {"device": None}, None
     status, error, reason, written = "failed", None, None, {}
     on_sigterm = signal.signal(signal.SIGTERM, _terminate)  # schedulers and W&B agents stop runs with SIGTERM
     try:

@@ -5,6 +5,7 @@ logs, the schema of its history and summary. Every other module reads these name
     results_dir/<run_id>.preds.npz       validation probabilities, targets, class names and clip names
     results_dir/<run_id>.tta.preds.npz   the same, averaged over test-time augmented views (``tta``)
     results_dir/<run_id>.model.pt        the weights and what rebuilds the model and its features (``save_model``)
+    results_dir/<run_id>.progress.jsonl  one history row per epoch, appended while the run trains (sweep pruning)
 
 Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_DIRS` hold none.
 """
@@ -35,10 +36,12 @@ RECORD_SUFFIX = ".json"
 PREDS_SUFFIX = ".preds.npz"
 TTA_PREDS_SUFFIX = ".tta.preds.npz"
 MODEL_SUFFIX = ".model.pt"
+PROGRESS_SUFFIX = ".progress.jsonl"
 NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
 REQUIRED_KEYS = ("config", "history", "summary", "status")
 RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
-STATUSES = ("finished", "failed")
+# stopped: ended early by the sweep runner's early_terminate (pruned); done, but with no final metric.
+STATUSES = ("finished", "failed", "stopped")
 # ``reason`` of a failed run that was stopped from outside (Ctrl-C, SIGTERM), not one that went wrong.
 STOP_REASONS = ("interrupted", "terminated")
 # Keys that say where things live and how a run executes, not what it computes (Config's environment role).
@@ -114,6 +117,10 @@ class RunFiles:
     @property
     def model(self) -> Path:
         return self.record.with_name(self.run_id + MODEL_SUFFIX)
+
+    @property
+    def progress(self) -> Path:
+        return self.record.with_name(self.run_id + PROGRESS_SUFFIX)
 
 
 def record_files(root: Path, recursive: bool = True) -> list[Path]:

@@ -8,7 +8,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import ALIASES, FIELDS, Config, overlay
-from .results import Summary
+from .results import Summary, config_id
+
+SWEEP_ENV = "AUDIOSWEEP_SWEEP"  # set by the local sweep runner for its runs: the sweep's name
 
 
 def has_wandb_credentials() -> bool:
@@ -35,15 +37,28 @@ def start(cfg: Config, run_id: str):
     import wandb
 
     Path(cfg.results_dir).mkdir(parents=True, exist_ok=True)
-    run = wandb.init(project=cfg.project, config=cfg.effective_dict(), mode=mode, dir=cfg.results_dir,
-                     id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous")
+    # Group, name and tags: W&B's own variables (WANDB_RUN_GROUP, WANDB_NAME, WANDB_TAGS), set by the local
+    # runner. Passed on explicitly because wandb reads the environment once per process, at its first init.
+    tags = os.environ.get("WANDB_TAGS")
+    run = wandb.init(project=cfg.project, config=labelled(cfg), mode=mode, dir=cfg.results_dir,
+                     id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous",
+                     group=os.environ.get("WANDB_RUN_GROUP"), name=os.environ.get("WANDB_NAME"),
+                     tags=tags.split(",") if tags else None)
     current = cfg.effective_dict()
     # The sweep's values: our keys that differ, and the report's keys (aliases), which only a sweep sets.
     layer = {k: v for k, v in dict(run.config).items() if (k in FIELDS and v != current[k]) or k in ALIASES}
     if layer:
         cfg = overlay(cfg, layer)
-        run.config.update(cfg.effective_dict(), allow_val_change=True)
+        run.config.update(labelled(cfg), allow_val_change=True)
     return run, cfg
+
+
+def labelled(cfg: Config) -> dict:
+    """The W&B config: the effective values, the configuration id (as in the record) and, for a run of the
+    local runner, the sweep's name; neither label is a Config key, so neither is read back as a sweep value."""
+    values = cfg.effective_dict()
+    sweep = os.environ.get(SWEEP_ENV)
+    return {**values, "config_id": config_id(values), **({"sweep_name": sweep} if sweep else {})}
 
 
 def finish(run, summary: Summary, failed: bool, env: dict | None = None) -> None:

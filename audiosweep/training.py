@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import fastai.callback.fp16  # noqa: F401  (patches Learner.to_fp16 / to_bf16)
 import fastai.callback.progress  # noqa: F401  (progress bar and per-epoch table)
@@ -22,6 +25,7 @@ from fastai.torch_core import trainable_params
 from torch import nn
 
 from .config import Config, ConfigError
+from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .models import create_arch
 from .results import HistoryRow
@@ -207,12 +211,15 @@ class History(Callback):
     """Keeps a :class:`~audiosweep.results.HistoryRow` of every training epoch (across both phases of
     ``fine_tune``), read after fastai's Recorder; validation-only passes (``get_preds``) are skipped. Epochs
     count from 1 across the phases, as in the record, W&B and the plots, and so does fastai's printed table:
-    the Recorder's 0-based, per-phase epoch is replaced before the table row is written."""
+    the Recorder's 0-based, per-phase epoch is replaced before the table row is written. With ``progress``, each
+    row is also appended to that JSON-lines file as it is made (with this process's ``pid``), for the sweep
+    runner's early termination to read while the run trains."""
 
     order = 60  # after the Recorder (50): its before_epoch has reset the log whose epoch we set
 
-    def __init__(self):
+    def __init__(self, progress: Path | None = None):
         self.rows: list[HistoryRow] = []
+        self.progress = progress
 
     def before_epoch(self):
         self.t0, self.trained = time.perf_counter(), False
@@ -229,6 +236,9 @@ class History(Callback):
         self.rows.append(HistoryRow(epoch=len(self.rows) + 1, train_loss=_num(vals.get("train_loss")),
                                     valid_loss=_num(vals.get("valid_loss")), accuracy=_num(vals.get("accuracy")),
                                     time_s=round(time.perf_counter() - self.t0, 3)))
+        if self.progress is not None:  # one write of a whole line: a reader never sees half a row
+            with open(self.progress, "a") as f:
+                f.write(json.dumps({**self.rows[-1], "pid": os.getpid()}) + "\n")
 
 
 def wandb_callback() -> Callback:
@@ -271,6 +281,7 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
         cbs = [*cbs, BnFreeze()]
     learn = Learner(dls, arch.model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
                     splitter=arch.splitter or trainable_params, cbs=cbs, train_bn=not head_only)
+    plain_epoch_lines(learn)  # a log file (the sweep runner's) gets one line per epoch, no redrawn bars
     learn.pretrained_body = arch.pretrained
     if arch.pretrained:
         learn.freeze()

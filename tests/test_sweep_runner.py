@@ -148,3 +148,36 @@ def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):
     with runner_module.sweep_lock(tmp_path / "race"), pytest.raises(SweepError, match="another runner"):
         runner_module.Runner(sweep, expand(sweep), opts).run()
     assert read == []
+
+
+def test_eta_from_the_durations_of_finished_runs():
+    from audiosweep.sweep.runner import eta_seconds, eta_text
+
+    assert eta_seconds([], [5.0], pending=3, workers=1) is None  # nothing finished yet: no estimate
+    assert eta_seconds([60.0, 120.0], [], pending=4, workers=1) == 360  # 4 runs of 90 s, one at a time
+    assert eta_seconds([100.0], [30.0, 50.0], pending=4, workers=2) == (4 * 100 + 70 + 50) / 2
+    assert eta_seconds([100.0], [30.0], pending=0, workers=4) == 70  # the last run: idle workers do not help
+    assert eta_seconds([10.0], [50.0], pending=0, workers=1) == 0  # running past the mean
+    assert eta_seconds([10.0], [], pending=0, workers=2) is None  # all done
+    assert [eta_text(s) for s in (None, 42.4, 59.6, 200.0)] == ["", "about 42 s left", "about 1 min left",
+                                                                 "about 3 min left"]
+
+
+def test_local_runs_are_grouped_named_and_tagged_for_wandb(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    (tmp_path / "env.py").write_text("import os\nfor k in ('WANDB_RUN_GROUP', 'WANDB_NAME', 'WANDB_TAGS', "
+                                     "'AUDIOSWEEP_SWEEP'):\n    print(k, '=', os.environ.get(k), sep='')\n")
+    path = write_sweep(tmp_path / "envs.yaml", {"trial_num": {"values": [1, 2]}, "n_mels": 40}, program="env.py")
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("--wandb_mode=auto") == 2  # the default, as train.py's
+    assert main(run) == 1  # env.py writes no record
+    logs = sorted(p.read_text() for p in (tmp_path / "res" / "envs" / "logs").glob("*.log"))
+    assert all("WANDB_RUN_GROUP=envs\n" in t and "WANDB_TAGS=envs,audiosweep-local\n" in t
+               and "AUDIOSWEEP_SWEEP=envs\n" in t for t in logs)
+    assert sorted(re.search(r"WANDB_NAME=(.*)", t)[1] for t in logs) == ["trial_num=1", "trial_num=2"]
+    assert re.search(r"about \d+ s left", capsys.readouterr().err)  # the ETA, once the first run ended
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc123")  # under a W&B agent, W&B groups the runs itself
+    assert main(run) == 1
+    logs = [p.read_text() for p in (tmp_path / "res" / "envs" / "logs").glob("*.log")]
+    assert all(t.count("WANDB_RUN_GROUP=None") == 1 and t.count("AUDIOSWEEP_SWEEP=None") == 1 for t in logs)

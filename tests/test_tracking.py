@@ -7,6 +7,7 @@ import wandb
 
 from audiosweep import tracking
 from audiosweep.config import ConfigError, merge
+from audiosweep.results import config_id
 
 
 class FakeConfig(dict):
@@ -80,3 +81,49 @@ def test_mode_resolution(monkeypatch, tmp_path):
     (tmp_path / "netrc").write_text("machine api.wandb.ai login user password " + "y" * 40 + "\n")
     assert tracking.resolve_mode(merge([])) == "online"
     assert tracking.start(merge([{"wandb_mode": "disabled"}]), "r1")[0] is None
+
+
+LOCAL_RUN_ENV = {"WANDB_RUN_GROUP": "hop", "WANDB_NAME": "hop_length=160 trial_num=3",
+                 "WANDB_TAGS": "hop,audiosweep-local", "AUDIOSWEEP_SWEEP": "hop"}
+
+
+def test_a_local_sweep_run_gets_its_group_name_tags_and_labels(fake_init, tmp_path, monkeypatch):
+    init, calls = fake_init
+    init({})
+    cfg = merge([{"wandb_mode": "offline", "results_dir": str(tmp_path)}])
+    tracking.start(cfg, "r1")  # a run of its own: no group, no sweep name
+    assert (calls[0]["group"], calls[0]["name"], calls[0]["tags"]) == (None, None, None)
+    assert "sweep_name" not in calls[0]["config"] and calls[0]["config"]["config_id"] == config_id(cfg.effective_dict())
+    for k, v in LOCAL_RUN_ENV.items():
+        monkeypatch.setenv(k, v)
+    tracking.start(cfg, "r2")
+    assert (calls[1]["group"], calls[1]["name"], calls[1]["tags"]) == ("hop", "hop_length=160 trial_num=3",
+                                                                       ["hop", "audiosweep-local"])
+    assert calls[1]["config"]["sweep_name"] == "hop"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_offline_run_started_by_the_runner_is_grouped_in_wandb(tmp_path, synth_root, cache_dir, monkeypatch):
+    """A real offline W&B run: what wandb.init made of the runner's variables, and the run folder it wrote."""
+    import train
+    from tests.conftest import TINY, read_records
+
+    for k, v in LOCAL_RUN_ENV.items():
+        monkeypatch.setenv(k, v)
+    real, seen = wandb.init, []
+
+    def spy(**kwargs):
+        run = real(**kwargs)
+        seen.append((run.group, run.name, tuple(run.tags), dict(run.config)))
+        return run
+
+    monkeypatch.setattr(wandb, "init", spy)
+    out = tmp_path / "res"
+    assert train.main(["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                       str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1",
+                       "--wandb_mode", "offline"]) == 0
+    (rec,) = read_records(out)
+    group, name, tags, config = seen[0]
+    assert (group, name, tags) == ("hop", "hop_length=160 trial_num=3", ("hop", "audiosweep-local"))
+    assert config["sweep_name"] == "hop" and config["config_id"] == config_id(rec["config"])
+    assert list((out / "wandb").glob(f"offline-run-*-{rec['run_id']}/run-*.wandb"))

@@ -98,9 +98,9 @@ def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypat
     assert code == 0
     check_record(rec)
     assert rec["summary"]["epochs"] == 2  # one frozen epoch, then one with all layers
-    # the printed table numbers epochs as the record does: 1-based, across the frozen and unfrozen phases
-    printed = [line.split()[0] for line in capsys.readouterr().out.replace("\r", "\n").splitlines()
-               if re.match(r"\d+ +\d+\.\d+ ", line.strip())]
+    # the printed epochs (one line each: stdout is no terminal here) are numbered as in the record: 1-based,
+    # across the frozen and unfrozen phases
+    printed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if re.match(r"epoch \d+ ", line)]
     assert printed == ["1", "2"] == [str(r["epoch"]) for r in rec["history"]]
 
 
@@ -207,3 +207,15 @@ def test_ast_trains_on_its_own_front_end(tmp_path, synth_root, cache_dir, hf_off
 
     clip = sorted((synth_root / "audio").glob("*.wav"))[0]
     assert load_predictor(out).probabilities([clip]).shape == (1, 10)  # rebuilt at the clip's frame count
+
+
+def test_a_log_file_gets_one_plain_line_per_epoch(tmp_path, synth_root, cache_dir, capsys):
+    """stdout not a terminal (captured here, a log file under the sweep runner): no redrawn progress bars."""
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--n_epochs", "3")
+    out = capsys.readouterr().out
+    assert code == 0 and "\r" not in out and "█" not in out and "<" not in out
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 3 == len(rec["history"])
+    for n, (line, row) in enumerate(zip(lines, rec["history"]), 1):
+        m = re.fullmatch(r"epoch (\d+)  train_loss (\S+)  valid_loss (\S+)  accuracy (\S+)  time \d\d:\d\d", line)
+        assert m and int(m[1]) == n == row["epoch"] and float(m[4]) == pytest.approx(row["accuracy"], abs=1e-6)

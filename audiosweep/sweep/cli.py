@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import Options, Runner
 
     sweep = load_sweep(args.file)
-    if sweep.method not in LOCAL_METHODS:
+    if sweep.method not in (*LOCAL_METHODS, "bayes"):  # bayes: an Optuna study (bayes.py)
         raise SweepError(f"{args.file}: method {sweep.method} needs W&B's sweep controller: run `wandb sweep "
                          f"{args.file}` and then `python -m audiosweep.sweep agents SWEEP_ID`, or use method "
                          f"{' or '.join(LOCAL_METHODS)} to run it here")
@@ -58,6 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         slots = [None] * (args.workers or 1)
     opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
                    retry_failed=args.retry_failed, dry_run=args.dry_run)
+    if sweep.method == "bayes":
+        from .bayes import BayesRunner
+
+        return BayesRunner(sweep, opts, args.count, args.seed, args.storage).run()
     return Runner(sweep, plan, opts).run()
 
 
@@ -94,12 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random samples validated (default: 0)")
     c.set_defaults(func=cmd_check)
 
-    r = sub.add_parser("run", help="run a sweep locally (grid or random), resumable",
+    r = sub.add_parser("run", help="run a sweep locally (grid, random or bayes), resumable",
                        description="Run every configuration of a grid or random sweep file as the command a W&B "
                                    "agent runs (python train.py --key=value ...), on a pool of workers. Results: "
                                    "RESULTS_DIR/<sweep name>/ (one record per run), logs in its logs/ folder. A run "
                                    "with a finished record is never run again, so running the same command again "
-                                   "resumes an interrupted sweep. Ctrl-C stops the running runs (twice: kills them). "
+                                   "resumes an interrupted sweep. A bayes sweep runs --count trials of an Optuna "
+                                   "study (TPE; early_terminate hyperband: successive halving per epoch), stored in "
+                                   "RESULTS_DIR/<sweep name>/optuna.journal or --storage, which runners on several "
+                                   "machines can share. Ctrl-C stops the running runs (twice: kills them). "
                                    "Exit status: 0 all runs finished, 1 any failed, 2 invalid sweep, 128+N when "
                                    "stopped by signal N.")
     r.add_argument("file", metavar="FILE.yaml")
@@ -107,14 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus", metavar="SPEC", help=f"one worker per GPU with CUDA_VISIBLE_DEVICES set: {gpus_help}")
     r.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K", help="runs at a time per GPU (default: 1)")
     r.add_argument("--count", type=positive, metavar="N",
-                   help="the sweep's first N configurations (random: N distinct samples); also bounded by run_cap")
+                   help="the sweep's first N configurations (random: N distinct samples; bayes: N more trials of "
+                        "its study, as `wandb agent --count`); also bounded by run_cap")
     r.add_argument("--seed", type=int, default=0, help="seed of random sweeps; keep it to resume one (default: 0)")
     r.add_argument("--results-dir", default="results", metavar="DIR", help="root of the results folders "
                                                                            "(default: results)")
-    r.add_argument("--wandb-mode", default="disabled", choices=["disabled", "offline", "online", "auto"],
-                   help="passed to train.py as --wandb_mode (default: disabled)")
+    r.add_argument("--wandb-mode", default="auto", choices=["disabled", "offline", "online", "auto"],
+                   help="passed to train.py as --wandb_mode; auto: online with W&B credentials, else offline runs "
+                        "in RESULTS_DIR/<sweep name>/wandb (default: auto)")
     r.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                    help="report runs that failed before instead of running them again (default: rerun them)")
+    r.add_argument("--storage", metavar="URL",
+                   help="bayes: the Optuna study's storage, an RDB URL such as sqlite:///study.db or "
+                        "postgresql://host/db, shared by runners on many machines (default: the journal file "
+                        "RESULTS_DIR/<sweep name>/optuna.journal)")
     r.add_argument("--dry-run", action="store_true", help="list the runs, their status and commands; run nothing")
     r.set_defaults(func=cmd_run)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .. import results
+from .. import results, tracking
 from ..errors import SweepError
 from .procs import exit_description, spawn, stop_all, tail
 from .spec import Plan, Run, Sweep, build_command, run_config
@@ -35,7 +35,7 @@ except ImportError:  # Windows: no lock against a second runner
 class Options:
     results_root: Path = Path("results")
     slots: list[str | None] = field(default_factory=lambda: [None])  # GPU id per worker; None: leave it as is
-    wandb_mode: str = "disabled"
+    wandb_mode: str = "auto"  # as train.py: online with W&B credentials, else offline
     retry_failed: bool = True
     dry_run: bool = False
     grace_s: float = 10.0  # how long stopped runs get before SIGKILL
@@ -74,12 +74,31 @@ class RecordIndex:
             self.by_id.setdefault(results.config_id(rec["config"]), []).append(info)
 
     def status(self, cid: str) -> str | None:
-        """finished, failed, or None for a configuration never run (or only stopped by a signal)."""
+        """finished, stopped (by early_terminate: done too), failed, or None for a configuration never run (or only
+        stopped by a signal)."""
         statuses = {r["status"] for r in self.by_id.get(cid, []) if r["reason"] not in results.STOP_REASONS}
-        return "finished" if "finished" in statuses else ("failed" if statuses else None)
+        return next((s for s in ("finished", "stopped", "failed") if s in statuses), None)
 
     def paths(self, cid: str) -> set[Path]:
         return {r["path"] for r in self.by_id.get(cid, [])}
+
+
+def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int) -> float | None:
+    """Seconds until the sweep ends (None before a run ended, and when none is left): every run still to do takes
+    the mean of ``durations`` (the ended runs'), a running one the mean less its ``elapsed`` time (at least 0),
+    and the workers share that work evenly (as many of them as there are runs left)."""
+    busy = min(workers, pending + len(elapsed))
+    if not durations or not busy:
+        return None
+    mean = sum(durations) / len(durations)
+    return (pending * mean + sum(max(mean - e, 0.0) for e in elapsed)) / busy
+
+
+def eta_text(seconds: float | None) -> str:
+    """``about 3 min left``, ``about 40 s left`` under a minute; empty before the first estimate."""
+    if seconds is None:
+        return ""
+    return f"about {round(seconds)} s left" if round(seconds) < 60 else f"about {round(seconds / 60)} min left"
 
 
 @contextmanager
@@ -111,6 +130,7 @@ class Runner:
         self.index = RecordIndex(self.folder)
         self.running: dict[int, Job] = {}
         self.counts = {"finished": 0, "failed": 0}
+        self.durations: list[float] = []  # of the runs ended now (finished or failed, not interrupted): the ETA
         self.failures: list[str] = []
         self.interrupted = self.left = 0
         self.stop_signal: int | None = None
@@ -138,14 +158,15 @@ class Runner:
     def run_locked(self) -> int:
         self.index.refresh()
         status = {r.config_id: self.index.status(r.config_id) for r in self.plan.runs}
-        done = [r for r in self.plan.runs if status[r.config_id] == "finished"]
+        done = [r for r in self.plan.runs if status[r.config_id] in ("finished", "stopped")]
         failed = [r for r in self.plan.runs if status[r.config_id] == "failed"]
         todo = [r for r in self.plan.runs if status[r.config_id] is None or
                 (status[r.config_id] == "failed" and self.opts.retry_failed)]
         self.report_start(done, failed, todo)
         if self.opts.dry_run:
             for r in self.plan.runs:
-                label = {"finished": "finished", "failed": "failed  "}.get(status[r.config_id], "to run  ")
+                label = {"finished": "finished", "stopped": "stopped ", "failed": "failed  "}.get(status[r.config_id],
+                                                                                             "to run  ")
                 print(f"  {label} {r.config_id}  {self.describe(r)}\n      {shlex.join(self.command(r))}")
             return 0
         if not self.opts.retry_failed:
@@ -171,13 +192,24 @@ class Runner:
         if self.sweep.raw.get("early_terminate"):
             print("  note: early_terminate is applied by W&B's controller only; local runs go to the end")
 
-    def env(self, gpu: str | None) -> dict[str, str]:
+    def env(self, gpu: str | None, run: Run | None = None) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if run is not None:
+            env.update(self.wandb_env(run))
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         if "OMP_NUM_THREADS" not in os.environ:  # share the CPU cores between the workers
             env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.opts.slots)))
         return env
+
+    def wandb_env(self, run: Run) -> dict[str, str]:
+        """W&B's own variables, read by ``wandb.init``: the sweep's runs grouped under its name, each named by its
+        varying keys; and ours, which puts the sweep's name into the W&B config. Under a W&B agent (WANDB_SWEEP_ID
+        set) W&B groups the runs itself."""
+        if os.environ.get("WANDB_SWEEP_ID"):
+            return {}
+        return {"WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": self.describe(run),
+                "WANDB_TAGS": f"{self.sweep.name},audiosweep-local", tracking.SWEEP_ENV: self.sweep.name}
 
     def start(self, slot: int, run: Run) -> None:
         params, cmd = self.launch_params(run), self.command(run)
@@ -188,7 +220,7 @@ class Runner:
         header = (f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {self.sweep.name} {run.config_id}: "
                   + ("" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu} ") + shlex.join(cmd))
         try:
-            proc = spawn(cmd, log, self.env(gpu), header)
+            proc = spawn(cmd, log, self.env(gpu, run), header)
         except OSError as e:
             raise SweepError(f"cannot start {cmd[0]!r} for run {run.config_id}: {e}") from e
         self.running[slot] = Job(run, proc, params, log, self.index.paths(run.config_id), time.time())
@@ -196,20 +228,30 @@ class Runner:
     def pool(self, todo: list[Run]) -> None:
         pending = list(reversed(todo))
         tqdm.monitor_interval = 0  # no monitor thread: children are forked with a preexec hook
-        bar = tqdm(total=len(todo), unit="run", desc=self.sweep.name, dynamic_ncols=True, smoothing=0.05)
-        interactive = sys.stderr.isatty()
+        # No tqdm rate and remaining time: runs are few and long; eta_seconds estimates from their durations.
+        bar = tqdm(total=len(todo), unit="run", desc=self.sweep.name, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        interactive, eta = sys.stderr.isatty(), ""
         try:
             while True:
                 if self.stop_signal is None:
                     for slot in range(len(self.opts.slots)):
                         if pending and slot not in self.running:
-                            self.start(slot, pending.pop())
+                            run = self.next_run(pending)
+                            if run is None:
+                                pending.clear()
+                                break
+                            self.start(slot, run)
                 elif self.running:
                     self.stop_running()
+                self.watch()
                 ended = [slot for slot, job in self.running.items() if job.proc.poll() is not None]
                 counted = sum(self.finish(self.running.pop(slot), bar.total) for slot in ended)
+                if counted or interactive:  # a log file gets a new line only when a run ends
+                    eta = eta_text(eta_seconds(self.durations, [time.time() - j.started for j in self.running.values()],
+                                               len(pending), len(self.opts.slots)))
                 postfix = (f"done {self.counts['finished']}, failed {self.counts['failed']}, "
-                           f"running {len(self.running)}, left {len(pending)}")
+                           f"running {len(self.running)}, left {len(pending)}" + (f", {eta}" if eta else ""))
                 if counted or postfix != bar.postfix or (interactive and time.time() - bar.last_print_t > 1):
                     bar.set_postfix_str(postfix, refresh=False)
                     bar.update(counted)  # redraws the bar: its clock and ETA move on a terminal
@@ -222,6 +264,13 @@ class Runner:
                 self.stop_running()
             bar.close()
             self.left = len(pending)
+
+    def next_run(self, pending: list[Run]) -> Run | None:
+        """The next run to start (None: no more); a bayes sweep asks its study instead."""
+        return pending.pop()
+
+    def watch(self) -> None:
+        """Look at the running runs between polls; a bayes sweep's early termination prunes them here."""
 
     def stop_running(self) -> None:
         """SIGTERM every running run's process group; SIGKILL after the grace period or a second signal."""
@@ -245,15 +294,18 @@ class Runner:
             self.interrupted += 1
             tqdm.write(f"  interrupted  {self.describe(job.run)}  ({exit_description(code)}; runs again on resume)")
             return 0
+        elif any(r["status"] == "stopped" for r in new):
+            kind, text = "stopped", f"stopped  {new[-1]['reason']}"
         elif new:
             kind, text = "failed", f"FAILED  {new[-1]['error']}"
         else:
             path = self.write_failed_record(job, code, took)
             kind, text = "failed", f"FAILED  {exit_description(code)} without a record; wrote {path}"
         self.counts[kind] += 1
+        self.durations.append(took)
         if kind == "failed":
             self.failures.append(f"{self.describe(job.run)}: {text.removeprefix('FAILED  ')} (log: {job.log})")
-        tqdm.write(f"  [{self.counts['finished'] + self.counts['failed']}/{total}] {text}  {self.describe(job.run)}"
+        tqdm.write(f"  [{sum(self.counts.values())}/{total}] {text}  {self.describe(job.run)}"
                    f"  {took:.0f}s  ({job.run.config_id})")
         return 1
 
@@ -275,6 +327,10 @@ class Runner:
               f"finished ({self.counts['finished']} now, {len(done)} before), {self.counts['failed']} failed now, "
               f"{len(reported)} failed before and not rerun, {interrupted} interrupted, {left} not started; "
               f"results in {self.folder}")
+        return self.exit_status()
+
+    def exit_status(self) -> int:
+        """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""
         for line in self.failures:
             print(f"  failed: {line}")
         if self.stop_signal is not None:

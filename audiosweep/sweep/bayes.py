@@ -1,0 +1,341 @@
+"""``method: bayes`` run locally on an Optuna study, with ``early_terminate: hyperband`` as its pruner.
+
+Each trial is one train.py run: its parameters are the study's suggestions (constants as given), its final metric
+(the record's summary) is told to the study; a failed run is told as failed, a pruned one as pruned. The study
+lives in a journal file, ``RESULTS_DIR/<sweep>/optuna.journal``, or in ``--storage URL`` (an RDB URL): runners on
+one study, on this machine or others, divide the trials between them and a second run of the same command
+continues the study.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import Trial, TrialState
+from sqlalchemy.engine import make_url
+from tqdm.auto import tqdm
+
+from .. import results
+from ..config import ConfigError
+from ..errors import SweepError
+from .params import Param, value_key
+from .procs import signal_group
+from .runner import Job, Options, Runner
+from .spec import Plan, Run, Sweep, run_config
+
+UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
+MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
+PRUNED_AT = "pruned at epoch {}"
+
+
+def to_optuna(param: Param) -> tuple[BaseDistribution, Any] | None:
+    """The Optuna distribution of a W&B parameter and the function turning a suggestion into the value train.py
+    gets; None for a constant."""
+    d, s = param.distribution, param.spec
+    if param.constant:
+        return None
+    if d in ("categorical", "categorical_w_probabilities"):  # probabilities: TPE's prior is uniform, not these
+        values = param.grid_values()
+        if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
+            return CategoricalDistribution(values), _same
+        by_key = {value_key(v): v for v in values}  # lists and mappings: Optuna's choices must be scalars
+        return CategoricalDistribution(list(by_key)), by_key.__getitem__
+    if d == "int_uniform":
+        return IntDistribution(s["min"], s["max"]), _same
+    if d in UNBOUNDED:
+        raise SweepError(f"parameters.{param.name}: {d} has no bounds, which Optuna's samplers need: give a "
+                         "uniform or log_uniform_values range for a bayes sweep run here")
+    # beta: its support, not its shape. The log forms' bounds are values (W&B's exponent forms are refused), and
+    # inv_log_uniform_values is log-uniform too: 1/x is log-uniform exactly when x is.
+    lo, hi, log = (0.0, 1.0, False) if d.endswith("beta") else (s["min"], s["max"], "log" in d)
+    q = s["q"] if d.startswith("q_") else None
+    if q is None:
+        return FloatDistribution(lo, hi, log=log), float
+    if log:  # Optuna has no log scale with a step: sampled on the log scale, then rounded as W&B rounds
+        return FloatDistribution(lo, hi, log=True), lambda x: _round(x, q)
+    lo, hi = round(lo / q) * q, round(hi / q) * q  # the multiples of q that W&B's rounding can give
+    if isinstance(q, int):
+        return IntDistribution(int(lo), int(hi), step=q), _same
+    return FloatDistribution(lo, hi, step=q), float
+
+
+def _same(x: Any) -> Any:
+    return x
+
+
+def _round(x: float, q: float) -> float | int:
+    x = round(x / q) * q
+    return int(x) if isinstance(q, int) else float(x)
+
+
+def suggest(trial: Trial, dists: dict[str, tuple[BaseDistribution, Any]]) -> dict[str, Any]:
+    """The suggested value of each varying parameter, as train.py gets it."""
+    out = {}
+    for name, (dist, convert) in dists.items():
+        if isinstance(dist, CategoricalDistribution):
+            x = trial.suggest_categorical(name, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            x = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        else:
+            x = trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+        out[name] = convert(x)
+    return out
+
+
+def pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
+    """W&B's hyperband as Optuna's SuccessiveHalvingPruner: W&B stops a run at each bracket min_iter * eta^k
+    (min_iter = max_iter / eta^s in the max_iter form) when its metric is not in the top 1/eta of the runs that
+    reached that bracket, one set of brackets for every run: asynchronous successive halving. Optuna's
+    HyperbandPruner would instead spread the trials over several such sets with different first brackets."""
+    et = sweep.raw.get("early_terminate")
+    if not et:
+        return optuna.pruners.NopPruner()
+    eta = et.get("eta", 3)  # W&B's default
+    if not float(eta).is_integer():  # Optuna's reduction factor is an integer
+        raise SweepError(f"{sweep.path}: early_terminate.eta must be an integer to run here, got {eta!r}")
+    min_iter = int(et["min_iter"] if "min_iter" in et else et["max_iter"] / eta ** et["s"])
+    if min_iter < 1:
+        raise SweepError(f"{sweep.path}: early_terminate's max_iter / eta^s is below 1 epoch: lower s")
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_iter, reduction_factor=int(eta),
+                                                  min_early_stopping_rate=0)
+
+
+def sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """TPE, not a Gaussian process as W&B's bayes: it handles categorical and integer parameters natively, costs
+    little per suggestion (no GP fit on the CPU the runs train on) and is Optuna's maintained default.
+    constant_liar: runs in progress count as bad results, so parallel workers do not get the same suggestion."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def storage(url: str | None, folder: Path) -> str | optuna.storages.BaseStorage:
+    """``url`` (an RDB URL such as sqlite:///study.db), else the journal file beside the sweep's records, locked
+    for runners that share it."""
+    if url:
+        return url
+    folder.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+
+
+def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0) -> optuna.Study:
+    """The sweep's study (named after it), created on first use."""
+    goal = sweep.raw["metric"].get("goal", "minimize")
+    return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
+                               sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
+
+
+def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
+    """The sweep metric after the last of ``rows`` (best_accuracy: the best accuracy so far)."""
+    if name == "best_accuracy":
+        accs = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        return max(accs) if accs else None
+    value = rows[-1].get(name) if rows else None
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+class BayesRunner(Runner):
+    """Runs trials of the sweep's study: ``count`` of them (at most the study's run_cap), as many at a time as
+    there are workers; with early_terminate, reads each run's progress file and stops (SIGTERM) the pruned."""
+
+    def __init__(self, sweep: Sweep, opts: Options, count: int | None, seed: int = 0, url: str | None = None):
+        super().__init__(sweep, Plan([]), opts)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner reports each run itself
+        self.dists = {n: d for n, p in sorted(sweep.params.items()) if (d := to_optuna(p)) is not None}
+        self.constants = {n: p.grid_values()[0] for n, p in sweep.params.items() if p.constant}
+        self.metric, self.seed, self.count = sweep.raw["metric"]["name"], seed, count
+        self.study = open_study(sweep, self.folder, url, seed)
+        # printed: an RDB URL's password stays out of the logs
+        self.where = make_url(url).render_as_string(hide_password=True) if url else str(self.folder / "optuna.journal")
+        self.prunes = bool(sweep.raw.get("early_terminate"))
+        self.trials: dict[str, Trial] = {}  # by config id, while its run runs
+        self.progress: dict[str, tuple[Path, int]] = {}  # config id -> progress file, rows read
+        self.pruned: dict[str, int] = {}  # config id -> epoch it was stopped at
+        self.counts["stopped"] = 0
+
+    def run(self) -> int:
+        if self.opts.dry_run:
+            return self.run_locked()
+        with self.signals():  # no sweep lock: the study hands every runner its own trials
+            return self.run_locked()
+
+    def run_locked(self) -> int:
+        self.index.refresh()
+        states = self.states()
+        budget = self.budget()
+        print(f"sweep {self.sweep.name} ({self.sweep.path}): bayes (Optuna TPE) on study {self.sweep.name} in "
+              f"{self.where}: {self.describe_states(states)} before; {budget} to run; results in {self.folder}",
+              flush=True)
+        if self.prunes:
+            print(f"  early_terminate: {self.study.pruner.__class__.__name__} on {self.metric} per epoch")
+        if self.opts.dry_run:
+            for name, (dist, _) in self.dists.items():
+                print(f"  {name}: {dist}")
+            return 0
+        self.pool([None] * budget)
+        print(f"sweep {self.sweep.name}: {self.counts['finished']} finished, {self.counts['stopped']} stopped "
+              f"early, {self.counts['failed']} failed now, {self.interrupted} interrupted; study: "
+              f"{self.describe_states(self.states())}{self.best()}; results in {self.folder}")
+        return self.exit_status()
+
+    def states(self) -> dict[str, int]:
+        trials = self.study.get_trials(deepcopy=False)
+        return {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+
+    @staticmethod
+    def describe_states(states: dict[str, int]) -> str:
+        return ", ".join(f"{n} {s}" for s, n in states.items() if n) or "no trials"
+
+    def best(self) -> str:
+        try:
+            t = self.study.best_trial
+        except ValueError:  # no completed trial
+            return ""
+        return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {t.params})"
+
+    def spent(self) -> int:
+        """Trials that count against run_cap: all but those a user's Ctrl-C cut short and those not started."""
+        return sum(not t.user_attrs.get("interrupted") and t.state != TrialState.WAITING
+                   for t in self.study.get_trials(deepcopy=False))
+
+    def budget(self) -> int:
+        cap = self.sweep.run_cap
+        left = cap - self.spent() if cap is not None else None
+        return max(0, min(n for n in (self.count, left) if n is not None))
+
+    def next_run(self, pending: list[Any]) -> Run | None:
+        """A new trial's run; None when run_cap is reached or the study only repeats configurations run before."""
+        pending.pop()
+        for _ in range(MAX_ASKS):
+            if self.sweep.run_cap is not None and self.spent() >= self.sweep.run_cap:
+                return None
+            trial = self.study.ask()
+            # Seeded by trial number, unique in the study: reproducible, and two runners never draw alike.
+            self.study.sampler = sampler(self.seed + trial.number)
+            point = {**self.constants, **suggest(trial, self.dists)}
+            try:
+                cid = results.config_id(run_config(point))
+            except ConfigError as e:
+                trial.set_user_attr("error", str(e))
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
+            if self.repeat(trial, cid):
+                continue
+            self.trials[cid] = trial
+            return Run(point, cid)
+        tqdm.write(f"  note: {MAX_ASKS} suggestions in a row repeated configurations run before: search space "
+                   "exhausted")
+        return None
+
+    def repeat(self, trial: Trial, cid: str) -> bool:
+        """Whether ``cid`` ran before or runs now: a run done before gives its result again, not a second run."""
+        status = self.index.status(cid)
+        if cid in self.trials or any(t.state == TrialState.RUNNING and t.number != trial.number and
+                                     t.params == trial.params for t in self.study.get_trials(deepcopy=False)):
+            trial.set_user_attr("repeats", "a running trial")
+            self.study.tell(trial, state=TrialState.FAIL)
+        elif status in ("finished", "stopped"):
+            path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
+            trial.set_user_attr("repeats", str(path))
+            self.tell(trial, results.load_record(path))
+        else:
+            return False
+        return True
+
+    def tell(self, trial: Trial, rec: dict[str, Any] | None, interrupted: bool = False) -> None:
+        if rec is not None:
+            trial.set_user_attr("record", rec.get("run_id"))
+        value = rec["summary"].get(self.metric) if rec else None
+        if rec and rec["status"] == "stopped":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif rec and rec["status"] == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
+            self.study.tell(trial, value)
+        else:
+            if interrupted:
+                trial.set_user_attr("interrupted", True)
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def watch(self) -> None:
+        """Report each running run's new epochs to its trial; stop it when the pruner says so."""
+        if not self.prunes:
+            return
+        for job in self.running.values():
+            cid = job.run.config_id
+            rows, seen = self.read_progress(job)
+            if len(rows) == seen or cid in self.pruned:
+                continue
+            trial = self.trials[cid]
+            for i in range(seen, len(rows)):
+                value = metric_at(rows[: i + 1], self.metric)
+                if value is not None:
+                    trial.report(value, rows[i]["epoch"])
+            if trial.should_prune():
+                self.pruned[cid] = rows[-1]["epoch"]
+                signal_group(job.proc, signal.SIGTERM)
+                tqdm.write(f"  pruning {self.describe(job.run)} at epoch {rows[-1]['epoch']} ({cid})")
+
+    def read_progress(self, job: Job) -> tuple[list[dict[str, Any]], int]:
+        """The rows of ``job``'s progress file and how many of them were read before; the file is the new one
+        whose rows carry the job's process id."""
+        cid = job.run.config_id
+        if cid not in self.progress:
+            claimed = {p for p, _ in self.progress.values()}
+            for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
+                rows = _rows(path) if path not in claimed and path.stat().st_mtime >= job.started - 1 else []
+                if rows and rows[0].get("pid") == job.proc.pid:
+                    self.progress[cid] = (path, 0)
+                    break
+            else:
+                return [], 0
+        path, seen = self.progress[cid]
+        rows = _rows(path)
+        self.progress[cid] = (path, len(rows))
+        return rows, seen
+
+    def finish(self, job: Job, total: int) -> int:
+        cid = job.run.config_id
+        self.index.refresh()
+        new = [r for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
+        if cid in self.pruned:
+            for info in new:
+                if info["status"] == "failed" and info["reason"] in results.STOP_REASONS:
+                    self.mark_stopped(info, self.pruned[cid])
+        counted = super().finish(job, total)
+        recs = [results.load_record(r["path"]) for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
+        done = [r for r in recs if r["status"] in ("finished", "stopped")]
+        self.tell(self.trials.pop(cid), (done or recs or [None])[-1], interrupted=not counted)
+        self.pruned.pop(cid, None)
+        self.progress.pop(cid, None)
+        return counted
+
+    def mark_stopped(self, info: dict[str, Any], epoch: int) -> None:
+        """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
+        rec = results.load_record(info["path"])
+        rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
+        results.write_json_atomic(info["path"], rec)
+        info.update(status="stopped", reason=rec["reason"])
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a progress file (a line being written is left for the next read)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines(keepends=True):
+        if line.endswith("\n"):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

@@ -1,0 +1,172 @@
+"""Bayes sweeps on an Optuna study: the distribution mapping, trials and resume, hyperband pruning, shared storage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from audiosweep import results
+from audiosweep.errors import SweepError
+from audiosweep.sweep.bayes import open_study, pruner, to_optuna
+from audiosweep.sweep.cli import main
+from audiosweep.sweep.params import parse_param
+from audiosweep.sweep.spec import load_sweep, run_config
+from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
+
+TINY = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False, "sample_rate": 16000,
+        "n_fft": 512, "win_length": 400, "hop_length": 320, "f_max": 8000, "n_mels": 32, "n_epochs": 1,
+        "batch_size": 16}
+LR = {"distribution": "log_uniform_values", "min": 1e-8, "max": 3e-2}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> dict:
+    from audiosweep.synthetic import make_synthetic_esc50
+
+    root = tmp_path_factory.mktemp("synth")
+    data = make_synthetic_esc50(root / "esc50", per_class_per_fold=2)
+    return {"data_dir": str(data), "cache_dir": str(root / "cache")}
+
+
+def mapped(name: str, spec: dict):
+    param, errors = parse_param(name, spec)
+    assert not errors, errors
+    return to_optuna(param)
+
+
+@pytest.mark.parametrize(("name", "spec", "dist"), [
+    ("n_mels", {"values": [32, 40, 32]}, CategoricalDistribution([32, 40])),
+    ("arch", {"values": ["simple_cnn", "resnet18"]}, CategoricalDistribution(["simple_cnn", "resnet18"])),
+    ("n_mels", {"min": 32, "max": 64}, IntDistribution(32, 64)),
+    ("learning_rate", {"min": 0.001, "max": 0.1}, FloatDistribution(0.001, 0.1)),
+    ("learning_rate", {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+     FloatDistribution(1e-5, 1e-1, log=True)),
+    ("learning_rate", {"distribution": "inv_log_uniform_values", "min": 1e-5, "max": 1e-1},
+     FloatDistribution(1e-5, 1e-1, log=True)),
+    ("n_mels", {"distribution": "q_uniform", "min": 30, "max": 65, "q": 8}, IntDistribution(32, 64, step=8)),
+    ("mix_up", {"distribution": "q_uniform", "min": 0.0, "max": 0.4, "q": 0.1}, FloatDistribution(0.0, 0.4, step=0.1)),
+    ("mix_up", {"distribution": "beta", "a": 2, "b": 5}, FloatDistribution(0.0, 1.0)),
+])
+def test_wandb_distributions_map_to_optuna(name, spec, dist):
+    assert mapped(name, spec)[0] == dist
+
+
+def test_constants_rounding_and_unbounded_distributions():
+    assert mapped("n_mels", {"value": 40}) is None and mapped("n_mels", {"values": [40]}) is None
+    dist, convert = mapped("batch_size", {"distribution": "q_log_uniform_values", "min": 8, "max": 128, "q": 8})
+    assert dist == FloatDistribution(8, 128, log=True) and convert(29.0) == 32 and isinstance(convert(29.0), int)
+    dist, convert = mapped("stacked_win_lengths", {"values": [[400, 800], None]})
+    assert dist.choices == ("[400, 800]", "null") and convert("[400, 800]") == [400, 800]
+    with pytest.raises(SweepError, match="normal has no bounds"):
+        mapped("learning_rate", {"distribution": "normal", "mu": 0.01, "sigma": 0.001})
+
+
+@pytest.mark.parametrize(("et", "first", "eta"), [({"min_iter": 2}, 2, 3), ({"max_iter": 27, "s": 2, "eta": 3.0}, 3, 3),
+                                                 ({"min_iter": 1, "eta": 2}, 1, 2)])
+def test_hyperband_is_successive_halving_from_the_first_bracket(tmp_path, et, first, eta):
+    sweep = load_sweep(write_sweep(tmp_path / "hb.yaml", {"learning_rate": LR}, method="bayes",
+                                   early_terminate={"type": "hyperband", **et}))
+    p = pruner(sweep)
+    assert isinstance(p, optuna.pruners.SuccessiveHalvingPruner)
+    assert (p._min_resource, p._reduction_factor, p._min_early_stopping_rate) == (first, eta, 0)
+
+
+def trials(path: Path, folder: Path) -> list[optuna.trial.FrozenTrial]:
+    return open_study(load_sweep(path), folder).get_trials()
+
+
+@pytest.mark.slow
+def test_bayes_sweep_runs_count_trials_and_resumes_the_study(tmp_path, synth):
+    path = write_sweep(tmp_path / "bo.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
+    res, folder = tmp_path / "res", tmp_path / "res" / "bo"
+    run = ["run", str(path), "--results-dir", str(res), "--wandb-mode", "disabled"]
+    out = run_sweep_cli(*run, "--count", "4")
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = read_records(folder)
+    assert len(recs) == 4 and {r["status"] for r in recs} == {"finished"}
+    done = trials(path, folder)
+    assert [t.state for t in done] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert sorted(t.value for t in done) == sorted(r["summary"]["accuracy"] for r in recs)
+    assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
+    before = {p: p.read_bytes() for p in folder.glob("*.json")}
+    out = run_sweep_cli(*run, "--count", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4 complete before; 2 to run" in out.stdout
+    assert all(p.read_bytes() == data for p, data in before.items())  # nothing run again
+    recs = read_records(folder)
+    assert len(recs) == 6 and len({r["config_id"] for r in recs}) == 6
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials(path, folder)) == 6
+
+
+@pytest.mark.slow
+def test_hyperband_stops_a_run_that_learns_nothing(tmp_path, synth):
+    path = write_sweep(tmp_path / "hb.yaml", {**TINY, **synth, "n_epochs": 4, "learning_rate": LR},
+                       method="bayes", early_terminate={"type": "hyperband", "min_iter": 1, "eta": 2})
+    folder = tmp_path / "res" / "hb"
+    study = open_study(load_sweep(path), folder)
+    study.enqueue_trial({"learning_rate": 2e-2})  # learns: most clips right after an epoch
+    study.enqueue_trial({"learning_rate": 1e-8})  # learns nothing: chance level
+    out = run_sweep_cli("run", str(path), "--count", "2", "--results-dir", str(tmp_path / "res"),
+                        "--wandb-mode", "disabled")
+    assert out.returncode == 0, out.stdout + out.stderr
+    good, bad = sorted(read_records(folder), key=lambda r: -r["config"]["learning_rate"])
+    assert good["status"] == "finished" and len(good["history"]) == 4
+    assert bad["status"] == "stopped" and bad["error"] is None, bad
+    epoch = int(bad["reason"].removeprefix("pruned at epoch "))
+    assert epoch < 4 and len(bad["history"]) == epoch
+    assert [h["epoch"] for h in bad["history"]] == list(range(1, epoch + 1))
+    progress = results.RunFiles.of(folder, bad["run_id"]).progress.read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in progress][:epoch] == list(range(1, epoch + 1))
+    states = [t.state for t in trials(path, folder)]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    assert f"stopped  pruned at epoch {epoch}" in out.stdout
+
+    from analysis.runs import finished, load_local
+
+    df = load_local(folder)
+    assert sorted(df.status) == ["finished", "stopped"] and list(finished(df).run_id) == [good["run_id"]]
+
+
+def test_a_stopped_run_counts_as_done_on_resume(tmp_path, capsys):
+    path = write_sweep(tmp_path / "grid.yaml", {"trial_num": {"values": [1, 2]}})
+    params = {"trial_num": 1}
+    rec = results.make_record(run_config(params), "20260101-000000-aaaaaa", "stopped", [], results.Summary(),
+                              {}, reason="pruned at epoch 1")
+    results.write_json_atomic(tmp_path / "res" / "grid" / "20260101-000000-aaaaaa.json", rec)
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "res"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 finished before" in out and "1 to run" in out and out.count("stopped  ") == 1
+
+
+def test_storage_url_holds_the_study(tmp_path, capsys):
+    path = write_sweep(tmp_path / "db.yaml", {"learning_rate": LR}, method="bayes")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", url,
+                 "--dry-run"]) == 0
+    assert (tmp_path / "study.db").is_file() and not (tmp_path / "db" / "optuna.journal").exists()
+    assert f"on study db in {url}" in capsys.readouterr().out
+    assert optuna.load_study(study_name="db", storage=url).direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+@pytest.mark.slow
+def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_path, synth):
+    path = write_sweep(tmp_path / "two.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
+    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", "3", "--results-dir",
+           str(tmp_path / "res"), "--wandb-mode", "disabled"]
+    runners = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outs = [r.communicate(timeout=400)[0] for r in runners]
+    assert [r.returncode for r in runners] == [0, 0], outs
+    recs = read_records(tmp_path / "res" / "two")
+    assert len(recs) == 6 and {r["status"] for r in recs} == {"finished"}
+    assert max(Counter(r["config_id"] for r in recs).values()) == 1
+    done = trials(path, tmp_path / "res" / "two")
+    assert len(done) == 6 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
+    assert len({t.params["learning_rate"] for t in done}) == 6
