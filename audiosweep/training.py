@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -237,8 +238,13 @@ class History(Callback):
                                     valid_loss=_num(vals.get("valid_loss")), accuracy=_num(vals.get("accuracy")),
                                     time_s=round(time.perf_counter() - self.t0, 3)))
         if self.progress is not None:  # one write of a whole line: a reader never sees half a row
-            with open(self.progress, "a") as f:
-                f.write(json.dumps({**self.rows[-1], "pid": os.getpid()}) + "\n")
+            try:
+                with open(self.progress, "a") as f:
+                    f.write(json.dumps({**self.rows[-1], "pid": os.getpid()}) + "\n")
+            except OSError as e:  # a full disk must not end the run: only early termination loses its input
+                warnings.warn(f"cannot append to {self.progress} ({e.strerror or e}); going on without it",
+                              stacklevel=2)
+                self.progress = None
 
 
 def wandb_callback() -> Callback:

@@ -101,3 +101,17 @@ def test_accumulate_steps_once_per_that_many_batches(accumulate, steps):
                           torch.device("cpu"), [counter])
     fit(learn, cfg)
     assert counter.n == steps
+
+
+def test_a_progress_file_that_cannot_be_written_does_not_end_the_run(tmp_path):
+    """The per-epoch progress file feeds early termination only: when it cannot be written, the run goes on."""
+    from audiosweep.training import build_learner, make_dls
+
+    cfg = merge([{"arch": "simple_cnn", "batch_size": 8, "mix_up": 0, "n_epochs": 2}])
+    history = History(progress=tmp_path / "missing-folder" / "run.progress.jsonl")
+    x, y = torch.randn(24, 1, 32, 48), torch.arange(24) % 3
+    learn = build_learner(cfg, make_dls(x, y, torch.arange(16), torch.arange(16, 24), cfg), 1, 3,
+                          torch.device("cpu"), [history])
+    with pytest.warns(UserWarning, match="cannot append to .*run.progress.jsonl .*going on without it"):
+        fit(learn, cfg)
+    assert len(history.rows) == 2 and history.progress is None
