@@ -18,7 +18,7 @@ import torch
 import torchaudio
 from torch import nn
 
-from .config import Config
+from .config import WAVEFORM_AUGMENTATIONS, Config
 from .features import apply_normalization, cpu_chunk, frontend
 
 # f_decay of torch-audiomentations' AddColoredNoise: the noise power falls as 1 / f**f_decay.
@@ -28,7 +28,7 @@ NOISE_DECAY = {"violet": -2.0, "blue": -1.0, "white": 0.0, "pink": 1.0, "brown":
 def waveform_active(cfg: Config) -> bool:
     """True when training batches must be made from waveforms every epoch (any random change before the
     log-mels); SpecAugment alone works on features computed once."""
-    return any(p > 0 for p in (cfg.gain_p, cfg.shift_p, cfg.noise_p, cfg.polarity_p, cfg.pitch_p, cfg.stretch_p))
+    return any(getattr(cfg, key) > 0 for key in WAVEFORM_AUGMENTATIONS)
 
 
 def spec_active(cfg: Config) -> bool:

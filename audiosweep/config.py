@@ -96,6 +96,13 @@ class Config:
     f_max: float | None = knob(None, f"highest mel frequency (Hz), at most sample_rate/2; null = "
                                f"min({DEFAULT_F_MAX:g}, sample_rate/2)", "spectrogram",
                                label="highest mel frequency", unit="Hz", bounds=POSITIVE)
+    max_frames: int | None = knob(None, "pad (with the clip's lowest value) or crop (from the start) every "
+                                  "spectrogram to this many frames; null = as computed", "spectrogram",
+                                  label="frames", unit="frames", bounds=POSITIVE)
+    view_channels: list[Literal["original", "augmented"]] = knob(
+        ["original"], "input channels made of views of the same clip: original, or augmented (the run's "
+        "augmentations drawn anew for each training batch, drawn once with a fixed seed for validation), e.g. "
+        "[original, augmented]", "spectrogram", label="view channels")
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
@@ -118,6 +125,16 @@ class Config:
         "full", "how a pretrained body trains: full (freeze_epochs with the body frozen, then all layers with "
         "discriminative learning rates) | head (body frozen throughout: only the head trains) | none (no "
         "pretrained body: all layers from scratch, as pretrained false)", "model", label="fine-tuning")
+    gpt2_layers: int = knob(12, "cnn_gpt2: GPT-2 blocks (the pretrained checkpoint's first N of its 12; the paper's "
+                            "from-scratch baseline: 6)", "model", label="GPT-2 blocks", bounds=Bounds(1),
+                            archs=("cnn_gpt2",))
+    conv_channels: list[int] = knob([32, 64], "cnn_gpt2 and dual_stream: output channels of each conv block (conv, "
+                                    "BatchNorm, ReLU, max-pool, dropout)", "model", label="conv channels",
+                                    bounds=POSITIVE, archs=("cnn_gpt2", "dual_stream"))
+    mlp_widths: list[int] = knob([64, 64], "dual_stream: hidden widths of the MLP stream", "model",
+                                 label="MLP widths", bounds=POSITIVE, archs=("dual_stream",))
+    fusion: Literal["concat", "sum"] = knob("concat", "dual_stream: how the MLP's and the CNN's outputs are fused "
+                                            "before the classifier", "model", label="fusion", archs=("dual_stream",))
     # training
     n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
     batch_size: int = knob(64, "clips per batch (at least 2: BatchNorm cannot train on one clip)", "training",
@@ -125,8 +142,36 @@ class Config:
     accumulate: int = knob(1, "batches whose gradients add up before each optimiser step (fastai's "
                            "GradientAccumulation): the effective batch is batch_size x accumulate in less memory",
                            "training", label="accumulated batches", bounds=Bounds(1))
-    learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule", "training",
-                                label="peak learning rate", bounds=POSITIVE)
+    learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule (the starting one of the "
+                                "others)", "training", label="peak learning rate", bounds=POSITIVE)
+    optimizer: Literal["adam", "adamw", "sgd"] = knob(
+        "adam", "adam (fastai's Adam: decoupled weight decay, as fastai does by default) | adamw (PyTorch's AdamW) | "
+        "sgd (momentum 0.9)", "training", label="optimizer")
+    weight_decay: float = knob(0.01, "weight decay (fastai's default 0.01)", "training", label="weight decay",
+                               bounds=NON_NEGATIVE)
+    schedule: Literal["one_cycle", "plateau", "cosine", "constant"] = knob(
+        "one_cycle", "learning-rate schedule: one_cycle (fastai's fit_one_cycle; fine_tune for pretrained bodies) | "
+        "plateau (constant, times plateau_factor after plateau_patience epochs without a better validation "
+        "accuracy: ReduceLROnPlateau) | cosine (cosine annealing to 0) | constant", "training",
+        label="LR schedule")
+    plateau_patience: int = knob(10, "plateau: epochs without a better validation accuracy before the learning rate "
+                                 "drops", "training", label="plateau patience", unit="epochs", bounds=Bounds(1),
+                                 when={"schedule": "plateau"})
+    plateau_factor: float = knob(0.5, "plateau: the learning rate is multiplied by this when it drops", "training",
+                                 label="plateau factor", bounds=Bounds(0, 1, low_open=True, high_open=True),
+                                 when={"schedule": "plateau"})
+    loss: Literal["cross_entropy", "kl_div"] = knob(
+        "cross_entropy", "cross_entropy | kl_div (KL divergence of the log-softmax from the smoothed one-hot target)",
+        "training", label="loss")
+    label_smoothing: float = knob(0.0, "share of each target spread evenly over all classes", "training",
+                                  label="label smoothing", bounds=Bounds(0, 1, high_open=True))
+    unfreeze_schedule: list[list[int]] | None = knob(
+        None, "progressive unfreezing: [[epoch, blocks], ...], the top `blocks` blocks of the model's body (and its "
+        "head) trainable from `epoch` (0-based) on, e.g. [[0,2],[30,4],[60,6]]; null = fastai's fine_tune "
+        "(freeze_epochs, then all layers)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
+    checkpoint: Literal["last", "best"] = knob(
+        "last", "which epoch's weights the run is evaluated (and saved) with: last | best (the best validation "
+        "accuracy, fastai's SaveModelCallback)", "training", label="evaluated epoch")
     mix_up: float = knob(0.1, "MixUp alpha (0 = off; the report's true = 0.4, fastai's default)", "training",
                          label="MixUp alpha", bounds=NON_NEGATIVE)
     freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first (recorded 0 when the "
@@ -278,7 +323,8 @@ class Config:
 
     @property
     def n_channels(self) -> int:
-        return len(self.win_lengths)
+        """Input channels: one per window length, for each view of the clip."""
+        return len(self.win_lengths) * len(self.view_channels)
 
     @property
     def mel_f_max(self) -> float:
@@ -292,6 +338,11 @@ class Config:
     def effective_dict(self) -> dict[str, Any]:
         """Every key as the run uses it (what records, W&B and a run's identity hold): see :func:`effective`."""
         return effective(self.to_dict())
+
+
+# The keys that switch an augmentation on: waveform ones (redone every epoch), then spectrogram masks.
+WAVEFORM_AUGMENTATIONS = ("gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p")
+AUGMENTATIONS = (*WAVEFORM_AUGMENTATIONS, "spec_freq_masks", "spec_time_masks")
 
 
 class ConfigError(ValueError):
@@ -379,7 +430,8 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["pretrained"] = False
     if out.get("pretrained") is False and "finetune" in out:
         out["finetune"] = "none"
-    if (out.get("pretrained") is False or out.get("finetune") == "head") and "freeze_epochs" in out:
+    if (out.get("pretrained") is False or out.get("finetune") == "head" or out.get("unfreeze_schedule")) and \
+            "freeze_epochs" in out:
         out["freeze_epochs"] = 0
     if out.get("frontend") == "kaldi" and "n_fft" in out:
         out["n_fft"] = kaldi_fft_size(out)
@@ -389,6 +441,11 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["f_max"] = min(DEFAULT_F_MAX, out["sample_rate"] / 2)
     for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
         if f.metadata.get("needs") in out and key in out and not out[f.metadata["needs"]]:
+            out[key] = _default(f)
+        # nor does a model's own knob under another architecture, or a schedule's parameter under another schedule
+        archs, when = f.metadata.get("archs"), f.metadata.get("when") or {}
+        if key in out and ((archs and isinstance(arch, str) and _arch_family(arch) not in archs)
+                           or any(k in out and out[k] != v for k, v in when.items())):
             out[key] = _default(f)
     return out
 
@@ -420,6 +477,11 @@ def kaldi_fft_size(values: dict[str, Any]) -> int:
     ``round_to_power_of_two``), whatever ``n_fft`` says."""
     window = _samples(values.get("win_length"), values.get("win_length_ms"), values.get("sample_rate"))
     return 1 << max(0, window - 1).bit_length()
+
+
+def _arch_family(name: str) -> str:
+    """The registry's name for ``name`` without a checkpoint (``ast/<repo>`` is ast)."""
+    return name.split("/", 1)[0] if name.startswith("ast/") else name
 
 
 def _takes_local_weights(name: str) -> bool:
@@ -558,8 +620,7 @@ def validate(cfg: Config) -> None:
     for key, f in FIELDS.items():
         value, bounds = getattr(cfg, key), f.metadata["bounds"]
         if bounds is not None and value is not None:
-            e += [f"{key}: must be {bounds.describe()}, got {v}" for v in (value if isinstance(value, list) else
-                                                                          [value]) if v not in bounds]
+            e += [f"{key}: must be {bounds.describe()}, got {v}" for v in _numbers(value) if v not in bounds]
     for samples, ms in (("hop_length", "hop_length_ms"), ("win_length", "win_length_ms")):
         if getattr(cfg, samples) is None and getattr(cfg, ms) is None and not (
                 samples == "win_length" and cfg.stacked_win_lengths):
@@ -604,13 +665,41 @@ def validate(cfg: Config) -> None:
     if cfg.arch == "ast" and cfg.pretrained and cfg.finetune != "none" and cfg.n_mels != mels:
         e.append(f"n_mels: ast's AudioSet checkpoint was trained on {mels} mel bins, got {cfg.n_mels}; use n_mels "
                  f"{mels}, or --pretrained false")
-    e += _dataset_errors(cfg)
+    e += _dataset_errors(cfg) + _recipe_errors(cfg)
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):
         e.append(f"normalize=imagenet needs 1 or 3 channels, stacked_win_lengths gives {cfg.n_channels}")
     if e:
         raise ConfigError(_format(e))
+
+
+def _recipe_errors(cfg: Config) -> list[str]:
+    """The training and input recipe keys that contradict each other or the architecture."""
+    e, schedule = [], cfg.unfreeze_schedule
+    if schedule is not None:
+        epochs = [pair[0] for pair in schedule if len(pair) == 2]
+        if not schedule or len(epochs) < len(schedule) or any(pair[1] < 1 for pair in schedule):
+            e.append(f"unfreeze_schedule: give [[epoch, blocks], ...] pairs with blocks >= 1, got {schedule}")
+        elif epochs[0] != 0 or epochs != sorted(set(epochs)):
+            e.append(f"unfreeze_schedule: epochs must start at 0 and increase, got {epochs}")
+        entry = _arch(cfg.arch)
+        if entry is not None and not entry.blocks:
+            e.append(f"unfreeze_schedule: {cfg.arch} does not expose its blocks to the unfreezing schedule; use an "
+                     "architecture that does (cnn_gpt2), or leave it out for fastai's fine_tune")
+        if cfg.finetune == "head":
+            e.append("unfreeze_schedule and finetune=head: the body never trains with finetune head; use finetune "
+                     "full with a schedule")
+    if not cfg.view_channels:
+        e.append("view_channels: give at least one view, e.g. [original]")
+    elif "augmented" in cfg.view_channels and not any(getattr(cfg, k) for k in AUGMENTATIONS):
+        e.append(f"view_channels: an augmented view needs an augmentation ({', '.join(AUGMENTATIONS)})")
+    return e
+
+
+def _numbers(value: Any) -> list:
+    """The numbers in a value, a list or a list of lists."""
+    return [n for v in value for n in _numbers(v)] if isinstance(value, list) else [value]
 
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")  # a download_url naming one archive

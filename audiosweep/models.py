@@ -29,6 +29,9 @@ class Arch:
     model: nn.Module
     splitter: Callable | None = None  # parameter groups for discriminative LRs; None = one group
     pretrained: bool = False  # True when the body holds pretrained weights (trained with fine_tune)
+    # The body's blocks from input to output, for unfreeze_schedule (training keeps the top N trainable and the
+    # rest frozen; parameters outside them always train); None = the model does not expose them.
+    blocks: list[nn.Module] | None = None
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -57,6 +60,7 @@ class ArchEntry:
     # Config values the model was trained with (its front end), used for the keys a user does not set.
     preset: dict = field(default_factory=dict)
     takes_shape: bool = False  # the builder sizes the model to the input: takes ``input_shape`` (C, H, W)
+    blocks: bool = False  # its Arch lists the body's blocks (``Arch.blocks``): unfreeze_schedule applies
 
 
 def _torchvision(name: str) -> Callable[..., Arch]:
