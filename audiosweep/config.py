@@ -331,6 +331,12 @@ class Config:
         """``f_max``, or when not given the report's 18 kHz capped at Nyquist."""
         return self.f_max if self.f_max is not None else min(DEFAULT_F_MAX, self.sample_rate / 2)
 
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """The architecture's own keys (those whose ``archs`` name it), for its builder."""
+        family = _arch_family(self.arch)
+        return {k: getattr(self, k) for k, f in FIELDS.items() if family in (f.metadata.get("archs") or ())}
+
     def to_dict(self) -> dict[str, Any]:
         """Every key as given (what a later layer builds on)."""
         return dataclasses.asdict(self)

@@ -110,7 +110,8 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     device = torch.device(device)
     shape = (cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg)))
     arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False,
-                       pretrained_path=cfg.pretrained_path, input_shape=shape)  # AST: its checkpoint's shape
+                       pretrained_path=cfg.pretrained_path, input_shape=shape,  # AST: its checkpoint's shape
+                       options=cfg.model_options)
     arch.model.load_state_dict(saved["state_dict"])
     return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(),
                      saved["norm_stats"], device)

@@ -56,7 +56,7 @@ def estimate_training(cfg: Config, n_frames: int, n_classes: int, batch_size: in
     shape = (cfg.n_channels, cfg.n_mels, n_frames)
     with torch.device("meta"):
         model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
-                            input_shape=shape).model.train()
+                            input_shape=shape, options=cfg.model_options).model.train()
         x = torch.zeros(batch_size, *shape)
         activations = _leaf_output_bytes(model, x) + _bytes(x)
     return Estimate(batch_size, activations, sum(_bytes(p) for p in model.parameters()))

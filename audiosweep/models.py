@@ -165,11 +165,12 @@ def takes_local_weights(name: str) -> bool:
 
 
 def create_arch(name: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None = None,
-                input_shape: tuple[int, int, int] | None = None) -> Arch:
+                input_shape: tuple[int, int, int] | None = None, options: dict | None = None) -> Arch:
     """Build ``name`` for ``n_in`` channels and ``n_out`` classes; ``input_shape`` (C, n_mels, frames) sizes the
-    models that depend on it (AST's position embeddings)."""
+    models that depend on it (AST's position embeddings); ``options`` are the model's own config keys
+    (``Config.model_options``: e.g. gpt2_layers), passed to its builder as keyword arguments."""
     entry = arch_entry(name)
     extra = {"pretrained_path": pretrained_path} if pretrained_path else {}
     if entry.takes_shape:
         extra["input_shape"] = input_shape
-    return entry.build(n_in, n_out, pretrained=pretrained, **extra)
+    return entry.build(n_in, n_out, pretrained=pretrained, **extra, **(options or {}))

@@ -86,7 +86,7 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
     with torch.device("meta"):
         model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
-                            input_shape=shape).model.eval()
+                            input_shape=shape, options=cfg.model_options).model.eval()
         try:
             model(torch.zeros(1, *shape))
         except RuntimeError as e:
@@ -274,7 +274,8 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     gradient accumulation, the pretrained body frozen (its BatchNorm statistics too with ``finetune: head``),
     precision and compilation."""
     shape = tuple(dls.valid.x.shape[1:])
-    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape)
+    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape,
+                       options=cfg.model_options)
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
     cbs = [*cbs, StopOnDivergence()]
