@@ -36,6 +36,22 @@ def read_records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
 
 
+# A sweep run of a few seconds on the synth_sweep data (ESC-10 of the synthetic set, 1 epoch).
+TINY_SWEEP_RUN = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False,
+                  "sample_rate": 16000, "n_fft": 512, "win_length": 400, "hop_length": 320, "f_max": 8000,
+                  "n_mels": 32, "n_epochs": 1, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> dict:
+    """data_dir and cache_dir of a small synthetic ESC-50 (2 clips per class and fold), for sweep files."""
+    from audiosweep.synthetic import make_synthetic_esc50
+
+    root = tmp_path_factory.mktemp("synth")
+    data = make_synthetic_esc50(root / "esc50", per_class_per_fold=2)
+    return {"data_dir": str(data), "cache_dir": str(root / "cache")}
+
+
 def write_sweep(path: Path, parameters: dict, **top) -> Path:
     """A grid sweep file of ``train.py`` maximising accuracy; plain values become ``{value: ...}``."""
     spec = {"program": "train.py", "method": "grid", "metric": {"name": "accuracy", "goal": "maximize"}, **top,

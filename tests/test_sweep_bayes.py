@@ -14,25 +14,15 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from audiosweep import results
 from audiosweep.errors import SweepError
-from audiosweep.sweep.bayes import open_study, pruner, to_optuna
+from audiosweep.sweep.bayes import open_study, to_optuna
 from audiosweep.sweep.cli import main
+from audiosweep.sweep.early_terminate import pruner
 from audiosweep.sweep.params import parse_param
 from audiosweep.sweep.spec import load_sweep, run_config
 from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
+from tests.conftest import TINY_SWEEP_RUN as TINY
 
-TINY = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False, "sample_rate": 16000,
-        "n_fft": 512, "win_length": 400, "hop_length": 320, "f_max": 8000, "n_mels": 32, "n_epochs": 1,
-        "batch_size": 16}
 LR = {"distribution": "log_uniform_values", "min": 1e-8, "max": 3e-2}
-
-
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> dict:
-    from audiosweep.synthetic import make_synthetic_esc50
-
-    root = tmp_path_factory.mktemp("synth")
-    data = make_synthetic_esc50(root / "esc50", per_class_per_fold=2)
-    return {"data_dir": str(data), "cache_dir": str(root / "cache")}
 
 
 def mapped(name: str, spec: dict):

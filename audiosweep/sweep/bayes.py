@@ -9,9 +9,6 @@ continues the study.
 
 from __future__ import annotations
 
-import json
-import math
-import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,14 +22,13 @@ from tqdm.auto import tqdm
 from .. import results
 from ..config import ConfigError
 from ..errors import SweepError
+from .early_terminate import EarlyTermination, pruner, storage
 from .params import Param, value_key
-from .procs import signal_group
-from .runner import Job, Options, Runner
+from .runner import Options, Runner
 from .spec import Plan, Run, Sweep, run_config
 
 UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
 MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
-PRUNED_AT = "pruned at epoch {}"
 
 
 def to_optuna(param: Param) -> tuple[BaseDistribution, Any] | None:
@@ -89,24 +85,6 @@ def suggest(trial: Trial, dists: dict[str, tuple[BaseDistribution, Any]]) -> dic
     return out
 
 
-def pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
-    """W&B's hyperband as Optuna's SuccessiveHalvingPruner: W&B stops a run at each bracket min_iter * eta^k
-    (min_iter = max_iter / eta^s in the max_iter form) when its metric is not in the top 1/eta of the runs that
-    reached that bracket, one set of brackets for every run: asynchronous successive halving. Optuna's
-    HyperbandPruner would instead spread the trials over several such sets with different first brackets."""
-    et = sweep.raw.get("early_terminate")
-    if not et:
-        return optuna.pruners.NopPruner()
-    eta = et.get("eta", 3)  # W&B's default
-    if not float(eta).is_integer():  # Optuna's reduction factor is an integer
-        raise SweepError(f"{sweep.path}: early_terminate.eta must be an integer to run here, got {eta!r}")
-    min_iter = int(et["min_iter"] if "min_iter" in et else et["max_iter"] / eta ** et["s"])
-    if min_iter < 1:
-        raise SweepError(f"{sweep.path}: early_terminate's max_iter / eta^s is below 1 epoch: lower s")
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_iter, reduction_factor=int(eta),
-                                                  min_early_stopping_rate=0)
-
-
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
     """TPE, not a Gaussian process as W&B's bayes: it handles categorical and integer parameters natively, costs
     little per suggestion (no GP fit on the CPU the runs train on) and is Optuna's maintained default.
@@ -116,17 +94,6 @@ def sampler(seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def storage(url: str | None, folder: Path) -> str | optuna.storages.BaseStorage:
-    """``url`` (an RDB URL such as sqlite:///study.db), else the journal file beside the sweep's records, locked
-    for runners that share it."""
-    if url:
-        return url
-    folder.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
-
-
 def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0) -> optuna.Study:
     """The sweep's study (named after it), created on first use."""
     goal = sweep.raw["metric"].get("goal", "minimize")
@@ -134,16 +101,7 @@ def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0
                                sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
 
 
-def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
-    """The sweep metric after the last of ``rows`` (best_accuracy: the best accuracy so far)."""
-    if name == "best_accuracy":
-        accs = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
-        return max(accs) if accs else None
-    value = rows[-1].get(name) if rows else None
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-class BayesRunner(Runner):
+class BayesRunner(EarlyTermination, Runner):
     """Runs trials of the sweep's study: ``count`` of them (at most the study's run_cap), as many at a time as
     there are workers; with early_terminate, reads each run's progress file and stops (SIGTERM) the pruned."""
 
@@ -156,11 +114,7 @@ class BayesRunner(Runner):
         self.study = open_study(sweep, self.folder, url, seed)
         # printed: an RDB URL's password stays out of the logs
         self.where = make_url(url).render_as_string(hide_password=True) if url else str(self.folder / "optuna.journal")
-        self.prunes = bool(sweep.raw.get("early_terminate"))
-        self.trials: dict[str, Trial] = {}  # by config id, while its run runs
-        self.progress: dict[str, tuple[Path, int]] = {}  # config id -> progress file, rows read
-        self.pruned: dict[str, int] = {}  # config id -> epoch it was stopped at
-        self.counts["stopped"] = 0
+        self.init_pruning(sweep)
 
     def run(self) -> int:
         if self.opts.dry_run:
@@ -250,92 +204,3 @@ class BayesRunner(Runner):
         else:
             return False
         return True
-
-    def tell(self, trial: Trial, rec: dict[str, Any] | None, interrupted: bool = False) -> None:
-        if rec is not None:
-            trial.set_user_attr("record", rec.get("run_id"))
-        value = rec["summary"].get(self.metric) if rec else None
-        if rec and rec["status"] == "stopped":
-            self.study.tell(trial, state=TrialState.PRUNED)
-        elif rec and rec["status"] == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
-            self.study.tell(trial, value)
-        else:
-            if interrupted:
-                trial.set_user_attr("interrupted", True)
-            self.study.tell(trial, state=TrialState.FAIL)
-
-    def watch(self) -> None:
-        """Report each running run's new epochs to its trial; stop it when the pruner says so."""
-        if not self.prunes:
-            return
-        for job in self.running.values():
-            cid = job.run.config_id
-            rows, seen = self.read_progress(job)
-            if len(rows) == seen or cid in self.pruned:
-                continue
-            trial = self.trials[cid]
-            for i in range(seen, len(rows)):
-                value = metric_at(rows[: i + 1], self.metric)
-                if value is not None:
-                    trial.report(value, rows[i]["epoch"])
-            if trial.should_prune():
-                self.pruned[cid] = rows[-1]["epoch"]
-                signal_group(job.proc, signal.SIGTERM)
-                tqdm.write(f"  pruning {self.describe(job.run)} at epoch {rows[-1]['epoch']} ({cid})")
-
-    def read_progress(self, job: Job) -> tuple[list[dict[str, Any]], int]:
-        """The rows of ``job``'s progress file and how many of them were read before; the file is the new one
-        whose rows carry the job's process id."""
-        cid = job.run.config_id
-        if cid not in self.progress:
-            claimed = {p for p, _ in self.progress.values()}
-            for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
-                rows = _rows(path) if path not in claimed and path.stat().st_mtime >= job.started - 1 else []
-                if rows and rows[0].get("pid") == job.proc.pid:
-                    self.progress[cid] = (path, 0)
-                    break
-            else:
-                return [], 0
-        path, seen = self.progress[cid]
-        rows = _rows(path)
-        self.progress[cid] = (path, len(rows))
-        return rows, seen
-
-    def finish(self, job: Job, total: int) -> int:
-        cid = job.run.config_id
-        self.index.refresh()
-        new = [r for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
-        if cid in self.pruned:
-            for info in new:
-                if info["status"] == "failed" and info["reason"] in results.STOP_REASONS:
-                    self.mark_stopped(info, self.pruned[cid])
-        counted = super().finish(job, total)
-        recs = [results.load_record(r["path"]) for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
-        done = [r for r in recs if r["status"] in ("finished", "stopped")]
-        self.tell(self.trials.pop(cid), (done or recs or [None])[-1], interrupted=not counted)
-        self.pruned.pop(cid, None)
-        self.progress.pop(cid, None)
-        return counted
-
-    def mark_stopped(self, info: dict[str, Any], epoch: int) -> None:
-        """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
-        rec = results.load_record(info["path"])
-        rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
-        results.write_json_atomic(info["path"], rec)
-        info.update(status="stopped", reason=rec["reason"])
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a progress file (a line being written is left for the next read)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines(keepends=True):
-        if line.endswith("\n"):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows

@@ -62,6 +62,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .bayes import BayesRunner
 
         return BayesRunner(sweep, opts, args.count, args.seed, args.storage).run()
+    if sweep.raw.get("early_terminate"):
+        from .early_terminate import HyperbandRunner
+
+        return HyperbandRunner(sweep, plan, opts).run()
     return Runner(sweep, plan, opts).run()
 
 
@@ -106,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resumes an interrupted sweep. A bayes sweep runs --count trials of an Optuna "
                                    "study (TPE; early_terminate hyperband: successive halving per epoch), stored in "
                                    "RESULTS_DIR/<sweep name>/optuna.journal or --storage, which runners on several "
-                                   "machines can share. Ctrl-C stops the running runs (twice: kills them). "
+                                   "machines can share; grid and random sweeps apply early_terminate hyperband "
+                                   "the same way. Ctrl-C stops the running runs (twice: kills them). "
                                    "Exit status: 0 all runs finished, 1 any failed, 2 invalid sweep, 128+N when "
                                    "stopped by signal N.")
     r.add_argument("file", metavar="FILE.yaml")

@@ -129,7 +129,7 @@ class Runner:
         self.folder = opts.results_root / sweep.name
         self.index = RecordIndex(self.folder)
         self.running: dict[int, Job] = {}
-        self.counts = {"finished": 0, "failed": 0}
+        self.counts = {"finished": 0, "stopped": 0, "failed": 0}
         self.durations: list[float] = []  # of the runs ended now (finished or failed, not interrupted): the ETA
         self.failures: list[str] = []
         self.interrupted = self.left = 0
@@ -189,8 +189,6 @@ class Runner:
         overridden = sorted({"results_dir", "wandb_mode"} & set(self.sweep.params))
         if overridden:
             print(f"  note: the runner sets {', '.join(overridden)} (see --results-dir, --wandb-mode)")
-        if self.sweep.raw.get("early_terminate"):
-            print("  note: early_terminate is applied by W&B's controller only; local runs go to the end")
 
     def env(self, gpu: str | None, run: Run | None = None) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -323,10 +321,11 @@ class Runner:
 
     def report_end(self, done: list[Run], reported: list[Run]) -> int:
         interrupted, left = self.interrupted, self.left
+        stopped = f", {self.counts['stopped']} stopped early now" if self.counts["stopped"] else ""
         print(f"sweep {self.sweep.name}: {len(done) + self.counts['finished']} of {len(self.plan.runs)} runs "
-              f"finished ({self.counts['finished']} now, {len(done)} before), {self.counts['failed']} failed now, "
-              f"{len(reported)} failed before and not rerun, {interrupted} interrupted, {left} not started; "
-              f"results in {self.folder}")
+              f"finished ({self.counts['finished']} now, {len(done)} before){stopped}, {self.counts['failed']} "
+              f"failed now, {len(reported)} failed before and not rerun, {interrupted} interrupted, {left} not "
+              f"started; results in {self.folder}")
         return self.exit_status()
 
     def exit_status(self) -> int:

@@ -1,0 +1,55 @@
+"""early_terminate hyperband on grid and random sweeps run locally: the pruner's rungs in the sweep's journal, a
+pruned run recorded ``stopped`` with its history, and a resumed sweep that does not run it again."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from audiosweep.sweep.cli import main
+from audiosweep.sweep.early_terminate import metric_at
+from tests.conftest import TINY_SWEEP_RUN, read_records, run_sweep_cli, write_sweep
+
+HYPERBAND = {"type": "hyperband", "min_iter": 1, "eta": 2}
+
+
+def test_metric_at_reads_the_metric_after_each_epoch():
+    rows = [{"epoch": 1, "accuracy": 0.5, "valid_loss": 1.0}, {"epoch": 2, "accuracy": 0.25, "valid_loss": None}]
+    assert metric_at(rows, "best_accuracy") == 0.5 and metric_at(rows, "accuracy") == 0.25
+    assert metric_at(rows, "valid_loss") is None and metric_at([], "accuracy") is None
+
+
+def test_a_dry_run_says_how_early_terminate_runs_and_writes_nothing(tmp_path, capsys):
+    path = write_sweep(tmp_path / "g.yaml", {"trial_num": {"values": [1, 2]}}, early_terminate=HYPERBAND)
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "res"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "early_terminate: SuccessiveHalvingPruner on accuracy per epoch" in out
+    assert "W&B's controller only" not in out and not (tmp_path / "res" / "g" / "optuna.journal").exists()
+
+
+@pytest.mark.slow
+def test_a_grid_sweep_stops_the_run_that_learns_nothing_and_resumes_without_it(tmp_path, synth):
+    path = write_sweep(tmp_path / "hb.yaml", {**TINY_SWEEP_RUN, **synth, "n_epochs": 4,
+                                               "learning_rate": {"values": [2e-2, 1e-8]}},
+                       early_terminate=HYPERBAND)
+    args = ("run", str(path), "--results-dir", str(tmp_path / "res"), "--wandb-mode", "disabled")
+    out = run_sweep_cli(*args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = tmp_path / "res" / "hb"
+    good, bad = sorted(read_records(folder), key=lambda r: -r["config"]["learning_rate"])
+    assert good["status"] == "finished" and len(good["history"]) == 4
+    assert bad["status"] == "stopped" and bad["error"] is None, bad
+    epoch = int(bad["reason"].removeprefix("pruned at epoch "))
+    assert epoch < 4 and [h["epoch"] for h in bad["history"]] == list(range(1, epoch + 1))
+    assert f"stopped  pruned at epoch {epoch}" in out.stdout and "1 stopped early now" in out.stdout
+
+    study = optuna.load_study(study_name="hb:hyperband", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(folder / "optuna.journal"))))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    assert [t.user_attrs["config_id"] for t in trials] == [good["config_id"], bad["config_id"]]
+    assert trials[0].value == good["summary"]["accuracy"] and len(trials[1].intermediate_values) == epoch
+
+    again = run_sweep_cli(*args)  # a stopped run is done: resuming runs nothing
+    assert again.returncode == 0 and "2 finished before" in again.stdout and "0 to run" in again.stdout
+    assert len(read_records(folder)) == 2
