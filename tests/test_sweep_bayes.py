@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
+import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -160,3 +166,77 @@ def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_pat
     done = trials(path, tmp_path / "res" / "two")
     assert len(done) == 6 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
     assert len({t.params["learning_rate"] for t in done}) == 6
+
+
+def _postgres_bin(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """The URL of a real PostgreSQL server started for these tests (Debian's package `postgresql`) on 127.0.0.1,
+    in a throw-away data folder; stopped afterwards."""
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL's server is not installed (Debian: apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="audiosweep-pg-", dir="/tmp"))  # the server's user must reach it
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data, log = root / "data", root / "server.log"
+    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True, timeout=120)
+    run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"])
+    run([*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o",
+         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+    try:
+        yield f"postgresql://postgres:not-shown@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_postgresql_server_holds_the_study_and_its_password_stays_out_of_the_output(tmp_path, capsys, postgres):
+    path = write_sweep(tmp_path / "pg.yaml", {"learning_rate": LR}, method="bayes")
+    assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", postgres,
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "on study pg in postgresql://postgres:***@127.0.0.1:" in out and "not-shown" not in out
+    assert optuna.load_study(study_name="pg", storage=postgres).direction == optuna.study.StudyDirection.MAXIMIZE
+    assert not (tmp_path / "pg" / "optuna.journal").exists()
+
+
+def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path, capsys):
+    path = write_sweep(tmp_path / "bad.yaml", {"learning_rate": LR}, method="bayes")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for url, says in [(f"postgresql://me:secret@127.0.0.1:{port}/db", "Connection refused"),
+                      ("nonsense", "Could not parse"), ("mysql://me:secret@127.0.0.1/db", "DB access module")]:
+        assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", url,
+                     "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --storage ") and says in err and "secret" not in err, err
+
+
+@pytest.mark.slow
+def test_two_runners_share_one_postgresql_study_without_repeating_a_configuration(tmp_path, synth, postgres):
+    path = write_sweep(tmp_path / "pgtwo.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
+    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", "2", "--results-dir",
+           str(tmp_path / "res"), "--wandb-mode", "disabled", "--storage", postgres]
+    runners = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outs = [r.communicate(timeout=400)[0] for r in runners]
+    assert [r.returncode for r in runners] == [0, 0], outs
+    recs = read_records(tmp_path / "res" / "pgtwo")
+    assert len(recs) == 4 and {r["status"] for r in recs} == {"finished"}
+    assert max(Counter(r["config_id"] for r in recs).values()) == 1
+    done = optuna.load_study(study_name="pgtwo", storage=postgres).get_trials()
+    assert len(done) == 4 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
+    assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}

@@ -17,6 +17,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from .. import results
@@ -97,8 +98,23 @@ def sampler(seed: int) -> optuna.samplers.BaseSampler:
 def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0) -> optuna.Study:
     """The sweep's study (named after it), created on first use."""
     goal = sweep.raw["metric"].get("goal", "minimize")
-    return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
-                               sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
+    try:
+        return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
+                                   sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
+    except (ImportError, SQLAlchemyError) as e:  # no driver for the URL's database, a bad URL, no server
+        problem = " ".join(str(e).split("(Background on")[0].split())
+        raise SweepError(f"--storage {shown(url)}: cannot open the study there ({problem[:300]}). Give an RDB URL "
+                         "such as postgresql://user:password@host:5432/database or sqlite:///study.db, for a server "
+                         "that is running and reachable (PostgreSQL's driver, psycopg, comes with audiosweep; "
+                         "another database needs its SQLAlchemy driver installed)") from e
+
+
+def shown(url: str) -> str:
+    """``url`` with its password hidden, for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
 
 
 class BayesRunner(EarlyTermination, Runner):
@@ -113,7 +129,7 @@ class BayesRunner(EarlyTermination, Runner):
         self.metric, self.seed, self.count = sweep.raw["metric"]["name"], seed, count
         self.study = open_study(sweep, self.folder, url, seed)
         # printed: an RDB URL's password stays out of the logs
-        self.where = make_url(url).render_as_string(hide_password=True) if url else str(self.folder / "optuna.journal")
+        self.where = shown(url) if url else str(self.folder / "optuna.journal")
         self.init_pruning(sweep)
 
     def run(self) -> int:
