@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -37,6 +37,8 @@ PREDS_SUFFIX = ".preds.npz"
 TTA_PREDS_SUFFIX = ".tta.preds.npz"
 MODEL_SUFFIX = ".model.pt"
 PROGRESS_SUFFIX = ".progress.jsonl"
+# Set by the sweep runner for each run it starts; progress rows carry it, so the runner knows its run's file.
+LAUNCH_ENV = "AUDIOSWEEP_LAUNCH_ID"
 NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
 REQUIRED_KEYS = ("config", "history", "summary", "status")
 RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
@@ -62,6 +64,7 @@ class HistoryRow(TypedDict):
     valid_loss: float | None
     accuracy: float | None
     time_s: float
+    trainable_params: NotRequired[int]  # parameters that trained in the epoch; absent from records before it was kept
 
 
 HISTORY_KEYS = tuple(HistoryRow.__annotations__)
@@ -71,11 +74,12 @@ HISTORY_KEYS = tuple(HistoryRow.__annotations__)
 class Summary:
     """A run's final numbers; a failed run has only ``wall_time_s`` (and what it reached before failing)."""
 
-    accuracy: float | None = None  # validation accuracy after the last epoch
+    accuracy: float | None = None  # validation accuracy of the evaluated epoch's weights (``checkpoint``)
     best_accuracy: float | None = None  # best validation accuracy of any epoch
     train_loss: float | None = None
     valid_loss: float | None = None
     epochs: int | None = None
+    evaluated_epoch: int | None = None  # whose weights were evaluated: the last epoch, or the best (checkpoint best)
     n_train: int | None = None
     n_valid: int | None = None
     feature_s: float | None = None  # seconds to compute and normalise the features

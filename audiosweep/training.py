@@ -29,7 +29,7 @@ from .config import Config, ConfigError
 from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .models import create_arch
-from .results import HistoryRow
+from .results import LAUNCH_ENV, HistoryRow
 
 
 def resolve_device(cfg: Config) -> torch.device:
@@ -240,7 +240,8 @@ class History(Callback):
         if self.progress is not None:  # one write of a whole line: a reader never sees half a row
             try:
                 with open(self.progress, "a") as f:
-                    f.write(json.dumps({**self.rows[-1], "pid": os.getpid()}) + "\n")
+                    f.write(json.dumps({**self.rows[-1], "pid": os.getpid(),
+                                        "launch": os.environ.get(LAUNCH_ENV)}) + "\n")
             except OSError as e:  # a full disk must not end the run: only early termination loses its input
                 warnings.warn(f"cannot append to {self.progress} ({e.strerror or e}); going on without it",
                               stacklevel=2)

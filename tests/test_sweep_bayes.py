@@ -240,3 +240,21 @@ def test_two_runners_share_one_postgresql_study_without_repeating_a_configuratio
     done = optuna.load_study(study_name="pgtwo", storage=postgres).get_trials()
     assert len(done) == 4 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
     assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
+
+
+def test_a_trial_left_running_by_a_runner_that_died_is_failed_on_the_next_start(tmp_path, capsys):
+    from audiosweep.sweep.bayes import RUNNER, BayesRunner
+    from audiosweep.sweep.runner import Options
+
+    path = write_sweep(tmp_path / "stale.yaml", {"learning_rate": LR}, method="bayes")
+    folder = tmp_path / "res" / "stale"
+    study = open_study(load_sweep(path), folder)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = RUNNER.split(":")[0]
+    for runner in (f"{host}:{dead.stdout.strip()}", RUNNER, f"elsewhere:{dead.stdout.strip()}"):
+        study.ask().set_user_attr("runner", runner)
+    BayesRunner(load_sweep(path), Options(results_root=tmp_path / "res"), count=0).run()
+    states = [t.state for t in open_study(load_sweep(path), folder).get_trials()]
+    # this machine's dead runner: failed; a live one (this process) and one on another machine: left running
+    assert states == [optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.RUNNING] * 2
+    assert f"left running by runner pid {dead.stdout.strip()}" in capsys.readouterr().out

@@ -9,6 +9,8 @@ continues the study.
 
 from __future__ import annotations
 
+import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from .runner import Options, Runner
 from .spec import Plan, Run, Sweep, run_config
 
 UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
+RUNNER = f"{socket.gethostname()}:{os.getpid()}"  # which runner asked for a trial
 MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
 
 
@@ -140,6 +143,8 @@ class BayesRunner(EarlyTermination, Runner):
 
     def run_locked(self) -> int:
         self.index.refresh()
+        if not self.opts.dry_run:
+            self.fail_stale()
         states = self.states()
         budget = self.budget()
         print(f"sweep {self.sweep.name} ({self.sweep.path}): bayes (Optuna TPE) on study {self.sweep.name} in "
@@ -156,6 +161,18 @@ class BayesRunner(EarlyTermination, Runner):
               f"early, {self.counts['failed']} failed now, {self.interrupted} interrupted; study: "
               f"{self.describe_states(self.states())}{self.best()}; results in {self.folder}")
         return self.exit_status()
+
+    def fail_stale(self) -> None:
+        """Trials left running by a runner of this machine that is gone (killed before it could tell the study)
+        are failed, so their configurations can run again. A runner on another machine cannot be checked: its
+        trials stay running, and count against run_cap, until that runner ends."""
+        host = RUNNER.split(":")[0]
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            where, _, pid = str(t.user_attrs.get("runner", "")).rpartition(":")
+            if where == host and pid.isdigit() and not _alive(int(pid)):
+                self.study.tell(t.number, state=TrialState.FAIL)
+                tqdm.write(f"  note: trial {t.number} was left running by runner pid {pid}, which ended; failed, "
+                           "its configuration may run again")
 
     def states(self) -> dict[str, int]:
         trials = self.study.get_trials(deepcopy=False)
@@ -189,6 +206,7 @@ class BayesRunner(EarlyTermination, Runner):
             if self.sweep.run_cap is not None and self.spent() >= self.sweep.run_cap:
                 return None
             trial = self.study.ask()
+            trial.set_user_attr("runner", RUNNER)
             # Seeded by trial number, unique in the study: reproducible, and two runners never draw alike.
             self.study.sampler = sampler(self.seed + trial.number)
             point = {**self.constants, **suggest(trial, self.dists)}
@@ -220,3 +238,13 @@ class BayesRunner(EarlyTermination, Runner):
         else:
             return False
         return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

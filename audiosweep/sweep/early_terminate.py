@@ -102,13 +102,13 @@ class EarlyTermination:
 
     def read_progress(self, job: Job) -> tuple[list[dict[str, Any]], int]:
         """The rows of ``job``'s progress file and how many of them were read before; the file is the new one
-        whose rows carry the job's process id."""
+        whose rows carry the job's launch id (runners on other machines share the folder and its process ids)."""
         cid = job.run.config_id
         if cid not in self.progress:
             claimed = {p for p, _ in self.progress.values()}
             for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
                 rows = _rows(path) if path not in claimed and path.stat().st_mtime >= job.started - 1 else []
-                if rows and rows[0].get("pid") == job.proc.pid:
+                if rows and rows[0].get("launch") == job.launch:
                     self.progress[cid] = (path, 0)
                     break
             else:

@@ -7,8 +7,10 @@ A run that ends without writing a record gets a failed record written on its beh
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +51,7 @@ class Job:
     log: Path
     known: set[Path]
     started: float
+    launch: str = ""  # the run's results.LAUNCH_ENV: its progress rows carry it
 
 
 class RecordIndex:
@@ -217,11 +220,12 @@ class Runner:
         log = self.folder / "logs" / f"{run.config_id}.log"
         header = (f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {self.sweep.name} {run.config_id}: "
                   + ("" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu} ") + shlex.join(cmd))
+        launch = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"  # unique across machines
         try:
-            proc = spawn(cmd, log, self.env(gpu, run), header)
+            proc = spawn(cmd, log, {**self.env(gpu, run), results.LAUNCH_ENV: launch}, header)
         except OSError as e:
             raise SweepError(f"cannot start {cmd[0]!r} for run {run.config_id}: {e}") from e
-        self.running[slot] = Job(run, proc, params, log, self.index.paths(run.config_id), time.time())
+        self.running[slot] = Job(run, proc, params, log, self.index.paths(run.config_id), time.time(), launch)
 
     def pool(self, todo: list[Run]) -> None:
         pending = list(reversed(todo))
