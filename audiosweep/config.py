@@ -390,8 +390,14 @@ ALIASES: dict[str, Alias] = {
 BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}}
 
 
+# train.py's --config FILE.yaml, which a sweep may vary too (a recipe of keys per value).
+CONFIG_FILE_KEY = "config"
+
+
 def key_type(key: str) -> Any:
-    """The type of a config key or an alias."""
+    """The type of a config key, an alias, or ``config`` (a YAML file of keys)."""
+    if key == CONFIG_FILE_KEY:
+        return str
     return ALIASES[key].type if key in ALIASES else TYPES[key]
 
 

@@ -10,7 +10,7 @@ import yaml
 from audiosweep import results
 from audiosweep.config import FIELDS, parse_args
 from audiosweep.sweep.cli import main
-from audiosweep.sweep.spec import REPO_ROOT, expand, load_sweep, run_config
+from audiosweep.sweep.spec import REPO_ROOT, build_command, expand, load_sweep, run_config
 from tests.conftest import write_sweep
 
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
@@ -325,3 +325,22 @@ def test_run_needs_a_count_for_unbounded_bayes_and_random(tmp_path, capsys):
     assert "give --count N" in capsys.readouterr().err
     assert main(["run", str(random), "--dry-run", "--count", "2", "--results-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.count("--wandb_mode=auto") == 2  # as train.py: offline without credentials
+
+
+def test_a_sweep_can_vary_recipe_files_given_to_train_py_as_config(tmp_path, capsys):
+    (tmp_path / "fast.yaml").write_text("learning_rate: 0.02\nmix_up: 0\n")
+    (tmp_path / "slow.yaml").write_text("learning_rate: 0.0001\noptimizer: adamw\n")
+    recipes = [str(tmp_path / "fast.yaml"), str(tmp_path / "slow.yaml")]
+    path = write_sweep(tmp_path / "recipes.yaml", {"config": {"values": recipes}, "trial_num": {"values": [1, 2]},
+                                                   "mix_up": 0.2})
+    plan = expand(load_sweep(path))
+    configs = [run_config(r.params) for r in plan.runs]
+    assert [(c["learning_rate"], c["optimizer"], c["mix_up"]) for c in configs] == [
+        (0.02, "adam", 0.2), (0.02, "adam", 0.2), (0.0001, "adamw", 0.2), (0.0001, "adamw", 0.2)]  # sweep keys win
+    assert len({r.config_id for r in plan.runs}) == 4 and "config" not in configs[0]
+    cmd = build_command(load_sweep(path), plan.runs[0].params)
+    assert f"--config={recipes[0]}" in cmd
+
+    bad = write_sweep(tmp_path / "missing.yaml", {"config": {"values": [str(tmp_path / "absent.yaml")]}})
+    assert main(["check", str(bad)]) == 1
+    assert "absent.yaml" in capsys.readouterr().err

@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..config import ALIASES, FIELDS, ConfigError, merge, parse_args, unknown_key_message
+from ..config import (
+    ALIASES,
+    CONFIG_FILE_KEY,
+    FIELDS,
+    ConfigError,
+    load_yaml,
+    merge,
+    parse_args,
+    unknown_key_message,
+)
 from ..errors import SweepError
 from ..results import METRIC_GOALS, config_id
 from .params import GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
@@ -104,7 +113,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         errors.append(f"parameters: expected a non-empty mapping of config keys, got {spec!r}")
         spec = {}
     for name, value in spec.items():
-        if name not in FIELDS and name not in ALIASES:
+        if name not in FIELDS and name not in ALIASES and name != CONFIG_FILE_KEY:
             errors.append(f"parameters.{name}: {unknown_key_message(str(name))}")
             continue
         param, errs = parse_param(name, value)
@@ -264,7 +273,8 @@ def build_command(sweep: Sweep, params: dict[str, Any], args_json_file: Path | N
 def run_config(params: dict[str, Any]) -> dict[str, Any]:
     """The configuration train.py builds from ``--key=value`` arguments: validated by config.merge, then read
     back through train.py's own parser; a value that does not survive the command line is an error."""
-    cfg = merge([params]).effective_dict()
+    recipe = load_yaml(params[CONFIG_FILE_KEY]) if CONFIG_FILE_KEY in params else {}  # as train.py reads it
+    cfg = merge([recipe, {k: v for k, v in params.items() if k != CONFIG_FILE_KEY}]).effective_dict()
     via_cli = parse_args(render_args(params)["args"])[0].effective_dict()
     changed = [k for k in cfg if via_cli[k] != cfg[k]]
     if changed:
