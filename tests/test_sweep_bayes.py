@@ -151,19 +151,26 @@ def test_storage_url_holds_the_study(tmp_path, capsys):
     assert optuna.load_study(study_name="db", storage=url).direction == optuna.study.StudyDirection.MAXIMIZE
 
 
-@pytest.mark.slow
-def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_path, synth):
-    path = write_sweep(tmp_path / "two.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
-    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", "3", "--results-dir",
-           str(tmp_path / "res"), "--wandb-mode", "disabled"]
+def two_runners(tmp_path: Path, synth: dict, name: str, count: int, *extra: str) -> list[dict]:
+    """Start two runners of one bayes sweep at once, ``count`` trials each; check that all 2 x count runs finished
+    with distinct configurations, and return their records."""
+    path = write_sweep(tmp_path / f"{name}.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
+    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", str(count), "--results-dir",
+           str(tmp_path / "res"), "--wandb-mode", "disabled", *extra]
     runners = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     outs = [r.communicate(timeout=400)[0] for r in runners]
     assert [r.returncode for r in runners] == [0, 0], outs
-    recs = read_records(tmp_path / "res" / "two")
-    assert len(recs) == 6 and {r["status"] for r in recs} == {"finished"}
+    recs = read_records(tmp_path / "res" / name)
+    assert len(recs) == 2 * count and {r["status"] for r in recs} == {"finished"}
     assert max(Counter(r["config_id"] for r in recs).values()) == 1
-    done = trials(path, tmp_path / "res" / "two")
+    return recs
+
+
+@pytest.mark.slow
+def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_path, synth):
+    two_runners(tmp_path, synth, "two", 3)
+    done = trials(tmp_path / "two.yaml", tmp_path / "res" / "two")
     assert len(done) == 6 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
     assert len({t.params["learning_rate"] for t in done}) == 6
 
@@ -227,16 +234,7 @@ def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_two_runners_share_one_postgresql_study_without_repeating_a_configuration(tmp_path, synth, postgres):
-    path = write_sweep(tmp_path / "pgtwo.yaml", {**TINY, **synth, "learning_rate": LR}, method="bayes")
-    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", "2", "--results-dir",
-           str(tmp_path / "res"), "--wandb-mode", "disabled", "--storage", postgres]
-    runners = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
-    outs = [r.communicate(timeout=400)[0] for r in runners]
-    assert [r.returncode for r in runners] == [0, 0], outs
-    recs = read_records(tmp_path / "res" / "pgtwo")
-    assert len(recs) == 4 and {r["status"] for r in recs} == {"finished"}
-    assert max(Counter(r["config_id"] for r in recs).values()) == 1
+    recs = two_runners(tmp_path, synth, "pgtwo", 2, "--storage", postgres)
     done = optuna.load_study(study_name="pgtwo", storage=postgres).get_trials()
     assert len(done) == 4 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
     assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
