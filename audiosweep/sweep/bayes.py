@@ -10,7 +10,9 @@ continues the study.
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from .. import results
@@ -32,6 +34,7 @@ from .spec import Plan, Run, Sweep, run_config
 
 UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
 RUNNER = f"{socket.gethostname()}:{os.getpid()}"  # which runner asked for a trial
+CREATE_TRIES = 5  # attempts at opening an RDB study that other runners are creating at the same moment
 MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
 
 
@@ -102,8 +105,14 @@ def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0
     """The sweep's study (named after it), created on first use."""
     goal = sweep.raw["metric"].get("goal", "minimize")
     try:
-        return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
-                                   sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
+        for attempt in range(CREATE_TRIES):
+            try:
+                return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
+                                           sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
+            except IntegrityError:  # runners started together both creating the tables or the study: one wins
+                if attempt == CREATE_TRIES - 1:
+                    raise
+                time.sleep(0.5 + random.random())
     except (ImportError, SQLAlchemyError) as e:  # no driver for the URL's database, a bad URL, no server
         problem = " ".join(str(e).split("(Background on")[0].split())
         raise SweepError(f"--storage {shown(url)}: cannot open the study there ({problem[:300]}). Give an RDB URL "
