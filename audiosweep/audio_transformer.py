@@ -17,6 +17,7 @@ from fastai.vision.learner import default_split
 from torch import nn
 
 from .errors import UserError
+from .hf_hub import load_config, load_model
 from .models import AST_CHECKPOINT, AST_MELS, Arch
 
 
@@ -66,45 +67,15 @@ def _architecture(checkpoint: str, pretrained_path: str | None) -> dict:
 
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
             "frequency_stride", "time_stride", "layer_norm_eps", "qkv_bias", "hidden_act")
-    try:
-        config = ASTConfig.from_pretrained(pretrained_path or checkpoint, local_files_only=True)
-    except OSError as e:
-        if pretrained_path:
-            raise UserError(f"pretrained_path: no AST config.json in {pretrained_path} ({e})") from e
-        if checkpoint == AST_CHECKPOINT:
-            return {}
-        try:
-            config = ASTConfig.from_pretrained(checkpoint)
-        except OSError as e:
-            raise _missing(checkpoint, "config.json", e) from e
+    config = load_config(ASTConfig, "AST", checkpoint, pretrained_path, default=checkpoint == AST_CHECKPOINT)
     return {k: getattr(config, k) for k in keys}
 
 
 def _pretrained_body(checkpoint: str, pretrained_path: str | None):
     from transformers import ASTModel
-    from transformers.utils import logging
 
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the AudioSet classifier's weights are unused by design: no warning about them
-    try:
-        return ASTModel.from_pretrained(pretrained_path or checkpoint)
-    except OSError as e:
-        if pretrained_path:
-            raise UserError(f"pretrained_path: cannot load an AST checkpoint from {pretrained_path} "
-                            f"({' '.join(str(e).split())[:200]}); give a folder with config.json and "
-                            "model.safetensors (what save_pretrained writes)") from e
-        raise _missing(checkpoint, "config.json and model.safetensors", e) from e
-    finally:
-        logging.set_verbosity(verbosity)
-
-
-def _missing(checkpoint: str, files: str, e: Exception) -> UserError:
-    import huggingface_hub.constants
-
-    return UserError(f"could not load the AST checkpoint {checkpoint} ({' '.join(str(e).split())[:200]}). Fetch "
-                     f"{files} of the Hugging Face hub's {checkpoint} into {huggingface_hub.constants.HF_HUB_CACHE} "
-                     "on a machine with internet (hf download "
-                     f"{checkpoint}), give a local copy with --pretrained_path, or pass --pretrained false")
+    # the AudioSet classifier's weights are unused by design: load_model reports nothing about them
+    return load_model(ASTModel, "AST", checkpoint, pretrained_path)
 
 
 def _fit_position_embeddings(body, frames: int) -> None:

@@ -41,6 +41,21 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
                          nn.ReLU(inplace=True), nn.MaxPool2d(2))
 
 
+# Dropout after each block of conv_stack. Neither paper (cnn_gpt2, dual_stream) gives its rate: 0.2 is
+# simple_cnn's, mid-range for small CNNs on a few hundred clips.
+CONV_DROPOUT = 0.2
+
+
+def conv_stack(c_in: int, channels: list[int]) -> nn.Sequential:
+    """One conv block and dropout per entry of ``channels`` (the ``conv_channels`` of cnn_gpt2 and dual_stream):
+    each halves the height and width."""
+    from torch import nn
+
+    widths = [c_in, *channels]
+    return nn.Sequential(*[nn.Sequential(*_conv_block(a, b), nn.Dropout(CONV_DROPOUT))
+                           for a, b in zip(widths, widths[1:])])
+
+
 def simple_cnn(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
     """A strided 5x5 stem and three conv blocks (16-32-64-128 channels), global average pooling, a linear
     head; about 45 M multiply-adds for a 64 x 716 spectrogram. Always trained from scratch."""
@@ -112,6 +127,26 @@ def _timm(name: str) -> Callable[..., Arch]:
 
 ARCHS: dict[str, ArchEntry] = {"simple_cnn": ArchEntry(simple_cnn, pretrainable=False)}
 ARCHS.update({name: ArchEntry(_torchvision(name), pretrainable=True) for name in TORCHVISION_ARCHS})
+# cnn_gpt2's GPT-2 (the smallest, 124 M parameters; the first gpt2_layers of its 12 blocks).
+GPT2_CHECKPOINT = "openai-community/gpt2"
+
+
+def cnn_gpt2(n_in: int, n_out: int, pretrained: bool = True, **kwargs) -> Arch:
+    """Conv blocks, one token per time step, GPT-2 blocks (GPT2_CHECKPOINT's), an MLP head: cnn_gpt2.py."""
+    from .cnn_gpt2 import build_cnn_gpt2
+
+    return build_cnn_gpt2(n_in, n_out, pretrained, **kwargs)
+
+
+def dual_stream(n_in: int, n_out: int, pretrained: bool = False, **kwargs) -> Arch:
+    """A frame-wise MLP stream and a CNN stream, fused: dual_stream.py."""
+    from .dual_stream import build_dual_stream
+
+    return build_dual_stream(n_in, n_out, **kwargs)
+
+
+ARCHS.update({"cnn_gpt2": ArchEntry(cnn_gpt2, pretrainable=True, takes_shape=True, blocks=True),
+              "dual_stream": ArchEntry(dual_stream, pretrainable=False, takes_shape=True)})
 TIMM_PREFIX = "timm/"
 # Short names for the timm models our sweeps use; any other timm model is TIMM_PREFIX + its timm name.
 TIMM_ALIASES = {"efficientnet_b0": "timm/efficientnet_b0", "inception_v3": "timm/inception_v3",
@@ -160,8 +195,8 @@ def is_timm(name: str) -> bool:
 
 
 def takes_local_weights(name: str) -> bool:
-    """Whether ``pretrained_path`` applies: timm models (a weights file) and AST (a checkpoint folder)."""
-    return is_timm(name) or name == "ast" or name.startswith(AST_PREFIX)
+    """Whether ``pretrained_path`` applies: timm models (a weights file), AST and cnn_gpt2 (a checkpoint folder)."""
+    return is_timm(name) or name in ("ast", "cnn_gpt2") or name.startswith(AST_PREFIX)
 
 
 def create_arch(name: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None = None,
