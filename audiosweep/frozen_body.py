@@ -19,14 +19,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Config
+from .recipes import fit_schedule
 
 
 def fit_head(learn: Learner, cfg: Config) -> None:
-    """Train the head of ``learn.model`` (``Sequential(body, head)``) for ``cfg.n_epochs`` one-cycle epochs."""
+    """Train the head of ``learn.model`` (``Sequential(body, head)``) for ``cfg.n_epochs`` epochs of the run's
+    schedule."""
     if not once_per_run(learn, cfg):
         why = "augmentation" if learn.dls.train.transform is not None else "MixUp"
         print(f"finetune head: epochs 1-{cfg.n_epochs}, the frozen body runs on every batch ({why} changes its input)")
-        learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
+        fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
         return
     from .training import make_dls, resolve_precision
 
@@ -40,7 +42,7 @@ def fit_head(learn: Learner, cfg: Config) -> None:
     learn.model, learn.dls, learn.splitter, learn.opt = head, emb_dls, trainable_params, None
     learn.whole_model = whole  # what KeepBest saves: the head's weights inside the whole model
     try:
-        learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
+        fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
     finally:
         learn.model, learn.dls, learn.splitter, learn.opt = whole, dls, splitter, None
         del learn.whole_model

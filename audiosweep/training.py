@@ -20,7 +20,6 @@ from fastai.callback.training import BnFreeze, GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.learner import Learner
-from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.torch_core import trainable_params
 from torch import nn
@@ -29,6 +28,7 @@ from .config import Config, ConfigError
 from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .models import create_arch
+from .recipes import BestCheckpoint, UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
 from .results import LAUNCH_ENV, HistoryRow
 
 
@@ -214,7 +214,9 @@ class History(Callback):
     count from 1 across the phases, as in the record, W&B and the plots, and so does fastai's printed table:
     the Recorder's 0-based, per-phase epoch is replaced before the table row is written. With ``progress``, each
     row is also appended to that JSON-lines file as it is made (with this process's ``pid``), for the sweep
-    runner's early termination to read while the run trains."""
+    runner's early termination to read while the run trains. ``trainable_params`` counts the parameters that
+    trained in the epoch (those requiring gradients: the frozen body, or unfreeze_schedule's frozen blocks, left
+    out)."""
 
     order = 60  # after the Recorder (50): its before_epoch has reset the log whose epoch we set
 
@@ -236,7 +238,8 @@ class History(Callback):
         vals = dict(zip(names, self.recorder.log[1:]))
         self.rows.append(HistoryRow(epoch=len(self.rows) + 1, train_loss=_num(vals.get("train_loss")),
                                     valid_loss=_num(vals.get("valid_loss")), accuracy=_num(vals.get("accuracy")),
-                                    time_s=round(time.perf_counter() - self.t0, 3)))
+                                    time_s=round(time.perf_counter() - self.t0, 3),
+                                    trainable_params=sum(p.numel() for p in trainable_params(self.model))))
         if self.progress is not None:  # one write of a whole line: a reader never sees half a row
             try:
                 with open(self.progress, "a") as f:
@@ -271,9 +274,10 @@ def _num(v) -> float | None:
 
 def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: torch.device,
                   cbs: list[Callback]) -> Learner:
-    """The run's Learner over ``dls`` (whose validation features give the input shape): the model, MixUp,
-    gradient accumulation, the pretrained body frozen (its BatchNorm statistics too with ``finetune: head``),
-    precision and compilation."""
+    """The run's Learner over ``dls`` (whose validation features give the input shape): the model, its optimizer,
+    weight decay and loss (:mod:`~audiosweep.recipes`), MixUp, gradient accumulation, the pretrained body frozen
+    (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks
+    (``learn.blocks``), the best epoch's checkpoint, precision and compilation."""
     shape = tuple(dls.valid.x.shape[1:])
     arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape,
                        options=cfg.model_options)
@@ -287,11 +291,18 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     head_only = arch.pretrained and cfg.finetune == "head"
     if head_only:
         cbs = [*cbs, BnFreeze()]
-    learn = Learner(dls, arch.model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
-                    splitter=arch.splitter or trainable_params, cbs=cbs, train_bn=not head_only)
+    if cfg.unfreeze_schedule:
+        if not arch.blocks:
+            raise UserError(f"unfreeze_schedule: {cfg.arch} was built without its list of blocks; leave "
+                            "unfreeze_schedule out")
+        cbs = [*cbs, UnfreezeBlocks(cfg.unfreeze_schedule, arch.blocks)]
+    if cfg.checkpoint == "best":
+        cbs = [*cbs, BestCheckpoint()]
+    learn = Learner(dls, arch.model, loss_func=loss_func(cfg), opt_func=opt_func(cfg), metrics=accuracy,
+                    splitter=arch.splitter or trainable_params, cbs=cbs, wd=cfg.weight_decay, train_bn=not head_only)
     plain_epoch_lines(learn)  # a log file (the sweep runner's) gets one line per epoch, no redrawn bars
-    learn.pretrained_body = arch.pretrained
-    if arch.pretrained:
+    learn.pretrained_body, learn.blocks = arch.pretrained, arch.blocks
+    if arch.pretrained and not cfg.unfreeze_schedule:  # the schedule says what trains from the first epoch on
         learn.freeze()
     precision = resolve_precision(cfg, device)
     if precision == "bf16":
@@ -304,24 +315,55 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
 
 
 def fit(learn: Learner, cfg: Config) -> None:
-    """``fine_tune`` (frozen epochs, then all layers) for pretrained bodies, the head alone with ``finetune:
-    head``, else one-cycle from scratch.
+    """Train with the run's ``schedule``: over ``unfreeze_schedule``'s epochs in one fit when it is set, the head
+    alone with ``finetune: head``, fine_tune's two phases (frozen epochs, then all layers) for pretrained bodies,
+    else one fit from scratch. With ``checkpoint: best`` the model ends holding the best epoch's weights.
 
     fastai's progress bar counts epochs within each phase; the printed table counts them as the record does."""
+    checkpoint = getattr(learn, "best_checkpoint", None)
+    try:
+        _fit(learn, cfg)
+        stopped = getattr(learn, "stop_on_divergence", None)
+        if stopped is not None and stopped.problem:
+            raise Diverged(stopped.problem)
+        if checkpoint is not None:
+            checkpoint.load_best()
+            print(f"checkpoint best: the weights of epoch {checkpoint.best_epoch} are evaluated (validation "
+                  f"accuracy {checkpoint.best:.4f})")
+    finally:
+        if checkpoint is not None:
+            checkpoint.cleanup()
+
+
+def _fit(learn: Learner, cfg: Config) -> None:
+    lr, f, n = cfg.learning_rate, cfg.freeze_epochs, cfg.n_epochs
+    schedule = _schedule_text(cfg)
     if learn.pretrained_body and cfg.finetune == "head":
         from .frozen_body import fit_head
 
         fit_head(learn, cfg)
+    elif cfg.unfreeze_schedule:
+        print(f"{schedule}: epoch{'s' * (n > 1)} {_span(1, n)} in one fit, the model's blocks unfrozen by "
+              f"unfreeze_schedule {cfg.unfreeze_schedule}")
+        learn.unfreeze()
+        fit_schedule(learn, cfg, n, lr)
     elif learn.pretrained_body:
-        f, n = cfg.freeze_epochs, cfg.n_epochs
         frozen = f"epoch{'s' * (f > 1)} {_span(1, f)} with the pretrained body frozen, then " if f else ""
-        print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers")
-        learn.fine_tune(cfg.n_epochs, base_lr=cfg.learning_rate, freeze_epochs=cfg.freeze_epochs)
+        print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers at up to {lr / 2:g}; "
+              f"{cfg.schedule.replace('_', '-')} schedule in each phase")
+        fine_tune(learn, cfg)
     else:
-        learn.fit_one_cycle(cfg.n_epochs, cfg.learning_rate)
-    stopped = getattr(learn, "stop_on_divergence", None)
-    if stopped is not None and stopped.problem:
-        raise Diverged(stopped.problem)
+        print(f"{schedule}: epoch{'s' * (n > 1)} {_span(1, n)}")
+        fit_schedule(learn, cfg, n, lr)
+
+
+def _schedule_text(cfg: Config) -> str:
+    lr = f"{cfg.learning_rate:g}"
+    return {"one_cycle": f"one-cycle schedule (peak learning rate {lr})",
+            "plateau": f"learning rate {lr}, x{cfg.plateau_factor:g} after {cfg.plateau_patience} epoch"
+                       f"{'s' * (cfg.plateau_patience > 1)} without a better validation accuracy",
+            "cosine": f"cosine annealing of the learning rate from {lr} to 0",
+            "constant": f"constant learning rate {lr}"}[cfg.schedule]
 
 
 def _span(first: int, last: int) -> str:

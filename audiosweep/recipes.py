@@ -1,0 +1,221 @@
+"""Training recipes chosen by config keys, each a fastai piece: the optimizer (``optimizer``, ``weight_decay``), the
+loss (``loss``, ``label_smoothing``), the learning-rate schedule of one fit (``schedule``), progressive unfreezing
+(``unfreeze_schedule``) and the best epoch's weights (``checkpoint: best``).
+
+The defaults are fastai's: ``Adam``, ``CrossEntropyLossFlat``, ``fit_one_cycle``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.callback.tracker import ReduceLROnPlateau, SaveModelCallback, TrackerCallback
+from fastai.learner import Learner, load_model, save_model
+from fastai.losses import BaseLoss, CrossEntropyLossFlat
+from fastai.optimizer import SGD, Adam, OptimWrapper
+from torch import nn
+
+from .config import Config
+
+SGD_MOMENTUM = 0.9
+
+
+def opt_func(cfg: Config) -> Callable:
+    """The ``opt_func`` of the run's Learner: fastai's ``Adam`` (its default), PyTorch's ``AdamW`` wrapped by fastai's
+    ``OptimWrapper`` (freezing, parameter groups, discriminative and scheduled learning rates all go through the
+    wrapper), or fastai's ``SGD`` with momentum 0.9. The weight decay is the Learner's ``wd``."""
+    if cfg.optimizer == "adamw":
+        return partial(OptimWrapper, opt=torch.optim.AdamW)
+    if cfg.optimizer == "sgd":
+        return partial(SGD, mom=SGD_MOMENTUM)
+    return Adam
+
+
+class SmoothedKLDiv(nn.Module):
+    """KL divergence of ``log_softmax(pred)`` from the target distribution ``(1 - eps) * one_hot + eps / K``, summed
+    over the K classes; ``reduction`` mean averages over the batch (PyTorch's ``batchmean``), sum adds, none keeps
+    one value per sample (what fastai's MixUp asks for through ``NoneReduce``).
+
+    Written here because ``nn.KLDivLoss`` takes a target distribution, not class indices with smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
+        super().__init__()
+        self.label_smoothing, self.reduction = label_smoothing, reduction
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_probs = F.log_softmax(pred.float(), dim=-1)
+        k, eps = pred.shape[-1], self.label_smoothing
+        smoothed = F.one_hot(target, k).to(log_probs.dtype) * (1 - eps) + eps / k
+        loss = F.kl_div(log_probs, smoothed, reduction="none").sum(-1)
+        if self.reduction == "mean":
+            return loss.mean()
+        return loss.sum() if self.reduction == "sum" else loss
+
+
+class KLDivLossFlat(BaseLoss):
+    """:class:`SmoothedKLDiv` as a fastai loss, like ``CrossEntropyLossFlat``: integer targets (MixUp mixes the
+    losses), softmax activation and argmax decoding for ``get_preds`` and TTA."""
+
+    y_int = True
+
+    def __init__(self, *args, axis: int = -1, **kwargs):
+        super().__init__(SmoothedKLDiv, *args, axis=axis, **kwargs)
+
+    def decodes(self, x: torch.Tensor) -> torch.Tensor:
+        return x.argmax(dim=self.axis)
+
+    def activation(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softmax(x, dim=self.axis)
+
+
+def loss_func(cfg: Config) -> BaseLoss:
+    """The run's loss: cross-entropy or KL divergence, with ``label_smoothing``."""
+    if cfg.loss == "kl_div":
+        return KLDivLossFlat(label_smoothing=cfg.label_smoothing)
+    return CrossEntropyLossFlat(label_smoothing=cfg.label_smoothing) if cfg.label_smoothing else CrossEntropyLossFlat()
+
+
+class PlateauLR(ReduceLROnPlateau):
+    """fastai's ``ReduceLROnPlateau`` on validation accuracy: the learning rate of every parameter group is
+    multiplied by ``factor`` after ``patience`` epochs without a better accuracy (fastai's own ``factor`` divides).
+
+    The reduction is written here through ``opt.set_hyper``: fastai 2.8's writes into ``opt.hypers``, which for an
+    ``OptimWrapper`` (adamw) are copies, so the learning rate never dropped (fastai issue #4046)."""
+
+    def __init__(self, patience: int, factor: float):
+        super().__init__(monitor="accuracy", comp=np.greater, patience=patience, factor=1 / factor)
+
+    def after_epoch(self):
+        TrackerCallback.after_epoch(self)
+        if self.new_best:
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            old = [h["lr"] for h in self.opt.hypers]
+            self.opt.set_hyper("lr", [max(lr / self.factor, self.min_lr) for lr in old])
+            self.wait = 0
+            if self.opt.hypers[-1]["lr"] < old[-1]:
+                print(f"plateau: no better accuracy for {self.patience} epoch{'s' * (self.patience > 1)}, "
+                      f"learning rate {old[-1]:.3g} -> {self.opt.hypers[-1]['lr']:.3g}")
+
+
+def fit_schedule(learn: Learner, cfg: Config, n_epochs: int, lr: float | slice) -> None:
+    """One fit of ``n_epochs`` epochs from learning rate ``lr`` (a slice: discriminative rates over the parameter
+    groups) with the run's ``schedule``. Cosine annealing to 0 is fastai's ``fit_sgdr`` with a single cycle: it
+    resolves a slice into the groups' rates before annealing each of them."""
+    if cfg.schedule == "plateau":
+        learn.fit(n_epochs, lr, cbs=PlateauLR(cfg.plateau_patience, cfg.plateau_factor))
+    elif cfg.schedule == "cosine":
+        learn.fit_sgdr(1, n_epochs, lr_max=lr)
+    elif cfg.schedule == "constant":
+        learn.fit(n_epochs, lr)
+    else:
+        learn.fit_one_cycle(n_epochs, lr)
+
+
+def fine_tune(learn: Learner, cfg: Config) -> None:
+    """fastai's ``fine_tune`` with the run's schedule in each phase: ``freeze_epochs`` with the body frozen at
+    ``slice(lr)``, then all layers at ``slice(lr / 200, lr / 2)``, the learning rates fine_tune uses (it halves the
+    base rate for the second phase). one_cycle is ``fine_tune`` itself."""
+    lr = cfg.learning_rate
+    if cfg.schedule == "one_cycle":
+        learn.fine_tune(cfg.n_epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs)
+        return
+    learn.freeze()
+    if cfg.freeze_epochs:
+        fit_schedule(learn, cfg, cfg.freeze_epochs, slice(lr))
+    learn.unfreeze()
+    fit_schedule(learn, cfg, cfg.n_epochs, slice(lr / 2 / 100, lr / 2))
+
+
+class UnfreezeBlocks(Callback):
+    """Progressive unfreezing (``unfreeze_schedule``): from each scheduled epoch of the fit (0-based) on, the top N
+    of ``blocks`` (listed input to output) train and the lower ones are frozen; parameters outside the blocks are
+    left as they are. At the end of the fit every block is trainable again.
+
+    A frozen parameter loses its gradient (``grad = None``): fastai's optimizers and PyTorch's skip parameters
+    without one, so neither their moments nor their weight decay move them."""
+
+    def __init__(self, schedule: list[list[int]], blocks: list[nn.Module]):
+        n = len(blocks)
+        if any(count > n for _, count in schedule):
+            warnings.warn(f"unfreeze_schedule: {max(count for _, count in schedule)} blocks asked for, the model has "
+                          f"{n}: all {n} train from then on", stacklevel=2)
+        self.schedule = [(epoch, min(count, n)) for epoch, count in schedule]
+        self.blocks, self.trainable = blocks, None
+
+    def before_train(self):
+        count = [c for epoch, c in self.schedule if epoch <= self.epoch][-1]
+        if count != self.trainable:
+            print(f"unfreeze_schedule: epoch {self.epoch + 1}: the top {count} of {len(self.blocks)} blocks train")
+        self.set_trainable(count)
+
+    def after_fit(self):
+        self.set_trainable(len(self.blocks))
+
+    def set_trainable(self, count: int) -> None:
+        self.trainable = count
+        for i, block in enumerate(self.blocks):
+            train = i >= len(self.blocks) - count
+            for p in block.parameters():
+                p.requires_grad_(train)
+                if not train:
+                    p.grad = None
+
+
+class BestCheckpoint(SaveModelCallback):
+    """``checkpoint: best``: fastai's ``SaveModelCallback`` on validation accuracy, tracking across the fits of a
+    run (``reset_on_fit`` false: fine_tune's two phases), its file in a temporary folder of its own.
+
+    Two changes: the best weights are loaded by :meth:`load_best` once the whole run has trained, not at the end of
+    each fit (which would restart fine_tune's second phase from the frozen phase's best epoch: training stays what
+    it is with ``checkpoint: last``); and the file holds the whole model (``finetune: head`` trains its head alone,
+    ``learn.whole_model``). ``epoch`` is the evaluated epoch, counted from 1 across the fits as in the record."""
+
+    def __init__(self):
+        super().__init__(monitor="accuracy", comp=np.greater, with_opt=False, reset_on_fit=False)
+        self.epoch_count, self.best_epoch, self.folder = 0, None, None
+
+    def before_fit(self):
+        super().before_fit()
+        if self.run and self.folder is None:
+            self.folder = tempfile.TemporaryDirectory(prefix="audiosweep-best-")
+
+    def before_train(self):
+        self.epoch_count += 1
+
+    def after_epoch(self):
+        TrackerCallback.after_epoch(self)  # SaveModelCallback's, less its message counting epochs per fit
+        if self.new_best:
+            self.best_epoch = self.epoch_count
+            self._save(self.fname)
+
+    def after_fit(self):
+        self.run = True  # as TrackerCallback's; the load waits for load_best
+
+    def _save(self, name: str) -> None:
+        self.last_saved_path = self.path
+        save_model(self.path, getattr(self.learn, "whole_model", self.learn.model), None, with_opt=False)
+
+    @property
+    def path(self) -> Path:
+        return Path(self.folder.name) / f"{self.fname}.pth"
+
+    def load_best(self) -> None:
+        """Put the best epoch's weights into ``learn.model`` (the whole model)."""
+        if self.best_epoch is not None:
+            load_model(self.path, self.learn.model, None, with_opt=False, device=self.learn.dls.device)
+
+    def cleanup(self) -> None:
+        if self.folder is not None:
+            self.folder.cleanup()
+            self.folder = None

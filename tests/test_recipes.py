@@ -1,0 +1,271 @@
+"""Training recipes: optimizers, schedules, the KL loss, progressive unfreezing and the best-epoch checkpoint, on tiny
+Learners and through train.py with a toy architecture whose registry entry exposes its blocks."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastai.callback.core import Callback
+from fastai.layers import NoneReduce
+from fastai.learner import Metric
+from fastai.losses import CrossEntropyLossFlat
+from fastai.optimizer import Adam, Optimizer, OptimWrapper, adam_step, momentum_step
+from fastai.torch_core import params
+from torch import nn
+
+import train
+from audiosweep import models
+from audiosweep.config import merge
+from audiosweep.evaluation import KeepBest, save_model
+from audiosweep.models import Arch, ArchEntry
+from audiosweep.recipes import KLDivLossFlat, fit_schedule
+from audiosweep.training import History, build_learner, fit, make_dls
+from tests.conftest import TINY, read_records
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+WIDTH, N_BLOCKS = 8, 3
+BLOCK_PARAMS = WIDTH * WIDTH + WIDTH
+
+
+def toy(n_in: int, n_out: int, pretrained: bool = False) -> Arch:
+    """(body: pooling, a linear stem, N_BLOCKS linear blocks; head: a linear layer); never pretrained."""
+    return toy_pretrained(n_in, n_out, pretrained=False)
+
+
+def toy_pretrained(n_in: int, n_out: int, pretrained: bool = True) -> Arch:
+    """The toy with ``pretrained``: a 'pretrained' body and a two-group splitter, as pretrained architectures have."""
+    blocks = [nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU()) for _ in range(N_BLOCKS)]
+    body = nn.Sequential(nn.AdaptiveAvgPool2d((2, 4)), nn.Flatten(), nn.Linear(n_in * 8, WIDTH), *blocks)
+    model = nn.Sequential(body, nn.Sequential(nn.Linear(WIDTH, n_out)))
+    splitter = (lambda m: [params(m[0]), params(m[1])]) if pretrained else None
+    return Arch(model, splitter, pretrained, blocks)
+
+
+def outside_blocks(n_in: int, n_out: int) -> int:
+    return n_in * 8 * WIDTH + WIDTH + WIDTH * n_out + n_out
+
+
+@pytest.fixture
+def toy_arch(monkeypatch):
+    monkeypatch.setitem(models.ARCHS, "toy", ArchEntry(toy, pretrainable=False, blocks=True))
+    monkeypatch.setitem(models.ARCHS, "toy_pretrained", ArchEntry(toy_pretrained, pretrainable=True, blocks=True))
+
+
+def learner(**layer):
+    cfg = merge([{"arch": "toy", "mix_up": 0, "n_epochs": 3, "batch_size": 8, "learning_rate": 1e-2,
+                  "trial_num": 1, **layer}])
+    torch.manual_seed(0)
+    y = torch.arange(48) % 3
+    x = torch.randn(48, 1, 8, 16) + y.view(-1, 1, 1, 1).float()  # the class shifts the input: learnable
+    dls = make_dls(x, y, torch.arange(36), torch.arange(36, 48), cfg)
+    history = History()
+    return build_learner(cfg, dls, 1, 3, torch.device("cpu"), [history]), cfg, history
+
+
+class Scripted(Metric):
+    """A validation 'accuracy' that takes the given values epoch after epoch."""
+
+    def __init__(self, values):
+        self.values, self.epoch = values, 0
+
+    def reset(self):
+        self.epoch += 1
+
+    def accumulate(self, learn):
+        pass
+
+    @property
+    def value(self):
+        return self.values[self.epoch - 1]
+
+    @property
+    def name(self):
+        return "accuracy"
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_default_recipe_is_fastais(toy_arch, monkeypatch):
+    learn, cfg, _ = learner()
+    learn.create_opt()
+    assert type(learn.loss_func) is CrossEntropyLossFlat and learn.loss_func.func.label_smoothing == 0
+    assert learn.opt_func is Adam and adam_step in learn.opt.cbs and learn.wd == 0.01
+    calls = []
+    monkeypatch.setattr(learn, "fit_one_cycle", lambda *a, **k: calls.append((a, k)))
+    fit(learn, cfg)
+    assert calls == [((3, 1e-2), {})]
+    learn, cfg, _ = learner(arch="toy_pretrained")
+    monkeypatch.setattr(learn, "fine_tune", lambda *a, **k: calls.append((a, k)))
+    fit(learn, cfg)
+    assert calls[-1] == ((3,), {"base_lr": 1e-2, "freeze_epochs": 1})
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_optimizers_freeze_and_take_discriminative_rates(toy_arch, optimizer):
+    learn, cfg, _ = learner(arch="toy_pretrained", optimizer=optimizer, weight_decay=0.1, schedule="constant")
+    body = snapshot(learn.model[0])
+    fit_schedule(learn, cfg, 1, slice(cfg.learning_rate))  # built frozen: the head alone trains
+    assert same(body, snapshot(learn.model[0]))
+    learn.unfreeze()
+    fit_schedule(learn, cfg, 1, slice(1e-4, 1e-2))
+    assert not same(body, snapshot(learn.model[0]))
+    assert [h["lr"] for h in learn.opt.hypers] == pytest.approx([1e-4, 1e-2])
+    assert [h["wd"] for h in learn.opt.hypers] == [0.1, 0.1]
+    if optimizer == "adamw":
+        assert isinstance(learn.opt, OptimWrapper) and isinstance(learn.opt.opt, torch.optim.AdamW)
+        assert [g["weight_decay"] for g in learn.opt.opt.param_groups] == [0.1, 0.1]
+    else:
+        assert isinstance(learn.opt, Optimizer)
+        steps = {"adam": adam_step, "sgd": momentum_step}
+        assert steps[optimizer] in learn.opt.cbs
+        assert optimizer != "sgd" or learn.opt.hypers[0]["mom"] == 0.9
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_plateau_multiplies_the_rate_after_patience_epochs_without_progress(toy_arch, optimizer):
+    learn, cfg, _ = learner(optimizer=optimizer, schedule="plateau", plateau_patience=2, plateau_factor=0.5)
+    learn.metrics = Scripted([0.5, 0.5, 0.5, 0.6, 0.6, 0.6, 0.6])
+    fit_schedule(learn, cfg, 7, cfg.learning_rate)
+    per_epoch = learn.recorder.lrs[::len(learn.dls.train)]
+    # best at epochs 1 and 4; two epochs without better: the rate halves after epochs 3 and 6
+    assert per_epoch == pytest.approx([1e-2, 1e-2, 1e-2, 5e-3, 5e-3, 5e-3, 2.5e-3])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_cosine_anneals_to_zero_and_constant_stays(toy_arch, schedule):
+    learn, cfg, _ = learner(schedule=schedule, optimizer="adamw")
+    fit_schedule(learn, cfg, 3, cfg.learning_rate)
+    lrs = np.array(learn.recorder.lrs)
+    assert len(lrs) == 3 * len(learn.dls.train) and lrs[0] == pytest.approx(1e-2)
+    if schedule == "cosine":  # from 1e-2 at the first batch towards 0 after the last
+        assert lrs == pytest.approx(1e-2 * (1 + np.cos(np.pi * np.arange(len(lrs)) / len(lrs))) / 2)
+        assert lrs[-1] < 1e-2 * 0.02
+    else:
+        assert np.all(lrs == 1e-2)
+
+
+def test_kl_divergence_of_the_smoothed_target():
+    torch.manual_seed(0)
+    pred, targ, eps, k = torch.randn(4, 5), torch.tensor([0, 3, 1, 3]), 0.1, 5
+    q = torch.full((4, k), eps / k)
+    q[torch.arange(4), targ] += 1 - eps
+    by_hand = (q * (q.log() - pred.log_softmax(-1))).sum(1)
+    loss = KLDivLossFlat(label_smoothing=eps)
+    assert loss(pred, targ) == pytest.approx(by_hand.mean().item(), abs=1e-6)
+    with NoneReduce(loss) as per_sample:  # how fastai's MixUp calls it
+        assert torch.allclose(per_sample(pred, targ), by_hand, atol=1e-6)
+    assert loss.reduction == "mean"
+    # cross-entropy with the same smoothing = KL + the target's (constant) entropy
+    entropy = -(q * q.log()).sum(1).mean()
+    ce = F.cross_entropy(pred, targ, label_smoothing=eps)
+    assert ce.item() == pytest.approx((loss(pred, targ) + entropy).item(), abs=1e-6)
+    assert torch.equal(loss.decodes(pred), pred.argmax(1))
+    assert torch.allclose(loss.activation(pred), pred.softmax(1))
+
+
+class Watch(Callback):
+    """The blocks' weights at the start and end of every training phase, and whether their gradients are None."""
+
+    order = 99
+
+    def __init__(self, blocks):
+        self.blocks, self.start, self.end, self.grad_none = blocks, [], [], []
+
+    def before_train(self):
+        self.start.append([snapshot(b) for b in self.blocks])
+
+    def after_train(self):
+        self.end.append([snapshot(b) for b in self.blocks])
+        self.grad_none.append([all(p.grad is None for p in b.parameters()) for b in self.blocks])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_frozen_blocks_do_not_move_even_with_weight_decay_and_momentum(toy_arch, optimizer):
+    # 3 blocks, then back to 1: the re-frozen blocks keep Adam moments, which must not move them either
+    learn, cfg, history = learner(optimizer=optimizer, weight_decay=0.5, unfreeze_schedule=[[0, 3], [1, 1]],
+                                  n_epochs=2)
+    watch = Watch(learn.blocks)
+    learn.add_cb(watch)
+    fit(learn, cfg)
+    moved = [[not same(a, b) for a, b in zip(s, e)] for s, e in zip(watch.start, watch.end)]
+    assert moved == [[True, True, True], [False, False, True]]
+    assert watch.grad_none[1][:2] == [True, True]  # skipped by the optimizer
+    outside = outside_blocks(1, 3)
+    assert [r["trainable_params"] for r in history.rows] == [outside + 3 * BLOCK_PARAMS, outside + BLOCK_PARAMS]
+    assert all(p.requires_grad for p in learn.model.parameters())  # all trainable again after the fit
+
+
+@pytest.mark.parametrize("finetune", ["full", "head"])
+def test_best_checkpoint_evaluates_the_best_epoch_across_phases(toy_arch, finetune, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    temp = set(os.listdir(tempfile.gettempdir()))
+    learn, cfg, history = learner(arch="toy_pretrained", checkpoint="best", finetune=finetune, save_model="best",
+                                  n_epochs=2 if finetune == "full" else 3)  # full: 1 frozen epoch first
+    learn.add_cb(KeepBest())
+    learn.metrics = Scripted([0.3, 0.8, 0.5])
+    weights = []
+
+    class Keep(Callback):
+        def after_epoch(self):
+            weights.append(snapshot(getattr(self.learn, "whole_model", self.learn.model)))
+
+    learn.add_cb(Keep())
+    fit(learn, cfg)
+    assert len(weights) == 3 and not same(weights[1], weights[2])
+    assert learn.best_checkpoint.best_epoch == 2 and same(snapshot(learn.model), weights[1])
+    saved = save_model(tmp_path / "model.pt", learn, cfg, ["a", "b", "c"], {})
+    assert same(torch.load(saved, weights_only=True)["state_dict"], weights[1])  # what was evaluated
+    saved.unlink()
+    assert not list(tmp_path.iterdir())  # nothing written to the working folder
+    assert set(os.listdir(tempfile.gettempdir())) <= temp  # its temporary folder is gone
+
+
+def run(tmp_path, synth_root, cache_dir, *extra, name="res"):
+    out = tmp_path / name
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), *TINY, *extra]
+    assert train.main(argv) == 0
+    records = read_records(out)
+    assert len(records) == 1
+    return records[0], out
+
+
+def test_checkpoint_best_records_and_saves_the_best_epoch(toy_arch, tmp_path, synth_root, cache_dir):
+    rec, out = run(tmp_path, synth_root, cache_dir, "--arch", "toy", "--n_epochs", "4", "--learning_rate", "0.05",
+                   "--checkpoint", "best", "--save_model", "best")
+    accs = [r["accuracy"] for r in rec["history"]]
+    s = rec["summary"]
+    assert s["accuracy"] == pytest.approx(max(accs)) and s["evaluated_epoch"] == accs.index(max(accs)) + 1
+    assert s["valid_loss"] == rec["history"][s["evaluated_epoch"] - 1]["valid_loss"]
+    n_params = outside_blocks(1, 10) + N_BLOCKS * BLOCK_PARAMS
+    assert all(r["trainable_params"] == n_params for r in rec["history"])  # nothing frozen
+    preds = np.load(out / f"{rec['run_id']}.preds.npz")  # the evaluated model's
+    assert (preds["probs"].argmax(1) == preds["targets"]).mean() == pytest.approx(s["accuracy"])
+    assert (out / f"{rec['run_id']}.model.pt").is_file()
+
+
+def test_paper_recipe_with_unfreezing_is_reproducible(toy_arch, tmp_path, synth_root, cache_dir):
+    args = ("--arch", "toy", "--n_epochs", "4", "--optimizer", "adamw", "--schedule", "plateau",
+            "--plateau_patience", "1", "--loss", "kl_div", "--label_smoothing", "0.05", "--mix_up", "0.4",
+            "--unfreeze_schedule", "[[0, 1], [2, 2], [3, 5]]", "--checkpoint", "best")
+    with pytest.warns(UserWarning, match="unfreeze_schedule: 5 blocks asked for, the model has 3"):
+        a, _ = run(tmp_path, synth_root, cache_dir, *args, name="a")
+    b, _ = run(tmp_path, synth_root, cache_dir, *args, name="b")
+    outside = outside_blocks(1, 10)
+    assert [r["trainable_params"] for r in a["history"]] == [outside + BLOCK_PARAMS * n for n in (1, 1, 2, 3)]
+    assert a["config"]["freeze_epochs"] == 0 and a["summary"]["evaluated_epoch"] >= 1
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in a["history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in b["history"]]
+    assert a["summary"]["accuracy"] == b["summary"]["accuracy"]
