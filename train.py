@@ -66,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         feature_s = time.time() - t_feat
         print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
               f"classes, features {tuple(feats.shape[1:])} on {device} in {feature_s:.1f}s")
-        batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never augmented
+        batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never drawn anew
         source = stage_waveforms(data.waveforms, device) if batches and batches.from_waveforms else None
+        # view_channels: every clip's views (augmented ones drawn once) for validation; training serves row numbers
+        feats, train_source = batches.with_views(feats, source) if batches else (feats, None)
         dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
-                       device=device, train_source=source, train_transform=batches)
+                       device=device, train_source=train_source, train_transform=batches)
         del feats
         cbs = [history] + ([wandb_callback()] if run is not None else []) + ([KeepBest()] if cfg.save_model == "best"
                                                                              else [])
@@ -78,14 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
         acc, written = out.accuracy, out.files
         accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
+        best = getattr(learn, "best_checkpoint", None)  # checkpoint best: the best epoch's weights were evaluated
+        evaluated = best.best_epoch if best is not None else len(history.rows)
+        row = history.rows[evaluated - 1]  # the summary's losses are the evaluated epoch's, like its accuracy
         summary = results.Summary(
-            accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=history.rows[-1]["train_loss"],
-            valid_loss=history.rows[-1]["valid_loss"], epochs=len(history.rows), n_train=len(data.train_idx),
-            n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
+            accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=row["train_loss"],
+            valid_loss=row["valid_loss"], epochs=len(history.rows), evaluated_epoch=evaluated,
+            n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
             pretrained_weights=learn.pretrained_body, tta_accuracy=out.tta_accuracy)
         status = "finished"
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
-        print(f"validation accuracy: {acc:.4f} (best {summary.best_accuracy:.4f}{tta})")
+        print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {summary.best_accuracy:.4f}{tta})")
     except BaseException as e:
         e = memory.explain_oom(e, cfg)  # out of memory: which batch size and arch failed, and what to change
         error = f"{type(e).__name__}: {e}"

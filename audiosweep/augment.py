@@ -10,16 +10,22 @@ Three stages, each on whole batches where the model trains:
   so a masked cell holds the training mean (0), not the dB floor, which would stand out as a loud "silence".
 
 Random values come from torch's global generators, which ``trial_num`` seeds: on the CPU a run is reproducible.
+An augmented input channel (``view_channels``) of a clip outside training is drawn once, from its own seed
+(:func:`fixed_seed`).
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
+import random
 
 import torch
 import torchaudio
 from torch import nn
 
 from .config import WAVEFORM_AUGMENTATIONS, Config
-from .features import apply_normalization, cpu_chunk, frontend
+from .features import apply_normalization, cpu_chunk, fits_on_device, frontend
 
 # f_decay of torch-audiomentations' AddColoredNoise: the noise power falls as 1 / f**f_decay.
 NOISE_DECAY = {"violet": -2.0, "blue": -1.0, "white": 0.0, "pink": 1.0, "brown": 2.0}
@@ -65,6 +71,13 @@ class SpectralWarp:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+
+    def frames_read(self, frames: int) -> int:
+        """Input frames that the first ``frames`` output frames read: up to ``1 + stretch_max`` times as many when
+        the clip may play faster, plus the frame each one interpolates with."""
+        if self.cfg.stretch_p > 0 and self.cfg.stretch_max > 0:
+            return math.ceil((frames - 1) * (1 + self.cfg.stretch_max)) + 2
+        return frames
 
     def __call__(self, power: torch.Tensor) -> torch.Tensor:
         c, n = self.cfg, len(power)
@@ -124,10 +137,15 @@ class TrainingBatches:
     From waveforms (any waveform or spectral augmentation on): augment the waveforms, compute log-mels with the
     spectral warp, normalise with the un-augmented training statistics, mask. From features computed once
     (SpecAugment only): mask.
+
+    With ``view_channels`` other than [original], :meth:`with_views` makes the loaders' inputs: the loader then
+    serves row numbers, and each batch is made of the clips' views in ``view_channels`` order (one channel per
+    window length each): the original view gathered from the features computed once, each augmented view drawn
+    anew from the waveforms (or, SpecAugment only, from those features).
     """
 
     def __init__(self, cfg: Config, device: torch.device, norm_stats: dict):
-        self.cfg, self.stats = cfg, norm_stats
+        self.cfg, self.stats, self.device = cfg, norm_stats, torch.device(device)
         self.from_waveforms = waveform_active(cfg)
         self.wave = waveform_transform(cfg) if self.from_waveforms else None
         if self.wave is not None:
@@ -135,8 +153,15 @@ class TrainingBatches:
         self.warp = SpectralWarp(cfg) if cfg.pitch_p > 0 or cfg.stretch_p > 0 else None
         self.logmel = frontend(cfg).to(device) if self.from_waveforms else None
         self.spec = SpecAugment(cfg).to(device) if spec_active(cfg) else None
+        self.plain: torch.Tensor | None = None  # with views: the original view of every clip, normalised
+        self.waveforms: torch.Tensor | None = None  # with views and waveform augmentations: every clip
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x) if self.plain is None else self.views(x)
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Augmented log-mels of ``x``: waveforms (B, samples), or log-mels (B, C, n_mels, frames) with SpecAugment
+        only."""
         x = x.float()  # rows are stored in float16 on a GPU
         if self.from_waveforms:
             if self.wave is not None:
@@ -146,6 +171,85 @@ class TrainingBatches:
             mels = torch.cat([self.logmel(x[i:i + step], self.warp) for i in range(0, len(x), step)])
             x = apply_normalization(mels, self.cfg.normalize, self.stats)
         return self.spec(x) if self.spec is not None else x
+
+    def views(self, rows: torch.Tensor) -> torch.Tensor:
+        """The clips ``rows`` as (B, n_channels, n_mels, frames): their views in ``view_channels`` order."""
+        plain = _gather(self.plain, rows, self.device).float()
+        out = []
+        for view in self.cfg.view_channels:
+            if view == "original":
+                out.append(plain)
+            elif self.from_waveforms:
+                out.append(self.augment(_gather(self.waveforms, rows, self.device)))
+            else:
+                out.append(self.augment(plain.clone()))
+        return torch.cat(out, dim=1)
+
+    @torch.no_grad()
+    def with_views(self, feats: torch.Tensor, waveforms: torch.Tensor | None,
+                   batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The inputs of the validation loader and the source of the training loader, from the original view
+        ``feats`` (normalised) of every clip and their ``waveforms`` (needed with waveform augmentations).
+
+        With ``view_channels`` [original]: ``feats`` and ``waveforms`` unchanged. Otherwise every clip's views
+        (N, n_channels, n_mels, frames), the augmented ones drawn once, from a seed derived from ``trial_num``
+        (validation accuracy, TTA and predictions are deterministic), and the row numbers the training loader
+        serves to :meth:`views`, which draws augmented views anew for each batch. The original view is kept
+        once: training batches gather it from the returned views."""
+        if not multi_view(self.cfg):
+            return feats, waveforms
+        self.plain, self.waveforms = feats, waveforms
+        n, shape = len(feats), (len(feats), self.cfg.n_channels, *feats.shape[2:])
+        on_device = fits_on_device(math.prod(shape) * feats.dtype.itemsize, feats.device)  # as compute_features
+        views = torch.empty(shape, dtype=feats.dtype, device=feats.device if on_device else "cpu",
+                            pin_memory=self.device.type == "cuda" and not on_device)
+        with fixed_seed(self.cfg, self.device):
+            for i in range(0, n, batch_size):
+                rows = torch.arange(i, min(i + batch_size, n), device=self.device)
+                views[i:i + batch_size] = self.views(rows).to(views.device, views.dtype)
+        if "original" in self.cfg.view_channels:
+            first = self.cfg.view_channels.index("original") * feats.shape[1]
+            self.plain = views[:, first:first + feats.shape[1]]
+        return views, torch.arange(n, device=self.device)
+
+
+# Added to trial_num for the seed of the augmented views drawn once (validation, TTA, predict): not the seed of
+# the run itself, whose first batches would otherwise draw the same augmentations.
+VIEW_SEED_OFFSET = 104729
+
+
+@contextlib.contextmanager
+def fixed_seed(cfg: Config, device: torch.device):
+    """Draws inside come from a seed derived from ``trial_num``; the run's own random streams (torch's on the CPU
+    and ``device``, and Python's, which torch-audiomentations' ``Compose`` draws from) resume afterwards as if
+    nothing had been drawn."""
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+            torch.manual_seed(cfg.trial_num + VIEW_SEED_OFFSET)
+            random.seed(cfg.trial_num + VIEW_SEED_OFFSET)
+            yield
+    finally:
+        random.setstate(state)
+
+
+def fixed_views(feats: torch.Tensor, waveforms: torch.Tensor, cfg: Config, device: torch.device,
+                norm_stats: dict) -> torch.Tensor:
+    """Model inputs of clips outside training (a saved model's new clips): their views, the augmented ones drawn
+    once from the run's fixed seed, from their normalised original view ``feats`` and their ``waveforms``."""
+    if not multi_view(cfg):
+        return feats
+    return TrainingBatches(cfg, device, norm_stats).with_views(feats, waveforms)[0]
+
+
+def _gather(source: torch.Tensor, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``source[rows]`` on ``device``; ``source`` may live in (pinned) host memory while ``device`` is a GPU."""
+    return source.index_select(0, rows.to(source.device)).to(device, non_blocking=True)
+
+
+def multi_view(cfg: Config) -> bool:
+    """Whether the input holds views other than the original (``view_channels``)."""
+    return list(cfg.view_channels) != ["original"]
 
 
 def augmented(cfg: Config) -> bool:

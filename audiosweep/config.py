@@ -117,10 +117,13 @@ class Config:
     arch: str = knob("resnet18", "model architecture: a name below; timm/<any timm model name> (ImageNet weights "
                      "from the Hugging Face cache); ast = the Audio Spectrogram Transformer fine-tuned on AudioSet, "
                      "ast/<hub repo> another AST checkpoint (both set the spectrogram keys you leave out to AST's "
-                     "front end: frontend kaldi, 16 kHz, 128 mels, 10 ms hop, 25 ms window, normalize audioset)",
+                     "front end: frontend kaldi, 16 kHz, 128 mels, 10 ms hop, 25 ms window, normalize audioset); "
+                     "cnn_gpt2 = conv blocks feeding GPT-2's first gpt2_layers blocks (GPT-2 weights from the Hugging "
+                     "Face cache), one token per time step (the paper: 16 kHz, 40 mels, 100 frames, normalize "
+                     "sample); dual_stream = a frame-wise MLP and a small CNN in parallel, fused (the paper: 64 mels)",
                      "model", label="architecture", choices=lambda: _arch_names())
-    pretrained: bool = knob(True, "start from pretrained weights (ImageNet, or AudioSet for ast; recorded false for "
-                            "architectures without them)", "model", label="pretrained weights")
+    pretrained: bool = knob(True, "start from pretrained weights (ImageNet, AudioSet for ast, GPT-2's for cnn_gpt2; "
+                            "recorded false for architectures without them)", "model", label="pretrained weights")
     finetune: Literal["full", "head", "none"] = knob(
         "full", "how a pretrained body trains: full (freeze_epochs with the body frozen, then all layers with "
         "discriminative learning rates) | head (body frozen throughout: only the head trains) | none (no "
@@ -145,8 +148,9 @@ class Config:
     learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule (the starting one of the "
                                 "others)", "training", label="peak learning rate", bounds=POSITIVE)
     optimizer: Literal["adam", "adamw", "sgd"] = knob(
-        "adam", "adam (fastai's Adam: decoupled weight decay, as fastai does by default) | adamw (PyTorch's AdamW) | "
-        "sgd (momentum 0.9)", "training", label="optimizer")
+        "adam", "adam (fastai's Adam: decoupled weight decay, none on BatchNorm and bias parameters, as fastai does by "
+        "default) | adamw (PyTorch's AdamW through fastai's OptimWrapper: betas 0.9/0.999, eps 1e-8, decay on every "
+        "parameter) | sgd (fastai's SGD, momentum 0.9)", "training", label="optimizer")
     weight_decay: float = knob(0.01, "weight decay (fastai's default 0.01)", "training", label="weight decay",
                                bounds=NON_NEGATIVE)
     schedule: Literal["one_cycle", "plateau", "cosine", "constant"] = knob(
@@ -167,8 +171,9 @@ class Config:
                                   label="label smoothing", bounds=Bounds(0, 1, high_open=True))
     unfreeze_schedule: list[list[int]] | None = knob(
         None, "progressive unfreezing: [[epoch, blocks], ...], the top `blocks` blocks of the model's body (and its "
-        "head) trainable from `epoch` (0-based) on, e.g. [[0,2],[30,4],[60,6]]; null = fastai's fine_tune "
-        "(freeze_epochs, then all layers)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
+        "head) trainable from `epoch` (0-based) on, e.g. [[0,2],[30,4],[60,6]], in one fit of n_epochs (more blocks "
+        "than the model has: all of them, with a warning); null = fastai's fine_tune (freeze_epochs, then all "
+        "layers)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
     checkpoint: Literal["last", "best"] = knob(
         "last", "which epoch's weights the run is evaluated (and saved) with: last | best (the best validation "
         "accuracy, fastai's SaveModelCallback)", "training", label="evaluated epoch")
@@ -276,7 +281,8 @@ class Config:
         "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
     results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
     pretrained_path: str | None = knob(None, "local pretrained weights (machines without internet): a weights file "
-                                       "for a timm model, a checkpoint folder (config.json, model.safetensors) for ast",
+                                       "for a timm model, a checkpoint folder (config.json, model.safetensors) for ast "
+                                       "and cnn_gpt2 (a GPT-2 checkpoint)",
                                        "model", role=ENVIRONMENT)
     save_model: Literal["none", "final", "best"] = knob(
         "none", "save the weights beside the record: after the last epoch (final) or at the best validation "

@@ -11,7 +11,7 @@ import torch
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 
-from .augment import TrainingBatches, waveform_active
+from .augment import TrainingBatches, multi_view, waveform_active
 from .config import Config
 from .features import stage_waveforms
 from .results import RunFiles, save_predictions
@@ -41,8 +41,11 @@ class KeepBest(Callback):
 
 def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm_stats: dict) -> Path:
     """Write the weights (``save_model``: final, or the best epoch's) and what rebuilds the model and its
-    features: the effective config, the classes, the normalisation statistics. Loads on a CPU."""
-    best = getattr(learn, "keep_best", None)
+    features: the effective config, the classes, the normalisation statistics. Loads on a CPU.
+
+    With ``checkpoint: best`` the model holds the best epoch's weights already, the ones evaluated: they are saved
+    whichever ``save_model`` asks."""
+    best = getattr(learn, "keep_best", None) if cfg.checkpoint != "best" else None
     state = best.state if cfg.save_model == "best" and best is not None and best.state is not None else {
         k: v.detach().to("cpu") for k, v in learn.model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -67,9 +70,16 @@ def tta_views(cfg: Config) -> Config:
 def tta_probs(learn: Learner, cfg: Config, waveforms: torch.Tensor, targets: torch.Tensor,
               valid_idx: torch.Tensor, norm_stats: dict, plain: torch.Tensor) -> torch.Tensor:
     """Mean softmax over the plain view (``plain``, already computed) and ``cfg.tta - 1`` augmented views of the
-    validation clips. The views are drawn from ``trial_num``: the same run gives the same TTA predictions."""
+    validation clips. The views are drawn from ``trial_num``: the same run gives the same TTA predictions.
+
+    With an augmented input channel (``view_channels``), a view is the clip's input with its augmented channels
+    drawn anew by the run's own augmentations, SpecAugment included, as in training; its original channels stay
+    the clip's: the model learnt the augmented channel as a random one and the original as the clip itself."""
     device = learn.dls.device
-    batches = TrainingBatches(tta_views(cfg), device, norm_stats)
+    if multi_view(cfg):  # the training loader's transform, over row numbers, holds every clip's original view
+        batches, waveforms = learn.dls.train.transform, learn.dls.train.x
+    else:
+        batches = TrainingBatches(tta_views(cfg), device, norm_stats)
     loader = TensorLoader(waveforms, targets, cfg.batch_size * 2, idx=valid_idx, device=device, transform=batches,
                           channels_last=device.type == "cuda")
     devices = [device] if device.type == "cuda" else []
@@ -99,7 +109,7 @@ def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFile
     _write(outcome, "preds", files.preds, lambda p: save_predictions(p, probs.float().numpy(), targets.numpy(),
                                                                     data.classes, names))
     if cfg.tta > 1:
-        if waveforms is None:
+        if waveforms is None and not multi_view(cfg):
             waveforms = stage_waveforms(data.waveforms, learn.dls.device)
         tta = tta_probs(learn, cfg, waveforms, data.targets, data.valid_idx, norm_stats, probs)
         outcome.tta_accuracy = _accuracy(tta, targets)

@@ -38,11 +38,14 @@ class LogMel(nn.Module):
     ``AmplitudeToDB(top_db=80)`` per clip and channel (to float32 rounding), computed with less work: only the
     FFT bins inside the mel filterbank's support are kept, the power is ``re**2 + im**2`` (no square root), the
     filterbank multiplies on the left (no transposes) and the dB steps run in place.
+
+    With ``max_frames``, only the first ``max_frames`` frames are computed, from the samples they read: the clip
+    the model sees is its start, and the 80 dB range (``top_db``) is that of the frames it sees.
     """
 
     def __init__(self, cfg: Config, top_db: float = 80.0):
         super().__init__()
-        self.n_fft, self.hop, self.top_db = cfg.n_fft, cfg.hop_samples, top_db
+        self.n_fft, self.hop, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_samples, top_db, cfg.max_frames
         fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.mel_f_max, cfg.n_mels,
                                                    cfg.sample_rate, norm="slaney", mel_scale="slaney")
         used = (fb > 0).any(dim=1).nonzero().flatten()
@@ -64,8 +67,11 @@ class LogMel(nn.Module):
 
     def forward(self, wav: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
         wav = wav.float()
-        mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}"), warp))
-                           for i in range(len(self.win_lengths))], dim=1)
+        if self.max_frames:  # only the samples the first max_frames frames read (a time stretch reads further)
+            reach = warp.frames_read(self.max_frames) if warp else self.max_frames
+            wav = wav[:, :(reach - 1) * self.hop + self.n_fft // 2 + 1]
+        mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}"), warp)[
+            ..., :self.max_frames]) for i in range(len(self.win_lengths))], dim=1)
         db = mel.clamp_min_(1e-10).log10_().mul_(10.0)
         # top_db clips each clip to 80 dB below its own peak, so apply it per clip and channel.
         return db.clamp_(min=db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
@@ -87,6 +93,8 @@ class KaldiFbank(nn.Module):
     def forward(self, wav: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
         assert warp is None, "the kaldi front end has no power spectrogram to warp (validate() refuses it)"
         c = self.cfg
+        if c.max_frames:  # Kaldi's frames are computed one by one: the samples of the first max_frames only
+            wav = wav[:, :(c.max_frames - 1) * c.hop_samples + c.win_lengths[0]]
         banks = [torchaudio.compliance.kaldi.fbank(w.float().unsqueeze(0), sample_frequency=c.sample_rate,
                                                    frame_length=self.window_ms, frame_shift=self.hop_ms,
                                                    num_mel_bins=c.n_mels, low_freq=c.f_min, high_freq=c.mel_f_max,
@@ -94,15 +102,48 @@ class KaldiFbank(nn.Module):
         return torch.stack(banks).transpose(1, 2).unsqueeze(1)
 
 
+class FixedFrames(nn.Module):
+    """A front end whose spectrograms are cropped or padded to ``frames`` frames (``max_frames``). The front ends
+    compute no more than ``max_frames`` frames; a shorter clip's are padded here."""
+
+    def __init__(self, inner: nn.Module, frames: int):
+        super().__init__()
+        self.inner, self.frames = inner, frames
+
+    def forward(self, wav: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
+        return fit_frames(self.inner(wav, warp), self.frames)
+
+
+def fit_frames(spec: torch.Tensor, frames: int) -> torch.Tensor:
+    """(..., n_mels, T) spectrograms cropped to their first ``frames`` frames, or padded at the end with each
+    clip's and channel's lowest value: its silence floor (the top_db floor of a log-mel, the quietest band of a
+    Kaldi fbank), so padding reads as the clip's own silence rather than as a value it never has (a 0 would be
+    loud for a dB log-mel, and a waveform padded with zeros gives a Kaldi fbank its -16 floor, far below any clip).
+    Applied before normalisation, so per-clip normalisation sees the padded spectrogram the model sees."""
+    have = spec.shape[-1]
+    if have >= frames:
+        return spec[..., :frames].contiguous() if have > frames else spec
+    floor = spec.amin(dim=(-2, -1), keepdim=True).expand(*spec.shape[:-1], frames - have)
+    return torch.cat([spec, floor], dim=-1)
+
+
 def frontend(cfg: Config) -> nn.Module:
-    """The module that turns waveforms into the model's spectrograms: ``cfg.frontend``'s."""
-    return KaldiFbank(cfg) if cfg.frontend == "kaldi" else LogMel(cfg)
+    """The module that turns waveforms into the model's spectrograms: ``cfg.frontend``'s, of ``max_frames``
+    frames when it is set."""
+    module = KaldiFbank(cfg) if cfg.frontend == "kaldi" else LogMel(cfg)
+    return FixedFrames(module, cfg.max_frames) if cfg.max_frames else module
 
 
-def n_frames(cfg: Config, n_samples: int) -> int:
+def stft_frames(cfg: Config, n_samples: int) -> int:
+    """Frames the front end computes from a clip of ``n_samples``, before ``max_frames`` crops or pads them."""
     if cfg.frontend == "kaldi":
         return max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)
     return n_samples // cfg.hop_samples + 1
+
+
+def n_frames(cfg: Config, n_samples: int) -> int:
+    """Frames of the model's spectrograms of a clip of ``n_samples``: ``max_frames`` when set."""
+    return cfg.max_frames or stft_frames(cfg, n_samples)
 
 
 def check_clip_length(cfg: Config, n_samples: int) -> None:
@@ -118,8 +159,10 @@ def check_clip_length(cfg: Config, n_samples: int) -> None:
 
 
 def cpu_chunk(cfg: Config, n_samples: int) -> int:
-    """Clips per log-mel call on the CPU: as many as keep the STFT buffers under :data:`CPU_CHUNK_BYTES`."""
-    return max(1, min(64, CPU_CHUNK_BYTES // (n_frames(cfg, n_samples) * cfg.n_fft * 4)))
+    """Clips per log-mel call on the CPU: as many as keep the STFT buffers under :data:`CPU_CHUNK_BYTES` (of
+    ``max_frames`` frames when it crops: the front end computes no more, but for a time stretch's few)."""
+    frames = min(stft_frames(cfg, n_samples), n_frames(cfg, n_samples))
+    return max(1, min(64, CPU_CHUNK_BYTES // (frames * cfg.n_fft * 4)))
 
 
 def fits_on_device(nbytes: int, device: torch.device, share: float = DEVICE_SHARE) -> bool:
@@ -143,7 +186,8 @@ def stage_waveforms(wavs: torch.Tensor, device: torch.device, reserve: int = 0) 
 @torch.no_grad()
 def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batch_size: int | None = None,
                      out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Log-mels of all ``wavs`` (N, samples) computed batch-wise on ``device``.
+    """Log-mels of all ``wavs`` (N, samples) computed batch-wise on ``device``: the original view, one channel
+    per window length (:func:`~audiosweep.augment.TrainingBatches.with_views` adds the other views).
 
     The result lives on ``device``, or in pinned host memory when it does not fit in the GPU's free memory
     (:class:`~audiosweep.training.TensorLoader` then sends each batch with ``non_blocking=True``).
@@ -154,7 +198,7 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     logmel = frontend(cfg).to(device)
     n, frames = wavs.shape[0], n_frames(cfg, wavs.shape[1])
     bs = batch_size or (64 if device.type == "cuda" else cpu_chunk(cfg, wavs.shape[1]))
-    shape = (n, cfg.n_channels, cfg.n_mels, frames)
+    shape = (n, len(cfg.win_lengths), cfg.n_mels, frames)  # the original view (augment.py adds the others)
     nbytes = math.prod(shape) * out_dtype.itemsize
     on_device = fits_on_device(nbytes, device)
     out = torch.empty(shape, dtype=out_dtype, device=device if on_device else "cpu",
@@ -169,7 +213,9 @@ def normalize(feats: torch.Tensor, mode: str, train_idx: torch.Tensor | None = N
     """Normalise features in place by ``mode``; return them and the statistics used.
 
     ``global`` uses per-channel mean/std of the training clips only (``train_idx``), so validation clips
-    never leak into the statistics.
+    never leak into the statistics. ``feats`` is the original view (one channel per window length): with
+    ``view_channels``, these statistics, of the original view of the training split, normalise every view, so
+    an augmented view differs from the original by its augmentation only, not by a rescaling.
     """
     stats = {}
     if mode == "global":

@@ -9,6 +9,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .augment import fixed_views
 from .config import FIELDS, Config, ConfigError, merge
 from .data import ClipSpec, clip_samples, conform
 from .datasets import dataset_entry
@@ -61,9 +62,16 @@ class Predictor:
     def probabilities(self, paths: list[str | Path]) -> torch.Tensor:
         """(len(paths), n_classes) class probabilities."""
         wavs = torch.stack([self.clip(p) for p in paths])
+        return self.model(self.features(wavs)).float().softmax(dim=1).cpu()
+
+    @torch.no_grad()
+    def features(self, wavs: torch.Tensor) -> torch.Tensor:
+        """The model's input for clips ``wavs`` (N, samples), made as the run made its validation inputs: the
+        normalised log-mels, of ``max_frames`` frames when set, and their views (``view_channels``), the augmented
+        ones drawn once from the run's seed."""
         feats = apply_normalization(compute_features(wavs, self.cfg, self.device), self.cfg.normalize,
                                     self.norm_stats)
-        return self.model(feats).float().softmax(dim=1).cpu()
+        return fixed_views(feats, wavs, self.cfg, self.device, self.norm_stats)
 
     def top_k(self, paths: list[str | Path], k: int = 5) -> list[list[tuple[str, float]]]:
         probs = self.probabilities(paths)
