@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         feats, stats = normalize(feats, cfg.normalize, data.train_idx)
         feature_s = time.time() - t_feat
         print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
-              f"classes, features {tuple(feats.shape[1:])} on {device} in {feature_s:.1f}s")
+              f"classes, features {(cfg.n_channels, *feats.shape[2:])} on {device} in {feature_s:.1f}s")
         batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never drawn anew
         source = stage_waveforms(data.waveforms, device) if batches and batches.from_waveforms else None
         # view_channels: every clip's views (augmented ones drawn once) for validation; training serves row numbers

@@ -136,8 +136,10 @@ class Config:
                                     bounds=POSITIVE, archs=("cnn_gpt2", "dual_stream"))
     mlp_widths: list[int] = knob([64, 64], "dual_stream: hidden widths of the MLP stream", "model",
                                  label="MLP widths", bounds=POSITIVE, archs=("dual_stream",))
-    fusion: Literal["concat", "sum"] = knob("concat", "dual_stream: how the MLP's and the CNN's outputs are fused "
-                                            "before the classifier", "model", label="fusion", archs=("dual_stream",))
+    fusion: Literal["concat", "sum", "mlp", "cnn"] = knob(
+        "concat", "dual_stream: how the MLP's and the CNN's outputs are fused before the classifier: concat | sum (of "
+        "each stream's class logits) | mlp or cnn (that stream alone: the paper's MLP baseline)", "model",
+        label="fusion", archs=("dual_stream",))
     # training
     n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
     batch_size: int = knob(64, "clips per batch (at least 2: BatchNorm cannot train on one clip)", "training",
@@ -668,7 +670,7 @@ def validate(cfg: Config) -> None:
                  "timm.list_models() lists; ast/<hub repo>: an AST checkpoint such as ast/MIT/ast-finetuned-"
                  "speech-commands-v2)")
     if cfg.pretrained_path and not _takes_local_weights(cfg.arch):
-        e.append("pretrained_path: only for timm models and ast; for torchvision models put the .pth file named in "
+        e.append("pretrained_path: only for timm models, ast and cnn_gpt2; for torchvision models put the .pth file named in "
                  "the error into ~/.cache/torch/hub/checkpoints")
     if cfg.frontend == "kaldi":
         if cfg.stacked_win_lengths:
@@ -687,7 +689,8 @@ def validate(cfg: Config) -> None:
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     if cfg.normalize == "imagenet" and cfg.n_channels not in (1, 3):
-        e.append(f"normalize=imagenet needs 1 or 3 channels, stacked_win_lengths gives {cfg.n_channels}")
+        e.append(f"normalize=imagenet needs 1 or 3 channels, stacked_win_lengths and view_channels give "
+                 f"{cfg.n_channels}")
     if e:
         raise ConfigError(_format(e))
 

@@ -9,8 +9,8 @@ whole spectrogram into one vector would instead tie the model to one clip length
 C x n_mels x frames inputs per unit.
 
 The CNN stream: conv blocks (``conv_channels``; conv, BatchNorm, ReLU, max-pool, dropout), then global average
-pooling. ``fusion``: concat (both streams' features, concatenated, into one Linear to the classes) or sum (a Linear
-to class logits per stream, added). Trained from scratch.
+pooling. ``fusion``: concat (both streams' features, concatenated, into one Linear to the classes), sum (a Linear
+to class logits per stream, added), or one stream alone (mlp, the paper's baseline; cnn). Trained from scratch.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .errors import UserError
 from .models import Arch, conv_stack
 
 MLP_DROPOUT = 0.2  # after each hidden layer of the MLP stream: the DCASE 2017 baseline MLP's rate
+FUSIONS = ("concat", "sum", "mlp", "cnn")
 PAPER_MELS = 64  # n_mels when the builder is given no input shape
 
 
@@ -29,31 +30,36 @@ def build_dual_stream(n_in: int, n_out: int, input_shape: tuple[int, int, int] |
                       mlp_widths: list[int] = (64, 64), conv_channels: list[int] = (32, 64),
                       fusion: str = "concat") -> Arch:
     """dual_stream for ``n_in`` channels of ``input_shape[1]`` mel bands (frames: any) and ``n_out`` classes."""
-    if fusion not in ("concat", "sum"):
-        raise UserError(f"fusion: concat or sum, got {fusion!r}")
+    if fusion not in FUSIONS:
+        raise UserError(f"fusion: one of {', '.join(FUSIONS)}, got {fusion!r}")
     mels = input_shape[1] if input_shape else PAPER_MELS
     widths = [n_in * mels, *mlp_widths]
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(MLP_DROPOUT))
                           for a, b in zip(widths, widths[1:])])
     cnn = nn.Sequential(conv_stack(n_in, list(conv_channels)), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    return Arch(DualStream(mlp, cnn, widths[-1], conv_channels[-1] if conv_channels else n_in, n_out, fusion))
+    return Arch(DualStream(None if fusion == "cnn" else mlp, None if fusion == "mlp" else cnn, widths[-1],
+                           conv_channels[-1] if conv_channels else n_in, n_out, fusion))
 
 
 class DualStream(nn.Module):
-    """(B, C, n_mels, frames) -> (B, n_out): the frame-wise MLP stream and the CNN stream, fused."""
+    """(B, C, n_mels, frames) -> (B, n_out): the frame-wise MLP stream and the CNN stream, fused (either may be
+    None: the other alone)."""
 
-    def __init__(self, mlp: nn.Module, cnn: nn.Module, mlp_features: int, cnn_features: int, n_out: int,
-                 fusion: str):
+    def __init__(self, mlp: nn.Module | None, cnn: nn.Module | None, mlp_features: int, cnn_features: int,
+                 n_out: int, fusion: str):
         super().__init__()
         self.mlp, self.cnn, self.fusion = mlp, cnn, fusion
         if fusion == "concat":
             self.head = nn.Linear(mlp_features + cnn_features, n_out)
         else:
-            self.mlp_head, self.cnn_head = nn.Linear(mlp_features, n_out), nn.Linear(cnn_features, n_out)
+            self.mlp_head = nn.Linear(mlp_features, n_out) if mlp is not None else None
+            self.cnn_head = nn.Linear(cnn_features, n_out) if cnn is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = x.flatten(1, 2).transpose(1, 2)  # (B, C, n_mels, T) -> (B, T, C x n_mels): one MLP input per frame
-        a, b = self.mlp(frames).mean(1), self.cnn(x)
+        # (B, C, n_mels, T) -> (B, T, C x n_mels): one MLP input per frame
+        a = self.mlp(x.flatten(1, 2).transpose(1, 2)).mean(1) if self.mlp is not None else None
+        b = self.cnn(x) if self.cnn is not None else None
         if self.fusion == "concat":
             return self.head(torch.cat([a, b], dim=1))
-        return self.mlp_head(a) + self.cnn_head(b)
+        logits = [head(f) for head, f in ((self.mlp_head, a), (self.cnn_head, b)) if head is not None]
+        return logits[0] if len(logits) == 1 else logits[0] + logits[1]

@@ -26,8 +26,9 @@ def fit_head(learn: Learner, cfg: Config) -> None:
     """Train the head of ``learn.model`` (``Sequential(body, head)``) for ``cfg.n_epochs`` epochs of the run's
     schedule."""
     if not once_per_run(learn, cfg):
-        why = "augmentation" if learn.dls.train.transform is not None else "MixUp"
-        print(f"finetune head: epochs 1-{cfg.n_epochs}, the frozen body runs on every batch ({why} changes its input)")
+        why = ("augmentation changes its input" if learn.dls.train.transform is not None else
+               "MixUp changes its input" if cfg.mix_up else "layers before the pretrained blocks train")
+        print(f"finetune head: epochs 1-{cfg.n_epochs}, the frozen body runs on every batch ({why})")
         fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
         return
     from .training import make_dls, resolve_precision
@@ -49,8 +50,10 @@ def fit_head(learn: Learner, cfg: Config) -> None:
 
 
 def once_per_run(learn: Learner, cfg: Config) -> bool:
-    """Whether the frozen body's output is the same in every epoch: no augmented batches and no MixUp."""
-    return learn.dls.train.transform is None and cfg.mix_up == 0
+    """Whether the frozen body's output is the same in every epoch: no augmented batches, no MixUp, and nothing in
+    the body that trains (cnn_gpt2's conv blocks and projection train with its GPT-2 blocks frozen)."""
+    return learn.dls.train.transform is None and cfg.mix_up == 0 and not any(
+        p.requires_grad for p in learn.model[0].parameters())
 
 
 def split_frozen(model: nn.Module) -> tuple[nn.Module, nn.Module]:

@@ -152,3 +152,36 @@ def test_a_run_trains_and_records(tmp_path, synth_root, cache_dir, gpt2_cache, p
     assert rec["config"]["pretrained"] is (pretrained == "true")
     assert rec["config"]["gpt2_layers"] == 2 and rec["config"]["conv_channels"] == [8, 16]
     assert len(rec["history"]) == (2 if pretrained == "true" else 1)  # fine_tune: a frozen epoch first
+
+
+def _block_params(gpt2_cache) -> int:
+    return sum(p.numel() for p in gpt2_cache.h[0].parameters())
+
+
+def test_progressive_unfreezing_shows_in_the_records_trainable_parameters(tmp_path, synth_root, cache_dir,
+                                                                         gpt2_cache):
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--arch", "cnn_gpt2", "--gpt2_layers", "4", "--conv_channels",
+                       "[8, 16]", "--hop_length", "400", "--n_epochs", "3", "--mix_up", "0", "--pretrained", "true",
+                       "--unfreeze_schedule", "[[0, 1], [1, 2], [2, 4]]", "--optimizer", "adamw")
+    assert code == 0
+    check_record(rec)
+    counts = [row["trainable_params"] for row in rec["history"]]
+    block = _block_params(gpt2_cache)  # GPT-2 blocks are all alike
+    assert len(counts) == 3 and counts[1] - counts[0] == block and counts[2] - counts[1] == 2 * block
+    assert rec["config"]["freeze_epochs"] == 0  # the schedule replaces fine_tune's frozen epochs
+
+
+def test_finetune_head_trains_the_conv_blocks_and_projection_with_gpt2_frozen(tmp_path, synth_root, cache_dir,
+                                                                             gpt2_cache, capsys):
+    code, rec, _ = run(tmp_path, synth_root, cache_dir, "--arch", "cnn_gpt2", "--gpt2_layers", "2", "--conv_channels",
+                       "[8, 16]", "--hop_length", "400", "--n_epochs", "2", "--mix_up", "0", "--finetune", "head",
+                       "--pretrained", "true")
+    assert code == 0
+    check_record(rec)
+    assert "the frozen body runs on every batch (layers before the pretrained blocks train)" in capsys.readouterr().out
+    model = create_arch("cnn_gpt2", 1, 10, pretrained=True, input_shape=(1, 40, 201),
+                        options={"gpt2_layers": 2, **SMALL}).model
+    gpt2 = model[0].gpt2
+    frozen = sum(p.numel() for m in [*gpt2.h, gpt2.ln_f] for p in m.parameters())
+    # finetune head freezes GPT-2's blocks and final LayerNorm (norms too: no train_bn); the rest trains
+    assert {row["trainable_params"] for row in rec["history"]} == {sum(p.numel() for p in model.parameters()) - frozen}

@@ -397,7 +397,7 @@ def test_an_architectures_front_end_fills_the_keys_the_user_leaves_out(tmp_path)
     ({"arch": "ast", "stretch_p": 0.5}, "stretch_p: pitch shift and time stretch warp the logmel"),
     ({"normalize": "audioset"}, "normalize=audioset: AST's AudioSet statistics are of kaldi fbanks"),
     ({"arch": "ast", "n_mels": 64}, "n_mels: ast's AudioSet checkpoint was trained on 128 mel bins, got 64"),
-    ({"arch": "resnet18", "pretrained_path": "w.pth"}, "pretrained_path: only for timm models and ast"),
+    ({"arch": "resnet18", "pretrained_path": "w.pth"}, "pretrained_path: only for timm models, ast and cnn_gpt2"),
 ])
 def test_front_end_combinations_that_cannot_work_are_refused(layer, says):
     with pytest.raises(ConfigError, match=re.escape(says)):

@@ -56,8 +56,18 @@ def test_without_hidden_layers_or_conv_blocks_the_streams_are_band_means_and_the
     assert torch.allclose(model.cnn(x), x.mean((2, 3)))
 
 
+@pytest.mark.parametrize(("fusion", "alone"), [("mlp", "mlp"), ("cnn", "cnn")])
+def test_one_stream_alone_has_no_weights_of_the_other(fusion, alone):
+    model = _build(fusion).model
+    other = "cnn" if alone == "mlp" else "mlp"
+    assert getattr(model, other) is None and getattr(model, f"{other}_head") is None
+    assert getattr(model, f"{alone}_head").out_features == 15
+    model(torch.randn(3, 2, 64, 101)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())  # every weight it has is used
+
+
 def test_unknown_fusion_is_refused():
-    with pytest.raises(UserError, match="fusion: concat or sum, got 'max'"):
+    with pytest.raises(UserError, match="fusion: one of concat, sum, mlp, cnn, got .max."):
         _build("max")
 
 
