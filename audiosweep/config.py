@@ -670,8 +670,8 @@ def validate(cfg: Config) -> None:
                  "timm.list_models() lists; ast/<hub repo>: an AST checkpoint such as ast/MIT/ast-finetuned-"
                  "speech-commands-v2)")
     if cfg.pretrained_path and not _takes_local_weights(cfg.arch):
-        e.append("pretrained_path: only for timm models, ast and cnn_gpt2; for torchvision models put the .pth file named in "
-                 "the error into ~/.cache/torch/hub/checkpoints")
+        e.append("pretrained_path: only for timm models, ast and cnn_gpt2; for torchvision models put the .pth file "
+                 "named in the error into ~/.cache/torch/hub/checkpoints")
     if cfg.frontend == "kaldi":
         if cfg.stacked_win_lengths:
             e.append("stacked_win_lengths: the kaldi front end takes one window (win_length); use frontend logmel")

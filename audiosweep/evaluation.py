@@ -51,7 +51,8 @@ def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save({"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,
-                    "norm_stats": norm_stats, "weights": cfg.save_model}, tmp)
+                    "norm_stats": norm_stats,
+                    "weights": "best" if cfg.checkpoint == "best" else cfg.save_model}, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

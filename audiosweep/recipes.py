@@ -153,6 +153,12 @@ class UnfreezeBlocks(Callback):
         self.schedule = [(epoch, min(count, n)) for epoch, count in schedule]
         self.blocks, self.trainable = blocks, None
 
+    def before_fit(self):
+        late = [epoch for epoch, _ in self.schedule if epoch >= self.n_epoch]
+        if late:
+            warnings.warn(f"unfreeze_schedule: epoch{'s' * (len(late) > 1)} {', '.join(map(str, late))} (0-based) "
+                          f"never come{'s' * (len(late) == 1)} in a fit of {self.n_epoch} epochs", stacklevel=2)
+
     def before_train(self):
         count = [c for epoch, c in self.schedule if epoch <= self.epoch][-1]
         if count != self.trainable:

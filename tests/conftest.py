@@ -124,3 +124,19 @@ def hf_offline(ast_hub_cache, monkeypatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(ast_hub_cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return ast_hub_cache
+
+
+def toy_learner(layer: dict, height: int, width: int, cbs: list):
+    """A Learner of ``layer``'s config over 48 learnable inputs (the class shifts them) of 3 classes, 36 training
+    and 12 validation, of shape (1, height, width); returns it and the config."""
+    import torch
+
+    from audiosweep.config import merge
+    from audiosweep.training import build_learner, make_dls
+
+    cfg = merge([{"mix_up": 0, "n_epochs": 3, "batch_size": 8, "trial_num": 1, **layer}])
+    torch.manual_seed(0)
+    y = torch.arange(48) % 3
+    x = torch.randn(48, 1, height, width) + y.view(-1, 1, 1, 1).float()
+    dls = make_dls(x, y, torch.arange(36), torch.arange(36, 48), cfg)
+    return build_learner(cfg, dls, 1, 3, torch.device("cpu"), cbs), cfg

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from audiosweep.config import merge
 from audiosweep.evaluation import KeepBest
 from audiosweep.frozen_body import split_frozen
 from audiosweep.models import create_arch
-from audiosweep.training import build_learner, fit, make_dls
+from audiosweep.training import fit
+from tests.conftest import toy_learner
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -27,14 +27,9 @@ def weights(tmp_path_factory):
 
 
 def learner(weights, **layer):
-    cfg = merge([{"arch": "timm/resnet10t", "pretrained_path": weights, "finetune": "head", "mix_up": 0,
-                  "n_epochs": 3, "batch_size": 8, "learning_rate": 3e-2, "trial_num": 1, **layer}])
-    torch.manual_seed(0)
-    y = torch.arange(48) % 3
-    x = torch.randn(48, 1, 32, 48) + y.view(-1, 1, 1, 1).float()  # the class shifts the input: learnable
-    dls = make_dls(x, y, torch.arange(36), torch.arange(36, 48), cfg)
     keep = KeepBest()
-    return build_learner(cfg, dls, 1, 3, torch.device("cpu"), [keep]), cfg, keep
+    layer = {"arch": "timm/resnet10t", "pretrained_path": weights, "finetune": "head", "learning_rate": 3e-2, **layer}
+    return (*toy_learner(layer, 32, 48, [keep]), keep)
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -18,14 +18,13 @@ from fastai.optimizer import Adam, Optimizer, OptimWrapper, adam_step, momentum_
 from fastai.torch_core import params
 from torch import nn
 
-import train
 from audiosweep import models
-from audiosweep.config import merge
 from audiosweep.evaluation import KeepBest, save_model
 from audiosweep.models import Arch, ArchEntry
 from audiosweep.recipes import KLDivLossFlat, fit_schedule
-from audiosweep.training import History, build_learner, fit, make_dls
-from tests.conftest import TINY, read_records
+from audiosweep.training import History, fit
+from tests.conftest import toy_learner
+from tests.test_train import run as run_train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -58,14 +57,8 @@ def toy_arch(monkeypatch):
 
 
 def learner(**layer):
-    cfg = merge([{"arch": "toy", "mix_up": 0, "n_epochs": 3, "batch_size": 8, "learning_rate": 1e-2,
-                  "trial_num": 1, **layer}])
-    torch.manual_seed(0)
-    y = torch.arange(48) % 3
-    x = torch.randn(48, 1, 8, 16) + y.view(-1, 1, 1, 1).float()  # the class shifts the input: learnable
-    dls = make_dls(x, y, torch.arange(36), torch.arange(36, 48), cfg)
     history = History()
-    return build_learner(cfg, dls, 1, 3, torch.device("cpu"), [history]), cfg, history
+    return (*toy_learner({"arch": "toy", "learning_rate": 1e-2, **layer}, 8, 16, [history]), history)
 
 
 class Scripted(Metric):
@@ -207,6 +200,12 @@ def test_frozen_blocks_do_not_move_even_with_weight_decay_and_momentum(toy_arch,
     assert all(p.requires_grad for p in learn.model.parameters())  # all trainable again after the fit
 
 
+def test_scheduled_epochs_past_the_end_of_the_fit_are_named(toy_arch):
+    learn, cfg, _ = learner(unfreeze_schedule=[[0, 1], [1, 2], [30, 3]], n_epochs=2)
+    with pytest.warns(UserWarning, match=r"unfreeze_schedule: epoch 30 \(0-based\) never comes in a fit of 2 epochs"):
+        fit(learn, cfg)
+
+
 @pytest.mark.parametrize("finetune", ["full", "head"])
 def test_best_checkpoint_evaluates_the_best_epoch_across_phases(toy_arch, finetune, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
@@ -226,20 +225,17 @@ def test_best_checkpoint_evaluates_the_best_epoch_across_phases(toy_arch, finetu
     assert len(weights) == 3 and not same(weights[1], weights[2])
     assert learn.best_checkpoint.best_epoch == 2 and same(snapshot(learn.model), weights[1])
     saved = save_model(tmp_path / "model.pt", learn, cfg, ["a", "b", "c"], {})
-    assert same(torch.load(saved, weights_only=True)["state_dict"], weights[1])  # what was evaluated
+    loaded = torch.load(saved, weights_only=True)
+    assert same(loaded["state_dict"], weights[1]) and loaded["weights"] == "best"  # what was evaluated
     saved.unlink()
     assert not list(tmp_path.iterdir())  # nothing written to the working folder
     assert set(os.listdir(tempfile.gettempdir())) <= temp  # its temporary folder is gone
 
 
 def run(tmp_path, synth_root, cache_dir, *extra, name="res"):
-    out = tmp_path / name
-    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
-            str(cache_dir), "--results_dir", str(out), *TINY, *extra]
-    assert train.main(argv) == 0
-    records = read_records(out)
-    assert len(records) == 1
-    return records[0], out
+    code, rec, out = run_train(tmp_path, synth_root, cache_dir, *extra, name=name)
+    assert code == 0
+    return rec, out
 
 
 def test_checkpoint_best_records_and_saves_the_best_epoch(toy_arch, tmp_path, synth_root, cache_dir):
