@@ -26,9 +26,11 @@ def _is_list(key: str) -> bool:
 
 def format_value(key: str, value, sample_rate: float | None = None) -> str:
     """A parameter value with its unit: samples with ms (or ms with samples) given the sample rate, Hz or kHz for
-    frequencies; the items of a list bare, joined by "/"."""
+    frequencies; the items of a list bare, joined by "/"; a list of pairs as ``epoch:blocks`` items."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none"
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):  # pairs: unfreeze_schedule
+        return " ".join(":".join(format_value(key, v) for v in pair) for pair in value)
     if isinstance(value, tuple):
         return "/".join(format_value(key, v) for v in value)  # short: the axis label gives the unit
     unit = _unit(key)

@@ -51,8 +51,8 @@ def warn(message: str) -> None:
 
 
 def hashable(value: Any) -> Any:
-    """Config values usable as group keys: lists become tuples."""
-    return tuple(value) if isinstance(value, list) else value
+    """Config values usable as group keys: lists (of lists: unfreeze_schedule) become tuples."""
+    return tuple(hashable(v) for v in value) if isinstance(value, list) else value
 
 
 def _config_row(config: dict[str, Any]) -> dict[str, Any]:

@@ -242,3 +242,14 @@ def test_runs_csv_has_one_row_per_run(tmp_path, capsys):
     assert table.n_mels.tolist() == [128] * 3 + [64] * 3 and table.trial_num.tolist() == [1, 2, 3] * 2
     assert table.accuracy.tolist()[:5] == pytest.approx([0.80, 0.82, 0.84, 0.70, 0.74])
     assert pd.isna(table.accuracy[5]) and table.valid_loss.tolist()[:3] == pytest.approx([0.5, 0.6, 0.7])
+
+
+def test_list_valued_knobs_group_runs(tmp_path, capsys):
+    schedule = [[0, 2], [30, 4]]
+    for i, (views, unfreeze) in enumerate([(["original"], None), (["original", "augmented"], schedule)] * 3):
+        write_run(tmp_path, f"r{i}", 0.5 + 0.01 * i, arch="cnn_gpt2", trial_num=i + 1, view_channels=views,
+                  unfreeze_schedule=unfreeze)
+    assert summarize.main([str(tmp_path), "--by", "unfreeze_schedule,view_channels"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["0:2", "30:4", "original/augmented", "3"] in [r[:4] for r in rows]
+    assert ["none", "original", "3"] in [r[:3] for r in rows]
