@@ -713,6 +713,8 @@ def _recipe_errors(cfg: Config) -> list[str]:
                      "full with a schedule")
     if not cfg.view_channels:
         e.append("view_channels: give at least one view, e.g. [original]")
+    elif cfg.view_channels.count("original") > 1:
+        e.append(f"view_channels: the original view once (a copy adds nothing), got {cfg.view_channels}")
     elif "augmented" in cfg.view_channels and not any(getattr(cfg, k) for k in AUGMENTATIONS):
         e.append(f"view_channels: an augmented view needs an augmentation ({', '.join(AUGMENTATIONS)})")
     return e

@@ -398,6 +398,14 @@ def test_an_architectures_front_end_fills_the_keys_the_user_leaves_out(tmp_path)
     ({"normalize": "audioset"}, "normalize=audioset: AST's AudioSet statistics are of kaldi fbanks"),
     ({"arch": "ast", "n_mels": 64}, "n_mels: ast's AudioSet checkpoint was trained on 128 mel bins, got 64"),
     ({"arch": "resnet18", "pretrained_path": "w.pth"}, "pretrained_path: only for timm models, ast and cnn_gpt2"),
+    ({"arch": "cnn_gpt2", "unfreeze_schedule": [[0, 2], [1]]}, "unfreeze_schedule: give [[epoch, blocks], ...] pairs"),
+    ({"arch": "cnn_gpt2", "unfreeze_schedule": [[1, 2]]}, "unfreeze_schedule: epochs must start at 0 and increase"),
+    ({"arch": "cnn_gpt2", "unfreeze_schedule": [[0, 2], [0, 4]]}, "epochs must start at 0 and increase, got [0, 0]"),
+    ({"unfreeze_schedule": [[0, 2]]}, "unfreeze_schedule: resnet18 does not expose its blocks"),
+    ({"arch": "cnn_gpt2", "unfreeze_schedule": [[0, 2]], "finetune": "head"}, "unfreeze_schedule and finetune=head"),
+    ({"view_channels": []}, "view_channels: give at least one view"),
+    ({"view_channels": ["original", "original"]}, "view_channels: the original view once"),
+    ({"view_channels": ["original", "augmented"]}, "view_channels: an augmented view needs an augmentation"),
 ])
 def test_front_end_combinations_that_cannot_work_are_refused(layer, says):
     with pytest.raises(ConfigError, match=re.escape(says)):
