@@ -175,7 +175,8 @@ class Config:
         None, "progressive unfreezing: [[epoch, blocks], ...], the top `blocks` blocks of the model's body (and its "
         "head) trainable from `epoch` (0-based) on, e.g. [[0,2],[30,4],[60,6]], in one fit of n_epochs (more blocks "
         "than the model has: all of them, with a warning); null = fastai's fine_tune (freeze_epochs, then all "
-        "layers)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
+        "layers). Blocks: cnn_gpt2's GPT-2 blocks; a torchvision model's body layers with weights (ResNet: conv1, "
+        "bn1, layer1..4)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
     checkpoint: Literal["last", "best"] = knob(
         "last", "which epoch's weights the run is evaluated (and saved) with: last | best (the best validation "
         "accuracy, fastai's SaveModelCallback)", "training", label="evaluated epoch")
@@ -707,7 +708,8 @@ def _recipe_errors(cfg: Config) -> list[str]:
         entry = _arch(cfg.arch)
         if entry is not None and not entry.blocks:
             e.append(f"unfreeze_schedule: {cfg.arch} does not expose its blocks to the unfreezing schedule; use an "
-                     "architecture that does (cnn_gpt2), or leave it out for fastai's fine_tune")
+                     "architecture that does (cnn_gpt2, the torchvision models), or leave it out for fastai's "
+                     "fine_tune")
         if cfg.finetune == "head":
             e.append("unfreeze_schedule and finetune=head: the body never trains with finetune head; use finetune "
                      "full with a schedule")

@@ -93,11 +93,19 @@ def _torchvision(name: str) -> Callable[..., Arch]:
             raise UserError(
                 f"could not fetch the ImageNet weights of {name} ({e}). Download {url} into "
                 f"{torch.hub.get_dir()}/checkpoints/ on a machine with internet, or pass --pretrained false") from e
-        return Arch(model, model_meta[fn]["split"], pretrained)
+        return Arch(model, model_meta[fn]["split"], pretrained, blocks=_body_blocks(model[0]))
 
     build.__name__ = name
     build.__doc__ = f"torchvision {name} body + fastai head; ImageNet weights adapted to n_in channels."
     return build
+
+
+def _body_blocks(body: nn.Module) -> list[nn.Module]:
+    """A torchvision body's layers that hold weights, input to output (ResNet: conv1, bn1, layer1..4; DenseNet: its
+    features' conv0, norm0, dense blocks and transitions, norm5): what unfreeze_schedule counts from the top."""
+    while len(children := list(body.children())) == 1:  # DenseNet's body is Sequential(features)
+        body = children[0]
+    return [m for m in children if any(True for _ in m.parameters())]
 
 
 def _timm(name: str) -> Callable[..., Arch]:
@@ -126,7 +134,7 @@ def _timm(name: str) -> Callable[..., Arch]:
 
 
 ARCHS: dict[str, ArchEntry] = {"simple_cnn": ArchEntry(simple_cnn, pretrainable=False)}
-ARCHS.update({name: ArchEntry(_torchvision(name), pretrainable=True) for name in TORCHVISION_ARCHS})
+ARCHS.update({name: ArchEntry(_torchvision(name), pretrainable=True, blocks=True) for name in TORCHVISION_ARCHS})
 # cnn_gpt2's GPT-2 (the smallest, 124 M parameters; the first gpt2_layers of its 12 blocks).
 GPT2_CHECKPOINT = "openai-community/gpt2"
 

@@ -87,3 +87,14 @@ def test_unknown_timm_names_and_misplaced_weights_files_are_config_errors():
         merge([{"arch": "timm/not_a_model"}])
     with pytest.raises(ConfigError, match="pretrained_path: only for timm models"):
         merge([{"arch": "resnet18", "pretrained_path": "/x.pth"}])
+
+
+@pytest.mark.parametrize(("arch", "names"), [
+    ("resnet18", ["Conv2d", "BatchNorm2d", "Sequential", "Sequential", "Sequential", "Sequential"]),
+    ("densenet121", ["Conv2d", "BatchNorm2d", *["_DenseBlock", "_Transition"] * 3, "_DenseBlock", "BatchNorm2d"]),
+])
+def test_torchvision_bodies_expose_their_layers_with_weights_as_blocks(arch, names):
+    built = create_arch(arch, 1, 10, pretrained=False)
+    assert [type(b).__name__ for b in built.blocks] == names
+    body = {id(p) for p in built.model[0].parameters()}
+    assert {id(p) for b in built.blocks for p in b.parameters()} == body  # every weight of the body is in a block
