@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ SLICE = REPO.parent / "shared" / "esc50-slice"
 TINY = ["--arch", "simple_cnn", "--pretrained", "false", "--sample_rate", "16000", "--n_fft", "512",
         "--win_length", "400", "--hop_length", "160", "--n_mels", "40", "--f_max", "8000", "--batch_size", "16",
         "--wandb_mode", "disabled", "--num_workers", "2"]
+
+
+@pytest.fixture(autouse=True)
+def own_temp_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's temporary files (``tempfile`` here, ``TMPDIR`` in the processes it starts) in a folder of its
+    own: what other processes do to the machine's temporary folder cannot change a test's outcome."""
+    folder = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")
