@@ -35,6 +35,7 @@ def clip_paths(items: list[str]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from audiosweep.errors import AudiosweepError, refuse
     from audiosweep.inference import PredictError, load_predictor
 
     try:
@@ -43,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         if not paths:
             raise PredictError(f"no audio files in {', '.join(args.clips)}")
         ranked = predictor.top_k(paths, args.top_k)
-    except PredictError as e:
-        print(f"predict.py: {e}", file=sys.stderr)
-        return 1
+    except AudiosweepError as e:
+        return refuse("predict.py", e)
     for path, classes in zip(paths, ranked, strict=True):
         print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in classes))
     return 0

@@ -16,8 +16,19 @@ import time
 import traceback
 import warnings
 
-from audiosweep.config import ConfigError, parse_args
-from audiosweep.errors import Terminated, UserError
+from audiosweep.config import parse_args
+from audiosweep.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AudiosweepError,
+    ConfigError,
+    Terminated,
+    UserError,
+    refuse,
+    signal_exit,
+)
+
+STOPPED_BY = {"interrupted": signal.SIGINT, "terminated": signal.SIGTERM}  # a failed run's reason -> its signal
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         from audiosweep.preflight import check_before_work
 
         check_before_work(cfg)  # results folder, clip length, model input, memory: refused before any work
-    except (ConfigError, UserError) as e:  # UserError: e.g. a model's config missing from the offline hub cache
-        print(f"train.py: {e}", file=sys.stderr)
-        return 2
+    except AudiosweepError as e:  # e.g. a model's config missing from the offline hub cache
+        return refuse("train.py", e)
 
     from fastai.torch_core import set_seed
 
@@ -47,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg != asked:
             check_before_work(cfg)
     except ConfigError as e:
-        print(f"train.py: {e}", file=sys.stderr)
-        return 2
+        return refuse("train.py", e)
     run_id = run.id if run is not None else run_id
     files = results.RunFiles.of(cfg.results_dir, run_id)
     t0, history, summary, env, classes = time.time(), History(files.progress), results.Summary(), {"device": None}, None
@@ -112,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"result record: {written or 'not written'} ({status})")
         tracking.finish(run, summary, failed=status != "finished", env=env)
         signal.signal(signal.SIGTERM, on_sigterm)
-    return 0 if status == "finished" and not problem else 1
+    if reason in STOPPED_BY:  # stopped from outside: the exit status a shell gives a command its signal stopped
+        return signal_exit(STOPPED_BY[reason])
+    return EXIT_OK if status == "finished" and not problem else EXIT_FAILED
 
 
 def _terminate(signum: int, frame) -> None:

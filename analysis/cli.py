@@ -1,19 +1,19 @@
 """What the analysis commands share: their parser with the source arguments, ``--by``, loading the runs, and
-turning a :class:`~analysis.runs.SourceError` into one line on stderr and exit status 1."""
+turning a :class:`~audiosweep.errors.SourceError` into one line on stderr and exit status 2 (refused input)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
 import pandas as pd
 
 from audiosweep.config import FIELDS, unknown_key_message
+from audiosweep.errors import SourceError, refuse
 from audiosweep.results import METRIC_GOALS
 
-from .runs import SourceError, load_runs
+from .runs import load_runs
 
 # The metrics --metric offers: those where higher is better (accuracies), the run's final value first.
 ACCURACY_METRICS = [m for m, goal in METRIC_GOALS.items() if goal == "maximize"]
@@ -67,11 +67,10 @@ Body = Callable[[argparse.Namespace, pd.DataFrame, list[str]], int]
 
 def run(p: argparse.ArgumentParser, body: Body, argv: list[str] | None, history: bool = True) -> int:
     """A command's ``main``: parse ``argv``, load the runs, return ``body(args, runs, by)``; a SourceError
-    (bad input) is printed as ``<module>: <message>`` on stderr, and the exit status is 1."""
+    (bad input) is printed as ``<module>: <message>`` on stderr, and the exit status is 2."""
     args = p.parse_args(argv)
     try:
         by = parse_keys(args.by)
         return body(args, load_from_args(args, history), by)
     except SourceError as e:
-        print(f"{p.prog.removeprefix('python -m ')}: {e}", file=sys.stderr)
-        return 1
+        return refuse(p.prog.removeprefix("python -m "), e)

@@ -22,11 +22,12 @@ import pandas as pd
 from scipy import stats
 
 from audiosweep.config import ConfigError, coerce
+from audiosweep.errors import SourceError
 
 from . import cli
 from .checks import check
 from .labels import format_value, group_sample_rate
-from .runs import SourceError, finished, same_value, select, warn
+from .runs import finished, same_value, select, warn
 from .summarize import group_stats, number_cells, plus_minus, render
 
 PAIR_KEYS = ["fold", "trial_num"]

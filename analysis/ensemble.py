@@ -34,13 +34,14 @@ import numpy as np
 import pandas as pd
 
 from audiosweep.config import FIELDS, unknown_key_message
+from audiosweep.errors import SourceError
 from audiosweep.results import RunFiles
 
 from . import cli
 from .checks import NUISANCE_KEYS, run_warnings, varying_keys
 from .figures import plot_ensemble_sizes, save
 from .labels import format_value
-from .runs import SourceError, finished, is_missing, warn
+from .runs import finished, is_missing, warn
 from .summarize import number_cells, plus_minus, render
 
 MAX_SUBSETS = 200  # subsets of one size averaged exactly up to this many, else as many random orderings

@@ -29,11 +29,13 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 
+from audiosweep.errors import SourceError
+
 from . import cli
 from .checks import distinct_values, run_warnings, varying_keys
 from .figures import sorted_values
 from .labels import axis_label, format_value
-from .runs import SourceError, finished, same_value, warn
+from .runs import finished, same_value, warn
 from .summarize import render
 
 MIN_RUNS = 5

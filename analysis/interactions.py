@@ -23,12 +23,14 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from audiosweep.errors import SourceError
+
 from . import cli
 from .checks import check, varying_keys
 from .figures import save, sweep_title
 from .importance import is_numeric, key_values
 from .labels import axis_label, format_value, group_sample_rate
-from .runs import SourceError, finished, same_value, select, warn
+from .runs import finished, same_value, select, warn
 from .summarize import render
 
 # A numeric key whose largest value is more than this times its smallest (all > 0) gets a log axis.

@@ -19,10 +19,11 @@ from functools import partial
 import pandas as pd
 from matplotlib.figure import Figure
 
+from audiosweep.errors import SourceError
 from audiosweep.results import RunFiles
 
 from . import ensemble, figures, importance, interactions
-from .runs import SourceError, finished
+from .runs import finished
 
 PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
 

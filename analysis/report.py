@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from audiosweep.errors import SourceError
+
 from . import cli, compare, ensemble, importance, interactions, plan
 from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
 from .context import context_markdown
 from .figures import confused_pairs, save
 from .paths import report_dir
-from .runs import SourceError, finished, warn
+from .runs import finished, warn
 from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render
 
 IMPORTANCE_INTRO = ("Random-forest importance (200 trees on the varying keys, one-hot for categorical ones; sums to "

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from audiosweep.config import FIELDS, REPLICATE, ConfigError, coerce, effective, keys_with_role
+from audiosweep.config import FIELDS, REPLICATE, coerce, effective, keys_with_role
+from audiosweep.errors import ConfigError, SourceError
 from audiosweep.results import (
     EPOCH_METRICS,
     RECORD_KEYS,
@@ -40,10 +41,6 @@ from .paths import WANDB_PREFIX
 HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
 COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "record_path", "history", "env"]
 OBJECT_COLUMNS = ("record_path", "history", "env")  # kept as they are (a path or None, lists, dicts)
-
-
-class SourceError(Exception):
-    """A source that cannot be read; the message names it and says how to fix it."""
 
 
 def warn(message: str) -> None:

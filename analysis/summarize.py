@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from audiosweep.errors import SourceError
+
 from . import cli
 from .checks import (
     MIN_CI_RUNS,
@@ -40,7 +42,7 @@ from .checks import (
     varying_keys,
 )
 from .labels import format_value, group_sample_rate
-from .runs import SourceError, finished, overview, warn
+from .runs import finished, overview, warn
 
 STATS = ["mean", "std", "min", "max"]
 FOLD_ALL, FOLD_MEANS = "all runs", "mean of fold means"

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .errors import ConfigError
+
 # What a knob is to the rest of the toolkit (its ``role`` metadata):
 SETTING = "setting"  # what a run computes: part of its identity, compared by analysis
 REPLICATE = "replicate"  # which repeat of a setting (seed, validation fold): identity, but pooled by analysis
@@ -358,10 +360,6 @@ class Config:
 # The keys that switch an augmentation on: waveform ones (redone every epoch), then spectrogram masks.
 WAVEFORM_AUGMENTATIONS = ("gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p")
 AUGMENTATIONS = (*WAVEFORM_AUGMENTATIONS, "spec_freq_masks", "spec_time_masks")
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; the message names every offending key."""
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}

@@ -1,10 +1,52 @@
-"""Errors caused by the user's input or environment: reported as one clear message, without a traceback."""
+"""The toolkit's errors and exit statuses: everything a user can fix is an :class:`AudiosweepError`, reported as one
+clear message without a traceback; a traceback means a bug in our code.
+
+Every command exits with the same convention:
+
+    0     everything asked for was done
+    1     a run, a sweep's run or an analysis failed (its record or message says why)
+    2     the input was refused before any work (config, sweep file, results source, model file, clips)
+    128+N stopped by signal N (130 for Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+SIGNAL_EXIT_BASE = 128
 
 
-class UserError(RuntimeError):
-    """Something the user can fix (data, download, weights); the message says what and how."""
+def signal_exit(signum: int) -> int:
+    """The exit status of a command stopped by signal ``signum``, as shells report it."""
+    return SIGNAL_EXIT_BASE + int(signum)
+
+
+class AudiosweepError(Exception):
+    """Something the user can fix; the message says what is wrong and how to fix it."""
 
     reason = "error"  # recorded with a failed run
+
+
+# The builtin second bases keep ``except ValueError`` / ``except RuntimeError`` of callers working.
+class ConfigError(AudiosweepError, ValueError):
+    """Invalid configuration; the message names every offending key."""
+
+
+class SweepError(AudiosweepError, ValueError):
+    """An invalid sweep file or request; the message names the file and every problem."""
+
+
+class SourceError(AudiosweepError):
+    """Results that analysis cannot read (no such folder, a W&B project it cannot reach, bad filters)."""
+
+
+class UserError(AudiosweepError, RuntimeError):
+    """A run cannot go on for a reason outside our code (data, download, weights, the device)."""
+
+
+class DatasetError(UserError):
+    """The dataset is missing, incomplete or invalid; the message names the culprits."""
 
 
 class Diverged(UserError):
@@ -26,9 +68,7 @@ class Terminated(BaseException):
     reason = "terminated"
 
 
-class SweepError(ValueError):
-    """An invalid sweep file or request; the message names the file and every problem."""
-
-
-class DatasetError(UserError):
-    """The dataset is missing, incomplete or invalid; the message names the culprits."""
+def refuse(prog: str, error: AudiosweepError) -> int:
+    """Print ``error`` as ``prog: message`` on stderr; the exit status of refused input."""
+    print(f"{prog}: {error}", file=sys.stderr, flush=True)
+    return EXIT_REFUSED

@@ -127,12 +127,12 @@ def test_single_run_group_gets_no_test(tmp_path, capsys):
 
 def test_unknown_baseline_and_bad_by(tmp_path, capsys):
     study = write_paired_study(tmp_path)
-    assert compare.main([str(study), "--by", "n_mels", "--baseline", "96"]) == 1
+    assert compare.main([str(study), "--by", "n_mels", "--baseline", "96"]) == 2
     assert capsys.readouterr().err == "analysis.compare: --baseline: no finished runs with n_mels=96; values " \
                                       "there: 128, 64, 32\n"
-    assert compare.main([str(study), "--by", "n_mels", "--baseline", "many"]) == 1
+    assert compare.main([str(study), "--by", "n_mels", "--baseline", "many"]) == 2
     assert capsys.readouterr().err.startswith("analysis.compare: --baseline: n_mels: expected")
-    assert compare.main([str(study), "--by", "n_mels,fold"]) == 1
+    assert compare.main([str(study), "--by", "n_mels,fold"]) == 2
     assert capsys.readouterr().err == "analysis.compare: --by: give one key, not 2\n"
     with pytest.raises(SystemExit):
         compare.main([str(study)])  # --by is required

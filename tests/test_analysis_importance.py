@@ -85,14 +85,14 @@ def test_importance_needs_two_keys_and_five_runs(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == ",".join(importance.COLUMNS) and out.splitlines()[1].startswith("n_mels,")
     assert "1 of 55 runs left out of the statistics" in err
-    assert importance.main([str(tmp_path / "none")]) == 1
+    assert importance.main([str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("analysis.importance: ")
 
 
 def test_importance_cli_too_few_keys(tmp_path, capsys):
     for i, m in enumerate(N_MELS * 2):
         write_run(tmp_path, f"r{i}", 0.5 + 0.1 * N_MELS.index(m), n_mels=m, trial_num=i)
-    assert importance.main([str(tmp_path)]) == 1
+    assert importance.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "at least 2 setting keys that vary across the finished runs; 1 vary (n_mels)" in err  # trial_num: no
 
@@ -161,7 +161,7 @@ def test_interactions_cli_writes_figures(tmp_path, capsys):
 
     for by, message in (("n_mels", "--by: give two different keys, A,B (got 1: n_mels)"),
                         ("n_mels,n_mels", "give two different keys"), ("n_mel,arch", "--by: unknown")):
-        assert interactions.main([str(tmp_path / "grid"), "--by", by, "--out", str(tmp_path / "bad")]) == 1
+        assert interactions.main([str(tmp_path / "grid"), "--by", by, "--out", str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     with pytest.raises(SystemExit):  # --by is required

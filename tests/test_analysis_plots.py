@@ -114,7 +114,7 @@ def test_plots_cli_writes_figures(tmp_path, capsys):
                                                                 "confusion_r128-3") for ext in ("png", "svg")}
     for p in written:  # one fold: no per-fold figure
         assert is_png(p) if p.suffix == ".png" else p.read_text().startswith("<?xml")
-    assert plots.main([str(study), "--by", "n_mels", "--out", str(tmp_path / "bad"), "--run", "r64-1"]) == 1
+    assert plots.main([str(study), "--by", "n_mels", "--out", str(tmp_path / "bad"), "--run", "r64-1"]) == 2
     assert "no predictions file r64-1.preds.npz" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # the plan fails before anything is drawn
 

@@ -74,10 +74,10 @@ def test_knobs_without_effect_do_not_differ(tmp_path, capsys):
 
 def test_empty_and_missing_folders(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert summarize.main([str(tmp_path / "empty"), "--by", "n_mels"]) == 1
+    assert summarize.main([str(tmp_path / "empty"), "--by", "n_mels"]) == 2
     assert capsys.readouterr().err == (f"analysis.summarize: no result records under {tmp_path / 'empty'} "
                                        "(train.py writes <run_id>.json into --results_dir)\n")
-    assert summarize.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 1
+    assert summarize.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 2
     assert "nope: no such folder" in capsys.readouterr().err
 
 
@@ -89,7 +89,7 @@ def test_malformed_records_are_skipped_by_every_command(tmp_path, capsys, text):
     study = write_study(tmp_path)
     (study / "odd.json").write_bytes(text)
     for command in (summarize.main, plots.main, report.main):
-        assert command([str(study), "--by", "n_mels"]) == 1
+        assert command([str(study), "--by", "n_mels"]) == 2
         assert f"{study / 'odd.json'}: " in capsys.readouterr().err
     out = ["--out", str(tmp_path / "out")]
     for command, extra in ((summarize.main, []), (plots.main, out), (report.main, out)):
@@ -102,7 +102,7 @@ def test_a_folder_of_failed_runs_is_an_error_not_an_empty_table(tmp_path, capsys
     for trial in (1, 2):
         write_run(tmp_path / "failed", f"f{trial}", None, status="failed", trial_num=trial)
     for argv in ([], ["--by", "n_mels"], ["--folds"]):
-        assert summarize.main([str(tmp_path / "failed"), *argv]) == 1
+        assert summarize.main([str(tmp_path / "failed"), *argv]) == 2
         out, err = capsys.readouterr()
         assert out == "" and "no finished runs with accuracy" in err and "2 of 2 runs left out" in err
 
@@ -110,7 +110,7 @@ def test_a_folder_of_failed_runs_is_an_error_not_an_empty_table(tmp_path, capsys
 def test_malformed_record_names_the_file(tmp_path, capsys):
     study = write_study(tmp_path)
     (study / "broken.json").write_text('{"record_version": 1, "config": {')  # cut short
-    assert summarize.main([str(study), "--by", "n_mels"]) == 1
+    assert summarize.main([str(study), "--by", "n_mels"]) == 2
     err = capsys.readouterr().err
     assert f"{study / 'broken.json'}: not a readable result record" in err and "--skip-bad" in err
     assert "Traceback" not in err
@@ -121,7 +121,7 @@ def test_malformed_record_names_the_file(tmp_path, capsys):
     (study / "broken.json").unlink()
     write_json_atomic(study / "nosummary.json", {"record_version": 1, "run_id": "x", "config": {}, "status": "ok",
                                                  "history": []})
-    assert summarize.main([str(study)]) == 1
+    assert summarize.main([str(study)]) == 2
     assert "nosummary.json: not a result record (missing summary)" in capsys.readouterr().err
 
 
@@ -151,7 +151,7 @@ def test_mixed_sweeps_warn_and_filter(tmp_path, capsys):
     assert summarize.main([source, "--by", "n_mels", "--sweep", "other", "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert "pooled" not in err and pd.read_csv(io.StringIO(out)).n.tolist() == [1]
-    assert summarize.main([source, "--sweep", "nope"]) == 1
+    assert summarize.main([source, "--sweep", "nope"]) == 2
     assert "no sweep 'nope' under" in capsys.readouterr().err
 
 

@@ -83,11 +83,11 @@ def test_folds_table_matches_hand_computed(tmp_path, capsys):
 
 def test_bad_arguments(tmp_path, capsys):
     study = write_study(tmp_path)
-    assert summarize.main([str(study), "--by", "n_mel"]) == 1
+    assert summarize.main([str(study), "--by", "n_mel"]) == 2
     assert "did you mean n_mels?" in capsys.readouterr().err
-    assert summarize.main([str(study), "--tags", "a"]) == 1
+    assert summarize.main([str(study), "--tags", "a"]) == 2
     assert "wandb:ENTITY/PROJECT" in capsys.readouterr().err
-    assert summarize.main([str(study), "--filters", "{nope"]) == 1
+    assert summarize.main([str(study), "--filters", "{nope"]) == 2
     assert capsys.readouterr().err.startswith("analysis.summarize: --filters: not valid JSON")
     with pytest.raises(SystemExit):
         summarize.main([str(study), "--format", "html"])
@@ -103,7 +103,7 @@ def test_commands_share_options_and_report_errors_in_one_line(tmp_path, capsys):
         options = {a.dest: a for a in parser._actions}
         assert {"source", "sweep", "tags", "filters", "skip_bad", "metric", "by"} <= options.keys()
         assert options["metric"].choices == cli.ACCURACY_METRICS and options["metric"].default == "accuracy"
-        assert module.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 1
+        assert module.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 2
         err = capsys.readouterr().err
         assert err == f"{module.__name__}: {tmp_path / 'nope'}: no such folder (give a folder of result records, " \
                       "or wandb:ENTITY/PROJECT)\n"

@@ -73,7 +73,7 @@ def test_predict_cli_prints_classes_and_names_bad_input(runs, synth_root, tmp_pa
                        ([str(files.record), str(short)], "3.00 s long"),
                        ([str(files.record), str(stereo)], "2 channels"),
                        ([str(files.record), str(tmp_path / "bad.wav")], "cannot read the clip")]:
-        assert predict.main(args) == 1
+        assert predict.main(args) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err
     with pytest.raises(PredictError, match="no finished run with a saved model"):

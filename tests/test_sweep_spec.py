@@ -140,7 +140,7 @@ def test_a_sample_rate_sweep_needs_no_f_max(tmp_path, capsys):
     assert [run_config(r.params)["f_max"] for r in plan.runs] == [4000.0, 8000.0, 11025.0, 16000.0, 18000.0]
     # f_max given above Nyquist at some sample rate is refused, naming the grid point
     path = write_sweep(tmp_path / "bad.yaml", {"sample_rate": {"values": [16000, 44100]}, "f_max": 18000})
-    assert main(["check", str(path)]) == 1
+    assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert "1 grid point(s) rejected" in err and "{sample_rate: 16000}: f_max and sample_rate: f_max=18000" in err
 
@@ -150,7 +150,7 @@ def test_a_bare_list_parameter_is_refused_naming_it(tmp_path, capsys):
     path.write_text("program: train.py\nmethod: grid\nparameters:\n"
                     "  arch:\n    - resnet18\n    - densenet121\n"
                     "  trial_num:\n    values: [1, 2]\n")
-    assert main(["check", str(path)]) == 1
+    assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "1 problem(s)" in err
     assert "parameters.arch: a bare list is not a W&B parameter" in err
@@ -260,7 +260,7 @@ def test_exponent_floats_survive_the_command_line(tmp_path):
 ])
 def test_bad_sweeps_fail_with_clear_messages(tmp_path, capsys, top, parameters, message):
     path = write_sweep(tmp_path / "bad.yaml", parameters, **top)
-    assert main(["check", str(path)]) == 1
+    assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and message in err
 
@@ -302,7 +302,7 @@ def test_what_wandb_refuses_is_refused_naming_the_key(tmp_path, capsys, top, par
         raw = yaml.safe_load(path.read_text())
         del raw["metric"]
         path.write_text(yaml.safe_dump(raw))
-    assert main(["check", str(path)]) == 1
+    assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "1 problem(s)" in err and message in err
     assert "learning_rate.min" not in err  # an exponent is never checked as a learning rate
@@ -344,5 +344,5 @@ def test_a_sweep_can_vary_recipe_files_given_to_train_py_as_config(tmp_path, cap
     assert f"--config={recipes[0]}" in cmd
 
     bad = write_sweep(tmp_path / "missing.yaml", {"config": {"values": [str(tmp_path / "absent.yaml")]}})
-    assert main(["check", str(bad)]) == 1
+    assert main(["check", str(bad)]) == 2
     assert "absent.yaml" in capsys.readouterr().err

@@ -179,7 +179,7 @@ def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
             break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-2000:]
     (rec,) = read_records(out)
     assert rec["status"] == "failed" and rec["reason"] == "terminated" and "SIGTERM" in rec["error"]
 

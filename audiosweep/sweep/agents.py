@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SweepError
+from ..errors import SweepError, signal_exit
 from .procs import exit_description, spawn, stop_all, tail
 
 SWEEP_ID = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}")
@@ -138,5 +138,5 @@ def run_agents(agents: list[Agent]) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     if signals_seen:
-        return 128 + signals_seen[0]
+        return signal_exit(signals_seen[0])
     return 0 if all(c == 0 for c in codes.values()) else 1

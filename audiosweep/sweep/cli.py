@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import SweepError
+from ..errors import EXIT_OK, EXIT_REFUSED, SweepError
 from .spec import LOCAL_METHODS, count_label, expand, load_sweep
 
 
@@ -34,7 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for note in plan.notes:
             print(f"  note: {note}")
     print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones")
-    return 1 if bad else 0
+    return EXIT_REFUSED if bad else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -156,4 +156,4 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
