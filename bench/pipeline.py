@@ -156,7 +156,7 @@ def dataset_clips(cfg: Config, explicit: dict, work: Path, n_clips: int):
         return tree, meta, (meta.fold == cfg.fold).to_numpy(), origin, ESC50_CLIPS
     entry = dataset_entry(cfg.dataset_name)
     spec, data_dir = ClipSpec.of(entry, cfg), ensure_dataset(cfg)
-    listed = entry.list_clips(data_dir, cfg)
+    listed = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.fold)
     meta = validate_clips(data_dir, listed, cfg.allow_missing, spec, cfg.sample_rate)
     # Sorted by fold, then class: evenly spaced rows cover every fold and class in proportion.
     meta = meta.sort_values(["fold", "target"], kind="stable").reset_index(drop=True)
