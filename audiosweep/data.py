@@ -394,7 +394,7 @@ def prepare_data(cfg: Config) -> AudioData:
     entry = dataset_entry(cfg.dataset_name)
     spec = ClipSpec.of(entry, cfg)
     data_dir = ensure_dataset(cfg)
-    meta = entry.list_clips(data_dir, cfg)
+    meta = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.fold)
     categories = meta.drop_duplicates("target").sort_values("target")
     classes = categories.label.astype(str).tolist()
     meta = validate_clips(data_dir, meta, cfg.allow_missing, spec, cfg.sample_rate)

@@ -40,10 +40,11 @@ from audiosweep.features import compute_features, normalize
 from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
 from audiosweep.training import build_learner, feature_dtype, make_dls, resolve_device
-from bench.augmented import AugResult, augmentation_config, measure_augmented
-from bench.measure import BatchTimes, Mem, PipelineTimes, cores, log, machine, peak_memory, timed
+from bench.augmented import augmentation_config, measure_augmented
+from bench.measure import BatchTimes, Mem, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
-from bench.report import BenchResult, input_shape, report
+from bench.report import input_shape, report
+from bench.results import BenchResult, RateResult, TrainResult
 
 SLICE = Path(__file__).resolve().parents[2] / "shared" / "esc50-slice"
 N_CLASSES = 50
@@ -156,7 +157,7 @@ def dataset_clips(cfg: Config, explicit: dict, work: Path, n_clips: int):
         return tree, meta, (meta.fold == cfg.fold).to_numpy(), origin, ESC50_CLIPS
     entry = dataset_entry(cfg.dataset_name)
     spec, data_dir = ClipSpec.of(entry, cfg), ensure_dataset(cfg)
-    listed = entry.list_clips(data_dir, cfg)
+    listed = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.fold)
     meta = validate_clips(data_dir, listed, cfg.allow_missing, spec, cfg.sample_rate)
     # Sorted by fold, then class: evenly spaced rows cover every fold and class in proportion.
     meta = meta.sort_values(["fold", "target"], kind="stable").reset_index(drop=True)
@@ -193,24 +194,6 @@ class Setup:
 
     def paths(self, rows: np.ndarray) -> list[Path]:
         return [self.tree / self.spec.audio_dir / self.meta.filename[i] for i in rows]
-
-
-@dataclasses.dataclass
-class RateResult:
-    """Seconds measured at one sample rate; ``cfg`` is the config at that rate."""
-
-    cfg: Config
-    decode_cold: float  # ours: decode, resample, cache write
-    decode_warm: float  # ours: cache read
-    features: float  # ours: log-mels and normalisation
-    gather: list[float]  # ours: batch gathering, per measured epoch
-    baseline: PipelineTimes  # per-item, one process, scaled to all clips
-    workers_baseline: PipelineTimes  # per-item in a DataLoader with ``workers`` processes, scaled
-    workers: int
-    aug: AugResult | None = None
-
-    def ours(self, cold: bool) -> PipelineTimes:
-        return PipelineTimes.of(self.gather, one_time=(self.decode_cold if cold else self.decode_warm) + self.features)
 
 
 def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
@@ -257,13 +240,6 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
                                        s.paths(rows), targets[rows], k_train, o.measure_epochs, device, s.peaks,
                                        cores(), s.spec)
     return result
-
-
-@dataclasses.dataclass
-class TrainResult:
-    train_sps: float  # samples/s
-    eval_sps: float
-    mem: Mem
 
 
 def measure_training(cfg: Config, device: torch.device, n_batches: int) -> TrainResult:

@@ -3,49 +3,22 @@ peak memory, the augmented per-epoch ratio, and ``ratio: <N>x`` last."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import datetime
 import platform
-from typing import TYPE_CHECKING
 
 import torch
 import torchaudio
 
 from audiosweep.config import FIELDS, Config
-from audiosweep.data import ESC50_CLIPS, ClipSpec, clip_samples
+from audiosweep.data import ESC50_CLIPS, clip_samples
 from audiosweep.features import n_frames
 from audiosweep.training import resolve_precision
-from bench.measure import Mem, ratio_row, secs, table
-
-if TYPE_CHECKING:
-    from bench.pipeline import RateResult, TrainResult
+from bench.measure import ratio_row, secs, table
+from bench.results import BenchResult, RateResult
 
 
 def input_shape(cfg: Config) -> tuple[int, int, int]:
     """(channels, n_mels, frames) of one clip's features: the model's input."""
     return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg))
-
-
-@dataclasses.dataclass
-class BenchResult:
-    """Everything one benchmark run measured and what it ran on; :func:`report` formats it."""
-
-    cfg: Config
-    opts: argparse.Namespace  # the benchmark options, train_bs and train_batches resolved
-    command: str
-    device: torch.device
-    machine: str  # the GPU, or the CPU model and threads
-    origin: str  # where the clips come from
-    n_train: int
-    n_valid: int
-    n_baseline: int  # clips the baseline ran on
-    spec: ClipSpec = ESC50_CLIPS  # the dataset's clips, as the run makes them
-    started: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now().astimezone())
-    load: tuple[float, float] | None = None  # 1-min load average at start and end
-    rates: dict[int, RateResult] = dataclasses.field(default_factory=dict)
-    train: dict[str, TrainResult | None] = dataclasses.field(default_factory=dict)  # None: out of memory
-    peaks: dict[str, Mem] = dataclasses.field(default_factory=dict)
 
 
 def report(r: BenchResult) -> str:

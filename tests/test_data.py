@@ -14,7 +14,7 @@ import torch
 from audiosweep import data
 from audiosweep.config import merge
 from audiosweep.data import DatasetError, prepare_data, read_metadata, split, validate_clips
-from audiosweep.synthetic import class_clip
+from audiosweep.synthetic import class_clip, make_synthetic_csv
 from tests.conftest import fill
 
 
@@ -76,6 +76,16 @@ def test_metadata_checked_against_official_folds(small_tree):
     meta.drop(columns=["src_file"]).to_csv(root / "meta" / "esc50.csv", index=False)
     with pytest.raises(DatasetError, match="src_file"):
         read_metadata(root)
+
+
+def test_listing_gets_the_configs_metadata_split_and_fold(tmp_path):
+    meta = make_synthetic_csv(tmp_path / "mine", n_classes=2, per_class=6)
+    cfg = {"dataset": "csv", "metadata": str(meta), "cache_dir": str(tmp_path / "c"), "sample_rate": 8000,
+           "f_max": 4000, "fold": 4}
+    with pytest.raises(DatasetError, match=r"fold 4 is not one of its folds \[1, 2, 3\]"):
+        prepare_data(merge([cfg]))
+    with pytest.warns(UserWarning, match="resampled"):  # the clips have several rates
+        assert len(prepare_data(merge([cfg, {"split": "stratified", "valid_pct": 0.5}])).meta) == 12
 
 
 def test_cache_decodes_once_and_is_keyed_by_rate(synth_root, tmp_path, monkeypatch):

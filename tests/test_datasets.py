@@ -156,7 +156,7 @@ def test_clip_samples_follows_the_configured_length():
 
 def test_folder_lists_classes_in_sorted_folder_order(small_folder):
     (small_folder / "class_1" / "notes.txt").write_text("not audio")
-    meta = DATASETS["folder"].list_clips(small_folder, None)
+    meta = DATASETS["folder"].list_clips(small_folder)
     assert len(meta) == 16 and sorted(meta.label.unique()) == ["class_0", "class_1"]
     assert (meta.target == meta.label.map({"class_0": 0, "class_1": 1})).all()
     assert (meta.group == meta.filename).all() and meta.fold.isna().all()
@@ -166,17 +166,16 @@ def test_folder_lists_classes_in_sorted_folder_order(small_folder):
 def test_folder_errors_name_the_class(small_folder):
     (small_folder / "empty_class").mkdir()
     with pytest.raises(DatasetError, match=r"1 class folder\(s\) without audio files .*empty_class"):
-        DATASETS["folder"].list_clips(small_folder, None)
+        DATASETS["folder"].list_clips(small_folder)
     (small_folder / "empty_class").rmdir()
     (small_folder / "lonely").mkdir()
     shutil.copy(small_folder / "class_0" / "clip_0.wav", small_folder / "lonely" / "only.wav")
     with pytest.raises(DatasetError, match=r"1 class\(es\) with a single clip \(first: \['lonely'\]\).*both training"):
-        DATASETS["folder"].list_clips(small_folder, None)
+        DATASETS["folder"].list_clips(small_folder)
 
 
 def test_csv_lists_labels_folds_and_groups(csv_meta):
-    cfg = merge([{"dataset": "csv", "metadata": str(csv_meta), "fold": 3}])
-    meta = DATASETS["csv"].list_clips(csv_meta.parent, cfg)
+    meta = DATASETS["csv"].list_clips(csv_meta.parent, metadata=str(csv_meta), split="official", fold=3)
     assert len(meta) == 96 and set(meta.fold) == {1, 2, 3} and meta.group.nunique() == 48
     assert meta.drop_duplicates("target").sort_values("target").label.tolist() == [f"sound {c}" for c in range(4)]
 
@@ -196,9 +195,8 @@ def test_csv_errors_are_one_clear_message(tmp_path, csv_meta, edit, words):
     path = tmp_path / "metadata.csv"
     shutil.copy(csv_meta, path)
     edit(pd.read_csv(path), path)
-    cfg = merge([{"dataset": "csv", "metadata": str(path), "data_dir": str(csv_meta.parent), "fold": 2}])
     with pytest.raises(DatasetError) as e:
-        DATASETS["csv"].list_clips(csv_meta.parent, cfg)
+        DATASETS["csv"].list_clips(csv_meta.parent, metadata=str(path), split="official", fold=2)
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
@@ -283,7 +281,7 @@ def test_user_data_is_not_downloaded(tmp_path):
 
 
 def test_urbansound8k_lists_labels_folds_and_groups(us8k_root):
-    meta = DATASETS["urbansound8k"].list_clips(us8k_root, None)
+    meta = DATASETS["urbansound8k"].list_clips(us8k_root)
     assert len(meta) == 24 and list(meta.filename[:2]) == ["fold1/0-0-0-0.wav", "fold1/0-0-0-1.wav"]
     assert meta.drop_duplicates("target").label.tolist() == ["air_conditioner", "car_horn", "children_playing"]
     assert meta.groupby("fold").size().to_dict() == {1: 12, 2: 12}
@@ -310,13 +308,13 @@ def test_urbansound8k_metadata_errors_are_named(us8k_root, tmp_path, edit, words
     path = root / urbansound8k.META
     edit(pd.read_csv(path)).to_csv(path, index=False)
     with pytest.raises(DatasetError) as e:
-        DATASETS["urbansound8k"].list_clips(root, None)
+        DATASETS["urbansound8k"].list_clips(root)
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_gtzan_lists_genres_with_ten_stratified_folds(gtzan_root, tmp_path):
-    meta = DATASETS["gtzan"].list_clips(gtzan_root, None)
+    meta = DATASETS["gtzan"].list_clips(gtzan_root)
     assert meta.filename[0] == "blues/blues.00000.wav" and meta.group.is_unique
     # within each genre, file-name order deals the clips to folds 1..10 in turn: 8 clips -> folds 1..8
     assert meta[meta.label == "country"].sort_values("filename").fold.tolist() == list(range(1, 9))
@@ -362,8 +360,8 @@ def test_public_datasets_download_from_their_tar_gz(tmp_path, us8k_root, gtzan_r
     finally:
         srv.close()
     assert (root / marker).exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) == [dataset]
-    listed = DATASETS[dataset].list_clips(root, None)
-    pd.testing.assert_frame_equal(listed, DATASETS[dataset].list_clips(src, None))
+    listed = DATASETS[dataset].list_clips(root)
+    pd.testing.assert_frame_equal(listed, DATASETS[dataset].list_clips(src))
     assert all((root / DATASETS[dataset].audio_dir / f).read_bytes() ==
                (src / DATASETS[dataset].audio_dir / f).read_bytes() for f in listed.filename)
 
@@ -384,7 +382,7 @@ def test_the_official_archive_is_the_default_download(tmp_path, monkeypatch, dat
 
 
 def test_dcase2017_lists_scenes_folds_and_locations(dcase_root):
-    meta = DATASETS["dcase2017_scenes"].list_clips(dcase_root, None)
+    meta = DATASETS["dcase2017_scenes"].list_clips(dcase_root)
     assert len(meta) == 24 and meta.filename[0] == "audio/a001_0_10.wav" and meta.group[0] == "a001"
     assert meta.drop_duplicates("target").sort_values("target").label.tolist() == ["beach", "bus", "cafe/restaurant"]
     assert meta.groupby("fold").size().to_dict() == {1: 6, 2: 6, 3: 6, 4: 6}
@@ -418,7 +416,7 @@ def test_dcase2017_setup_errors_are_named(dcase_root, tmp_path, edit, words):
     shutil.copytree(dcase_root / "evaluation_setup", tmp_path / "evaluation_setup")
     edit(tmp_path)
     with pytest.raises(DatasetError) as e:
-        DATASETS["dcase2017_scenes"].list_clips(tmp_path, None)
+        DATASETS["dcase2017_scenes"].list_clips(tmp_path)
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
@@ -440,8 +438,8 @@ def dcase_archives(root) -> dict[str, bytes]:
 
 
 def assert_same_dataset(root, src) -> None:
-    listed = DATASETS["dcase2017_scenes"].list_clips(root, None)
-    pd.testing.assert_frame_equal(listed, DATASETS["dcase2017_scenes"].list_clips(src, None))
+    listed = DATASETS["dcase2017_scenes"].list_clips(root)
+    pd.testing.assert_frame_equal(listed, DATASETS["dcase2017_scenes"].list_clips(src))
     assert all((root / f).read_bytes() == (src / f).read_bytes() for f in listed.filename)
     assert (root / "meta.txt").read_bytes() == (src / "meta.txt").read_bytes() and not incomplete(root)
 
@@ -520,5 +518,5 @@ def test_train_runs_on_the_official_fold(tmp_path, request, cache_dir, dataset, 
     (rec,) = read_records(out)
     assert code == 0 and rec["status"] == "finished", rec["error"]
     assert rec["config"]["dataset"] == dataset and rec["config"]["clip_seconds"] == seconds
-    n_fold2 = int((DATASETS[dataset].list_clips(root, None).fold == 2).sum())
+    n_fold2 = int((DATASETS[dataset].list_clips(root).fold == 2).sum())
     assert (rec["summary"]["n_train"], rec["summary"]["n_valid"]) == (n_train, n_fold2) and n_fold2 == n_valid

@@ -10,15 +10,11 @@ archives (ten of audio, one of metadata), all unpacked into one folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, check_labels, numbered
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import DatasetDef, check_labels, numbered
 
 BASE_URL = "https://zenodo.org/records/400515/files/"
 URLS = tuple(BASE_URL + f"TUT-acoustic-scenes-2017-development.{part}.zip"
@@ -48,7 +44,7 @@ def read_evaluate_list(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def list_dcase2017(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_dcase2017(data_dir: Path, **_: object) -> pd.DataFrame:
     rows = [(file, label, k) for k in range(1, N_FOLDS + 1)
             for file, label in read_evaluate_list(data_dir / evaluate_list(k))]
     meta = pd.DataFrame(rows, columns=["filename", "label", "fold"])

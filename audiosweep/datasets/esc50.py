@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, read_csv
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import DatasetDef, read_csv
 
 ESC50_RATE = 44100
 ESC50_SECONDS = 5
@@ -48,12 +44,12 @@ def read_metadata(data_dir: Path) -> pd.DataFrame:
     return meta.reset_index(drop=True)
 
 
-def list_esc50(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_esc50(data_dir: Path, **_: object) -> pd.DataFrame:
     meta = read_metadata(data_dir)
     return meta.assign(label=meta.category, group=meta.src_file)
 
 
-def list_esc10(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_esc10(data_dir: Path, **_: object) -> pd.DataFrame:
     meta = list_esc50(data_dir)
     return meta[meta.esc10.astype(str).str.lower().eq("true")].reset_index(drop=True)
 

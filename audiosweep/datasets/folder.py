@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, check_labels, numbered
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import DatasetDef, check_labels, numbered
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
-def list_folder(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_folder(data_dir: Path, **_: object) -> pd.DataFrame:
     """One row per audio file of each class folder (nested folders included); each file is its own group."""
     if not data_dir.is_dir():
         raise DatasetError(f"{data_dir}: no such folder; dataset folder needs data_dir with one sub-folder per class")

@@ -7,16 +7,12 @@ unreadable: ``--allow_missing true`` leaves it out."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef
+from .base import DatasetDef
 from .folder import list_folder
-
-if TYPE_CHECKING:
-    from ..config import Config
 
 URL = "https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"
 AUDIO_DIR = "genres"
@@ -25,12 +21,12 @@ AUDIO_DIR = "genres"
 N_FOLDS = 10
 
 
-def list_gtzan(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_gtzan(data_dir: Path, **_: object) -> pd.DataFrame:
     """The genre folders' clips, as dataset folder lists them, with their fold; each file is its own group
     (GTZAN lists no recordings)."""
     if not (data_dir / AUDIO_DIR).is_dir():
         raise DatasetError(f"{data_dir}: no {AUDIO_DIR}/ folder; GTZAN's root holds {AUDIO_DIR}/<genre>/*.wav")
-    meta = list_folder(data_dir / AUDIO_DIR, cfg).sort_values("filename", kind="stable")
+    meta = list_folder(data_dir / AUDIO_DIR).sort_values("filename", kind="stable")
     meta["fold"] = meta.groupby("label").cumcount() % N_FOLDS + 1
     return meta.sort_index()
 

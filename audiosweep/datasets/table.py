@@ -4,29 +4,26 @@ optionally ``fold`` (positive integers: the official split) and ``group`` (clips
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, check_labels, numbered, read_csv
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import DatasetDef, check_labels, numbered, read_csv
 
 REQUIRED = ["file", "label"]
 
 
-def metadata_path(data_dir: Path, cfg: Config) -> Path:
-    """``cfg.metadata`` as given, or relative to data_dir when it is not found as given."""
-    path = Path(cfg.metadata).expanduser()
+def metadata_path(data_dir: Path, metadata: str) -> Path:
+    """``metadata`` as given, or relative to data_dir when it is not found as given."""
+    path = Path(metadata).expanduser()
     return path if path.is_file() or path.is_absolute() else data_dir / path
 
 
-def list_table(data_dir: Path, cfg: Config) -> pd.DataFrame:
-    path = metadata_path(data_dir, cfg)
+def list_table(data_dir: Path, *, metadata: str | None, split: str, fold: int) -> pd.DataFrame:
+    """The clips of the ``metadata`` file; with ``split`` official, ``fold`` must be one of its folds."""
+    path = metadata_path(data_dir, metadata)
     if not path.is_file():
-        raise DatasetError(f"metadata {cfg.metadata}: no such file (looked in the working folder and in {data_dir})")
+        raise DatasetError(f"metadata {metadata}: no such file (looked in the working folder and in {data_dir})")
     table = read_csv(path, REQUIRED, "file, label and optionally fold, group",
                      dtype={"file": str, "label": str, "group": str})
     blank = table.index[table.file.isna() | table.label.isna()]
@@ -40,12 +37,12 @@ def list_table(data_dir: Path, cfg: Config) -> pd.DataFrame:
                          "group": table.group.fillna(table.file) if "group" in table else table.file})
     meta["fold"] = _folds(path, table) if "fold" in table else float("nan")
     check_labels(meta, str(path))
-    if cfg.split == "official":
+    if split == "official":
         if "fold" not in table:
             raise DatasetError(f"{path}: no fold column, so no official split; add one or use --split stratified")
         folds = sorted(int(f) for f in meta.fold.unique())
-        if cfg.fold not in folds:
-            raise DatasetError(f"{path}: fold {cfg.fold} is not one of its folds {folds}")
+        if fold not in folds:
+            raise DatasetError(f"{path}: fold {fold} is not one of its folds {folds}")
     return numbered(meta)
 
 

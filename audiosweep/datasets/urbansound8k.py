@@ -7,15 +7,11 @@ recording (``fsID``) are one group; the official folds already keep each recordi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import DatasetError
-from . import DatasetDef, read_csv
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import DatasetDef, read_csv
 
 URL = "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz"
 META = "metadata/UrbanSound8K.csv"
@@ -23,7 +19,7 @@ COLUMNS = ["slice_file_name", "fsID", "start", "end", "salience", "fold", "class
 N_FOLDS = 10
 
 
-def list_urbansound8k(data_dir: Path, cfg: Config | None = None) -> pd.DataFrame:
+def list_urbansound8k(data_dir: Path, **_: object) -> pd.DataFrame:
     path = data_dir / META
     meta = read_csv(path, COLUMNS, dtype={"slice_file_name": str, "fsID": str, "class": str})
     for col in ("fold", "classID"):
