@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     from audiosweep import memory, results, tracking
     from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
+    from audiosweep.device import feature_dtype, resolve_device
     from audiosweep.evaluation import KeepBest, evaluate
     from audiosweep.features import compute_features, normalize, stage_waveforms
-    from audiosweep.training import History, build_learner, feature_dtype, fit, make_dls, resolve_device, wandb_callback
+    from audiosweep.loaders import make_dls
+    from audiosweep.training import History, build_learner, fit, wandb_callback
 
     run_id = results.new_run_id()
     try:

@@ -14,8 +14,8 @@ from fastai.learner import Learner
 from .augment import TrainingBatches, multi_view, waveform_active
 from .config import Config
 from .features import stage_waveforms
+from .loaders import TensorLoader
 from .results import RunFiles, save_predictions
-from .training import TensorLoader
 
 MODEL_FORMAT = 1
 

@@ -19,6 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Config
+from .device import resolve_precision
+from .loaders import make_dls
 from .recipes import fit_schedule
 
 
@@ -31,8 +33,6 @@ def fit_head(learn: Learner, cfg: Config) -> None:
         print(f"finetune head: epochs 1-{cfg.n_epochs}, the frozen body runs on every batch ({why})")
         fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
         return
-    from .training import make_dls, resolve_precision
-
     whole, dls, splitter = learn.model, learn.dls, learn.splitter
     frozen, head = split_frozen(whole)
     t0 = time.time()

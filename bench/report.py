@@ -14,8 +14,8 @@ import torchaudio
 
 from audiosweep.config import FIELDS, Config
 from audiosweep.data import ESC50_CLIPS, ClipSpec, clip_samples
+from audiosweep.device import resolve_precision
 from audiosweep.features import n_frames
-from audiosweep.training import resolve_precision
 from bench.measure import Mem, ratio_row, secs, table
 
 if TYPE_CHECKING:
