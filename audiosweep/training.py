@@ -1,4 +1,6 @@
-"""fastai pieces of a run: the Learner, per-epoch history, stopping on divergence."""
+"""The run's fastai Learner: :func:`build_learner` (the model, its recipes, and the callbacks every Learner of ours
+has), :func:`fit` (the schedule of its fits), and the callbacks of a fit: what the Learner knows of its model's
+body, per-epoch history, stopping on divergence, W&B."""
 
 from __future__ import annotations
 
@@ -20,15 +22,32 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.metrics import accuracy
 from fastai.torch_core import trainable_params
+from torch import nn
 
+from .best_epoch import BestEpoch
 from .config import Config
 from .device import compile_model, resolve_precision
 from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .frozen_body import fit_head
 from .models import create_arch
-from .recipes import BestCheckpoint, UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
+from .recipes import UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
 from .results import LAUNCH_ENV, HistoryRow
+
+
+class ModelBody(Callback):
+    """What the Learner knows of its model beyond fastai: whether the body holds ``pretrained`` weights, its
+    ``blocks`` (input to output, what ``unfreeze_schedule`` unfreezes), and, while ``finetune: head`` trains the
+    head alone as ``learn.model``, the ``whole_model`` the head belongs to. State only, read as
+    ``learn.model_body``."""
+
+    def __init__(self, pretrained: bool, blocks: list[nn.Module] | None = None):
+        self.pretrained, self.blocks, self.whole_model = pretrained, blocks or [], None
+
+    @property
+    def whole(self) -> nn.Module:
+        """The whole model: ``learn.model``, or the one whose head trains alone."""
+        return self.learn.model if self.whole_model is None else self.whole_model
 
 
 class StopOnDivergence(Callback):
@@ -130,14 +149,16 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
                   cbs: list[Callback]) -> Learner:
     """The run's Learner over ``dls`` (whose validation features give the input shape): the model, its optimizer,
     weight decay and loss (:mod:`~audiosweep.recipes`), MixUp, gradient accumulation, the pretrained body frozen
-    (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks
-    (``learn.blocks``), the best epoch's checkpoint, precision and compilation."""
+    (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks,
+    precision and compilation. Every Learner has ``learn.model_body`` (:class:`ModelBody`),
+    ``learn.stop_on_divergence`` and ``learn.best_epoch`` (:class:`~audiosweep.best_epoch.BestEpoch`)."""
     shape = tuple(dls.valid.x.shape[1:])
     arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape,
                        options=cfg.model_options)
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
-    cbs = [*cbs, StopOnDivergence()]
+    cbs = [*cbs, ModelBody(arch.pretrained, arch.blocks), StopOnDivergence(),
+           BestEpoch(evaluate=cfg.checkpoint == "best", save=cfg.save_model == "best")]
     if cfg.mix_up > 0:
         cbs = [*cbs, MixUp(cfg.mix_up)]
     if cfg.accumulate > 1:  # fastai counts samples, not batches
@@ -150,12 +171,9 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
             raise UserError(f"unfreeze_schedule: {cfg.arch} was built without its list of blocks; leave "
                             "unfreeze_schedule out")
         cbs = [*cbs, UnfreezeBlocks(cfg.unfreeze_schedule, arch.blocks)]
-    if cfg.checkpoint == "best":
-        cbs = [*cbs, BestCheckpoint()]
     learn = Learner(dls, arch.model, loss_func=loss_func(cfg), opt_func=opt_func(cfg), metrics=accuracy,
                     splitter=arch.splitter or trainable_params, cbs=cbs, wd=cfg.weight_decay, train_bn=not head_only)
     plain_epoch_lines(learn)  # a log file (the sweep runner's) gets one line per epoch, no redrawn bars
-    learn.pretrained_body, learn.blocks = arch.pretrained, arch.blocks
     if arch.pretrained and not cfg.unfreeze_schedule:  # the schedule says what trains from the first epoch on
         learn.freeze()
     precision = resolve_precision(cfg, device)
@@ -174,32 +192,27 @@ def fit(learn: Learner, cfg: Config) -> None:
     else one fit from scratch. With ``checkpoint: best`` the model ends holding the best epoch's weights.
 
     fastai's progress bar counts epochs within each phase; the printed table counts them as the record does."""
-    checkpoint = getattr(learn, "best_checkpoint", None)
-    try:
-        _fit(learn, cfg)
-        stopped = getattr(learn, "stop_on_divergence", None)
-        if stopped is not None and stopped.problem:
-            raise Diverged(stopped.problem)
-        if checkpoint is not None:
-            checkpoint.load_best()
-            print(f"checkpoint best: the weights of epoch {checkpoint.best_epoch} are evaluated (validation "
-                  f"accuracy {checkpoint.best:.4f})")
-    finally:
-        if checkpoint is not None:
-            checkpoint.cleanup()
+    _fit(learn, cfg)
+    if learn.stop_on_divergence.problem:
+        raise Diverged(learn.stop_on_divergence.problem)
+    best = learn.best_epoch
+    if best.evaluate:
+        best.load_best()
+        print(f"checkpoint best: the weights of epoch {best.best_at} are evaluated (validation accuracy "
+              f"{best.best:.4f})")
 
 
 def _fit(learn: Learner, cfg: Config) -> None:
     lr, f, n = cfg.learning_rate, cfg.freeze_epochs, cfg.n_epochs
     schedule = _schedule_text(cfg)
-    if learn.pretrained_body and cfg.finetune == "head":
+    if learn.model_body.pretrained and cfg.finetune == "head":
         fit_head(learn, cfg)
     elif cfg.unfreeze_schedule:
         print(f"{schedule}: epoch{'s' * (n > 1)} {_span(1, n)} in one fit, the model's blocks unfrozen by "
               f"unfreeze_schedule {cfg.unfreeze_schedule}")
         learn.unfreeze()
         fit_schedule(learn, cfg, n, lr)
-    elif learn.pretrained_body:
+    elif learn.model_body.pretrained:
         frozen = f"epoch{'s' * (f > 1)} {_span(1, f)} with the pretrained body frozen, then " if f else ""
         print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers at up to {lr / 2:g}; "
               f"{cfg.schedule.replace('_', '-')} schedule in each phase")

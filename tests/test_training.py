@@ -1,4 +1,4 @@
-"""The Learner: stopping on divergence, gradient accumulation, the per-epoch history."""
+"""The Learner: stopping on divergence, gradient accumulation, the per-epoch history, what it knows of its model."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from torch import nn
 
+from audiosweep.best_epoch import BestEpoch
 from audiosweep.config import merge
 from audiosweep.errors import Diverged
 from audiosweep.loaders import TensorLoader, make_dls
-from audiosweep.training import History, StopOnDivergence, build_learner, fit
+from audiosweep.training import History, ModelBody, StopOnDivergence, build_learner, fit
+from tests.conftest import toy_learner
+
+
+def test_every_learner_knows_its_body_and_has_the_callbacks_of_a_run():
+    learn, _ = toy_learner({"arch": "resnet18", "pretrained": False}, 32, 48, [])
+    body = learn.model_body
+    assert isinstance(body, ModelBody) and body.pretrained is False
+    assert body.blocks and all(any(b is m for m in learn.model[0].modules()) for b in body.blocks)
+    whole = learn.model
+    assert body.whole is whole
+    learn.model, body.whole_model = whole[1], whole  # finetune head: the head trains alone
+    assert body.whole is whole
+    assert isinstance(learn.stop_on_divergence, StopOnDivergence) and isinstance(learn.best_epoch, BestEpoch)
 
 
 class Poison(History):
@@ -31,8 +45,7 @@ def test_a_diverging_run_stops_and_says_where():
     dls = DataLoaders(TensorLoader(x, y, 16, shuffle=True, idx=idx[:48]), TensorLoader(x, y, 32, idx=idx[48:]))
     history = Poison()
     learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), loss_func=nn.CrossEntropyLoss(),
-                    cbs=[history, StopOnDivergence()])
-    learn.pretrained_body = False
+                    cbs=[history, StopOnDivergence(), ModelBody(pretrained=False)])
     with pytest.raises(Diverged, match="at epoch 2, batch 1: lower learning_rate"), learn.no_bar(), \
             learn.no_logging():
         fit(learn, merge([{"arch": "simple_cnn", "n_epochs": 4, "learning_rate": 1e-3}]))
