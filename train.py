@@ -46,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from audiosweep import memory, results, tracking
     from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
-    from audiosweep.evaluation import KeepBest, evaluate
+    from audiosweep.device import feature_dtype, resolve_device
+    from audiosweep.evaluation import evaluate
     from audiosweep.features import compute_features, normalize, stage_waveforms
-    from audiosweep.training import History, build_learner, feature_dtype, fit, make_dls, resolve_device, wandb_callback
+    from audiosweep.loaders import make_dls
+    from audiosweep.training import History, build_learner, fit, wandb_callback
 
     run_id = results.new_run_id()
     try:
@@ -82,21 +84,19 @@ def main(argv: list[str] | None = None) -> int:
         dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
                        device=device, train_source=train_source, train_transform=batches)
         del feats
-        cbs = [history] + ([wandb_callback()] if run is not None else []) + ([KeepBest()] if cfg.save_model == "best"
-                                                                             else [])
+        cbs = [history] + ([wandb_callback()] if run is not None else [])
         learn = build_learner(cfg, dls, cfg.n_channels, len(data.classes), device, cbs)
         fit(learn, cfg)
         out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
         acc, written = out.accuracy, out.files
         accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
-        best = getattr(learn, "best_checkpoint", None)  # checkpoint best: the best epoch's weights were evaluated
-        evaluated = best.best_epoch if best is not None else len(history.rows)
+        evaluated = learn.best_epoch.evaluated  # checkpoint best: the best epoch's weights were evaluated
         row = history.rows[evaluated - 1]  # the summary's losses are the evaluated epoch's, like its accuracy
         summary = results.Summary(
             accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=row["train_loss"],
             valid_loss=row["valid_loss"], epochs=len(history.rows), evaluated_epoch=evaluated,
             n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
-            pretrained_weights=learn.pretrained_body, tta_accuracy=out.tta_accuracy)
+            pretrained_weights=learn.model_body.pretrained, tta_accuracy=out.tta_accuracy)
         status = "finished"
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
         print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {summary.best_accuracy:.4f}{tta})")

@@ -181,7 +181,7 @@ class Config:
         "bn1, layer1..4)", "training", label="unfreezing schedule", bounds=NON_NEGATIVE)
     checkpoint: Literal["last", "best"] = knob(
         "last", "which epoch's weights the run is evaluated (and saved) with: last | best (the best validation "
-        "accuracy, fastai's SaveModelCallback)", "training", label="evaluated epoch")
+        "accuracy, fastai's TrackerCallback)", "training", label="evaluated epoch")
     mix_up: float = knob(0.1, "MixUp alpha (0 = off; the report's true = 0.4, fastai's default)", "training",
                          label="MixUp alpha", bounds=NON_NEGATIVE)
     freeze_epochs: int = knob(1, "epochs training only the head of a pretrained model first (recorded 0 when the "

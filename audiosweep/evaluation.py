@@ -8,46 +8,26 @@ import warnings
 from pathlib import Path
 
 import torch
-from fastai.callback.core import Callback
 from fastai.learner import Learner
 
 from .augment import TrainingBatches, multi_view, waveform_active
 from .config import Config
 from .features import stage_waveforms
+from .loaders import TensorLoader
 from .results import RunFiles, save_predictions
-from .training import TensorLoader
 
 MODEL_FORMAT = 1
 
 
-class KeepBest(Callback):
-    """Keeps, in host memory, the weights of the epoch with the best validation accuracy (``save_model: best``).
-
-    Written here because fastai's ``SaveModelCallback`` writes a file every time and loads the best weights back
-    into the learner at the end, which would change the model the run's final accuracy is measured on."""
-
-    order = 62  # after the Recorder and History: this epoch's accuracy is known
-
-    def __init__(self):
-        self.best, self.state = -1.0, None
-
-    def after_epoch(self):
-        acc = dict(zip(self.recorder.metric_names, self.recorder.log)).get("accuracy")
-        if isinstance(acc, float) and acc > self.best:
-            self.best = acc
-            model = getattr(self.learn, "whole_model", self.model)  # finetune head trains the head on its own
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
 def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm_stats: dict) -> Path:
-    """Write the weights (``save_model``: final, or the best epoch's) and what rebuilds the model and its
-    features: the effective config, the classes, the normalisation statistics. Loads on a CPU.
+    """Write the weights (``save_model``: final, or the best epoch's, kept by ``learn.best_epoch``) and what
+    rebuilds the model and its features: the effective config, the classes, the normalisation statistics. Loads
+    on a CPU.
 
     With ``checkpoint: best`` the model holds the best epoch's weights already, the ones evaluated: they are saved
     whichever ``save_model`` asks."""
-    best = getattr(learn, "keep_best", None) if cfg.checkpoint != "best" else None
-    state = best.state if cfg.save_model == "best" and best is not None and best.state is not None else {
-        k: v.detach().to("cpu") for k, v in learn.model.state_dict().items()}
+    best = learn.best_epoch.state if cfg.save_model == "best" else None
+    state = best if best is not None else {k: v.detach().to("cpu") for k, v in learn.model.state_dict().items()}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save({"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,

@@ -190,7 +190,7 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     per window length (:func:`~audiosweep.augment.TrainingBatches.with_views` adds the other views).
 
     The result lives on ``device``, or in pinned host memory when it does not fit in the GPU's free memory
-    (:class:`~audiosweep.training.TensorLoader` then sends each batch with ``non_blocking=True``).
+    (:class:`~audiosweep.loaders.TensorLoader` then sends each batch with ``non_blocking=True``).
     ``batch_size`` defaults to 64 clips on a GPU; on the CPU, to as many as keep the STFT buffers under
     :data:`CPU_CHUNK_BYTES` (2 clips at the report's settings).
     """

@@ -19,6 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Config
+from .device import resolve_precision
+from .loaders import make_dls
 from .recipes import fit_schedule
 
 
@@ -31,8 +33,6 @@ def fit_head(learn: Learner, cfg: Config) -> None:
         print(f"finetune head: epochs 1-{cfg.n_epochs}, the frozen body runs on every batch ({why})")
         fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
         return
-    from .training import make_dls, resolve_precision
-
     whole, dls, splitter = learn.model, learn.dls, learn.splitter
     frozen, head = split_frozen(whole)
     t0 = time.time()
@@ -41,12 +41,12 @@ def fit_head(learn: Learner, cfg: Config) -> None:
           f"{time.time() - t0:.1f}s; epochs 1-{cfg.n_epochs} train the head on them")
     emb_dls = make_dls(emb, dls.train.y, dls.train.idx, dls.valid.idx, cfg, device=dls.device)
     learn.model, learn.dls, learn.splitter, learn.opt = head, emb_dls, trainable_params, None
-    learn.whole_model = whole  # what KeepBest saves: the head's weights inside the whole model
+    learn.model_body.whole_model = whole  # what BestEpoch keeps: the head's weights inside the whole model
     try:
         fit_schedule(learn, cfg, cfg.n_epochs, cfg.learning_rate)
     finally:
         learn.model, learn.dls, learn.splitter, learn.opt = whole, dls, splitter, None
-        del learn.whole_model
+        learn.model_body.whole_model = None
 
 
 def once_per_run(learn: Learner, cfg: Config) -> bool:

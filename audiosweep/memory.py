@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from .config import Config, ConfigError
+from .device import resolve_device, resolve_precision
 from .errors import OutOfMemory, UserError
 from .models import create_arch
-from .training import resolve_device, resolve_precision
 
 FLOAT32_BYTES = 4
 # Per parameter in fp32 training: the weight, its gradient and Adam's two moments (fastai's default optimiser).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from .config import Config
+import torch
+
+from .config import Config, ConfigError
 from .data import clip_samples
 from .features import check_clip_length, n_frames
 from .memory import check_fits_in_memory
+from .models import create_arch
 from .results import check_results_dir
-from .training import check_model_input
 
 N_CLASSES = 50  # the head's width does not change what input the body accepts
 
@@ -21,3 +23,42 @@ def check_before_work(cfg: Config) -> None:
     frames = n_frames(cfg, n_samples)
     check_model_input(cfg, frames, N_CLASSES)
     check_fits_in_memory(cfg, frames, N_CLASSES)
+
+
+def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
+    """Refuse, before any work, a spectrogram the architecture cannot take (too few mel bands or frames for its
+    pooling), naming the keys that shape it and the smallest size the architecture accepts.
+
+    The model is built and run on PyTorch's meta device: shapes only, no memory, no arithmetic."""
+    shape = (cfg.n_channels, cfg.n_mels, n_frames)
+    error = _forward_error(cfg, shape, n_classes)
+    if error is None:
+        return
+    min_h = _smallest(lambda h: _forward_error(cfg, (shape[0], h, max(n_frames, 4096)), n_classes) is None)
+    min_w = _smallest(lambda w: _forward_error(cfg, (shape[0], max(cfg.n_mels, 4096), w), n_classes) is None)
+    raise ConfigError(
+        f"arch, n_mels and hop_length: {cfg.arch} cannot take a {' x '.join(map(str, shape))} spectrogram "
+        f"({cfg.n_mels} mel bands x {n_frames} frames of hop {cfg.hop_samples} samples at {cfg.sample_rate} Hz): "
+        f"{error}. It needs at least {min_h} mel bands (n_mels) and {min_w} frames (a smaller hop_length)")
+
+
+def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
+    with torch.device("meta"):
+        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
+                            input_shape=shape, options=cfg.model_options).model.eval()
+        try:
+            model(torch.zeros(1, *shape))
+        except RuntimeError as e:
+            return str(e).splitlines()[0]
+    return None
+
+
+def _smallest(ok, limit: int = 4096) -> int | str:
+    """The smallest size in 1..limit for which ``ok(size)`` holds (assumed monotonic)."""
+    if not ok(limit):
+        return f"more than {limit}"
+    lo, hi = 1, limit
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid + 1, hi)
+    return lo

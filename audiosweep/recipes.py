@@ -1,24 +1,22 @@
 """Training recipes chosen by config keys, each a fastai piece: the optimizer (``optimizer``, ``weight_decay``), the
-loss (``loss``, ``label_smoothing``), the learning-rate schedule of one fit (``schedule``), progressive unfreezing
-(``unfreeze_schedule``) and the best epoch's weights (``checkpoint: best``).
+loss (``loss``, ``label_smoothing``), the learning-rate schedule of one fit (``schedule``) and progressive unfreezing
+(``unfreeze_schedule``).
 
 The defaults are fastai's: ``Adam``, ``CrossEntropyLossFlat``, ``fit_one_cycle``.
 """
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
-from fastai.callback.tracker import ReduceLROnPlateau, SaveModelCallback, TrackerCallback
-from fastai.learner import Learner, load_model, save_model
+from fastai.callback.tracker import ReduceLROnPlateau, TrackerCallback
+from fastai.learner import Learner
 from fastai.losses import BaseLoss, CrossEntropyLossFlat
 from fastai.optimizer import SGD, Adam, OptimWrapper
 from torch import nn
@@ -176,52 +174,3 @@ class UnfreezeBlocks(Callback):
                 p.requires_grad_(train)
                 if not train:
                     p.grad = None
-
-
-class BestCheckpoint(SaveModelCallback):
-    """``checkpoint: best``: fastai's ``SaveModelCallback`` on validation accuracy, tracking across the fits of a
-    run (``reset_on_fit`` false: fine_tune's two phases), its file in a temporary folder of its own.
-
-    Two changes: the best weights are loaded by :meth:`load_best` once the whole run has trained, not at the end of
-    each fit (which would restart fine_tune's second phase from the frozen phase's best epoch: training stays what
-    it is with ``checkpoint: last``); and the file holds the whole model (``finetune: head`` trains its head alone,
-    ``learn.whole_model``). ``epoch`` is the evaluated epoch, counted from 1 across the fits as in the record."""
-
-    def __init__(self):
-        super().__init__(monitor="accuracy", comp=np.greater, with_opt=False, reset_on_fit=False)
-        self.epoch_count, self.best_epoch, self.folder = 0, None, None
-
-    def before_fit(self):
-        super().before_fit()
-        if self.run and self.folder is None:
-            self.folder = tempfile.TemporaryDirectory(prefix="audiosweep-best-")
-
-    def before_train(self):
-        self.epoch_count += 1
-
-    def after_epoch(self):
-        TrackerCallback.after_epoch(self)  # SaveModelCallback's, less its message counting epochs per fit
-        if self.new_best:
-            self.best_epoch = self.epoch_count
-            self._save(self.fname)
-
-    def after_fit(self):
-        self.run = True  # as TrackerCallback's; the load waits for load_best
-
-    def _save(self, name: str) -> None:
-        self.last_saved_path = self.path
-        save_model(self.path, getattr(self.learn, "whole_model", self.learn.model), None, with_opt=False)
-
-    @property
-    def path(self) -> Path:
-        return Path(self.folder.name) / f"{self.fname}.pth"
-
-    def load_best(self) -> None:
-        """Put the best epoch's weights into ``learn.model`` (the whole model)."""
-        if self.best_epoch is not None:
-            load_model(self.path, self.learn.model, None, with_opt=False, device=self.learn.dls.device)
-
-    def cleanup(self) -> None:
-        if self.folder is not None:
-            self.folder.cleanup()
-            self.folder = None

@@ -14,7 +14,7 @@ from audiosweep.augment import TrainingBatches
 from audiosweep.config import ALIASES, Config, overlay
 from audiosweep.data import ESC50_CLIPS, ClipSpec
 from audiosweep.features import stage_waveforms
-from audiosweep.training import make_dls
+from audiosweep.loaders import make_dls
 from bench.measure import PipelineTimes, log, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
 

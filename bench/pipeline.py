@@ -35,11 +35,13 @@ from audiosweep.data import (
     validate_clips,
 )
 from audiosweep.datasets import check_labels, dataset_entry
+from audiosweep.device import feature_dtype, resolve_device
 from audiosweep.errors import UserError
 from audiosweep.features import compute_features, normalize
+from audiosweep.loaders import make_dls
 from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
-from audiosweep.training import build_learner, feature_dtype, make_dls, resolve_device
+from audiosweep.training import build_learner
 from bench.augmented import augmentation_config, measure_augmented
 from bench.measure import BatchTimes, Mem, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs

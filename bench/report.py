@@ -10,8 +10,8 @@ import torchaudio
 
 from audiosweep.config import FIELDS, Config
 from audiosweep.data import ESC50_CLIPS, clip_samples
+from audiosweep.device import resolve_precision
 from audiosweep.features import n_frames
-from audiosweep.training import resolve_precision
 from bench.measure import ratio_row, secs, table
 from bench.results import BenchResult, RateResult
 

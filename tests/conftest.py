@@ -143,7 +143,8 @@ def toy_learner(layer: dict, height: int, width: int, cbs: list):
     import torch
 
     from audiosweep.config import merge
-    from audiosweep.training import build_learner, make_dls
+    from audiosweep.loaders import make_dls
+    from audiosweep.training import build_learner
 
     cfg = merge([{"mix_up": 0, "n_epochs": 3, "batch_size": 8, "trial_num": 1, **layer}])
     torch.manual_seed(0)

@@ -21,8 +21,8 @@ from audiosweep.augment import (
 )
 from audiosweep.config import merge
 from audiosweep.features import compute_features, normalize
+from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.synthetic import class_clip
-from audiosweep.training import TensorLoader, make_dls
 from tests.conftest import TINY, read_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -19,8 +19,8 @@ from audiosweep.augment import TrainingBatches
 from audiosweep.config import merge
 from audiosweep.data import fingerprint, load_waveforms
 from audiosweep.features import compute_features, n_frames, normalize
+from audiosweep.loaders import make_dls
 from audiosweep.synthetic import make_synthetic_folder, make_synthetic_urbansound8k
-from audiosweep.training import make_dls
 from bench import augmented, per_item
 from bench.measure import cores
 

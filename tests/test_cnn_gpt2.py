@@ -15,7 +15,7 @@ from audiosweep.config import ConfigError, merge
 from audiosweep.errors import UserError
 from audiosweep.memory import estimate_training
 from audiosweep.models import GPT2_CHECKPOINT, create_arch
-from audiosweep.training import check_model_input
+from audiosweep.preflight import check_model_input
 from tests.conftest import save_to_hf_cache
 from tests.test_train import check_record, run
 

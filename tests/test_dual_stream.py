@@ -9,7 +9,7 @@ from audiosweep.config import ConfigError, merge
 from audiosweep.errors import UserError
 from audiosweep.memory import estimate_training
 from audiosweep.models import create_arch
-from audiosweep.training import check_model_input
+from audiosweep.preflight import check_model_input
 from tests.test_train import check_record, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

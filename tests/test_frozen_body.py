@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from audiosweep.evaluation import KeepBest
 from audiosweep.frozen_body import split_frozen
 from audiosweep.models import create_arch
 from audiosweep.training import fit
@@ -27,9 +26,10 @@ def weights(tmp_path_factory):
 
 
 def learner(weights, **layer):
-    keep = KeepBest()
-    layer = {"arch": "timm/resnet10t", "pretrained_path": weights, "finetune": "head", "learning_rate": 3e-2, **layer}
-    return (*toy_learner(layer, 32, 48, [keep]), keep)
+    layer = {"arch": "timm/resnet10t", "pretrained_path": weights, "finetune": "head", "learning_rate": 3e-2,
+             "save_model": "best", **layer}
+    learn, cfg = toy_learner(layer, 32, 48, [])
+    return learn, cfg, learn.best_epoch
 
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -3,9 +3,6 @@ Learners and through train.py with a toy architecture whose registry entry expos
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import pytest
 import torch
@@ -19,7 +16,6 @@ from fastai.torch_core import params
 from torch import nn
 
 from audiosweep import models
-from audiosweep.evaluation import KeepBest, save_model
 from audiosweep.models import Arch, ArchEntry
 from audiosweep.recipes import KLDivLossFlat, fit_schedule
 from audiosweep.training import History, fit
@@ -189,7 +185,7 @@ def test_frozen_blocks_do_not_move_even_with_weight_decay_and_momentum(toy_arch,
     # 3 blocks, then back to 1: the re-frozen blocks keep Adam moments, which must not move them either
     learn, cfg, history = learner(optimizer=optimizer, weight_decay=0.5, unfreeze_schedule=[[0, 3], [1, 1]],
                                   n_epochs=2)
-    watch = Watch(learn.blocks)
+    watch = Watch(learn.model_body.blocks)
     learn.add_cb(watch)
     fit(learn, cfg)
     moved = [[not same(a, b) for a, b in zip(s, e)] for s, e in zip(watch.start, watch.end)]
@@ -204,32 +200,6 @@ def test_scheduled_epochs_past_the_end_of_the_fit_are_named(toy_arch):
     learn, cfg, _ = learner(unfreeze_schedule=[[0, 1], [1, 2], [30, 3]], n_epochs=2)
     with pytest.warns(UserWarning, match=r"unfreeze_schedule: epoch 30 \(0-based\) never comes in a fit of 2 epochs"):
         fit(learn, cfg)
-
-
-@pytest.mark.parametrize("finetune", ["full", "head"])
-def test_best_checkpoint_evaluates_the_best_epoch_across_phases(toy_arch, finetune, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    temp = set(os.listdir(tempfile.gettempdir()))
-    learn, cfg, history = learner(arch="toy_pretrained", checkpoint="best", finetune=finetune, save_model="best",
-                                  n_epochs=2 if finetune == "full" else 3)  # full: 1 frozen epoch first
-    learn.add_cb(KeepBest())
-    learn.metrics = Scripted([0.3, 0.8, 0.5])
-    weights = []
-
-    class Keep(Callback):
-        def after_epoch(self):
-            weights.append(snapshot(getattr(self.learn, "whole_model", self.learn.model)))
-
-    learn.add_cb(Keep())
-    fit(learn, cfg)
-    assert len(weights) == 3 and not same(weights[1], weights[2])
-    assert learn.best_checkpoint.best_epoch == 2 and same(snapshot(learn.model), weights[1])
-    saved = save_model(tmp_path / "model.pt", learn, cfg, ["a", "b", "c"], {})
-    loaded = torch.load(saved, weights_only=True)
-    assert same(loaded["state_dict"], weights[1]) and loaded["weights"] == "best"  # what was evaluated
-    saved.unlink()
-    assert not list(tmp_path.iterdir())  # nothing written to the working folder
-    assert set(os.listdir(tempfile.gettempdir())) <= temp  # its temporary folder is gone
 
 
 def run(tmp_path, synth_root, cache_dir, *extra, name="res"):

@@ -15,8 +15,8 @@ from audiosweep.augment import TrainingBatches
 from audiosweep.config import ConfigError, merge
 from audiosweep.features import check_clip_length, compute_features, n_frames, normalize
 from audiosweep.inference import load_predictor
+from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.results import RunFiles
-from audiosweep.training import TensorLoader, make_dls
 from tests.conftest import TINY, read_records
 from tests.test_augment import SMALL, waves
 
