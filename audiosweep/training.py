@@ -27,7 +27,8 @@ from torch import nn
 from .config import Config, ConfigError
 from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
-from .models import create_arch
+from .features import input_shape
+from .models import build_model
 from .recipes import BestCheckpoint, UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
 from .results import LAUNCH_ENV, HistoryRow
 
@@ -71,7 +72,7 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
     pooling), naming the keys that shape it and the smallest size the architecture accepts.
 
     The model is built and run on PyTorch's meta device: shapes only, no memory, no arithmetic."""
-    shape = (cfg.n_channels, cfg.n_mels, n_frames)
+    shape = input_shape(cfg, n_frames)
     error = _forward_error(cfg, shape, n_classes)
     if error is None:
         return
@@ -85,8 +86,7 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
 
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
     with torch.device("meta"):
-        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
-                            input_shape=shape, options=cfg.model_options).model.eval()
+        model = build_model(cfg, n_classes, shape, pretrained=False).model.eval()
         try:
             model(torch.zeros(1, *shape))
         except RuntimeError as e:
@@ -278,9 +278,7 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     weight decay and loss (:mod:`~audiosweep.recipes`), MixUp, gradient accumulation, the pretrained body frozen
     (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks
     (``learn.blocks``), the best epoch's checkpoint, precision and compilation."""
-    shape = tuple(dls.valid.x.shape[1:])
-    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape,
-                       options=cfg.model_options)
+    arch = build_model(cfg, n_out, (n_in, *dls.valid.x.shape[2:]))
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
     cbs = [*cbs, StopOnDivergence()]

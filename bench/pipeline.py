@@ -36,14 +36,14 @@ from audiosweep.data import (
 )
 from audiosweep.datasets import check_labels, dataset_entry
 from audiosweep.errors import UserError
-from audiosweep.features import compute_features, normalize
+from audiosweep.features import compute_features, input_shape, normalize
 from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
 from audiosweep.training import build_learner, feature_dtype, make_dls, resolve_device
 from bench.augmented import AugResult, augmentation_config, measure_augmented
 from bench.measure import BatchTimes, Mem, PipelineTimes, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
-from bench.report import BenchResult, input_shape, report
+from bench.report import BenchResult, report
 
 SLICE = Path(__file__).resolve().parents[2] / "shared" / "esc50-slice"
 N_CLASSES = 50

@@ -13,18 +13,13 @@ import torch
 import torchaudio
 
 from audiosweep.config import FIELDS, Config
-from audiosweep.data import ESC50_CLIPS, ClipSpec, clip_samples
-from audiosweep.features import n_frames
+from audiosweep.data import ESC50_CLIPS, ClipSpec
+from audiosweep.features import input_shape
 from audiosweep.training import resolve_precision
 from bench.measure import Mem, ratio_row, secs, table
 
 if TYPE_CHECKING:
     from bench.pipeline import RateResult, TrainResult
-
-
-def input_shape(cfg: Config) -> tuple[int, int, int]:
-    """(channels, n_mels, frames) of one clip's features: the model's input."""
-    return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg))
 
 
 @dataclasses.dataclass
