@@ -29,6 +29,8 @@ class RunConfig(Protocol):
 
 @dataclass
 class Arch:
+    """A built model and how training treats it."""
+
     model: nn.Module
     splitter: Callable | None = None  # parameter groups for discriminative LRs; None = one group
     pretrained: bool = False  # True when the body holds pretrained weights (trained with fine_tune)
@@ -39,6 +41,8 @@ class Arch:
 
 @dataclass(frozen=True)
 class ArchEntry:
+    """What the toolkit knows about one architecture: how to build it, and what the config may ask of it."""
+
     build: Callable[..., Arch]
     pretrainable: bool  # pretrained weights exist for its body: ``pretrained`` has an effect
     # Config values the model was trained with (its front end), used for the keys a user does not set.
