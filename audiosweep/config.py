@@ -123,7 +123,7 @@ class Config:
                      "cnn_gpt2 = conv blocks feeding GPT-2's first gpt2_layers blocks (GPT-2 weights from the Hugging "
                      "Face cache), one token per time step (the paper: 16 kHz, 40 mels, 100 frames, normalize "
                      "sample); dual_stream = a frame-wise MLP and a small CNN in parallel, fused (the paper: 64 mels)",
-                     "model", label="architecture", choices=lambda: _arch_names())
+                     "model", label="architecture", choices=lambda: _arch_names(patterns=True))
     pretrained: bool = knob(True, "start from pretrained weights (ImageNet, AudioSet for ast, GPT-2's for cnn_gpt2; "
                             "recorded false for architectures without them)", "model", label="pretrained weights")
     finetune: Literal["full", "head", "none"] = knob(
@@ -131,17 +131,16 @@ class Config:
         "discriminative learning rates) | head (body frozen throughout: only the head trains) | none (no "
         "pretrained body: all layers from scratch, as pretrained false)", "model", label="fine-tuning")
     gpt2_layers: int = knob(12, "cnn_gpt2: GPT-2 blocks (the pretrained checkpoint's first N of its 12; the paper's "
-                            "from-scratch baseline: 6)", "model", label="GPT-2 blocks", bounds=Bounds(1),
-                            archs=("cnn_gpt2",))
+                            "from-scratch baseline: 6)", "model", label="GPT-2 blocks", bounds=Bounds(1))
     conv_channels: list[int] = knob([32, 64], "cnn_gpt2 and dual_stream: output channels of each conv block (conv, "
                                     "BatchNorm, ReLU, max-pool, dropout)", "model", label="conv channels",
-                                    bounds=POSITIVE, archs=("cnn_gpt2", "dual_stream"))
+                                    bounds=POSITIVE)
     mlp_widths: list[int] = knob([64, 64], "dual_stream: hidden widths of the MLP stream", "model",
-                                 label="MLP widths", bounds=POSITIVE, archs=("dual_stream",))
+                                 label="MLP widths", bounds=POSITIVE)
     fusion: Literal["concat", "sum", "mlp", "cnn"] = knob(
         "concat", "dual_stream: how the MLP's and the CNN's outputs are fused before the classifier: concat | sum (of "
         "each stream's class logits) | mlp or cnn (that stream alone: the paper's MLP baseline)", "model",
-        label="fusion", archs=("dual_stream",))
+        label="fusion")
     # training
     n_epochs: int = knob(80, "epochs after the frozen ones", "training", label="epochs", bounds=POSITIVE)
     batch_size: int = knob(64, "clips per batch (at least 2: BatchNorm cannot train on one clip)", "training",
@@ -342,12 +341,6 @@ class Config:
         """``f_max``, or when not given the report's 18 kHz capped at Nyquist."""
         return self.f_max if self.f_max is not None else min(DEFAULT_F_MAX, self.sample_rate / 2)
 
-    @property
-    def model_options(self) -> dict[str, Any]:
-        """The architecture's own keys (those whose ``archs`` name it), for its builder."""
-        family = _arch_family(self.arch)
-        return {k: getattr(self, k) for k, f in FIELDS.items() if family in (f.metadata.get("archs") or ())}
-
     def to_dict(self) -> dict[str, Any]:
         """Every key as given (what a later layer builds on)."""
         return dataclasses.asdict(self)
@@ -461,11 +454,14 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
         if f.metadata.get("needs") in out and key in out and not out[f.metadata["needs"]]:
             out[key] = _default(f)
-        # nor does a model's own knob under another architecture, or a schedule's parameter under another schedule
-        archs, when = f.metadata.get("archs"), f.metadata.get("when") or {}
-        if key in out and ((archs and isinstance(arch, str) and _arch_family(arch) not in archs)
-                           or any(k in out and out[k] != v for k, v in when.items())):
+        # nor does a schedule's parameter under another schedule
+        if key in out and any(k in out and out[k] != v for k, v in (f.metadata.get("when") or {}).items()):
             out[key] = _default(f)
+    # nor a model's own knob (one a registry entry lists) under an architecture whose entry does not list it; the
+    # entry is looked up only for a knob off its default (timm/<name> imports timm)
+    idle = {k for k in _model_knobs() if k in out and out[k] != _default(FIELDS[k])}
+    if idle and isinstance(arch, str):
+        out.update({k: _default(FIELDS[k]) for k in idle - set(_knobs(arch))})
     return out
 
 
@@ -477,6 +473,23 @@ def _arch(name: str):
     from .models import arch_entry  # the registry says which architectures exist
 
     return arch_entry(name)
+
+
+def _arch_names(patterns: bool = False) -> list[str]:
+    from .models import arch_names
+
+    return arch_names(patterns)
+
+
+def _knobs(arch: str) -> tuple[str, ...]:
+    """The config keys architecture ``arch`` takes for itself (none when it is unknown)."""
+    entry = _arch(arch)
+    return entry.knobs if entry is not None else ()
+
+
+def _model_knobs() -> set[str]:
+    """The config keys some architecture takes for itself: they have no effect under the others."""
+    return {k for name in _arch_names() for k in _knobs(name)}
 
 
 def _dataset(name: Any):
@@ -496,23 +509,6 @@ def kaldi_fft_size(values: dict[str, Any]) -> int:
     ``round_to_power_of_two``), whatever ``n_fft`` says."""
     window = _samples(values.get("win_length"), values.get("win_length_ms"), values.get("sample_rate"))
     return 1 << max(0, window - 1).bit_length()
-
-
-def _arch_family(name: str) -> str:
-    """The registry's name for ``name`` without a checkpoint (``ast/<repo>`` is ast)."""
-    return name.split("/", 1)[0] if name.startswith("ast/") else name
-
-
-def _takes_local_weights(name: str) -> bool:
-    from .models import takes_local_weights
-
-    return takes_local_weights(name)
-
-
-def _arch_names() -> list[str]:
-    from .models import ARCHS, TIMM_ALIASES
-
-    return [*ARCHS, *TIMM_ALIASES, "timm/<name>", "ast", "ast/<hub repo>"]
 
 
 def _samples(samples: int | None, ms: float | None, sample_rate: int) -> int:
@@ -664,11 +660,12 @@ def validate(cfg: Config) -> None:
             e.append(f"noise_snr_min and noise_snr_max: {cfg.noise_snr_min:g} > {cfg.noise_snr_max:g}")
     if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
         e.append("stacked_win_lengths: give at least one window length, or null")
-    if _arch(cfg.arch) is None:
-        e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_arch_names())} (timm/<name>: any model "
-                 "timm.list_models() lists; ast/<hub repo>: an AST checkpoint such as ast/MIT/ast-finetuned-"
-                 "speech-commands-v2)")
-    if cfg.pretrained_path and not _takes_local_weights(cfg.arch):
+    entry = _arch(cfg.arch)
+    if entry is None:
+        e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_arch_names(patterns=True))} "
+                 "(timm/<name>: any model timm.list_models() lists; ast/<hub repo>: an AST checkpoint such as "
+                 "ast/MIT/ast-finetuned-speech-commands-v2)")
+    elif cfg.pretrained_path and not entry.local_weights:
         e.append("pretrained_path: only for timm models, ast and cnn_gpt2; for torchvision models put the .pth file "
                  "named in the error into ~/.cache/torch/hub/checkpoints")
     if cfg.frontend == "kaldi":
@@ -680,10 +677,8 @@ def validate(cfg: Config) -> None:
     elif cfg.normalize == "audioset":
         e.append("normalize=audioset: AST's AudioSet statistics are of kaldi fbanks; use frontend kaldi, or "
                  "normalize global")
-    mels = _preset(cfg.arch).get("n_mels")
-    if cfg.arch == "ast" and cfg.pretrained and cfg.finetune != "none" and cfg.n_mels != mels:
-        e.append(f"n_mels: ast's AudioSet checkpoint was trained on {mels} mel bins, got {cfg.n_mels}; use n_mels "
-                 f"{mels}, or --pretrained false")
+    if entry is not None:
+        e += entry.check(cfg)  # the architecture's own rules
     e += _dataset_errors(cfg) + _recipe_errors(cfg)
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         e.append(f"device: must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")

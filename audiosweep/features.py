@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .config import Config, ConfigError
+from .data import clip_samples
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # AST's normalisation of AudioSet kaldi fbanks (ASTFeatureExtractor's mean and std; AST divides by twice the std).
@@ -144,6 +145,12 @@ def stft_frames(cfg: Config, n_samples: int) -> int:
 def n_frames(cfg: Config, n_samples: int) -> int:
     """Frames of the model's spectrograms of a clip of ``n_samples``: ``max_frames`` when set."""
     return cfg.max_frames or stft_frames(cfg, n_samples)
+
+
+def input_shape(cfg: Config, frames: int | None = None) -> tuple[int, int, int]:
+    """(channels, n_mels, frames) of one clip's spectrograms: the model's input. Frames: ``frames`` (a shape check's
+    own), else those of the run's clips (clip length, hop, front end, ``max_frames``)."""
+    return cfg.n_channels, cfg.n_mels, frames if frames is not None else n_frames(cfg, clip_samples(cfg))
 
 
 def check_clip_length(cfg: Config, n_samples: int) -> None:

@@ -14,8 +14,8 @@ from .config import FIELDS, Config, ConfigError, merge
 from .data import ClipSpec, clip_samples, conform
 from .datasets import dataset_entry
 from .errors import UserError
-from .features import apply_normalization, compute_features, n_frames
-from .models import create_arch
+from .features import apply_normalization, compute_features, input_shape
+from .models import build_model
 from .results import RunFiles, load_record, record_files
 
 # A clip this much longer or shorter than the model's clip length is still "the same length" (rounding of its
@@ -116,10 +116,8 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     except (OSError, RuntimeError, KeyError, ConfigError) as e:
         raise PredictError(f"{path}: not a model saved by train.py ({e})") from e
     device = torch.device(device)
-    shape = (cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg)))
-    arch = create_arch(cfg.arch, cfg.n_channels, len(saved["classes"]), pretrained=False,
-                       pretrained_path=cfg.pretrained_path, input_shape=shape,  # AST: its checkpoint's shape
-                       options=cfg.model_options)
+    # the input shape it was trained on (AST's position embeddings are sized to it)
+    arch = build_model(cfg, len(saved["classes"]), input_shape(cfg), pretrained=False)
     arch.model.load_state_dict(saved["state_dict"])
     return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(),
                      saved["norm_stats"], device)

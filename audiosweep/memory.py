@@ -13,7 +13,8 @@ from torch import nn
 from .config import Config, ConfigError
 from .device import resolve_device, resolve_precision
 from .errors import OutOfMemory, UserError
-from .models import create_arch
+from .features import input_shape
+from .models import build_model
 
 FLOAT32_BYTES = 4
 # Per parameter in fp32 training: the weight, its gradient and Adam's two moments (fastai's default optimiser).
@@ -53,10 +54,9 @@ def estimate_training(cfg: Config, n_frames: int, n_classes: int, batch_size: in
     concatenations: it is then about 1.5x low; attention matrices), backward's transient buffers, the data.
     So it errs low: what it says cannot fit does not."""
     batch_size = cfg.batch_size if batch_size is None else batch_size
-    shape = (cfg.n_channels, cfg.n_mels, n_frames)
+    shape = input_shape(cfg, n_frames)
     with torch.device("meta"):
-        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
-                            input_shape=shape, options=cfg.model_options).model.train()
+        model = build_model(cfg, n_classes, shape, pretrained=False).model.train()
         x = torch.zeros(batch_size, *shape)
         activations = _leaf_output_bytes(model, x) + _bytes(x)
     return Estimate(batch_size, activations, sum(_bytes(p) for p in model.parameters()))

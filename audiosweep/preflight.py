@@ -6,9 +6,9 @@ import torch
 
 from .config import Config, ConfigError
 from .data import clip_samples
-from .features import check_clip_length, n_frames
+from .features import check_clip_length, input_shape, n_frames
 from .memory import check_fits_in_memory
-from .models import create_arch
+from .models import build_model
 from .results import check_results_dir
 
 N_CLASSES = 50  # the head's width does not change what input the body accepts
@@ -30,7 +30,7 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
     pooling), naming the keys that shape it and the smallest size the architecture accepts.
 
     The model is built and run on PyTorch's meta device: shapes only, no memory, no arithmetic."""
-    shape = (cfg.n_channels, cfg.n_mels, n_frames)
+    shape = input_shape(cfg, n_frames)
     error = _forward_error(cfg, shape, n_classes)
     if error is None:
         return
@@ -44,8 +44,7 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
 
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:
     with torch.device("meta"):
-        model = create_arch(cfg.arch, shape[0], n_classes, pretrained=False, pretrained_path=cfg.pretrained_path,
-                            input_shape=shape, options=cfg.model_options).model.eval()
+        model = build_model(cfg, n_classes, shape, pretrained=False).model.eval()
         try:
             model(torch.zeros(1, *shape))
         except RuntimeError as e:

@@ -30,7 +30,7 @@ from .device import compile_model, resolve_precision
 from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .frozen_body import fit_head
-from .models import create_arch
+from .models import build_model
 from .recipes import UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
 from .results import LAUNCH_ENV, HistoryRow
 
@@ -152,9 +152,7 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks,
     precision and compilation. Every Learner has ``learn.model_body`` (:class:`ModelBody`),
     ``learn.stop_on_divergence`` and ``learn.best_epoch`` (:class:`~audiosweep.best_epoch.BestEpoch`)."""
-    shape = tuple(dls.valid.x.shape[1:])
-    arch = create_arch(cfg.arch, n_in, n_out, cfg.pretrained, cfg.pretrained_path, input_shape=shape,
-                       options=cfg.model_options)
+    arch = build_model(cfg, n_out, (n_in, *dls.valid.x.shape[2:]))
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
     cbs = [*cbs, ModelBody(arch.pretrained, arch.blocks), StopOnDivergence(),

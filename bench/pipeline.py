@@ -37,7 +37,7 @@ from audiosweep.data import (
 from audiosweep.datasets import check_labels, dataset_entry
 from audiosweep.device import feature_dtype, resolve_device
 from audiosweep.errors import UserError
-from audiosweep.features import compute_features, normalize
+from audiosweep.features import compute_features, input_shape, normalize
 from audiosweep.loaders import make_dls
 from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
@@ -45,7 +45,7 @@ from audiosweep.training import build_learner
 from bench.augmented import augmentation_config, measure_augmented
 from bench.measure import BatchTimes, Mem, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
-from bench.report import input_shape, report
+from bench.report import report
 from bench.results import BenchResult, RateResult, TrainResult
 
 SLICE = Path(__file__).resolve().parents[2] / "shared" / "esc50-slice"

@@ -9,16 +9,11 @@ import torch
 import torchaudio
 
 from audiosweep.config import FIELDS, Config
-from audiosweep.data import ESC50_CLIPS, clip_samples
+from audiosweep.data import ESC50_CLIPS
 from audiosweep.device import resolve_precision
-from audiosweep.features import n_frames
+from audiosweep.features import input_shape
 from bench.measure import ratio_row, secs, table
 from bench.results import BenchResult, RateResult
-
-
-def input_shape(cfg: Config) -> tuple[int, int, int]:
-    """(channels, n_mels, frames) of one clip's features: the model's input."""
-    return cfg.n_channels, cfg.n_mels, n_frames(cfg, clip_samples(cfg))
 
 
 def report(r: BenchResult) -> str:

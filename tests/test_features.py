@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from audiosweep.config import merge
-from audiosweep.features import compute_features, n_frames, normalize
+from audiosweep.features import compute_features, input_shape, n_frames, normalize
 
 
 @pytest.mark.parametrize("layer, channels, mels", [
@@ -30,6 +30,16 @@ def test_feature_shapes(layer, channels, mels):
 def test_default_frames_match_report_input_size():
     cfg = merge([])
     assert n_frames(cfg, 220500) == 716
+    assert input_shape(cfg) == (1, 224, 716) and input_shape(cfg, 37) == (1, 224, 37)
+
+
+@pytest.mark.parametrize("layer, shape", [
+    ({"stacked_win_lengths": [1024, 2048], "max_frames": 100}, (2, 224, 100)),
+    ({"arch": "ast"}, (1, 128, 498)),  # kaldi: 1 + (80000 - 400) // 160 frames of a 5 s clip at 16 kHz
+    ({"dataset": "urbansound8k", "sample_rate": 16000, "hop_length": 160, "n_mels": 64}, (1, 64, 401)),
+])
+def test_input_shape_follows_channels_clip_length_front_end_and_max_frames(layer, shape):
+    assert input_shape(merge([layer])) == shape
 
 
 def test_stacked_channels_differ_by_window():

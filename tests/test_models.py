@@ -1,4 +1,5 @@
-"""Model registry and the pretrained path (weights from the torch hub cache, adapted to n_in channels)."""
+"""Model registry (names, entries, the build_model funnel) and the pretrained path (weights from the torch hub
+cache, adapted to n_in channels)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,33 @@ import pytest
 import torch
 import torchvision
 
-from audiosweep.models import ARCHS, TORCHVISION_ARCHS, create_arch
+from audiosweep.config import FIELDS, merge
+from audiosweep.features import input_shape
+from audiosweep.models import ARCHS, TORCHVISION_ARCHS, arch_entry, arch_names, build_model, create_arch
 
 
 def test_registry_names():
     assert set(TORCHVISION_ARCHS) <= set(ARCHS) and "simple_cnn" in ARCHS
     assert {"resnet18", "resnet152", "densenet121", "densenet201"} <= set(ARCHS)
+    names = arch_names(patterns=True)
+    assert names[0] == "simple_cnn" and names[-3:] == ["timm/<name>", "ast", "ast/<hub repo>"]
+    assert arch_names() == [n for n in names if "<" not in n] and arch_entry("timm/<name>") is None
+
+
+def test_each_family_owns_its_knobs():
+    """An entry's knobs are config keys; one set under an architecture that does not take it is recorded at its
+    default (it has no effect there), and build_model passes an entry exactly its own."""
+    assert all(k in FIELDS for name in arch_names() for k in arch_entry(name).knobs)
+    assert arch_entry("cnn_gpt2").knobs == ("gpt2_layers", "conv_channels") and not arch_entry("resnet18").knobs
+    layer = {"gpt2_layers": 3, "conv_channels": [5], "mlp_widths": [7], "fusion": "sum", "n_mels": 16}
+    dual = merge([{**layer, "arch": "dual_stream"}])
+    assert {k: dual.effective_dict()[k] for k in layer} == {**layer, "gpt2_layers": 12}
+    assert {k: merge([{**layer, "arch": "resnet18"}]).effective_dict()[k] for k in layer} == {
+        "gpt2_layers": 12, "conv_channels": [32, 64], "mlp_widths": [64, 64], "fusion": "concat", "n_mels": 16}
+    with torch.device("meta"):
+        model = build_model(dual, 4, input_shape(dual)).model
+    assert (model.mlp[0][0].in_features, model.mlp[0][0].out_features, model.cnn[0][0][0].out_channels) == (16, 7, 5)
+    assert model.cnn_head.out_features == 4 and not hasattr(model, "head")  # fusion sum: a head per stream
 
 
 @pytest.mark.parametrize("name, n_in", [("simple_cnn", 1), ("simple_cnn", 3), ("resnet18", 1), ("densenet121", 3)])

@@ -4,7 +4,7 @@ machine without internet."""
 
 from __future__ import annotations
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def load_config(config_cls, kind: str, checkpoint: str, pretrained_path: str | None, default: bool):

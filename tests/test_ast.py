@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import ASTConfig, ASTForAudioClassification
 
+from audiosweep.config import merge
 from audiosweep.errors import UserError
 from audiosweep.models import AST_CHECKPOINT, arch_entry, create_arch
 from tests.conftest import TINY_AST, save_to_hf_cache
@@ -61,7 +62,9 @@ def test_another_hub_checkpoint_by_name_gives_its_architecture(hf_offline):
     save_to_hf_cache(ASTForAudioClassification(ASTConfig(**{**TINY_AST, "num_hidden_layers": 1}, num_mel_bins=64)),
                      hf_offline, "someone/ast-small")
     entry = arch_entry("ast/someone/ast-small")
-    assert entry is not None and entry.preset["frontend"] == "kaldi"
+    assert entry is not None and entry.preset["frontend"] == "kaldi" and entry.checkpoint == "someone/ast-small"
+    # the AudioSet checkpoint's 128 mel bins bind ast only: another checkpoint's own are checked when it is built
+    assert merge([{"arch": "ast/someone/ast-small", "n_mels": 64}]).n_mels == 64
     scratch = create_arch("ast/someone/ast-small", 1, 5, pretrained=False, input_shape=(1, 40, 300))
     body = scratch.model[0].ast
     assert len(body.layers) == 1 and body.config.hidden_size == 32 and body.config.num_mel_bins == 40

@@ -1,5 +1,6 @@
-"""Dual stream (``--arch dual_stream``): the published DCASE 2017 scene classifier of an MLP stream and a small CNN
-stream over the same log-mel spectrogram (64 mels), fused (70 % accuracy against 65 % for the MLP alone).
+"""Dual stream (``--arch dual_stream``; its entry is in ``dual_stream.py``): the published DCASE 2017 scene
+classifier of an MLP stream and a small CNN stream over the same log-mel spectrogram (64 mels), fused (70 % accuracy
+against 65 % for the MLP alone).
 
 The MLP stream works on frames, as the paper's MLP (and the DCASE 2017 baseline's) does: each frame's C x n_mels
 values go through the same hidden layers (``mlp_widths``; Linear, ReLU, dropout), and the clip's MLP features are
@@ -18,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
-from .models import Arch, conv_stack
+from ..errors import UserError
+from .base import Arch, conv_stack
 
 MLP_DROPOUT = 0.2  # after each hidden layer of the MLP stream: the DCASE 2017 baseline MLP's rate
 FUSIONS = ("concat", "sum", "mlp", "cnn")

@@ -1,15 +1,15 @@
-"""CNN + GPT-2 (``--arch cnn_gpt2``): the published ESC-50 system of conv blocks whose output, one token per time
-step, feeds the transformer blocks of GPT-2 (pretrained, or from scratch), mean-pooled into an MLP head. The paper's
-input: 16 kHz, 40 log-mel bands, about 100 frames, normalised per clip, as two channels (the log-mel and an
-augmented view of it: ``view_channels``).
+"""CNN + GPT-2 (``--arch cnn_gpt2``; its entry is in ``cnn_gpt2.py``): the published ESC-50 system of conv blocks
+whose output, one token per time step, feeds the transformer blocks of GPT-2 (pretrained, or from scratch),
+mean-pooled into an MLP head. The paper's input: 16 kHz, 40 log-mel bands, about 100 frames, normalised per clip, as
+two channels (the log-mel and an augmented view of it: ``view_channels``).
 
 Shape: (B, C, n_mels, frames) -> conv blocks (``conv_channels``, each halving both axes) -> (B, C', H', W') ->
 (B, W', C' x H') tokens -> Linear to GPT-2's width -> ``GPT2Model`` (``inputs_embeds``; causal attention, as GPT-2
 was trained) -> mean over tokens -> Linear, GELU, dropout, Linear to the classes.
 
-Pretrained: the first ``gpt2_layers`` blocks of GPT2_CHECKPOINT (or of the checkpoint folder ``pretrained_path``)
-with its position embeddings and final LayerNorm. GPT-2's token embeddings (50257 x 768) are dropped: the tokens
-are the projected CNN features.
+Pretrained: the first ``gpt2_layers`` blocks of the entry's checkpoint (GPT2_CHECKPOINT, or the checkpoint folder
+``pretrained_path``) with its position embeddings and final LayerNorm. GPT-2's token embeddings (50257 x 768) are
+dropped: the tokens are the projected CNN features.
 
 Parameter groups (what fastai's ``freeze`` and discriminative learning rates act on): [GPT-2's blocks and final
 LayerNorm], [everything else: convs, projection, position embeddings, head]. The position embeddings train with the
@@ -24,27 +24,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
+from .base import Arch, conv_stack
 from .hf_hub import load_config, load_model
-from .models import GPT2_CHECKPOINT, Arch, conv_stack
 
 PAPER_SHAPE = (40, 100)  # (n_mels, frames) when the builder is given no input shape
 # The two-layer head: hidden units and the dropout between its layers (our choice: the paper gives neither).
 HEAD_WIDTH, HEAD_DROPOUT = 256, 0.2
 
 
-def build_cnn_gpt2(n_in: int, n_out: int, pretrained: bool = True, pretrained_path: str | None = None,
+def build_cnn_gpt2(n_in: int, n_out: int, pretrained: bool, checkpoint: str, pretrained_path: str | None = None,
                    input_shape: tuple[int, int, int] | None = None, gpt2_layers: int = 12,
                    conv_channels: list[int] = (32, 64)) -> Arch:
     """cnn_gpt2 for ``n_in`` channels of (n_mels, frames) = ``input_shape[1:]`` and ``n_out`` classes, GPT-2's
-    first ``gpt2_layers`` blocks pretrained (GPT2_CHECKPOINT from the Hugging Face cache, or ``pretrained_path``),
+    first ``gpt2_layers`` blocks pretrained (``checkpoint`` from the Hugging Face cache, or ``pretrained_path``),
     or GPT-2's architecture (the checkpoint's config.json where there is one, else ``GPT2Config``'s defaults, which
     are GPT2_CHECKPOINT's) at random."""
     from transformers import GPT2Config, GPT2Model
 
     mels, frames = input_shape[1:] if input_shape else PAPER_SHAPE
-    source = pretrained_path or GPT2_CHECKPOINT
-    config = load_config(GPT2Config, "GPT-2", GPT2_CHECKPOINT, pretrained_path, default=True)
+    source = pretrained_path or checkpoint
+    config = load_config(GPT2Config, "GPT-2", checkpoint, pretrained_path, default=True)
     blocks = len(conv_channels)
     tokens = frames >> blocks  # each block's max-pool halves (floors) the time axis
     if tokens > config.n_positions:
@@ -55,7 +55,7 @@ def build_cnn_gpt2(n_in: int, n_out: int, pretrained: bool = True, pretrained_pa
         if gpt2_layers > config.n_layer:
             raise UserError(f"gpt2_layers: {source} has {config.n_layer} blocks, got gpt2_layers={gpt2_layers}; use "
                             f"at most {config.n_layer}, or --pretrained false")
-        gpt2, info = load_model(GPT2Model, "GPT-2", GPT2_CHECKPOINT, pretrained_path, n_layer=gpt2_layers,
+        gpt2, info = load_model(GPT2Model, "GPT-2", checkpoint, pretrained_path, n_layer=gpt2_layers,
                                 output_loading_info=True)
         # blocks beyond gpt2_layers are unexpected keys by design; a missing one would be left at random
         if info["missing_keys"]:

@@ -1,9 +1,10 @@
-"""The Audio Spectrogram Transformer (Gong et al. 2021) through Hugging Face ``transformers``, as a registry entry.
+"""The Audio Spectrogram Transformer (Gong et al. 2021) through Hugging Face ``transformers``: the network of the
+registry entries in ``ast.py``.
 
 ``--arch ast`` is AST fine-tuned on AudioSet (``MIT/ast-finetuned-audioset-10-10-0.4593``); ``--arch ast/<repo>``
 is any AST checkpoint on the Hugging Face hub. The body is ``ASTModel`` (patch embedding, position embeddings,
 12 transformer layers, the mean of its two class tokens); the head is new, shaped like ``ASTMLPHead`` (LayerNorm,
-Linear). It takes our (B, 1, n_mels, frames) kaldi fbanks, which the registry's ``AST_PRESET`` selects.
+Linear). It takes our (B, 1, n_mels, frames) kaldi fbanks, which the entry's ``AST_PRESET`` selects.
 
 The checkpoint's position embeddings cover 1024 frames (10.24 s); ESC-50's 5 s clips give 498. As AST's own code
 does for AudioSet-pretrained models (``ast_models.py``), the grid of position embeddings is cut to its middle
@@ -16,18 +17,19 @@ import torch
 from fastai.vision.learner import default_split
 from torch import nn
 
-from .errors import UserError
+from ..errors import UserError
+from .base import Arch
 from .hf_hub import load_config, load_model
-from .models import AST_CHECKPOINT, AST_MELS, Arch
 
 
-def build_ast(checkpoint: str, n_in: int, n_out: int, pretrained: bool = True, pretrained_path: str | None = None,
-              input_shape: tuple[int, int, int] | None = None) -> Arch:
+def build_ast(checkpoint: str, n_in: int, n_out: int, pretrained: bool, pretrained_path: str | None,
+              input_shape: tuple[int, int, int], default_config: bool) -> Arch:
     """AST body (pretrained from ``checkpoint``, or a local ``pretrained_path`` folder) + a new head for ``n_out``
-    classes, its position embeddings fitted to ``input_shape`` = (channels, n_mels, frames)."""
+    classes, its position embeddings fitted to ``input_shape`` = (channels, n_mels, frames). ``default_config``:
+    transformers' ``ASTConfig`` defaults are the checkpoint's shape (stand-ins when its config.json is not cached)."""
     if n_in != 1:
         raise UserError(f"ast takes one spectrogram channel, got {n_in} (stacked_win_lengths): use one window")
-    mels, frames = (input_shape[1], input_shape[2]) if input_shape else (AST_MELS, 1024)
+    mels, frames = input_shape[1], input_shape[2]
     if pretrained:
         body = _pretrained_body(checkpoint, pretrained_path)
         if body.config.num_mel_bins != mels:
@@ -37,7 +39,7 @@ def build_ast(checkpoint: str, n_in: int, n_out: int, pretrained: bool = True, p
     else:
         from transformers import ASTConfig, ASTModel
 
-        shape = _architecture(checkpoint, pretrained_path)
+        shape = _architecture(checkpoint, pretrained_path, default_config)
         body = ASTModel(ASTConfig(**shape, num_mel_bins=mels, max_length=frames))
     hidden = body.config.hidden_size
     head = nn.Sequential(nn.LayerNorm(hidden, eps=body.config.layer_norm_eps), nn.Linear(hidden, n_out))
@@ -60,14 +62,14 @@ class ASTBody(nn.Module):
         return self.ast(input_values=x[:, 0].transpose(1, 2)).pooler_output
 
 
-def _architecture(checkpoint: str, pretrained_path: str | None) -> dict:
+def _architecture(checkpoint: str, pretrained_path: str | None, default_config: bool) -> dict:
     """The transformer's shape, from the checkpoint's ``config.json``: in ``pretrained_path``, in the Hugging Face
-    cache, or downloaded. AST_CHECKPOINT's is ``ASTConfig``'s default, which stands in when it is not cached."""
+    cache, or downloaded; ``ASTConfig``'s defaults when they are the checkpoint's and it is not cached."""
     from transformers import ASTConfig
 
     keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
             "frequency_stride", "time_stride", "layer_norm_eps", "qkv_bias", "hidden_act")
-    config = load_config(ASTConfig, "AST", checkpoint, pretrained_path, default=checkpoint == AST_CHECKPOINT)
+    config = load_config(ASTConfig, "AST", checkpoint, pretrained_path, default=default_config)
     return {k: getattr(config, k) for k in keys}
 
 

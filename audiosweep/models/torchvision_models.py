@@ -1,0 +1,51 @@
+"""Torchvision ResNets and DenseNets, built exactly as fastai's ``vision_learner`` builds them (ImageNet weights,
+first convolution adapted to ``n_in`` spectrogram channels, fastai head), minus its input ``Normalize``: our
+spectrograms arrive normalised already."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+from .base import Arch, register
+
+if TYPE_CHECKING:
+    from torch import nn
+
+TORCHVISION_ARCHS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                     "densenet121", "densenet161", "densenet169", "densenet201"]
+
+
+def _torchvision(name: str) -> Callable[..., Arch]:
+    def build(n_in: int, n_out: int, pretrained: bool = True) -> Arch:
+        import torchvision.models as tvm  # imported by the builders: reading the registry needs no torch
+        from fastai.vision.learner import create_vision_model, model_meta
+
+        fn = getattr(tvm, name)
+        try:
+            model = create_vision_model(fn, n_out, pretrained=pretrained, n_in=n_in)
+        except OSError as e:  # URLError included: no network, proxy, ...
+            import torch.hub
+
+            url = tvm.get_model_weights(name).DEFAULT.url
+            raise UserError(
+                f"could not fetch the ImageNet weights of {name} ({e}). Download {url} into "
+                f"{torch.hub.get_dir()}/checkpoints/ on a machine with internet, or pass --pretrained false") from e
+        return Arch(model, model_meta[fn]["split"], pretrained, blocks=_body_blocks(model[0]))
+
+    build.__name__ = name
+    build.__doc__ = f"torchvision {name} body + fastai head; ImageNet weights adapted to n_in channels."
+    return build
+
+
+def _body_blocks(body: nn.Module) -> list[nn.Module]:
+    """A torchvision body's layers that hold weights, input to output (ResNet: conv1, bn1, layer1..4; DenseNet: its
+    features' conv0, norm0, dense blocks and transitions, norm5): what unfreeze_schedule counts from the top."""
+    while len(children := list(body.children())) == 1:  # DenseNet's body is Sequential(features)
+        body = children[0]
+    return [m for m in children if any(True for _ in m.parameters())]
+
+
+for _name in TORCHVISION_ARCHS:
+    register(_name, pretrainable=True, blocks=True)(_torchvision(_name))
