@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-import glob
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -20,11 +14,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from audiosweep import results
 from audiosweep.errors import SweepError
-from audiosweep.sweep.bayes import open_study, to_optuna
+from audiosweep.sweep.bayes import to_optuna
 from audiosweep.sweep.cli import main
-from audiosweep.sweep.early_terminate import pruner
 from audiosweep.sweep.params import parse_param
 from audiosweep.sweep.spec import load_sweep, run_config
+from audiosweep.sweep.study import open_study
 from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
 from tests.conftest import TINY_SWEEP_RUN as TINY
 
@@ -62,16 +56,6 @@ def test_constants_rounding_and_unbounded_distributions():
     assert dist.choices == ("[400, 800]", "null") and convert("[400, 800]") == [400, 800]
     with pytest.raises(SweepError, match="normal has no bounds"):
         mapped("learning_rate", {"distribution": "normal", "mu": 0.01, "sigma": 0.001})
-
-
-@pytest.mark.parametrize(("et", "first", "eta"), [({"min_iter": 2}, 2, 3), ({"max_iter": 27, "s": 2, "eta": 3.0}, 3, 3),
-                                                 ({"min_iter": 1, "eta": 2}, 1, 2)])
-def test_hyperband_is_successive_halving_from_the_first_bracket(tmp_path, et, first, eta):
-    sweep = load_sweep(write_sweep(tmp_path / "hb.yaml", {"learning_rate": LR}, method="bayes",
-                                   early_terminate={"type": "hyperband", **et}))
-    p = pruner(sweep)
-    assert isinstance(p, optuna.pruners.SuccessiveHalvingPruner)
-    assert (p._min_resource, p._reduction_factor, p._min_early_stopping_rate) == (first, eta, 0)
 
 
 def trials(path: Path, folder: Path) -> list[optuna.trial.FrozenTrial]:
@@ -141,16 +125,6 @@ def test_a_stopped_run_counts_as_done_on_resume(tmp_path, capsys):
     assert "1 finished before" in out and "1 to run" in out and out.count("stopped  ") == 1
 
 
-def test_storage_url_holds_the_study(tmp_path, capsys):
-    path = write_sweep(tmp_path / "db.yaml", {"learning_rate": LR}, method="bayes")
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", url,
-                 "--dry-run"]) == 0
-    assert (tmp_path / "study.db").is_file() and not (tmp_path / "db" / "optuna.journal").exists()
-    assert f"on study db in {url}" in capsys.readouterr().out
-    assert optuna.load_study(study_name="db", storage=url).direction == optuna.study.StudyDirection.MAXIMIZE
-
-
 def two_runners(tmp_path: Path, synth: dict, name: str, count: int, *extra: str) -> list[dict]:
     """Start two runners of one bayes sweep at once, ``count`` trials each; check that all 2 x count runs finished
     with distinct configurations, and return their records."""
@@ -175,74 +149,9 @@ def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_pat
     assert len({t.params["learning_rate"] for t in done}) == 6
 
 
-def _postgres_bin(name: str) -> str | None:
-    """A PostgreSQL server program: on PATH, or in Debian's /usr/lib/postgresql/<version>/bin."""
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """The URL of a real PostgreSQL server started for these tests (Debian's package `postgresql`) on 127.0.0.1,
-    in a throw-away data folder; stopped afterwards."""
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL's server is not installed (Debian: apt-get install postgresql)")
-    root = Path(tempfile.mkdtemp(prefix="audiosweep-pg-", dir="/tmp"))  # the server's user must reach it
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root: run it as Debian's postgres user
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data, log = root / "data", root / "server.log"
-    run = functools.partial(subprocess.run, check=True, capture_output=True, text=True, timeout=120)
-    run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"])
-    run([*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o",
-         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
-    try:
-        yield f"postgresql://postgres:not-shown@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True,
-                       timeout=60)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_a_postgresql_server_holds_the_study_and_its_password_stays_out_of_the_output(tmp_path, capsys, postgres):
-    path = write_sweep(tmp_path / "pg.yaml", {"learning_rate": LR}, method="bayes")
-    assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", postgres,
-                 "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "on study pg in postgresql://postgres:***@127.0.0.1:" in out and "not-shown" not in out
-    assert optuna.load_study(study_name="pg", storage=postgres).direction == optuna.study.StudyDirection.MAXIMIZE
-    assert not (tmp_path / "pg" / "optuna.journal").exists()
-
-
-def test_a_storage_that_cannot_be_opened_is_a_clear_error(tmp_path, capsys):
-    path = write_sweep(tmp_path / "bad.yaml", {"learning_rate": LR}, method="bayes")
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for url, says in [(f"postgresql://me:secret@127.0.0.1:{port}/db", "Connection refused"),
-                      ("nonsense", "Could not parse"), ("mysql://me:secret@127.0.0.1/db", "DB access module")]:
-        assert main(["run", str(path), "--count", "1", "--results-dir", str(tmp_path), "--storage", url,
-                     "--dry-run"]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: --storage ") and says in err and "secret" not in err, err
-
-
-@pytest.mark.slow
-def test_two_runners_share_one_postgresql_study_without_repeating_a_configuration(tmp_path, synth, postgres):
-    recs = two_runners(tmp_path, synth, "pgtwo", 2, "--storage", postgres)
-    done = optuna.load_study(study_name="pgtwo", storage=postgres).get_trials()
-    assert len(done) == 4 and {t.state for t in done} == {optuna.trial.TrialState.COMPLETE}
-    assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
-
-
 def test_a_trial_left_running_by_a_runner_that_died_is_failed_on_the_next_start(tmp_path, capsys):
-    from audiosweep.sweep.bayes import RUNNER, BayesRunner
-    from audiosweep.sweep.runner import Options
+    from audiosweep.sweep.bayes import RUNNER, StudySource
+    from audiosweep.sweep.runner import Options, Runner
 
     path = write_sweep(tmp_path / "stale.yaml", {"learning_rate": LR}, method="bayes")
     folder = tmp_path / "res" / "stale"
@@ -251,7 +160,8 @@ def test_a_trial_left_running_by_a_runner_that_died_is_failed_on_the_next_start(
     host = RUNNER.split(":")[0]
     for runner in (f"{host}:{dead.stdout.strip()}", RUNNER, f"elsewhere:{dead.stdout.strip()}"):
         study.ask().set_user_attr("runner", runner)
-    BayesRunner(load_sweep(path), Options(results_root=tmp_path / "res"), count=0).run()
+    sweep = load_sweep(path)
+    Runner(sweep, StudySource(sweep, folder, count=0), Options(results_root=tmp_path / "res")).run()
     states = [t.state for t in open_study(load_sweep(path), folder).get_trials()]
     # this machine's dead runner: failed; a live one (this process) and one on another machine: left running
     assert states == [optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.RUNNING] * 2

@@ -139,6 +139,7 @@ def test_a_malformed_record_never_blocks_a_resume(tmp_path, capsys, text):
 
 def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):
     from audiosweep.sweep import runner as runner_module
+    from audiosweep.sweep.plan import PlanSource
 
     path = write_sweep(tmp_path / "race.yaml", {"trial_num": {"values": [1]}})
     sweep = load_sweep(path)
@@ -146,8 +147,83 @@ def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):
     read = []
     monkeypatch.setattr(runner_module.RecordIndex, "refresh", lambda self: read.append(1))
     with runner_module.sweep_lock(tmp_path / "race"), pytest.raises(SweepError, match="another runner"):
-        runner_module.Runner(sweep, expand(sweep), opts).run()
+        runner_module.Runner(sweep, PlanSource(sweep, expand(sweep), opts.folder(sweep)), opts).run()
     assert read == []
+
+
+class ShortSource:
+    """A source of ``runs`` that has no more after ``n`` of them; keeps what it is told."""
+
+    shared, failed_before = True, []
+
+    def __init__(self, runs: list, n: int):
+        self.runs, self.n, self.told = list(runs), n, []
+
+    def begin(self, index, dry_run: bool) -> list[str]:
+        return ["begun"]
+
+    def dry_run(self, command) -> list[str]:
+        return []
+
+    def left(self) -> int:
+        return len(self.runs)
+
+    def next_run(self):
+        if self.n == 0:
+            self.runs = []
+            return None
+        self.n -= 1
+        return self.runs.pop(0)
+
+    def tell(self, run, rec, interrupted: bool) -> None:
+        self.told.append((run.config_id, rec, interrupted))
+
+    def end_report(self, counts: dict, interrupted: int) -> str:
+        return f"ended {counts['failed']} failed, {interrupted} interrupted"
+
+
+def composed(tmp_path: Path, program: str, source_n: int, pruner=None) -> tuple[int, ShortSource, list]:
+    """A sweep of three runs of ``program`` on two workers, from a ShortSource giving ``source_n`` of them."""
+    from audiosweep.sweep.runner import Options, Runner
+
+    (tmp_path / "prog.py").write_text(program)
+    sweep = load_sweep(write_sweep(tmp_path / "comp.yaml", {"trial_num": {"values": [1, 2, 3]}}, program="prog.py"))
+    runs = expand(sweep).runs
+    source = ShortSource(runs, source_n)
+    code = Runner(sweep, source, Options(results_root=tmp_path / "res", slots=[None, None]), pruner).run()
+    return code, source, runs
+
+
+def test_the_runner_asks_its_source_until_it_has_no_more_and_tells_it_every_run(tmp_path, capsys):
+    code, source, runs = composed(tmp_path, "", 2)  # writes no record: each run fails
+    assert code == 1 and sorted(source.told) == sorted((r.config_id, None, False) for r in runs[:2])
+    out = capsys.readouterr().out
+    assert out.startswith("begun\n") and "ended 2 failed, 0 interrupted" in out
+    assert len(read_records(tmp_path / "res" / "comp")) == 2
+
+
+class StopAll:
+    """A pruner stopping every run it sees at epoch 3; keeps the ended runs' records it is given."""
+
+    def __init__(self):
+        self.stopped, self.ended = set(), []
+
+    def watch(self, jobs) -> list:
+        stop = [(job, 3) for job in jobs if job.run.config_id not in self.stopped]
+        self.stopped |= {job.run.config_id for job, _ in stop}
+        return stop
+
+    def finished(self, job, new: list) -> None:
+        self.ended.append((job.run.config_id, new))
+
+
+def test_the_runner_stops_what_its_pruner_says(tmp_path, capsys):
+    pruner = StopAll()
+    code, source, runs = composed(tmp_path, "import time\ntime.sleep(60)\n", 1, pruner)
+    first = runs[0].config_id
+    assert code == 1 and pruner.ended == [(first, [])] and source.told == [(first, None, False)]
+    out = capsys.readouterr().out
+    assert "pruning trial_num=1 at epoch 3" in out and "killed by SIGTERM without a record" in out
 
 
 def test_eta_from_the_durations_of_finished_runs():

@@ -1,4 +1,5 @@
-"""``method: bayes`` run locally on an Optuna study, with ``early_terminate: hyperband`` as its pruner.
+"""``method: bayes`` run locally on an Optuna study (see ``study``), with ``early_terminate: hyperband`` as its
+pruner.
 
 Each trial is one train.py run: its parameters are the study's suggestions (constants as given), its final metric
 (the record's summary) is told to the study; a failed run is told as failed, a pruned one as pruned. The study
@@ -10,31 +11,25 @@ continues the study.
 from __future__ import annotations
 
 import os
-import random
 import socket
-import time
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from tqdm.auto import tqdm
 
 from .. import results
 from ..config import ConfigError
 from ..errors import SweepError
-from .early_terminate import EarlyTermination, pruner, storage
 from .params import Param, value_key
-from .runner import Options, Runner
-from .spec import Plan, Run, Sweep, run_config
+from .runner import RecordIndex
+from .spec import Run, Sweep, run_config
+from .study import open_study, sampler, shown, tell_result
 
 UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
 RUNNER = f"{socket.gethostname()}:{os.getpid()}"  # which runner asked for a trial
-CREATE_TRIES = 5  # attempts at opening an RDB study that other runners are creating at the same moment
 MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
 
 
@@ -92,84 +87,44 @@ def suggest(trial: Trial, dists: dict[str, tuple[BaseDistribution, Any]]) -> dic
     return out
 
 
-def sampler(seed: int) -> optuna.samplers.BaseSampler:
-    """TPE, not a Gaussian process as W&B's bayes: it handles categorical and integer parameters natively, costs
-    little per suggestion (no GP fit on the CPU the runs train on) and is Optuna's maintained default.
-    constant_liar: runs in progress count as bad results, so parallel workers do not get the same suggestion."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+class StudySource:
+    """The runs of a bayes sweep: new trials of its study, ``count`` of them (at most the study's run_cap), each
+    asked when a worker is free. Several runners share the study: each asks its own trials."""
 
+    shared = True
 
-def open_study(sweep: Sweep, folder: Path, url: str | None = None, seed: int = 0) -> optuna.Study:
-    """The sweep's study (named after it), created on first use."""
-    goal = sweep.raw["metric"].get("goal", "minimize")
-    try:
-        for attempt in range(CREATE_TRIES):
-            try:
-                return optuna.create_study(storage=storage(url, folder), study_name=sweep.name, direction=goal,
-                                           sampler=sampler(seed), pruner=pruner(sweep), load_if_exists=True)
-            except IntegrityError:  # runners started together both creating the tables or the study: one wins
-                if attempt == CREATE_TRIES - 1:
-                    raise
-                time.sleep(0.5 + random.random())
-    except (ImportError, SQLAlchemyError) as e:  # no driver for the URL's database, a bad URL, no server
-        problem = " ".join(str(e).split("(Background on")[0].split())
-        raise SweepError(f"--storage {shown(url)}: cannot open the study there ({problem[:300]}). Give an RDB URL "
-                         "such as postgresql://user:password@host:5432/database or sqlite:///study.db, for a server "
-                         "that is running and reachable (PostgreSQL's driver, psycopg, comes with audiosweep; "
-                         "another database needs its SQLAlchemy driver installed)") from e
-
-
-def shown(url: str) -> str:
-    """``url`` with its password hidden, for logs and errors."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1]
-
-
-class BayesRunner(EarlyTermination, Runner):
-    """Runs trials of the sweep's study: ``count`` of them (at most the study's run_cap), as many at a time as
-    there are workers; with early_terminate, reads each run's progress file and stops (SIGTERM) the pruned."""
-
-    def __init__(self, sweep: Sweep, opts: Options, count: int | None, seed: int = 0, url: str | None = None):
-        super().__init__(sweep, Plan([]), opts)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner reports each run itself
+    def __init__(self, sweep: Sweep, folder: Path, count: int | None, seed: int = 0, url: str | None = None):
+        self.sweep, self.folder, self.seed, self.count = sweep, folder, seed, count
         self.dists = {n: d for n, p in sorted(sweep.params.items()) if (d := to_optuna(p)) is not None}
         self.constants = {n: p.grid_values()[0] for n, p in sweep.params.items() if p.constant}
-        self.metric, self.seed, self.count = sweep.raw["metric"]["name"], seed, count
-        self.study = open_study(sweep, self.folder, url, seed)
+        self.metric = sweep.raw["metric"]["name"]
+        self.study = open_study(sweep, folder, url, seed)
         # printed: an RDB URL's password stays out of the logs
-        self.where = shown(url) if url else str(self.folder / "optuna.journal")
-        self.init_pruning(sweep)
+        self.where = shown(url) if url else str(folder / "optuna.journal")
+        self.index: RecordIndex  # the runner's, from begin
+        self.trials: dict[str, Trial] = {}  # by config id, while its run runs
+        self.failed_before: list[str] = []
+        self.todo = 0
 
-    def run(self) -> int:
-        if self.opts.dry_run:
-            return self.run_locked()
-        with self.signals():  # no sweep lock: the study hands every runner its own trials
-            return self.run_locked()
-
-    def run_locked(self) -> int:
-        self.index.refresh()
-        if not self.opts.dry_run:
+    def begin(self, index: RecordIndex, dry_run: bool) -> list[str]:
+        self.index = index
+        if not dry_run:
             self.fail_stale()
         states = self.states()
-        budget = self.budget()
-        print(f"sweep {self.sweep.name} ({self.sweep.path}): bayes (Optuna TPE) on study {self.sweep.name} in "
-              f"{self.where}: {self.describe_states(states)} before; {budget} to run; results in {self.folder}",
-              flush=True)
-        if self.prunes:
-            print(f"  early_terminate: {self.study.pruner.__class__.__name__} on {self.metric} per epoch")
-        if self.opts.dry_run:
-            for name, (dist, _) in self.dists.items():
-                print(f"  {name}: {dist}")
-            return 0
-        self.pool([None] * budget)
-        print(f"sweep {self.sweep.name}: {self.counts['finished']} finished, {self.counts['stopped']} stopped "
-              f"early, {self.counts['failed']} failed now, {self.interrupted} interrupted; study: "
-              f"{self.describe_states(self.states())}{self.best()}; results in {self.folder}")
-        return self.exit_status()
+        self.todo = self.budget()
+        lines = [f"sweep {self.sweep.name} ({self.sweep.path}): bayes (Optuna TPE) on study {self.sweep.name} in "
+                 f"{self.where}: {self.describe_states(states)} before; {self.todo} to run; results in {self.folder}"]
+        if self.sweep.raw.get("early_terminate"):
+            lines.append(f"  early_terminate: {self.study.pruner.__class__.__name__} on {self.metric} per epoch")
+        return lines
+
+    def dry_run(self, command: Callable[[Run], list[str]]) -> list[str]:
+        return [f"  {name}: {dist}" for name, (dist, _) in self.dists.items()]
+
+    def end_report(self, counts: dict[str, int], interrupted: int) -> str:
+        return (f"sweep {self.sweep.name}: {counts['finished']} finished, {counts['stopped']} stopped early, "
+                f"{counts['failed']} failed now, {interrupted} interrupted; study: "
+                f"{self.describe_states(self.states())}{self.best()}; results in {self.folder}")
 
     def fail_stale(self) -> None:
         """Trials left running by a runner of this machine that is gone (killed before it could tell the study)
@@ -208,11 +163,15 @@ class BayesRunner(EarlyTermination, Runner):
         left = cap - self.spent() if cap is not None else None
         return max(0, min(n for n in (self.count, left) if n is not None))
 
-    def next_run(self, pending: list[Any]) -> Run | None:
+    def left(self) -> int:
+        return self.todo
+
+    def next_run(self) -> Run | None:
         """A new trial's run; None when run_cap is reached or the study only repeats configurations run before."""
-        pending.pop()
+        self.todo -= 1
         for _ in range(MAX_ASKS):
             if self.sweep.run_cap is not None and self.spent() >= self.sweep.run_cap:
+                self.todo = 0
                 return None
             trial = self.study.ask()
             trial.set_user_attr("runner", RUNNER)
@@ -231,7 +190,15 @@ class BayesRunner(EarlyTermination, Runner):
             return Run(point, cid)
         tqdm.write(f"  note: {MAX_ASKS} suggestions in a row repeated configurations run before: search space "
                    "exhausted")
+        self.todo = 0
         return None
+
+    def trial(self, run: Run) -> Trial:
+        """The trial of a running run."""
+        return self.trials[run.config_id]
+
+    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+        tell_result(self.study, self.trials.pop(run.config_id), rec, self.metric, interrupted)
 
     def repeat(self, trial: Trial, cid: str) -> bool:
         """Whether ``cid`` ran before or runs now: a run done before gives its result again, not a second run."""
@@ -243,7 +210,7 @@ class BayesRunner(EarlyTermination, Runner):
         elif status in ("finished", "stopped"):
             path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
             trial.set_user_attr("repeats", str(path))
-            self.tell(trial, results.load_record(path))
+            tell_result(self.study, trial, results.load_record(path), self.metric)
         else:
             return False
         return True

@@ -39,7 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .agents import parse_gpus, visible_gpus
-    from .runner import Options, Runner
+    from .runner import Options, Runner, Source
 
     sweep = load_sweep(args.file)
     if sweep.method not in (*LOCAL_METHODS, "bayes"):  # bayes: an Optuna study (bayes.py)
@@ -57,16 +57,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         slots = [None] * (args.workers or 1)
     opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
-                   retry_failed=args.retry_failed, dry_run=args.dry_run)
+                   dry_run=args.dry_run)
+    folder = opts.folder(sweep)
     if sweep.method == "bayes":
-        from .bayes import BayesRunner
+        from .bayes import StudySource
 
-        return BayesRunner(sweep, opts, args.count, args.seed, args.storage).run()
-    if sweep.raw.get("early_terminate"):
-        from .early_terminate import HyperbandRunner
+        source: Source = StudySource(sweep, folder, args.count, args.seed, args.storage)
+    else:
+        from .plan import PlanSource
 
-        return HyperbandRunner(sweep, plan, opts).run()
-    return Runner(sweep, plan, opts).run()
+        source = PlanSource(sweep, plan, folder, args.retry_failed)
+    if not sweep.raw.get("early_terminate"):
+        return Runner(sweep, source, opts).run()
+    from .early_terminate import Hyperband, RungSource
+
+    if sweep.method != "bayes":  # the pruner compares trials: a plan's runs become trials of a study of rungs
+        source = RungSource(source, sweep, folder)
+    return Runner(sweep, source, opts, Hyperband(folder, sweep.raw["metric"]["name"], source.trial)).run()
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

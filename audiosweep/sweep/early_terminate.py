@@ -1,60 +1,29 @@
 """``early_terminate: hyperband`` run locally: each run's per-epoch metric is read from the progress file beside
-its record and given to an Optuna pruner, which says when to stop it (SIGTERM); the run's record is then marked
-``stopped`` (its history kept), never failed.
+its record and given to an Optuna pruner (``study.pruner``), which says when to stop it (SIGTERM); the run's record
+is then marked ``stopped`` (its history kept), never failed.
 
-W&B's hyperband is asynchronous successive halving with one set of brackets, which is Optuna's
-``SuccessiveHalvingPruner`` (see :func:`pruner`). Bayes sweeps prune their own study's trials (bayes.py); grid and
-random sweeps get a study of their own that holds only the pruner's rungs (:class:`HyperbandRunner`).
+:class:`Hyperband` is the runner's pruner; the trial each run reports to comes from the runner's source: a bayes
+sweep's own trials (bayes.py), or for grid and random sweeps :class:`RungSource`, a trial per run in a study of its
+own that holds only the pruner's rungs.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import signal
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import Trial, TrialState
-from tqdm.auto import tqdm
+from optuna.trial import Trial
 
 from .. import results
-from ..errors import SweepError
-from .procs import signal_group
-from .runner import Job, Options, Runner
-from .spec import Plan, Sweep
+from .runner import Job, RecordIndex, Source
+from .spec import Run, Sweep
+from .study import open_study, pruner, tell_result
 
 PRUNED_AT = "pruned at epoch {}"
-
-
-def pruner(sweep: Sweep) -> optuna.pruners.BasePruner:
-    """W&B's hyperband as Optuna's SuccessiveHalvingPruner: W&B stops a run at each bracket min_iter * eta^k
-    (min_iter = max_iter / eta^s in the max_iter form) when its metric is not in the top 1/eta of the runs that
-    reached that bracket, one set of brackets for every run: asynchronous successive halving. Optuna's
-    HyperbandPruner would instead spread the trials over several such sets with different first brackets."""
-    et = sweep.raw.get("early_terminate")
-    if not et:
-        return optuna.pruners.NopPruner()
-    eta = et.get("eta", 3)  # W&B's default
-    if not float(eta).is_integer():  # Optuna's reduction factor is an integer
-        raise SweepError(f"{sweep.path}: early_terminate.eta must be an integer to run here, got {eta!r}")
-    min_iter = int(et["min_iter"] if "min_iter" in et else et["max_iter"] / eta ** et["s"])
-    if min_iter < 1:
-        raise SweepError(f"{sweep.path}: early_terminate's max_iter / eta^s is below 1 epoch: lower s")
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_iter, reduction_factor=int(eta),
-                                                  min_early_stopping_rate=0)
-
-
-def storage(url: str | None, folder: Path) -> str | optuna.storages.BaseStorage:
-    """``url`` (an RDB URL such as sqlite:///study.db), else the journal file beside the sweep's records, locked
-    for runners that share it."""
-    if url:
-        return url
-    folder.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
 
 
 def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
@@ -66,39 +35,33 @@ def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-class EarlyTermination:
-    """What a :class:`Runner` needs to prune its runs: ``self.study`` (whose pruner decides), ``self.trials`` (the
-    running runs' trials by config id) and ``self.metric``. Reads each running run's progress file between polls,
-    reports its new epochs, stops the pruned; when a run ends, tells the study how it went."""
+class Hyperband:
+    """Reads each running run's progress file between polls, reports its new epochs to the run's trial (``trial``:
+    run -> its trial, from the runner's source) and says which runs the study's pruner stops; when a stopped run
+    ends, marks its record ``stopped``."""
 
-    study: optuna.Study
-    trials: dict[str, Trial]
-    metric: str
-
-    def init_pruning(self, sweep: Sweep) -> None:
-        self.prunes = bool(sweep.raw.get("early_terminate"))
-        self.trials = {}  # by config id, while its run runs
+    def __init__(self, folder: Path, metric: str, trial: Callable[[Run], Trial]):
+        self.folder, self.metric, self.trial = folder, metric, trial
         self.progress: dict[str, tuple[Path, int]] = {}  # config id -> progress file, rows read
         self.pruned: dict[str, int] = {}  # config id -> epoch it was stopped at
 
-    def watch(self) -> None:
-        """Report each running run's new epochs to its trial; stop it when the pruner says so."""
-        if not self.prunes:
-            return
-        for job in self.running.values():
+    def watch(self, jobs: Iterable[Job]) -> list[tuple[Job, int]]:
+        """Report each running run's new epochs to its trial; the runs to stop, when the pruner says so."""
+        stop = []
+        for job in jobs:
             cid = job.run.config_id
             rows, seen = self.read_progress(job)
             if len(rows) == seen or cid in self.pruned:
                 continue
-            trial = self.trials[cid]
+            trial = self.trial(job.run)
             for i in range(seen, len(rows)):
                 value = metric_at(rows[: i + 1], self.metric)
                 if value is not None:
                     trial.report(value, rows[i]["epoch"])
             if trial.should_prune():
                 self.pruned[cid] = rows[-1]["epoch"]
-                signal_group(job.proc, signal.SIGTERM)
-                tqdm.write(f"  pruning {self.describe(job.run)} at epoch {rows[-1]['epoch']} ({cid})")
+                stop.append((job, rows[-1]["epoch"]))
+        return stop
 
     def read_progress(self, job: Job) -> tuple[list[dict[str, Any]], int]:
         """The rows of ``job``'s progress file and how many of them were read before; the file is the new one
@@ -118,73 +81,72 @@ class EarlyTermination:
         self.progress[cid] = (path, len(rows))
         return rows, seen
 
-    def finish(self, job: Job, total: int) -> int:
+    def finished(self, job: Job, new: list[dict[str, Any]]) -> None:
+        """A run stopped here that ended with a failed record of a stop (SIGTERM): that record becomes stopped."""
         cid = job.run.config_id
-        self.index.refresh()
-        new = [r for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
         if cid in self.pruned:
             for info in new:
                 if info["status"] == "failed" and info["reason"] in results.STOP_REASONS:
-                    self.mark_stopped(info, self.pruned[cid])
-        counted = super().finish(job, total)
-        recs = [results.load_record(r["path"]) for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
-        done = [r for r in recs if r["status"] in ("finished", "stopped")]
-        self.tell(self.trials.pop(cid), (done or recs or [None])[-1], interrupted=not counted)
+                    mark_stopped(info, self.pruned[cid])
         self.pruned.pop(cid, None)
         self.progress.pop(cid, None)
-        return counted
-
-    def tell(self, trial: Trial, rec: dict[str, Any] | None, interrupted: bool = False) -> None:
-        """The study learns how the run went: its metric, pruned, or failed (interrupted by the user: marked so)."""
-        if rec is not None:
-            trial.set_user_attr("record", rec.get("run_id"))
-        value = rec["summary"].get(self.metric) if rec else None
-        if rec and rec["status"] == "stopped":
-            self.study.tell(trial, state=TrialState.PRUNED)
-        elif rec and rec["status"] == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
-            self.study.tell(trial, value)
-        else:
-            if interrupted:
-                trial.set_user_attr("interrupted", True)
-            self.study.tell(trial, state=TrialState.FAIL)
-
-    def mark_stopped(self, info: dict[str, Any], epoch: int) -> None:
-        """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
-        rec = results.load_record(info["path"])
-        rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
-        results.write_json_atomic(info["path"], rec)
-        info.update(status="stopped", reason=rec["reason"])
 
 
-class HyperbandRunner(EarlyTermination, Runner):
-    """A grid or random sweep with ``early_terminate``: its plan's runs, each a trial of the study
+def mark_stopped(info: dict[str, Any], epoch: int) -> None:
+    """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
+    rec = results.load_record(info["path"])
+    rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
+    results.write_json_atomic(info["path"], rec)
+    info.update(status="stopped", reason=rec["reason"])
+
+
+class RungSource:
+    """A grid or random sweep with ``early_terminate``: the runs of ``plan``, each a trial of the study
     ``<sweep>:hyperband`` (in the sweep's journal file) that holds only what the pruner compares: every run's
     metric per epoch, kept across resumes."""
 
-    def __init__(self, sweep: Sweep, plan: Plan, opts: Options):
-        super().__init__(sweep, plan, opts)
-        self.init_pruning(sweep)
+    def __init__(self, plan: Source, sweep: Sweep, folder: Path):
+        self.plan, self.sweep, self.folder = plan, sweep, folder
+        self.shared = plan.shared
         self.metric = sweep.raw["metric"]["name"]
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner reports each run itself
-        if not opts.dry_run:
-            self.study = optuna.create_study(
-                storage=storage(None, self.folder), study_name=f"{sweep.name}:hyperband",
-                direction=sweep.raw["metric"].get("goal", "minimize"), pruner=pruner(sweep), load_if_exists=True)
+        self.pruner_name = pruner(sweep).__class__.__name__
+        self.study: optuna.Study | None = None  # opened by begin; a dry run writes nothing
+        self.trials: dict[str, Trial] = {}  # by config id, while its run runs
 
-    def report_start(self, *runs) -> None:
-        super().report_start(*runs)
-        print(f"  early_terminate: {pruner(self.sweep).__class__.__name__} on {self.metric} per epoch, rungs in "
-              f"{self.folder / 'optuna.journal'}")
+    @property
+    def failed_before(self) -> list[str]:
+        return self.plan.failed_before
 
-    def start(self, slot: int, run) -> None:
-        trial = self.study.ask()
-        trial.set_user_attr("config_id", run.config_id)
-        self.trials[run.config_id] = trial
-        try:
-            super().start(slot, run)
-        except BaseException:
-            self.study.tell(self.trials.pop(run.config_id), state=TrialState.FAIL)
-            raise
+    def begin(self, index: RecordIndex, dry_run: bool) -> list[str]:
+        if not dry_run:
+            self.study = open_study(self.sweep, self.folder, name=f"{self.sweep.name}:hyperband")
+        return [*self.plan.begin(index, dry_run), f"  early_terminate: {self.pruner_name} on {self.metric} per "
+                f"epoch, rungs in {self.folder / 'optuna.journal'}"]
+
+    def dry_run(self, command: Callable[[Run], list[str]]) -> list[str]:
+        return self.plan.dry_run(command)
+
+    def left(self) -> int:
+        return self.plan.left()
+
+    def next_run(self) -> Run | None:
+        run = self.plan.next_run()
+        if run is not None:
+            trial = self.study.ask()
+            trial.set_user_attr("config_id", run.config_id)
+            self.trials[run.config_id] = trial
+        return run
+
+    def trial(self, run: Run) -> Trial:
+        """The trial of a running run."""
+        return self.trials[run.config_id]
+
+    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+        tell_result(self.study, self.trials.pop(run.config_id), rec, self.metric, interrupted)
+        self.plan.tell(run, rec, interrupted)
+
+    def end_report(self, counts: dict[str, int], interrupted: int) -> str:
+        return self.plan.end_report(counts, interrupted)
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Local sweep runner: each run of a sweep is started as the command a W&B agent would run, on a pool of workers.
 
-Resumable: a run with a finished record (same configuration) in the sweep's results folder is never started again.
-A run that ends without writing a record gets a failed record written on its behalf, so nothing goes unreported.
+The runs come from a :class:`Source` (a grid or random plan, or an Optuna study), and an optional :class:`Pruner`
+stops the ones not worth finishing. Resumable: a run with a finished record (same configuration) in the sweep's
+results folder is never started again. A run that ends without writing a record gets a failed record written on its
+behalf, so nothing goes unreported.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
 from .. import results, tracking
 from ..errors import SweepError
-from .procs import exit_description, spawn, stop_all, tail
-from .spec import Plan, Run, Sweep, build_command, run_config
+from .procs import exit_description, signal_group, spawn, stop_all, tail
+from .spec import Run, Sweep, build_command, run_config
 
 try:
     import fcntl
@@ -38,9 +40,12 @@ class Options:
     results_root: Path = Path("results")
     slots: list[str | None] = field(default_factory=lambda: [None])  # GPU id per worker; None: leave it as is
     wandb_mode: str = "auto"  # as train.py: online with W&B credentials, else offline
-    retry_failed: bool = True
     dry_run: bool = False
     grace_s: float = 10.0  # how long stopped runs get before SIGKILL
+
+    def folder(self, sweep: Sweep) -> Path:
+        """The sweep's results folder: its records, logs and Optuna journal."""
+        return self.results_root / sweep.name
 
 
 @dataclass
@@ -124,23 +129,59 @@ def sweep_lock(folder: Path) -> Iterator[None]:
         yield
 
 
-class Runner:
-    """Runs one sweep's plan; ``run()`` returns the exit status (0 all finished, 1 any failed, 128+N on signal N)."""
+class Source(Protocol):
+    """Where a runner's runs come from. ``begin`` comes first (after the sweep lock, if any); then the runner asks
+    ``next_run`` while ``left()`` is above 0 and a worker is free, and tells every run it got how it went."""
 
-    def __init__(self, sweep: Sweep, plan: Plan, opts: Options):
-        self.sweep, self.plan, self.opts = sweep, plan, opts
-        self.folder = opts.results_root / sweep.name
+    shared: bool  # runners may draw from it at once (each gets its own runs): no sweep lock
+    failed_before: list[str]  # after begin: runs that failed before and are not run again, reported as failures
+
+    def begin(self, index: RecordIndex, dry_run: bool) -> list[str]:
+        """Read what ran before (``index``: the sweep's records); the lines that open the runner's report."""
+
+    def dry_run(self, command: Callable[[Run], list[str]]) -> list[str]:
+        """What ``--dry-run`` lists: the runs (and their ``command``) or the search space."""
+
+    def left(self) -> int:
+        """How many runs at most are still to start; each ``next_run`` takes one off, 0 once it returned None."""
+
+    def next_run(self) -> Run | None:
+        """The next run to start; None: no more, ever (the plan is done, or the study's budget or search space)."""
+
+    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+        """How ``run`` went: the record that says it (None: none, or it could not start), ``interrupted`` by the
+        user."""
+
+    def end_report(self, counts: dict[str, int], interrupted: int) -> str:
+        """The runner's closing line: ``counts`` of the runs ended now by status, ``interrupted`` of them."""
+
+
+class Pruner(Protocol):
+    """Stops running runs that are not worth finishing (``early_terminate``)."""
+
+    def watch(self, jobs: Iterable[Job]) -> list[tuple[Job, int]]:
+        """The running ``jobs`` to stop now, each with the epoch it is stopped at."""
+
+    def finished(self, job: Job, new: list[dict[str, Any]]) -> None:
+        """``job`` ended; ``new``: the record index's entries of the records it wrote (those of a run the pruner
+        stopped are marked so here, before the runner counts them)."""
+
+
+class Runner:
+    """Runs a sweep's runs from ``source``, stopped early by ``pruner`` if given; ``run()`` returns the exit status
+    (0 all finished, 1 any failed, 128+N on signal N)."""
+
+    def __init__(self, sweep: Sweep, source: Source, opts: Options, pruner: Pruner | None = None):
+        self.sweep, self.source, self.opts, self.pruner = sweep, source, opts, pruner
+        self.folder = opts.folder(sweep)
         self.index = RecordIndex(self.folder)
         self.running: dict[int, Job] = {}
         self.counts = {"finished": 0, "stopped": 0, "failed": 0}
         self.durations: list[float] = []  # of the runs ended now (finished or failed, not interrupted): the ETA
         self.failures: list[str] = []
-        self.interrupted = self.left = 0
+        self.interrupted = 0
         self.stop_signal: int | None = None
         self.kill_now = False
-
-    def describe(self, run: Run) -> str:
-        return " ".join(f"{k}={run.params[k]}" for k in self.sweep.varying) or run.config_id
 
     def launch_params(self, run: Run) -> dict[str, Any]:
         return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode}
@@ -155,43 +196,21 @@ class Runner:
         if self.opts.dry_run:  # reads records only: no lock needed
             return self.run_locked()
         # The lock comes before reading any record: a second runner must not plan runs the first is doing.
-        with sweep_lock(self.folder), self.signals():
+        with nullcontext() if self.source.shared else sweep_lock(self.folder), self.signals():
             return self.run_locked()
 
     def run_locked(self) -> int:
         self.index.refresh()
-        status = {r.config_id: self.index.status(r.config_id) for r in self.plan.runs}
-        done = [r for r in self.plan.runs if status[r.config_id] in ("finished", "stopped")]
-        failed = [r for r in self.plan.runs if status[r.config_id] == "failed"]
-        todo = [r for r in self.plan.runs if status[r.config_id] is None or
-                (status[r.config_id] == "failed" and self.opts.retry_failed)]
-        self.report_start(done, failed, todo)
+        for line in self.source.begin(self.index, self.opts.dry_run):
+            print(line, flush=True)
         if self.opts.dry_run:
-            for r in self.plan.runs:
-                label = {"finished": "finished", "stopped": "stopped ", "failed": "failed  "}.get(status[r.config_id],
-                                                                                             "to run  ")
-                print(f"  {label} {r.config_id}  {self.describe(r)}\n      {shlex.join(self.command(r))}")
+            for line in self.source.dry_run(self.command):
+                print(line)
             return 0
-        if not self.opts.retry_failed:
-            self.failures += [f"{self.describe(r)}: failed before, not rerun (--no-retry-failed): "
-                              f"{self.last_error(r)}" for r in failed]
-        self.pool(todo)
-        return self.report_end(done, failed if not self.opts.retry_failed else [])
-
-    def last_error(self, run: Run) -> str:
-        recs = self.index.by_id.get(run.config_id, [])
-        return f"{recs[-1]['error']} ({recs[-1]['path']})" if recs else "no record"
-
-    def report_start(self, done: list[Run], failed: list[Run], todo: list[Run]) -> None:
-        what = "rerun" if self.opts.retry_failed else "reported, not rerun"
-        print(f"sweep {self.sweep.name} ({self.sweep.path}): {len(self.plan.runs)} runs ({self.sweep.method}); "
-              f"{len(done)} finished before, {len(failed)} failed before ({what}), {len(todo)} to run; "
-              f"results in {self.folder}", flush=True)
-        for note in self.plan.notes + self.index.problems:
-            print(f"  note: {note}")
-        overridden = sorted({"results_dir", "wandb_mode"} & set(self.sweep.params))
-        if overridden:
-            print(f"  note: the runner sets {', '.join(overridden)} (see --results-dir, --wandb-mode)")
+        self.failures += self.source.failed_before
+        self.pool()
+        print(self.source.end_report(self.counts, self.interrupted))
+        return self.exit_status()
 
     def env(self, gpu: str | None, run: Run | None = None) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -209,10 +228,17 @@ class Runner:
         set) W&B groups the runs itself."""
         if os.environ.get("WANDB_SWEEP_ID"):
             return {}
-        return {"WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": self.describe(run),
+        return {"WANDB_RUN_GROUP": self.sweep.name, "WANDB_NAME": self.sweep.describe(run),
                 "WANDB_TAGS": f"{self.sweep.name},audiosweep-local", tracking.SWEEP_ENV: self.sweep.name}
 
     def start(self, slot: int, run: Run) -> None:
+        try:
+            self.launch(slot, run)
+        except BaseException:
+            self.source.tell(run, None, interrupted=False)  # a run that never ran: failed
+            raise
+
+    def launch(self, slot: int, run: Run) -> None:
         params, cmd = self.launch_params(run), self.command(run)
         if "${args_json_file}" in map(str, self.sweep.raw.get("command") or []):
             results.write_json_atomic(self.args_json_file(run), params)
@@ -227,62 +253,72 @@ class Runner:
             raise SweepError(f"cannot start {cmd[0]!r} for run {run.config_id}: {e}") from e
         self.running[slot] = Job(run, proc, params, log, self.index.paths(run.config_id), time.time(), launch)
 
-    def pool(self, todo: list[Run]) -> None:
-        pending = list(reversed(todo))
+    def pool(self) -> None:
         tqdm.monitor_interval = 0  # no monitor thread: children are forked with a preexec hook
         # No tqdm rate and remaining time: runs are few and long; eta_seconds estimates from their durations.
-        bar = tqdm(total=len(todo), unit="run", desc=self.sweep.name, dynamic_ncols=True,
+        bar = tqdm(total=self.source.left(), unit="run", desc=self.sweep.name, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         interactive, eta = sys.stderr.isatty(), ""
         try:
             while True:
                 if self.stop_signal is None:
                     for slot in range(len(self.opts.slots)):
-                        if pending and slot not in self.running:
-                            run = self.next_run(pending)
+                        if self.source.left() and slot not in self.running:
+                            run = self.source.next_run()
                             if run is None:
-                                pending.clear()
                                 break
                             self.start(slot, run)
                 elif self.running:
                     self.stop_running()
-                self.watch()
+                self.prune()
                 ended = [slot for slot, job in self.running.items() if job.proc.poll() is not None]
                 counted = sum(self.finish(self.running.pop(slot), bar.total) for slot in ended)
                 if counted or interactive:  # a log file gets a new line only when a run ends
                     eta = eta_text(eta_seconds(self.durations, [time.time() - j.started for j in self.running.values()],
-                                               len(pending), len(self.opts.slots)))
+                                               self.source.left(), len(self.opts.slots)))
                 postfix = (f"done {self.counts['finished']}, failed {self.counts['failed']}, "
-                           f"running {len(self.running)}, left {len(pending)}" + (f", {eta}" if eta else ""))
+                           f"running {len(self.running)}, left {self.source.left()}" + (f", {eta}" if eta else ""))
                 if counted or postfix != bar.postfix or (interactive and time.time() - bar.last_print_t > 1):
                     bar.set_postfix_str(postfix, refresh=False)
                     bar.update(counted)  # redraws the bar: its clock and ETA move on a terminal
                     bar.refresh()
-                if not self.running and (not pending or self.stop_signal is not None):
+                if not self.running and (not self.source.left() or self.stop_signal is not None):
                     break
                 time.sleep(0.2)
         finally:
             if self.running:  # an error in the runner itself: take the runs down with it
                 self.stop_running()
             bar.close()
-            self.left = len(pending)
 
-    def next_run(self, pending: list[Run]) -> Run | None:
-        """The next run to start (None: no more); a bayes sweep asks its study instead."""
-        return pending.pop()
-
-    def watch(self) -> None:
-        """Look at the running runs between polls; a bayes sweep's early termination prunes them here."""
+    def prune(self) -> None:
+        """Between polls: SIGTERM the runs the pruner stops (their records are marked when they end)."""
+        if self.pruner is None:
+            return
+        for job, epoch in self.pruner.watch(self.running.values()):
+            signal_group(job.proc, signal.SIGTERM)
+            tqdm.write(f"  pruning {self.sweep.describe(job.run)} at epoch {epoch} ({job.run.config_id})")
 
     def stop_running(self) -> None:
         """SIGTERM every running run's process group; SIGKILL after the grace period or a second signal."""
         stop_all([job.proc for job in self.running.values()], self.opts.grace_s, hurry=lambda: self.kill_now)
 
     def finish(self, job: Job, total: int) -> int:
-        """Account for an ended run by the record it wrote (a failed record is written for it if it wrote none);
-        return 1 if it counts as done or failed, 0 if it was interrupted by the user."""
+        """Account for an ended run by the records it wrote, tell the source how it went; return 1 if it counts as
+        done or failed, 0 if it was interrupted by the user."""
         self.index.refresh()
         new = [r for r in self.index.by_id.get(job.run.config_id, []) if r["path"] not in job.known]
+        if self.pruner is not None:
+            self.pruner.finished(job, new)
+        counted = self.account(job, new, total)
+        # The records it wrote itself: a run that wrote none is told as such, not by the failed record written for it.
+        recs = [results.load_record(r["path"]) for r in new]
+        done = [r for r in recs if r["status"] in ("finished", "stopped")]
+        self.source.tell(job.run, (done or recs or [None])[-1], interrupted=not counted)
+        return counted
+
+    def account(self, job: Job, new: list[dict[str, Any]], total: int) -> int:
+        """Count and report an ended run by its ``new`` records (a failed record is written for it if it wrote
+        none); 1 if it counts as done or failed, 0 if it was interrupted by the user."""
         code, took = job.proc.returncode, time.time() - job.started
         with open(job.log, "a") as f:
             f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} ended: {exit_description(code)} after {took:.0f}s"
@@ -294,7 +330,8 @@ class Runner:
             kind, text = "finished", "finished" + (f"  accuracy {acc:.4f}" if acc is not None else "")
         elif stopped:
             self.interrupted += 1
-            tqdm.write(f"  interrupted  {self.describe(job.run)}  ({exit_description(code)}; runs again on resume)")
+            tqdm.write(f"  interrupted  {self.sweep.describe(job.run)}  ({exit_description(code)}; runs again on "
+                       "resume)")
             return 0
         elif any(r["status"] == "stopped" for r in new):
             kind, text = "stopped", f"stopped  {new[-1]['reason']}"
@@ -306,8 +343,8 @@ class Runner:
         self.counts[kind] += 1
         self.durations.append(took)
         if kind == "failed":
-            self.failures.append(f"{self.describe(job.run)}: {text.removeprefix('FAILED  ')} (log: {job.log})")
-        tqdm.write(f"  [{sum(self.counts.values())}/{total}] {text}  {self.describe(job.run)}"
+            self.failures.append(f"{self.sweep.describe(job.run)}: {text.removeprefix('FAILED  ')} (log: {job.log})")
+        tqdm.write(f"  [{sum(self.counts.values())}/{total}] {text}  {self.sweep.describe(job.run)}"
                    f"  {took:.0f}s  ({job.run.config_id})")
         return 1
 
@@ -322,15 +359,6 @@ class Runner:
             rec["run_id"] = results.new_run_id()
             path = results.RunFiles.of(self.folder, rec["run_id"]).record
         return results.write_json_atomic(path, rec)
-
-    def report_end(self, done: list[Run], reported: list[Run]) -> int:
-        interrupted, left = self.interrupted, self.left
-        stopped = f", {self.counts['stopped']} stopped early now" if self.counts["stopped"] else ""
-        print(f"sweep {self.sweep.name}: {len(done) + self.counts['finished']} of {len(self.plan.runs)} runs "
-              f"finished ({self.counts['finished']} now, {len(done)} before){stopped}, {self.counts['failed']} "
-              f"failed now, {len(reported)} failed before and not rerun, {interrupted} interrupted, {left} not "
-              f"started; results in {self.folder}")
-        return self.exit_status()
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""

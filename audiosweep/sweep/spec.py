@@ -81,6 +81,10 @@ class Sweep:
         """Names of the parameters that take more than one value, sorted as W&B sorts them."""
         return sorted(n for n, p in self.params.items() if not p.constant)
 
+    def describe(self, run: Run) -> str:
+        """A run as its varying values (``n_mels=40 trial_num=2``), or its configuration id when none varies."""
+        return " ".join(f"{k}={run.params[k]}" for k in self.varying) or run.config_id
+
 
 @dataclass
 class Plan:
