@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from .. import results, tracking
-from ..errors import SweepError
+from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
 from .procs import exit_description, signal_group, spawn, stop_all, tail
 from .spec import Run, Sweep, build_command, run_config
 
@@ -366,8 +366,8 @@ class Runner:
             print(f"  failed: {line}")
         if self.stop_signal is not None:
             print("  stopped by a signal: run the same command again to resume")
-            return 128 + self.stop_signal
-        return 1 if self.failures else 0
+            return signal_exit(self.stop_signal)
+        return EXIT_FAILED if self.failures else EXIT_OK
 
     @contextmanager
     def signals(self) -> Iterator[None]:
