@@ -243,7 +243,7 @@ class BayesRunner(EarlyTermination, Runner):
         elif status in ("finished", "stopped"):
             path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
             trial.set_user_attr("repeats", str(path))
-            self.tell(trial, results.load_record(path))
+            self.tell(trial, results.Record.load(path))
         else:
             return False
         return True

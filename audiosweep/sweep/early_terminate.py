@@ -127,21 +127,21 @@ class EarlyTermination:
                 if info["status"] == "failed" and info["reason"] in results.STOP_REASONS:
                     self.mark_stopped(info, self.pruned[cid])
         counted = super().finish(job, total)
-        recs = [results.load_record(r["path"]) for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
-        done = [r for r in recs if r["status"] in ("finished", "stopped")]
+        recs = [results.Record.load(r["path"]) for r in self.index.by_id.get(cid, []) if r["path"] not in job.known]
+        done = [r for r in recs if r.status in ("finished", "stopped")]
         self.tell(self.trials.pop(cid), (done or recs or [None])[-1], interrupted=not counted)
         self.pruned.pop(cid, None)
         self.progress.pop(cid, None)
         return counted
 
-    def tell(self, trial: Trial, rec: dict[str, Any] | None, interrupted: bool = False) -> None:
+    def tell(self, trial: Trial, rec: results.Record | None, interrupted: bool = False) -> None:
         """The study learns how the run went: its metric, pruned, or failed (interrupted by the user: marked so)."""
         if rec is not None:
-            trial.set_user_attr("record", rec.get("run_id"))
-        value = rec["summary"].get(self.metric) if rec else None
-        if rec and rec["status"] == "stopped":
+            trial.set_user_attr("record", rec.run_id)
+        value = getattr(rec.summary, self.metric) if rec else None  # the sweep's metric: a summary field
+        if rec and rec.status == "stopped":
             self.study.tell(trial, state=TrialState.PRUNED)
-        elif rec and rec["status"] == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
+        elif rec and rec.status == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
             self.study.tell(trial, value)
         else:
             if interrupted:
@@ -150,10 +150,9 @@ class EarlyTermination:
 
     def mark_stopped(self, info: dict[str, Any], epoch: int) -> None:
         """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
-        rec = results.load_record(info["path"])
-        rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
-        results.write_json_atomic(info["path"], rec)
-        info.update(status="stopped", reason=rec["reason"])
+        rec = results.Record.load(info["path"]).stopped(PRUNED_AT.format(epoch), by="audiosweep.sweep")
+        results.write_json_atomic(info["path"], rec.to_dict())
+        info.update(status="stopped", reason=rec.reason)
 
 
 class HyperbandRunner(EarlyTermination, Runner):
