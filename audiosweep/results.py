@@ -273,11 +273,20 @@ _RECORD_TYPES = {"config": dict, "history": list, "summary": dict, "status": str
 
 class Record:
     """One run's result record. ``data`` is the JSON object as written, kept whole so that a record read and
-    written back (marked stopped) keeps every field and their order; readers use the typed views below. Build
-    one with :meth:`finished`, :meth:`failed` or :meth:`stopped`, read one with :meth:`load`."""
+    written back (marked stopped) keeps every field and their order; readers use the typed attributes read from
+    it. Build one with :meth:`finished`, :meth:`failed` or :meth:`stopped`, read one with :meth:`load`."""
 
     def __init__(self, data: dict[str, Any]):
         self.data = data
+        self.run_id: str | None = data.get("run_id")
+        self.status: str = data["status"]
+        self.error: str | None = data.get("error")
+        # Why a failed run ended (error, interrupted, terminated, out of memory), or why a stopped one stopped.
+        self.reason: str | None = data.get("reason")
+        self.config: dict[str, Any] = data["config"]
+        self.history: list[HistoryRow] = data["history"]
+        self.summary = Summary.from_dict(data["summary"])
+        self.env: dict | None = data.get("env")
 
     @classmethod
     def _new(cls, config: dict[str, Any], run_id: str, status: str, history: list[HistoryRow], summary: Summary,
@@ -347,36 +356,3 @@ class Record:
     def write(self, path: Path) -> tuple[Path | None, str | None]:
         """Write the record to ``path`` or a fallback folder, as :func:`write_record` does."""
         return write_record(self.data, path)
-
-    @property
-    def run_id(self) -> str | None:
-        return self.data.get("run_id")
-
-    @property
-    def status(self) -> str:
-        return self.data["status"]
-
-    @property
-    def error(self) -> str | None:
-        return self.data.get("error")
-
-    @property
-    def reason(self) -> str | None:
-        """Why a failed run ended (error, interrupted, terminated, out of memory) or why a stopped one stopped."""
-        return self.data.get("reason")
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.data["config"]
-
-    @property
-    def history(self) -> list[HistoryRow]:
-        return self.data["history"]
-
-    @property
-    def summary(self) -> Summary:
-        return Summary.from_dict(self.data["summary"])
-
-    @property
-    def env(self) -> dict | None:
-        return self.data.get("env")
