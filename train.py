@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return refuse("train.py", e)
     run_id = run.id if run is not None else run_id
     files = results.RunFiles.of(cfg.results_dir, run_id)
-    t0, history, summary, env, classes = time.time(), History(files.progress), results.Summary(), {"device": None}, None
-    status, error, reason, written = "failed", None, None, {}
+    t0, history, env, classes = time.time(), History(files.progress), {"device": None}, None
+    record, error, reason, written = None, None, None, {}
     on_sigterm = signal.signal(signal.SIGTERM, _terminate)  # schedulers and W&B agents stop runs with SIGTERM
     try:
         device = resolve_device(cfg)
@@ -89,17 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         fit(learn, cfg)
         out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
         acc, written = out.accuracy, out.files
-        accs = [r["accuracy"] for r in history.rows if r["accuracy"] is not None]
         evaluated = learn.best_epoch.evaluated  # checkpoint best: the best epoch's weights were evaluated
-        row = history.rows[evaluated - 1]  # the summary's losses are the evaluated epoch's, like its accuracy
-        summary = results.Summary(
-            accuracy=acc, best_accuracy=max(accs, default=acc), train_loss=row["train_loss"],
-            valid_loss=row["valid_loss"], epochs=len(history.rows), evaluated_epoch=evaluated,
-            n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3), norm_stats=stats,
-            pretrained_weights=learn.model_body.pretrained, tta_accuracy=out.tta_accuracy)
-        status = "finished"
+        record = results.Record.finished(
+            cfg.effective_dict(), run_id, history.rows, evaluated_epoch=evaluated, accuracy=acc,
+            tta_accuracy=out.tta_accuracy, norm_stats=stats, pretrained_weights=learn.model_body.pretrained,
+            n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3),
+            wall_time_s=round(time.time() - t0, 3), env=env, classes=classes, files=written)
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
-        print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {summary.best_accuracy:.4f}{tta})")
+        print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {record.summary.best_accuracy:.4f}{tta})")
     except BaseException as e:
         e = memory.explain_oom(e, cfg)  # out of memory: which batch size and arch failed, and what to change
         error = f"{type(e).__name__}: {e}"
@@ -109,21 +106,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: run failed: {error}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the record short
-        summary.wall_time_s = round(time.time() - t0, 3)
-        summary.epochs = len(history.rows)
-        record = results.make_record(cfg.effective_dict(), run_id, status, history.rows, summary, env, error,
-                                     reason=reason, classes=classes, files=written)
-        written, problem = results.write_record(record, files.record)
+        if record is None:
+            record = results.Record.failed(cfg.effective_dict(), run_id, error, env, round(time.time() - t0, 3),
+                                           history.rows, reason=reason, classes=classes, files=written)
+        written, problem = record.write(files.record)
         if problem:
             print(f"train.py: {problem}; the record is in {written}" if written else
                   f"train.py: {problem}, nor in {', '.join(map(str, results.fallback_dirs()))}; the record:\n"
-                  + json.dumps(record), file=sys.stderr)
-        print(f"result record: {written or 'not written'} ({status})")
-        tracking.finish(run, summary, failed=status != "finished", env=env)
+                  + json.dumps(record.to_dict()), file=sys.stderr)
+        print(f"result record: {written or 'not written'} ({record.status})")
+        tracking.finish(run, record.summary, failed=record.status != "finished", env=env)
         signal.signal(signal.SIGTERM, on_sigterm)
     if reason in STOPPED_BY:  # stopped from outside: the exit status a shell gives a command its signal stopped
         return signal_exit(STOPPED_BY[reason])
-    return EXIT_OK if status == "finished" and not problem else EXIT_FAILED
+    return EXIT_OK if record.status == "finished" and not problem else EXIT_FAILED
 
 
 def _terminate(signum: int, frame) -> None:

@@ -29,8 +29,8 @@ from audiosweep.results import (
     EPOCH_METRICS,
     RECORD_KEYS,
     SUMMARY_METRICS,
+    Record,
     RunFiles,
-    check_record,
     read_json,
     record_files,
 )
@@ -130,18 +130,18 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
     rows, skipped, bad = [], [], []
     for path in record_files(root):
         try:
-            rec = read_json(path)  # each file is read once
-            if _is_other_json(rec):
+            obj = read_json(path)  # each file is read once
+            if _is_other_json(obj):
                 skipped.append(path)
                 continue
-            check_record(rec, path)
+            rec = Record.parse(obj, path)
         except ValueError as e:
             if not skip_bad:
                 raise SourceError(f"{e}\n  fix or remove that file, or pass --skip-bad to leave it out") from e
             bad.append(str(e))
             continue
-        rows.append(make_row(rec["config"], rec["summary"], rec["history"], rec["status"], sweep_name(root, path),
-                             rec.get("run_id") or RunFiles(path).run_id, str(path), rec.get("env")))
+        rows.append(make_row(rec.config, rec.summary.to_dict(), rec.history, rec.status, sweep_name(root, path),
+                             rec.run_id or RunFiles(path).run_id, str(path), rec.env))
     if skipped:
         warn(f"skipped {len(skipped)} JSON file(s) that are not result records, e.g. {skipped[0]}")
     for message in bad:

@@ -16,7 +16,7 @@ from .datasets import dataset_entry
 from .errors import UserError
 from .features import apply_normalization, compute_features, input_shape
 from .models import build_model
-from .results import RunFiles, load_record, record_files
+from .results import Record, RunFiles, record_files
 
 # A clip this much longer or shorter than the model's clip length is still "the same length" (rounding of its
 # sample count).
@@ -87,11 +87,11 @@ def model_file(source: str | Path) -> Path:
         candidates = []
         for path in record_files(source):
             try:
-                rec = load_record(path)
+                rec = Record.load(path)
             except ValueError:
                 continue
-            if RunFiles(path).model.is_file() and rec["status"] == "finished":
-                candidates.append(((rec["summary"].get("accuracy") or 0.0), path))
+            if RunFiles(path).model.is_file() and rec.status == "finished":
+                candidates.append(((rec.summary.accuracy or 0.0), path))
         if not candidates:
             raise PredictError(f"{source}: no finished run with a saved model in it (train with --save_model final)")
         return RunFiles(max(candidates)[1]).model

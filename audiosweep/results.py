@@ -1,5 +1,6 @@
 """The record contract: one JSON file per run (written atomically) and the files beside it, the metrics a run
-logs, the schema of its history and summary. Every other module reads these names from here.
+logs, the schema of its history and summary. Every other module reads these names from here, and builds, reads
+and marks a record stopped only through :class:`Record`.
 
     results_dir/<run_id>.json            the record: config, history, summary, env, status, error
     results_dir/<run_id>.preds.npz       validation probabilities, targets, class names and clip names
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -91,7 +92,14 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Summary:
+        """The summary of a record: keys it lacks (records of older versions) are None, keys unknown here are
+        left out."""
+        return cls(**{k: v for k, v in values.items() if k in SUMMARY_FIELDS})
 
+
+SUMMARY_FIELDS = frozenset(f.name for f in fields(Summary))
 # Summary values analysis tabulates as numbers.
 SUMMARY_METRICS = ("accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s")
 
@@ -251,15 +259,6 @@ def environment(device: str | None = None, dataset_fingerprint: str | None = Non
     return env
 
 
-def make_record(config: dict[str, Any], run_id: str, status: str, history: list[HistoryRow], summary: Summary,
-                env: dict, error: str | None = None, **extra: Any) -> dict[str, Any]:
-    if status not in STATUSES:
-        raise ValueError(f"record status must be one of {', '.join(STATUSES)}, got {status!r}")
-    return {"record_version": RECORD_VERSION, "run_id": run_id, "config_id": config_id(config), "status": status,
-            "error": error, "config": config, "history": history, "summary": summary.to_dict(), "env": env,
-            **extra}
-
-
 def read_json(path: Path) -> Any:
     """The JSON in ``path``; a ValueError naming the file when it cannot be read or parsed."""
     try:
@@ -272,22 +271,88 @@ def read_json(path: Path) -> Any:
 _RECORD_TYPES = {"config": dict, "history": list, "summary": dict, "status": str}
 
 
-def check_record(rec: Any, path: Path) -> dict[str, Any]:
-    """``rec`` when it has a record's keys with the right types, else a ValueError naming ``path``."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"{path}: not a result record (a JSON {type(rec).__name__}, not an object)")
-    missing = [k for k in REQUIRED_KEYS if k not in rec]
-    if missing:
-        raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
-    wrong = [f"{k} is a {type(rec[k]).__name__}, not a {t.__name__}" for k, t in _RECORD_TYPES.items()
-             if not isinstance(rec[k], t)]
-    wrong += [f"history[{i}] is not an object" for i, row in enumerate(rec["history"] if isinstance(
-        rec["history"], list) else []) if not isinstance(row, dict)][:1]
-    if wrong:
-        raise ValueError(f"{path}: malformed result record ({'; '.join(wrong)})")
-    return rec
+class Record:
+    """One run's result record. ``data`` is the JSON object as written, kept whole so that a record read and
+    written back (marked stopped) keeps every field and their order; readers use the typed attributes read from
+    it. Build one with :meth:`finished`, :meth:`failed` or :meth:`stopped`, read one with :meth:`load`."""
 
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        self.run_id: str | None = data.get("run_id")
+        self.status: str = data["status"]
+        self.error: str | None = data.get("error")
+        # Why a failed run ended (error, interrupted, terminated, out of memory), or why a stopped one stopped.
+        self.reason: str | None = data.get("reason")
+        self.config: dict[str, Any] = data["config"]
+        self.history: list[HistoryRow] = data["history"]
+        self.summary = Summary.from_dict(data["summary"])
+        self.env: dict | None = data.get("env")
 
-def load_record(path: Path) -> dict[str, Any]:
-    """Read one record, failing with the file's name when it is not a valid record."""
-    return check_record(read_json(path), path)
+    @classmethod
+    def _new(cls, config: dict[str, Any], run_id: str, status: str, history: list[HistoryRow], summary: Summary,
+             env: dict, error: str | None = None, **extra: Any) -> Record:
+        if status not in STATUSES:
+            raise ValueError(f"record status must be one of {', '.join(STATUSES)}, got {status!r}")
+        return cls({"record_version": RECORD_VERSION, "run_id": run_id, "config_id": config_id(config),
+                    "status": status, "error": error, "config": config, "history": history,
+                    "summary": summary.to_dict(), "env": env, **extra})
+
+    @classmethod
+    def finished(cls, config: dict[str, Any], run_id: str, history: list[HistoryRow], *, evaluated_epoch: int,
+                 accuracy: float, tta_accuracy: float | None, norm_stats: dict | None, pretrained_weights: bool,
+                 n_train: int, n_valid: int, feature_s: float, wall_time_s: float, env: dict,
+                 classes: list[str], files: dict[str, str]) -> Record:
+        """A run that trained and was evaluated. Its summary comes from ``history``: the best accuracy of any
+        epoch, and the losses of ``evaluated_epoch`` (counted from 1), whose weights gave ``accuracy``."""
+        row = history[evaluated_epoch - 1]
+        accs = [r["accuracy"] for r in history if r["accuracy"] is not None]
+        summary = Summary(accuracy=accuracy, best_accuracy=max(accs, default=accuracy), train_loss=row["train_loss"],
+                          valid_loss=row["valid_loss"], epochs=len(history), evaluated_epoch=evaluated_epoch,
+                          n_train=n_train, n_valid=n_valid, feature_s=feature_s, norm_stats=norm_stats,
+                          pretrained_weights=pretrained_weights, tta_accuracy=tta_accuracy, wall_time_s=wall_time_s)
+        return cls._new(config, run_id, "finished", history, summary, env, reason=None, classes=classes,
+                        files=files)
+
+    @classmethod
+    def failed(cls, config: dict[str, Any], run_id: str, error: str, env: dict, wall_time_s: float,
+               history: list[HistoryRow] | None = None, **extra: Any) -> Record:
+        """A run that ended without a result: ``history`` holds the epochs it trained (train.py), None when they
+        are unknown (the sweep runner, for a run that wrote no record: no epoch count then). ``extra``: further
+        fields, in order (train.py: reason, classes, files; the sweep runner: log, exit_code, written_by)."""
+        summary = Summary(epochs=None if history is None else len(history), wall_time_s=wall_time_s)
+        return cls._new(config, run_id, "failed", [] if history is None else history, summary, env, error,
+                        **extra)
+
+    def stopped(self, reason: str, by: str) -> Record:
+        """This record as ``stopped`` (a run ``by`` ended early, e.g. pruned at an epoch: ``reason``), its
+        history kept and no error, instead of failed."""
+        return Record({**self.data, "status": "stopped", "reason": reason, "error": None, "stopped_by": by})
+
+    @classmethod
+    def load(cls, path: Path) -> Record:
+        """Read one record, failing with the file's name when it is not a valid record."""
+        return cls.parse(read_json(path), path)
+
+    @classmethod
+    def parse(cls, obj: Any, path: Path) -> Record:
+        """The record in ``obj`` (read from ``path``) when it has a record's keys with the right types, else a
+        ValueError naming ``path``. Records of older versions, with fewer keys, parse too."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: not a result record (a JSON {type(obj).__name__}, not an object)")
+        missing = [k for k in REQUIRED_KEYS if k not in obj]
+        if missing:
+            raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
+        wrong = [f"{k} is a {type(obj[k]).__name__}, not a {t.__name__}" for k, t in _RECORD_TYPES.items()
+                 if not isinstance(obj[k], t)]
+        wrong += [f"history[{i}] is not an object" for i, row in enumerate(obj["history"] if isinstance(
+            obj["history"], list) else []) if not isinstance(row, dict)][:1]
+        if wrong:
+            raise ValueError(f"{path}: malformed result record ({'; '.join(wrong)})")
+        return cls(obj)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def write(self, path: Path) -> tuple[Path | None, str | None]:
+        """Write the record to ``path`` or a fallback folder, as :func:`write_record` does."""
+        return write_record(self.data, path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosweep.config import Config
-from audiosweep.results import RunFiles, Summary, make_record, save_predictions, write_json_atomic
+from audiosweep.results import Record, RunFiles, save_predictions, write_json_atomic
 
 CLASSES = ["dog", "rooster", "rain"]
 
@@ -19,11 +19,13 @@ def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 
     history = [] if acc is None else [
         {"epoch": 1, "train_loss": 2.0, "valid_loss": valid_loss + 0.5, "accuracy": acc - 0.1, "time_s": 1.0},
         {"epoch": 2, "train_loss": 1.5, "valid_loss": valid_loss, "accuracy": acc, "time_s": 1.0}]
-    summary = Summary(wall_time_s=3.5) if acc is None else Summary(
-        accuracy=acc, best_accuracy=acc, train_loss=1.5, valid_loss=valid_loss, epochs=2, n_train=80, n_valid=20,
-        wall_time_s=3.5)
-    rec = make_record(cfg, run_id, status, history, summary, {"device": "cpu"},
-                      None if status == "finished" else "RuntimeError: boom", classes=CLASSES)
+    if status == "finished":
+        record = Record.finished(cfg, run_id, history, evaluated_epoch=2, accuracy=acc, tta_accuracy=None,
+                                 norm_stats=None, pretrained_weights=False, n_train=80, n_valid=20, feature_s=0.5,
+                                 wall_time_s=3.5, env={"device": "cpu"}, classes=CLASSES, files={})
+    else:
+        record = Record.failed(cfg, run_id, "RuntimeError: boom", {"device": "cpu"}, 3.5, history, classes=CLASSES)
+    rec = record.to_dict()
     files = RunFiles.of(folder, run_id)
     write_json_atomic(files.record, rec)
     if preds:  # 3 classes x 4 clips; 11 of 12 right

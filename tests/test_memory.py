@@ -159,7 +159,7 @@ def test_out_of_memory_during_training_is_recorded_with_what_to_change(tmp_path,
     assert rec["error"].startswith("OutOfMemory: out of memory with batch_size=16, accumulate=2, arch=simple_cnn")
     assert "--batch_size 8 --accumulate 4" in rec["error"] and f"({message})" in rec["error"]
     assert "--precision" not in rec["error"]  # the CPU trains in fp32 whatever precision says
-    assert results.check_record(rec, out / f"{rec['run_id']}.json") is rec
+    assert results.Record.parse(rec, out / f"{rec['run_id']}.json").to_dict() is rec
     assert rec["error"] in err
 
 

@@ -1,7 +1,8 @@
-"""The record contract: where a run's files live, which folders hold records, identity, the summary schema."""
+"""The record contract: where a run's files live, which folders hold records, identity, the record and its summary."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,18 +40,96 @@ def test_identity_is_the_effective_setting_without_environment_keys():
     assert results.config_id(before_augmentation) == results.config_id(base)
 
 
+HISTORY = [{"epoch": 1, "train_loss": 2.0, "valid_loss": 1.5, "accuracy": 0.4, "time_s": 1.0},
+           {"epoch": 2, "train_loss": 1.0, "valid_loss": 1.1, "accuracy": 0.7, "time_s": 1.0},
+           {"epoch": 3, "train_loss": 0.5, "valid_loss": 1.4, "accuracy": None, "time_s": 1.0}]
+# The fields of a record in the order train.py writes them (extra ones after env).
+TOP_KEYS = ["record_version", "run_id", "config_id", "status", "error", "config", "history", "summary", "env"]
+
+
+def finished(history: list[dict] = HISTORY, evaluated_epoch: int = 2, **changes) -> results.Record:
+    values = dict(evaluated_epoch=evaluated_epoch, accuracy=0.65, tta_accuracy=0.66, norm_stats={"mean": -20.0},
+                  pretrained_weights=False, n_train=80, n_valid=20, feature_s=0.5, wall_time_s=9.5,
+                  env={"device": "cpu"}, classes=["dog", "rain"], files={"preds": "r1.preds.npz"})
+    return results.Record.finished(merge([]).effective_dict(), "r1", history, **{**values, **changes})
+
+
 def test_records_carry_the_summary_schema(tmp_path):
-    rec = results.make_record(merge([]).effective_dict(), "r1", "failed", [], results.Summary(wall_time_s=1.5),
-                              {"device": None}, "RuntimeError: x")
+    rec = results.Record.failed(merge([]).effective_dict(), "r1", "RuntimeError: x", {"device": None}, 1.5).to_dict()
     assert set(rec["summary"]) == {f for f in results.Summary.__dataclass_fields__}
     assert rec["summary"]["wall_time_s"] == 1.5 and rec["summary"]["accuracy"] is None
     assert set(results.SUMMARY_METRICS) <= set(rec["summary"]) and set(results.RECORD_KEYS) <= set(rec)
     path = results.write_json_atomic(results.RunFiles.of(tmp_path, "r1").record, rec)
-    assert results.load_record(path)["status"] == "failed"
+    assert results.Record.load(path).status == "failed"
     with pytest.raises(ValueError, match="finished, failed"):
-        results.make_record({}, "r2", "done", [], results.Summary(), {})
+        results.Record._new({}, "r2", "done", [], results.Summary(), {})
     with pytest.raises(ValueError, match="not a result record"):
-        results.check_record({"config": {}}, Path("x.json"))
+        results.Record.parse({"config": {}}, Path("x.json"))
+
+
+def test_a_finished_record_summarises_its_history_at_the_evaluated_epoch():
+    rec = finished(evaluated_epoch=2)
+    data = rec.to_dict()
+    assert list(data) == [*TOP_KEYS, "reason", "classes", "files"]
+    assert data["status"] == "finished" and data["error"] is None and data["reason"] is None
+    assert data["config_id"] == results.config_id(data["config"]) and data["history"] == HISTORY
+    assert data["classes"] == ["dog", "rain"] and data["files"] == {"preds": "r1.preds.npz"}
+    assert data["summary"] == {"accuracy": 0.65, "best_accuracy": 0.7, "train_loss": 1.0, "valid_loss": 1.1,
+                               "epochs": 3, "evaluated_epoch": 2, "n_train": 80, "n_valid": 20, "feature_s": 0.5,
+                               "norm_stats": {"mean": -20.0}, "pretrained_weights": False, "tta_accuracy": 0.66,
+                               "wall_time_s": 9.5}
+    last = finished(evaluated_epoch=3).summary  # the losses are the evaluated epoch's, not the best one's
+    assert (last.train_loss, last.valid_loss, last.best_accuracy, last.evaluated_epoch) == (0.5, 1.4, 0.7, 3)
+    no_accuracy = finished([{**HISTORY[0], "accuracy": None}], evaluated_epoch=1, accuracy=0.3)
+    assert no_accuracy.summary.best_accuracy == 0.3  # no epoch measured one: the evaluated accuracy
+
+
+def test_a_failed_record_of_train_and_of_the_sweep_runner():
+    trained = results.Record.failed({"arch": "simple_cnn"}, "r1", "RuntimeError: x", {"device": "cpu"}, 2.5,
+                                    HISTORY[:2], reason="error", classes=None, files={}).to_dict()
+    assert list(trained) == [*TOP_KEYS, "reason", "classes", "files"]
+    assert trained["status"] == "failed" and trained["error"] == "RuntimeError: x" and trained["reason"] == "error"
+    assert trained["history"] == HISTORY[:2]
+    assert trained["summary"] == {**results.Summary().to_dict(), "epochs": 2, "wall_time_s": 2.5}
+    unreported = results.Record.failed({"arch": "simple_cnn"}, "r2", "ended without a record", {}, 7.0,
+                                       log="r2.log", exit_code=-9, written_by="audiosweep.sweep").to_dict()
+    assert list(unreported) == [*TOP_KEYS, "log", "exit_code", "written_by"] and unreported["exit_code"] == -9
+    assert unreported["history"] == [] and unreported["summary"] == {**results.Summary().to_dict(),
+                                                                     "wall_time_s": 7.0}  # epochs unknown: None
+
+
+def test_a_stopped_record_keeps_its_fields_in_place(tmp_path):
+    failed = results.Record.failed({"arch": "simple_cnn"}, "r1", "Terminated: received SIGTERM", {}, 2.5,
+                                   HISTORY[:2], reason="terminated", classes=["a"], files={})
+    path = results.write_json_atomic(tmp_path / "r1.json", failed.to_dict())
+    stopped = results.Record.load(path).stopped("pruned at epoch 2", by="audiosweep.sweep")
+    data = stopped.to_dict()
+    assert list(data) == [*TOP_KEYS, "reason", "classes", "files", "stopped_by"]
+    assert (stopped.status, stopped.reason, stopped.error) == ("stopped", "pruned at epoch 2", None)
+    assert data["stopped_by"] == "audiosweep.sweep" and data["history"] == HISTORY[:2]
+    assert {k: v for k, v in data.items() if k not in ("status", "reason", "error", "stopped_by")} == \
+        {k: v for k, v in failed.to_dict().items() if k not in ("status", "reason", "error")}
+    assert failed.status == "failed"  # the record it came from is left as it was
+
+
+def test_an_old_record_loads_with_a_typed_summary(tmp_path):
+    """A record of the first version: no evaluated_epoch or tta_accuracy, history rows without
+    trainable_params; and a summary key no version knows, which is tolerated."""
+    old = {"record_version": 1, "run_id": "20250101-000000-abcdef", "config_id": "0123456789ab", "status": "finished",
+           "error": None, "config": {"arch": "resnet18", "n_mels": 128},
+           "history": [{"epoch": 1, "train_loss": 2.0, "valid_loss": 1.5, "accuracy": 0.5, "time_s": 3.0}],
+           "summary": {"accuracy": 0.5, "best_accuracy": 0.5, "train_loss": 2.0, "valid_loss": 1.5, "epochs": 1,
+                       "n_train": 1600, "n_valid": 400, "feature_s": 4.0, "norm_stats": None,
+                       "pretrained_weights": True, "wall_time_s": 60.0, "gpu_hours": 0.01},
+           "env": {"device": "cuda"}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old, indent=1))
+    rec = results.Record.load(path)
+    assert rec.to_dict() == old and rec.run_id == "20250101-000000-abcdef" and rec.reason is None
+    s = rec.summary
+    assert (s.accuracy, s.best_accuracy, s.epochs, s.pretrained_weights) == (0.5, 0.5, 1, True)
+    assert s.evaluated_epoch is None and s.tta_accuracy is None and not hasattr(s, "gpu_hours")
+    assert results.write_json_atomic(tmp_path / "again.json", rec.to_dict()).read_text() == path.read_text()
 
 
 def test_an_unusable_results_folder_is_refused_by_name(tmp_path, small_disk):
@@ -69,10 +148,9 @@ def test_a_record_that_no_longer_fits_goes_to_a_fallback_folder(tmp_path, small_
     (tmp_path / "ro").write_text("a file: no folder can be made under it")
     results.check_results_dir(small_disk)  # fine at the start of the run...
     fill(small_disk)  # ... then the disk fills up
-    rec = results.make_record(merge([]).effective_dict(), "r1", "finished", [], results.Summary(accuracy=0.9), {})
-    written, problem = results.write_record(rec, small_disk / "r1.json")
+    written, problem = finished(accuracy=0.9).write(small_disk / "r1.json")
     assert written == tmp_path / "fallback" / "r1.json" and "No space left" in problem
-    assert results.load_record(written)["summary"]["accuracy"] == 0.9
+    assert results.Record.load(written).summary.accuracy == 0.9
     assert not [p for p in small_disk.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -87,4 +165,4 @@ def test_malformed_records_are_named(tmp_path, text, why):
     path = tmp_path / "bad.json"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=f"{path}: .*{why}"):
-        results.load_record(path)
+        results.Record.load(path)

@@ -117,9 +117,9 @@ def test_hyperband_stops_a_run_that_learns_nothing(tmp_path, synth):
 def test_a_stopped_run_counts_as_done_on_resume(tmp_path, capsys):
     path = write_sweep(tmp_path / "grid.yaml", {"trial_num": {"values": [1, 2]}})
     params = {"trial_num": 1}
-    rec = results.make_record(run_config(params), "20260101-000000-aaaaaa", "stopped", [], results.Summary(),
-                              {}, reason="pruned at epoch 1")
-    results.write_json_atomic(tmp_path / "res" / "grid" / "20260101-000000-aaaaaa.json", rec)
+    rec = results.Record.failed(run_config(params), "20260101-000000-aaaaaa", "Terminated: received SIGTERM", {}, 1.0,
+                                [], reason="terminated").stopped("pruned at epoch 1", by="audiosweep.sweep")
+    results.write_json_atomic(tmp_path / "res" / "grid" / "20260101-000000-aaaaaa.json", rec.to_dict())
     assert main(["run", str(path), "--results-dir", str(tmp_path / "res"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "1 finished before" in out and "1 to run" in out and out.count("stopped  ") == 1

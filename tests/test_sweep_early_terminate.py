@@ -38,7 +38,8 @@ def test_a_grid_sweep_stops_the_run_that_learns_nothing_and_resumes_without_it(t
     folder = tmp_path / "res" / "hb"
     good, bad = sorted(read_records(folder), key=lambda r: -r["config"]["learning_rate"])
     assert good["status"] == "finished" and len(good["history"]) == 4
-    assert bad["status"] == "stopped" and bad["error"] is None, bad
+    assert bad["status"] == "stopped" and bad["error"] is None and bad["stopped_by"] == "audiosweep.sweep", bad
+    assert list(bad) == [*list(good), "stopped_by"]  # marked in place: train.py's fields in their order
     epoch = int(bad["reason"].removeprefix("pruned at epoch "))
     assert epoch < 4 and [h["epoch"] for h in bad["history"]] == list(range(1, epoch + 1))
     assert f"stopped  pruned at epoch {epoch}" in out.stdout and "1 stopped early now" in out.stdout

@@ -57,6 +57,9 @@ def test_runs_ending_without_a_record_are_recorded_and_retried_by_choice(tmp_pat
     recs = read_records(tmp_path / "res" / "vanish")
     assert sorted(r["exit_code"] for r in recs) == [-9, 0] and {r["status"] for r in recs} == {"failed"}
     assert all(r["written_by"] == "audiosweep.sweep" and Path(r["log"]).is_file() for r in recs)
+    assert all(list(r)[-4:] == ["env", "log", "exit_code", "written_by"] and r["history"] == [] for r in recs)
+    assert all(r["summary"]["epochs"] is None and r["summary"]["wall_time_s"] > 0 for r in recs)  # epochs unknown
+    assert {f"{r['run_id']}.json" for r in recs} == {p.name for p in (tmp_path / "res" / "vanish").glob("*.json")}
     assert "killed by SIGKILL without a record" in capsys.readouterr().out
     assert main([*run, "--no-retry-failed"]) == 1
     assert capsys.readouterr().out.count("failed before, not rerun") == 2

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from audiosweep.results import Record
 from audiosweep.sweep.cli import main
 from audiosweep.sweep.spec import load_sweep
 from audiosweep.sweep.study import open_study, pruner, sampler, tell_result
@@ -44,10 +45,10 @@ def test_the_sampler_draws_the_same_for_the_same_seed_and_lies_for_running_trial
 def test_a_study_learns_a_run_from_its_record(tmp_path):
     sweep = load_sweep(write_sweep(tmp_path / "told.yaml", {"learning_rate": LR}, method="bayes"))
     study = open_study(sweep, tmp_path / "told", name="told:hyperband")
-    done = {"run_id": "a", "status": "finished", "summary": {"accuracy": 0.5}}
+    done = {"run_id": "a", "status": "finished", "config": {}, "history": [], "summary": {"accuracy": 0.5}}
     for rec, interrupted in [(done, False), ({**done, "run_id": "b", "status": "stopped"}, False),
                              ({**done, "run_id": "c", "summary": {"accuracy": float("nan")}}, False), (None, True)]:
-        tell_result(study, study.ask(), rec, "accuracy", interrupted)
+        tell_result(study, study.ask(), rec and Record(rec), "accuracy", interrupted)
     told = open_study(sweep, tmp_path / "told", name="told:hyperband").get_trials()  # from the journal file
     S = optuna.trial.TrialState
     assert [t.state for t in told] == [S.COMPLETE, S.PRUNED, S.FAIL, S.FAIL] and told[0].value == 0.5

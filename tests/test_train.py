@@ -15,6 +15,7 @@ import torchvision
 
 import train
 from audiosweep.config import FIELDS
+from audiosweep.results import config_id
 from tests.conftest import REPO, SLICE, TINY, fill, read_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -30,14 +31,24 @@ def run(tmp_path, synth_root, cache_dir, *extra, name="res"):
     return code, records[0], out
 
 
+# A record's fields in the order train.py writes them.
+RECORD_FIELDS = ["record_version", "run_id", "config_id", "status", "error", "config", "history", "summary", "env",
+                 "reason", "classes", "files"]
+
+
 def check_record(rec):
+    assert list(rec) == RECORD_FIELDS and rec["config_id"] == config_id(rec["config"])
     assert set(rec["config"]) == set(FIELDS)
-    assert rec["status"] == "finished" and rec["error"] is None
+    assert rec["status"] == "finished" and rec["error"] is None and rec["reason"] is None
     assert len(rec["history"]) == rec["summary"]["epochs"] >= 1
     for row in rec["history"]:
         assert set(row) >= {"epoch", "train_loss", "valid_loss", "accuracy"}
     s = rec["summary"]
     assert 0 <= s["accuracy"] <= 1 and s["best_accuracy"] >= s["accuracy"] and s["wall_time_s"] > 0
+    assert s["best_accuracy"] == max(r["accuracy"] for r in rec["history"])
+    assert rec["config"]["checkpoint"] == "best" or s["evaluated_epoch"] == len(rec["history"])
+    evaluated = rec["history"][s["evaluated_epoch"] - 1]
+    assert (s["train_loss"], s["valid_loss"]) == (evaluated["train_loss"], evaluated["valid_loss"])
     env = rec["env"]
     assert env["device"] == "cpu" and env["packages"]["torch"] == torch.__version__.split("+")[0]
     assert env["dataset_fingerprint"] and "git_commit" in env
@@ -72,8 +83,11 @@ def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
                        "--results_dir", str(out), "--cache_dir", str(cache_dir), *TINY])
     assert code == 1
     records = [json.loads(p.read_text()) for p in out.glob("2*.json")]
-    assert len(records) == 1 and records[0]["status"] == "failed"
+    assert len(records) == 1 and records[0]["status"] == "failed" and records[0]["reason"] == "error"
     assert "DownloadError" in records[0]["error"] and "127.0.0.1:9" in records[0]["error"]
+    assert list(records[0]) == RECORD_FIELDS and records[0]["history"] == [] and records[0]["files"] == {}
+    summary = records[0]["summary"]
+    assert summary["epochs"] == 0 and summary["wall_time_s"] > 0 and summary["accuracy"] is None
     assert set(records[0]["config"]) == set(FIELDS)
     assert json.loads((out / "earlier.json").read_text()) == {"kept": True}
     assert not list(out.glob(".*tmp"))

@@ -210,7 +210,7 @@ class StudySource:
         elif status in ("finished", "stopped"):
             path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
             trial.set_user_attr("repeats", str(path))
-            tell_result(self.study, trial, results.load_record(path), self.metric)
+            tell_result(self.study, trial, results.Record.load(path), self.metric)
         else:
             return False
         return True

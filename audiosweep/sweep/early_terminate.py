@@ -94,10 +94,9 @@ class Hyperband:
 
 def mark_stopped(info: dict[str, Any], epoch: int) -> None:
     """The record of a run this runner stopped, ``stopped`` (its history kept) instead of ``failed``."""
-    rec = results.load_record(info["path"])
-    rec.update(status="stopped", reason=PRUNED_AT.format(epoch), error=None, stopped_by="audiosweep.sweep")
-    results.write_json_atomic(info["path"], rec)
-    info.update(status="stopped", reason=rec["reason"])
+    rec = results.Record.load(info["path"]).stopped(PRUNED_AT.format(epoch), by="audiosweep.sweep")
+    results.write_json_atomic(info["path"], rec.to_dict())
+    info.update(status="stopped", reason=rec.reason)
 
 
 class RungSource:

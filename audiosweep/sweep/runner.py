@@ -73,13 +73,13 @@ class RecordIndex:
                 continue
             self.seen.add(path.name)
             try:
-                rec = results.load_record(path)
+                rec = results.Record.load(path)
             except ValueError as e:
                 self.problems.append(f"{e}; left out")
                 continue
-            info = {"path": path, "status": rec["status"], "error": rec.get("error"), "reason": rec.get("reason"),
-                    "accuracy": rec["summary"].get("accuracy")}
-            self.by_id.setdefault(results.config_id(rec["config"]), []).append(info)
+            info = {"path": path, "status": rec.status, "error": rec.error, "reason": rec.reason,
+                    "accuracy": rec.summary.accuracy}
+            self.by_id.setdefault(results.config_id(rec.config), []).append(info)
 
     def status(self, cid: str) -> str | None:
         """finished, stopped (by early_terminate: done too), failed, or None for a configuration never run (or only
@@ -311,7 +311,7 @@ class Runner:
             self.pruner.finished(job, new)
         counted = self.account(job, new, total)
         # The records it wrote itself: a run that wrote none is told as such, not by the failed record written for it.
-        recs = [results.load_record(r["path"]) for r in new]
+        recs = [results.Record.load(r["path"]) for r in new]
         done = [r for r in recs if r["status"] in ("finished", "stopped")]
         self.source.tell(job.run, (done or recs or [None])[-1], interrupted=not counted)
         return counted
@@ -351,14 +351,13 @@ class Runner:
     def write_failed_record(self, job: Job, code: int, took: float) -> Path:
         error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
                  f"last log lines: {tail(job.log)}")
-        rec = results.make_record(run_config(job.params), results.new_run_id(), "failed", [],
-                                  results.Summary(wall_time_s=round(took, 3)), results.environment(), error,
-                                  log=str(job.log), exit_code=code, written_by="audiosweep.sweep")
-        path = results.RunFiles.of(self.folder, rec["run_id"]).record
+        path = results.RunFiles.of(self.folder, results.new_run_id()).record
         while path.exists():  # never overwrite a record
-            rec["run_id"] = results.new_run_id()
-            path = results.RunFiles.of(self.folder, rec["run_id"]).record
-        return results.write_json_atomic(path, rec)
+            path = results.RunFiles.of(self.folder, results.new_run_id()).record
+        rec = results.Record.failed(run_config(job.params), results.RunFiles(path).run_id, error,
+                                    results.environment(), round(took, 3), log=str(job.log), exit_code=code,
+                                    written_by="audiosweep.sweep")
+        return results.write_json_atomic(path, rec.to_dict())
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""

@@ -8,13 +8,13 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
+from .. import results
 from ..errors import SweepError
 from .spec import Sweep
 
@@ -90,15 +90,15 @@ def shown(url: str) -> str:
         return url.split("@")[-1]
 
 
-def tell_result(study: optuna.Study, trial: Trial, rec: dict[str, Any] | None, metric: str,
+def tell_result(study: optuna.Study, trial: Trial, rec: results.Record | None, metric: str,
          interrupted: bool = False) -> None:
     """The study learns how the run went: its metric, pruned, or failed (interrupted by the user: marked so)."""
     if rec is not None:
-        trial.set_user_attr("record", rec.get("run_id"))
-    value = rec["summary"].get(metric) if rec else None
-    if rec and rec["status"] == "stopped":
+        trial.set_user_attr("record", rec.run_id)
+    value = getattr(rec.summary, metric, None) if rec else None  # the sweep's metric: a summary field
+    if rec and rec.status == "stopped":
         study.tell(trial, state=TrialState.PRUNED)
-    elif rec and rec["status"] == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
+    elif rec and rec.status == "finished" and isinstance(value, (int, float)) and math.isfinite(value):
         study.tell(trial, value)
     else:
         if interrupted:
