@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from audiosweep.config import ConfigError, coerce
-from audiosweep.errors import SourceError
+from audiosweep.config import coerce
+from audiosweep.errors import ConfigError, SourceError
 
 from . import cli
 from .checks import check

@@ -41,6 +41,10 @@ class SourceError(AudiosweepError):
     """Results that analysis cannot read (no such folder, a W&B project it cannot reach, bad filters)."""
 
 
+class RecordError(AudiosweepError, ValueError):
+    """A file that is not a readable result record; the message names it."""
+
+
 class UserError(AudiosweepError, RuntimeError):
     """A run cannot go on for a reason outside our code (data, download, weights, the device)."""
 

@@ -17,8 +17,9 @@ import torchaudio
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config, ConfigError
+from .config import Config
 from .data import clip_samples
+from .errors import ConfigError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # AST's normalisation of AudioSet kaldi fbanks (ASTFeatureExtractor's mean and std; AST divides by twice the std).

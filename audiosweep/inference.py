@@ -10,10 +10,10 @@ import torch
 import torchaudio
 
 from .augment import fixed_views
-from .config import FIELDS, Config, ConfigError, merge
+from .config import FIELDS, Config, merge
 from .data import ClipSpec, clip_samples, conform
 from .datasets import dataset_entry
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .features import apply_normalization, compute_features, input_shape
 from .models import build_model
 from .results import Record, RunFiles, record_files

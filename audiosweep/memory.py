@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Config, ConfigError
+from .config import Config
 from .device import resolve_device, resolve_precision
-from .errors import OutOfMemory, UserError
+from .errors import ConfigError, OutOfMemory, UserError
 from .features import input_shape
 from .models import build_model
 

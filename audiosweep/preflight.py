@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .config import Config, ConfigError
+from .config import Config
 from .data import clip_samples
+from .errors import ConfigError
 from .features import check_clip_length, input_shape, n_frames
 from .memory import check_fits_in_memory
 from .models import build_model

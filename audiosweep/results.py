@@ -30,7 +30,8 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from .config import ENVIRONMENT, ConfigError, effective, keys_with_role
+from .config import ENVIRONMENT, effective, keys_with_role
+from .errors import ConfigError, RecordError
 
 RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
@@ -260,11 +261,11 @@ def environment(device: str | None = None, dataset_fingerprint: str | None = Non
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``; a ValueError naming the file when it cannot be read or parsed."""
+    """The JSON in ``path``; a RecordError naming the file when it cannot be read or parsed."""
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"{path}: not a readable result record ({e})") from e
+        raise RecordError(f"{path}: not a readable result record ({e})") from e
 
 
 # The type each key of a record must have for a reader to use it.
@@ -336,18 +337,18 @@ class Record:
     @classmethod
     def parse(cls, obj: Any, path: Path) -> Record:
         """The record in ``obj`` (read from ``path``) when it has a record's keys with the right types, else a
-        ValueError naming ``path``. Records of older versions, with fewer keys, parse too."""
+        RecordError naming ``path``. Records of older versions, with fewer keys, parse too."""
         if not isinstance(obj, dict):
-            raise ValueError(f"{path}: not a result record (a JSON {type(obj).__name__}, not an object)")
+            raise RecordError(f"{path}: not a result record (a JSON {type(obj).__name__}, not an object)")
         missing = [k for k in REQUIRED_KEYS if k not in obj]
         if missing:
-            raise ValueError(f"{path}: not a result record (missing {', '.join(missing)})")
+            raise RecordError(f"{path}: not a result record (missing {', '.join(missing)})")
         wrong = [f"{k} is a {type(obj[k]).__name__}, not a {t.__name__}" for k, t in _RECORD_TYPES.items()
                  if not isinstance(obj[k], t)]
         wrong += [f"history[{i}] is not an object" for i, row in enumerate(obj["history"] if isinstance(
             obj["history"], list) else []) if not isinstance(row, dict)][:1]
         if wrong:
-            raise ValueError(f"{path}: malformed result record ({'; '.join(wrong)})")
+            raise RecordError(f"{path}: malformed result record ({'; '.join(wrong)})")
         return cls(obj)
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audiosweep.config import Config, ConfigError, build_parser, merge, parse_known
+from audiosweep.config import Config, build_parser, merge, parse_known
 from audiosweep.data import (
     ESC50_CLIPS,
     ClipSpec,
@@ -36,7 +36,7 @@ from audiosweep.data import (
 )
 from audiosweep.datasets import check_labels, dataset_entry
 from audiosweep.device import feature_dtype, resolve_device
-from audiosweep.errors import UserError
+from audiosweep.errors import ConfigError, UserError
 from audiosweep.features import compute_features, input_shape, normalize
 from audiosweep.loaders import make_dls
 from audiosweep.models import ARCHS

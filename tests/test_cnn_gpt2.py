@@ -11,8 +11,8 @@ from fastai.learner import Learner
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
-from audiosweep.config import ConfigError, merge
-from audiosweep.errors import UserError
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError, UserError
 from audiosweep.memory import estimate_training
 from audiosweep.models import GPT2_CHECKPOINT, create_arch
 from audiosweep.preflight import check_model_input

@@ -17,10 +17,11 @@ import torch
 
 import train
 from audiosweep import data
-from audiosweep.config import ConfigError, effective, merge
+from audiosweep.config import effective, merge
 from audiosweep.data import ClipSpec, DatasetError, prepare_data
 from audiosweep.datasets import DATASETS, dcase2017, gtzan, urbansound8k
 from audiosweep.download import DownloadError, archive_name, incomplete
+from audiosweep.errors import ConfigError
 from audiosweep.results import config_id
 from audiosweep.synthetic import (
     class_clip,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiosweep.config import ConfigError, merge
-from audiosweep.errors import UserError
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError, UserError
 from audiosweep.memory import estimate_training
 from audiosweep.models import create_arch
 from audiosweep.preflight import check_model_input

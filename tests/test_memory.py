@@ -11,8 +11,8 @@ import torch
 from fastai.callback.core import Callback
 
 from audiosweep import memory, results, training
-from audiosweep.config import ConfigError, parse_args
-from audiosweep.errors import OutOfMemory
+from audiosweep.config import parse_args
+from audiosweep.errors import ConfigError, OutOfMemory
 from audiosweep.models import create_arch
 from audiosweep.preflight import N_CLASSES, check_before_work
 from tests import test_train

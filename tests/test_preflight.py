@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from audiosweep.config import ConfigError, merge
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from audiosweep.features import check_clip_length
 from audiosweep.preflight import check_model_input
 

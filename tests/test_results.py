@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from audiosweep import results
-from audiosweep.config import ConfigError, merge
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from tests.conftest import fill
 
 

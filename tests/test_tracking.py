@@ -6,7 +6,8 @@ import pytest
 import wandb
 
 from audiosweep import tracking
-from audiosweep.config import ConfigError, merge
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from audiosweep.results import config_id
 
 

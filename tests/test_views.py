@@ -12,7 +12,8 @@ import torch
 import predict
 import train
 from audiosweep.augment import TrainingBatches
-from audiosweep.config import ConfigError, merge
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from audiosweep.features import check_clip_length, compute_features, n_frames, normalize
 from audiosweep.inference import load_predictor
 from audiosweep.loaders import TensorLoader, make_dls

@@ -21,8 +21,7 @@ from optuna.trial import Trial, TrialState
 from tqdm.auto import tqdm
 
 from .. import results
-from ..config import ConfigError
-from ..errors import SweepError
+from ..errors import ConfigError, SweepError
 from .params import Param, value_key
 from .runner import RecordIndex
 from .spec import Run, Sweep, run_config

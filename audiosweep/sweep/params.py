@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, coerce, key_type
+from ..config import coerce, key_type
+from ..errors import ConfigError
 
 # distribution -> (required keys, optional keys with W&B's defaults)
 DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
