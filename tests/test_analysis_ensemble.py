@@ -103,7 +103,7 @@ def test_other_clips_are_refused_and_reordered_rows_realigned(tmp_path, capsys):
     member(tmp_path / "labels", "l1", probs[0], trial_num=1)
     member(tmp_path / "labels", "l2", probs[1], targets=TARGETS[::-1], trial_num=2)
     code, out, err = cli([tmp_path / "labels", "--over", "trial_num"], capsys)
-    assert code == 1 and "l2 vs l1: labels differ for 4 clips" in err and "every group was refused" in err
+    assert code == 2 and "l2 vs l1: labels differ for 4 clips" in err and "every group was refused" in err
 
 
 def test_folds_over_arch_and_sizes(tmp_path, capsys):
@@ -157,7 +157,7 @@ def test_missing_predictions_tta_and_bad_input(tmp_path, capsys):
     assert "single % (mean ± std)" in out and "66.67 ± 0.00" in out and "+33.33" in out
 
     code, out, err = cli([tmp_path, "--over", "trial_num", "--tta"], capsys)
-    assert code == 1 and "no <run_id>.tta.preds.npz" in err and "no group of two or more runs" in err
+    assert code == 2 and "no <run_id>.tta.preds.npz" in err and "no group of two or more runs" in err
     for t in (1, 2):
         member(tmp_path, f"1-t{t}", wrong_on([t]), tta=True, trial_num=t)
     code, out, err = cli([tmp_path, "--over", "trial_num", "--tta", "--format", "csv"], capsys)
@@ -168,7 +168,7 @@ def test_missing_predictions_tta_and_bad_input(tmp_path, capsys):
                           (["--over", "trial_num", "--by", "trial_num"], "trial_num: in both --over and --by"),
                           (["--over", "trial_num", "--metric", "best_accuracy"], "--metric best_accuracy")):
         code, out, err = cli([tmp_path, *args], capsys)
-        assert code == 1 and err.startswith(f"analysis.ensemble: {message}") and "Traceback" not in err and not out
+        assert code == 2 and err.startswith(f"analysis.ensemble: {message}") and "Traceback" not in err and not out
     code, _, err = cli([tmp_path, "--over", "trail_num"], capsys)
     assert "trial_num" in err and len(err.strip().splitlines()) == 1
 

@@ -196,7 +196,7 @@ class StudySource:
         """The trial of a running run."""
         return self.trials[run.config_id]
 
-    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+    def tell(self, run: Run, rec: results.Record | None, interrupted: bool) -> None:
         tell_result(self.study, self.trials.pop(run.config_id), rec, self.metric, interrupted)
 
     def repeat(self, trial: Trial, cid: str) -> bool:

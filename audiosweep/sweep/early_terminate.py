@@ -140,7 +140,7 @@ class RungSource:
         """The trial of a running run."""
         return self.trials[run.config_id]
 
-    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+    def tell(self, run: Run, rec: results.Record | None, interrupted: bool) -> None:
         tell_result(self.study, self.trials.pop(run.config_id), rec, self.metric, interrupted)
         self.plan.tell(run, rec, interrupted)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from .. import results
 from .runner import RecordIndex
 from .spec import Plan, Run, Sweep
 
@@ -57,7 +57,7 @@ class PlanSource:
     def next_run(self) -> Run | None:
         return self.pending.pop() if self.pending else None
 
-    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+    def tell(self, run: Run, rec: results.Record | None, interrupted: bool) -> None:
         """A plan is fixed: how its runs went changes nothing."""
 
     def end_report(self, counts: dict[str, int], interrupted: int) -> str:

@@ -148,7 +148,7 @@ class Source(Protocol):
     def next_run(self) -> Run | None:
         """The next run to start; None: no more, ever (the plan is done, or the study's budget or search space)."""
 
-    def tell(self, run: Run, rec: dict[str, Any] | None, interrupted: bool) -> None:
+    def tell(self, run: Run, rec: results.Record | None, interrupted: bool) -> None:
         """How ``run`` went: the record that says it (None: none, or it could not start), ``interrupted`` by the
         user."""
 
@@ -312,7 +312,7 @@ class Runner:
         counted = self.account(job, new, total)
         # The records it wrote itself: a run that wrote none is told as such, not by the failed record written for it.
         recs = [results.Record.load(r["path"]) for r in new]
-        done = [r for r in recs if r["status"] in ("finished", "stopped")]
+        done = [r for r in recs if r.status in ("finished", "stopped")]
         self.source.tell(job.run, (done or recs or [None])[-1], interrupted=not counted)
         return counted
 
