@@ -105,6 +105,7 @@ def test_plan_without_predictions_or_finished_runs(tmp_path):
         plan.sections(df[df.status == "failed"], [])
 
 
+@pytest.mark.slow
 def test_plots_cli_writes_figures(tmp_path, capsys):
     study = write_study(tmp_path)
     out = tmp_path / "figs"

@@ -93,6 +93,7 @@ def repo_records():
     shutil.rmtree(REPO / folder)
 
 
+@pytest.mark.slow
 def test_notebook_is_valid_and_runs_from_its_folder(repo_records, tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
@@ -152,6 +153,7 @@ def test_records_written_by_train_py(trained, tmp_path, capsys):
     assert "## n_mels" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_tests_each_value_and_ranks_the_keys(tmp_path):
     """A parameter's section holds its comparison against the best value (analysis.compare's table); a sweep of
     several keys gets the importance table, the heatmap of its two most important keys and parallel coordinates."""

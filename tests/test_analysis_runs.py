@@ -85,6 +85,7 @@ def test_empty_and_missing_folders(tmp_path, capsys):
                                   b'{"config": [], "history": [], "summary": {}, "status": "finished"}',
                                   b'{"config": {}, "history": null, "summary": {}, "status": "finished"}',
                                   b'{"config": {"arch": "\xff"}, "history": [], "summary": {}, "status": "x"}'])
+@pytest.mark.slow
 def test_malformed_records_are_skipped_by_every_command(tmp_path, capsys, text):
     study = write_study(tmp_path)
     (study / "odd.json").write_bytes(text)

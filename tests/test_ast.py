@@ -86,6 +86,7 @@ def test_stacked_channels_are_refused():
         create_arch("ast", 3, 50, pretrained=False, input_shape=(3, 128, 498))
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_says_where_to_put_it(tmp_path):
     code = ("from audiosweep.models import create_arch\n"
             "create_arch('ast', 1, 10, pretrained=True, input_shape=(1, 128, 498))\n")

@@ -46,6 +46,7 @@ def seconds(line: str, column: int) -> float:
     return float(re.split(r"\s{2,}", line.strip())[column].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_prints_tables_and_ratio_last(tmp_path):
     args = ["--n-clips", "24", "--baseline-clips", "6", "--aug-baseline-clips", "4", "--aug-train-clips", "8",
             "--epochs", "5", "--rates", "44100,16000", "--archs", "simple_cnn", "--train-bs", "2", "--train-batches",

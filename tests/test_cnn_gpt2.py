@@ -105,6 +105,7 @@ def test_a_checkpoint_folder_loads_with_pretrained_path(tmp_path, empty_cache):
                     options={"gpt2_layers": 2, **SMALL})
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_says_where_to_put_it(empty_cache):
     with pytest.raises(UserError) as e:
         create_arch("cnn_gpt2", 1, 10, pretrained=True, input_shape=(1, 40, 100), options={"gpt2_layers": 6})

@@ -175,6 +175,7 @@ def test_folder_errors_name_the_class(small_folder):
         DATASETS["folder"].list_clips(small_folder)
 
 
+@pytest.mark.slow
 def test_csv_lists_labels_folds_and_groups(csv_meta):
     meta = DATASETS["csv"].list_clips(csv_meta.parent, metadata=str(csv_meta), split="official", fold=3)
     assert len(meta) == 96 and set(meta.fold) == {1, 2, 3} and meta.group.nunique() == 48
@@ -229,6 +230,7 @@ def test_other_rates_are_resampled_keeping_the_tone(tmp_path):
     assert abs(np.argmax(spec) * 16000 / 16000 - 100 * 2 ** (5 / 12)) < 2
 
 
+@pytest.mark.slow
 def test_variable_clips_are_reported_in_one_warning_with_counts(folder_root, tmp_path):
     with pytest.warns(UserWarning) as caught:
         got = prepare_data(cfg_of(folder_root, tmp_path, dataset="folder"))

@@ -34,6 +34,7 @@ def runs(tmp_path_factory, synth_root, cache_dir):
             "plain": run("plain")}
 
 
+@pytest.mark.slow
 def test_tta_is_recorded_beside_the_plain_accuracy_and_repeats(runs):
     (files_a, a), files_b = runs["a"], runs["b"][0]
     assert set(a["files"]) == {"preds", "tta_preds", "model"} and a["files"]["model"] == files_a.model.name
@@ -80,6 +81,7 @@ def test_predict_cli_prints_classes_and_names_bad_input(runs, synth_root, tmp_pa
         load_predictor(tmp_path)
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_trained_trials_matches_its_saved_predictions(tmp_path, synth_root, cache_dir, capsys):
     """Three trials on one validation fold, then analysis.ensemble; the number is recomputed from the files."""
     from analysis import ensemble

@@ -90,6 +90,7 @@ def test_timm_weights_from_a_local_file_are_adapted_to_our_channels(tmp_path):
     assert torch.equal(body.layer1[0].conv1.weight, reference["layer1.0.conv1.weight"])
 
 
+@pytest.mark.slow
 def test_missing_timm_weights_say_where_to_put_them(tmp_path):
     code = ("from audiosweep.models import create_arch\n"
             "create_arch('timm/efficientnet_b0', 1, 10, pretrained=True)\n")

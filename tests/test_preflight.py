@@ -18,6 +18,7 @@ from audiosweep.preflight import check_model_input
     ({"arch": "simple_cnn", "n_mels": 64}, 2),  # hop_length 100000: 2 frames
     ({"arch": "densenet121", "n_mels": 16}, 716),
 ])
+@pytest.mark.slow
 def test_an_input_the_model_cannot_take_is_refused_naming_the_keys(layer, frames):
     cfg = merge([layer])
     with pytest.raises(ConfigError) as e:

@@ -31,6 +31,7 @@ def test_every_sweep_file_is_valid(path):
         assert trials == list(range(1, len(trials) + 1)) and len(trials) * len(folds) >= 3
 
 
+@pytest.mark.slow
 def test_check_cli_counts_match_the_readme(capsys):
     assert main(["check", *map(str, SWEEPS)]) == 0
     printed = dict(re.findall(r"sweeps/(\S+\.yaml): (\d+) runs", capsys.readouterr().out))

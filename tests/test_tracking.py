@@ -103,6 +103,7 @@ def test_a_local_sweep_run_gets_its_group_name_tags_and_labels(fake_init, tmp_pa
     assert calls[1]["config"]["sweep_name"] == "hop"
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_an_offline_run_started_by_the_runner_is_grouped_in_wandb(tmp_path, synth_root, cache_dir, monkeypatch):
     """A real offline W&B run: what wandb.init made of the runner's variables, and the run folder it wrote."""

@@ -54,6 +54,7 @@ def check_record(rec):
     assert env["dataset_fingerprint"] and "git_commit" in env
 
 
+@pytest.mark.slow
 def test_learns_synthetic_data(tmp_path, synth_root, cache_dir):
     code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "3", "--mix_up", "0")
     assert code == 0
@@ -64,6 +65,7 @@ def test_learns_synthetic_data(tmp_path, synth_root, cache_dir):
     assert np.isclose((preds["probs"].argmax(1) == preds["targets"]).mean(), rec["summary"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_same_metrics(tmp_path, synth_root, cache_dir):
     args = ("--n_epochs", "2", "--split", "stratified", "--trial_num", "3")
     _, a, _ = run(tmp_path, synth_root, cache_dir, *args, name="a")
@@ -75,6 +77,7 @@ def test_same_config_and_seed_give_same_metrics(tmp_path, synth_root, cache_dir)
     assert strip != [{k: v for k, v in r.items() if k != "time_s"} for r in c["history"]]
 
 
+@pytest.mark.slow
 def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
     out = tmp_path / "res"
     (out).mkdir()
@@ -93,6 +96,7 @@ def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
     assert not list(out.glob(".*tmp"))
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir):
     code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "1", "--wandb_mode", "offline")
     assert code == 0
@@ -101,6 +105,7 @@ def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir):
     assert list(runs[0].glob("run-*.wandb"))
 
 
+@pytest.mark.slow
 def test_pretrained_resnet_fine_tunes(tmp_path, synth_root, cache_dir, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     url = torchvision.models.ResNet18_Weights.DEFAULT.url
@@ -182,6 +187,7 @@ def test_a_diverging_run_is_recorded_failed(tmp_path, synth_root, cache_dir):
     assert "loss became nan at epoch 1" in rec["error"] and "lower learning_rate" in rec["error"]
 
 
+@pytest.mark.slow
 def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
     out = tmp_path / "res"
     proc = subprocess.Popen(
@@ -198,6 +204,7 @@ def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
     assert rec["status"] == "failed" and rec["reason"] == "terminated" and "SIGTERM" in rec["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("finetune", ["head", "full"])
 def test_ast_trains_on_its_own_front_end(tmp_path, synth_root, cache_dir, hf_offline, finetune, capsys):
     """``--arch ast`` with the spectrogram keys left out: the kaldi front end at 16 kHz, 128 mels, AudioSet
@@ -223,6 +230,7 @@ def test_ast_trains_on_its_own_front_end(tmp_path, synth_root, cache_dir, hf_off
     assert load_predictor(out).probabilities([clip]).shape == (1, 10)  # rebuilt at the clip's frame count
 
 
+@pytest.mark.slow
 def test_a_log_file_gets_one_plain_line_per_epoch(tmp_path, synth_root, cache_dir, capsys):
     """stdout not a terminal (captured here, a log file under the sweep runner): no redrawn progress bars."""
     code, rec, _ = run(tmp_path, synth_root, cache_dir, "--n_epochs", "3")
