@@ -79,30 +79,42 @@ def _wilcoxon(diffs: np.ndarray) -> tuple[float, str]:
     return p, (f"Wilcoxon with {n} nonzero differences cannot reach p < {ALPHA:g}" if smallest >= ALPHA else "")
 
 
+def _no_test(a: pd.Series, b: pd.Series, note: str) -> dict[str, Any]:
+    return {"test": NO_TEST, "diff": a.mean() - b.mean(), "ci_low": np.nan, "ci_high": np.nan, "effect": np.nan,
+            "p": np.nan, "p_wilcoxon": np.nan, "note": note}
+
+
+def welch(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    """Welch's t-test of ``a`` against ``b``: the difference of means a − b with its 95 % interval, Cohen's d
+    (pooled sd) and p; no test (NaN, and a note why) below 2 values on either side or without any spread."""
+    if len(a) < 2 or len(b) < 2:
+        return _no_test(a, b, "n < 2: no test possible")
+    x, y = a.to_numpy(), b.to_numpy()
+    pooled = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
+    if pooled == 0:
+        return _no_test(a, b, "no spread in either group: no t-test possible")
+    res = stats.ttest_ind(x, y, equal_var=False)
+    return {"test": WELCH, "diff": x.mean() - y.mean(), **_interval(res), "effect": (x.mean() - y.mean()) / pooled,
+            "p": float(res.pvalue), "p_wilcoxon": np.nan, "note": ""}
+
+
 def test_row(group: pd.DataFrame, ref: pd.DataFrame, metric: str) -> tuple[dict[str, Any], str]:
     """Statistics of ``group`` against ``ref`` (a table row) and, when they cannot be paired, why."""
     row = {"n": len(group), "n_reference": len(ref), "mean": group[metric].mean(), "std": group[metric].std()}
-    empty = {"test": NO_TEST, "diff": group[metric].mean() - ref[metric].mean(), "ci_low": np.nan,
-             "ci_high": np.nan, "effect": np.nan, "p": np.nan, "p_wilcoxon": np.nan}
     if len(group) < 2 or len(ref) < 2:
-        return {**row, **empty, "note": "n < 2: no test possible"}, ""
+        return {**row, **welch(group[metric], ref[metric])}, ""
     matched, why = pairs(group, ref, metric)
     if matched is not None:
         diffs = (matched.value - matched.reference).to_numpy()
         if np.std(diffs) == 0:
-            return {**row, **empty, "note": "every paired difference is the same: no t-test possible"}, ""
+            return {**row, **_no_test(group[metric], ref[metric], "every paired difference is the same: no t-test "
+                                      "possible")}, ""
         res = stats.ttest_rel(matched.value, matched.reference)
         p_w, note = _wilcoxon(diffs)
         return {**row, "test": PAIRED, "pairs": len(diffs), "diff": diffs.mean(), **_interval(res),
                 "effect": diffs.mean() / diffs.std(ddof=1), "p": float(res.pvalue), "p_wilcoxon": p_w,
                 "note": note}, ""
-    a, b = group[metric].to_numpy(), ref[metric].to_numpy()
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-    if pooled == 0:
-        return {**row, **empty, "note": "no spread in either group: no t-test possible"}, why
-    res = stats.ttest_ind(a, b, equal_var=False)
-    return {**row, "test": WELCH, "diff": a.mean() - b.mean(), **_interval(res), "effect": (a.mean() - b.mean())
-            / pooled, "p": float(res.pvalue), "p_wilcoxon": np.nan, "note": ""}, why
+    return {**row, **welch(group[metric], ref[metric])}, why
 
 
 def _interval(res) -> dict[str, float]:
