@@ -187,8 +187,15 @@ def _signed(values: pd.Series, digits: int) -> list[str]:
     return ["–" if pd.isna(v) else f"{v:+.{digits}f}" for v in values]
 
 
-def _p_cells(values: pd.Series) -> list[str]:
+def p_cells(values: pd.Series) -> list[str]:
+    """p-values for people: 4 decimals, ``<0.0001`` below that, "–" for no test."""
     return ["–" if pd.isna(p) else "<0.0001" if p < 1e-4 else f"{p:.4f}" for p in values]
+
+
+def diff_cells(diff: pd.Series, low: pd.Series, high: pd.Series) -> list[str]:
+    """Differences (fractions) in points with their 95 % interval: ``+1.20 [+0.40, +2.00]``."""
+    ci = [f"[{lo}, {hi}]" for lo, hi in zip(_signed(low * 100, 2), _signed(high * 100, 2), strict=True)]
+    return [f"{d} {c}" for d, c in zip(_signed(diff * 100, 2), ci, strict=True)]
 
 
 def display_compare(table: pd.DataFrame, key: str, df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -197,15 +204,13 @@ def display_compare(table: pd.DataFrame, key: str, df: pd.DataFrame, metric: str
     out["n"] = [f"{int(p)} pairs" if t == PAIRED else str(n) if t == REFERENCE else f"{n} vs {r}"
                 for t, n, r, p in zip(table.test, table.n, table.n_reference, table.pairs, strict=True)]
     out[f"{metric} % (mean ± std)"] = plus_minus(table["mean"], table["std"], 100, 2)
-    ci = [f"[{lo}, {hi}]" for lo, hi in zip(_signed(table.ci_low * 100, 2), _signed(table.ci_high * 100, 2),
-                                            strict=True)]
-    out["diff pts [95 % CI]"] = [f"{d} {c}" if t != REFERENCE else "–"
-                                 for d, c, t in zip(_signed(table["diff"] * 100, 2), ci, table.test, strict=True)]
+    out["diff pts [95 % CI]"] = [c if t != REFERENCE else "–" for c, t in
+                                 zip(diff_cells(table["diff"], table.ci_low, table.ci_high), table.test, strict=True)]
     out["test"] = table.test
     out["effect"] = [("d_z " if t == PAIRED else "d ") + e if e != "–" else e
                      for t, e in zip(table.test, number_cells(table.effect, 1, 2), strict=True)]
-    out["p"], out["p Holm"] = _p_cells(table.p), _p_cells(table.p_holm)
-    out["p Wilcoxon"], out["p Wilcoxon Holm"] = _p_cells(table.p_wilcoxon), _p_cells(table.p_wilcoxon_holm)
+    out["p"], out["p Holm"] = p_cells(table.p), p_cells(table.p_holm)
+    out["p Wilcoxon"], out["p Wilcoxon Holm"] = p_cells(table.p_wilcoxon), p_cells(table.p_wilcoxon_holm)
     out["verdict"] = [f"{v} ({n})" if n else v for v, n in zip(table.verdict, table.note, strict=True)]
     return out
 
