@@ -284,3 +284,36 @@ def plot_ensemble_sizes(sizes: pd.DataFrame, cols: list[str]) -> Figure:
     ax.set_title("Ensemble accuracy vs ensemble size\nmean over subsets of k members (k = 1: the mean single run), ± "
                  + ("std over subsets" if per_fold else "std over folds"), fontsize=11)
     return fig
+
+
+def plot_reproduction(table: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Figure:
+    """Ours beside the published runs per group (``analysis.reproduce``'s table): each side's mean with its 95 %
+    interval (none below 3 runs; a group found on one side shows that side only), "differs" where the Welch
+    t-test's Holm-corrected p is below 0.05."""
+    x = np.arange(len(table))
+    fig = Figure(figsize=(max(7.0, 1.2 * len(table) + 4), 4.6), layout="constrained")
+    ax = fig.subplots()
+    for j, side in enumerate(("ours", "published")):
+        mean = table[f"{side}_mean"].to_numpy(dtype=float)
+        err = np.vstack([mean - table[f"{side}_ci95_low"].to_numpy(dtype=float),
+                         table[f"{side}_ci95_high"].to_numpy(dtype=float) - mean])
+        ax.errorbar(x + 0.3 * (j - 0.5), mean, yerr=np.nan_to_num(err), fmt="o", color=COLORS[j], capsize=5, ms=7,
+                    label=f"{side}: mean, 95 % interval")
+    ax.margins(y=0.12)  # room above the highest interval for its "differs"
+    top = table[["ours_ci95_high", "ours_mean", "published_ci95_high", "published_mean"]].max(axis=1)
+    for i in np.flatnonzero((table.verdict == "differs").to_numpy()):
+        ax.annotate("differs", (x[i], top.iloc[i]), xytext=(0, 8), textcoords="offset points", ha="center",
+                    color=COLORS[1], fontweight="bold")
+    groups = [[format_value(k, v) for k, v in zip(by, row, strict=True)] for row in table[by].itertuples(index=False)]
+    ticks = [(v[0] if len(by) == 1 else "\n".join(f"{k}={s}" for k, s in zip(by, v, strict=True))) or "all runs"
+             for v in groups]
+    ax.set_xticks(x, [f"{t}\nn={o} vs {p}" for t, o, p in zip(ticks, table.ours_n, table.published_n, strict=True)])
+    ax.set_xlim(-0.6, len(table) - 0.4)
+    ax.set_xlabel(axis_label(by[0]) if len(by) == 1 else ", ".join(by) or "all runs")
+    ax.set_ylabel(f"validation {metric.replace('_', ' ')}")
+    _pct_axis(ax)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Validation {metric.replace('_', ' ')}: ours vs the published runs"
+                 + (f" by {', '.join(by)}" if by else "") + "\nmean and 95 % interval (Student t over runs); "
+                 "differs: Welch's t-test, Holm-corrected p < 0.05", fontsize=11)
+    return fig

@@ -21,7 +21,7 @@ import pandas as pd
 
 from audiosweep.errors import SourceError
 
-from . import cli, compare, ensemble, importance, interactions, plan
+from . import cli, compare, ensemble, importance, interactions, plan, reproduce
 from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
 from .context import context_markdown
 from .figures import confused_pairs, save
@@ -123,12 +123,18 @@ def write_page(out: str | Path, head: str, parts: list[Part]) -> Path:
 
 
 def build_report(df: pd.DataFrame, out: str | Path, by: list[str] | None = None, metric: str = "accuracy",
-                 run_id: str | None = None, source: str = "") -> Path:
-    """Write figures (PNG and SVG), tables (CSV) and ``report.md`` into ``out``; return the page's path."""
+                 run_id: str | None = None, source: str = "", published: pd.DataFrame | None = None,
+                 published_source: str = "") -> Path:
+    """Write figures (PNG and SVG), tables (CSV) and ``report.md`` into ``out``; return the page's path. With
+    ``published`` runs, a last section compares ours with them per group of the report's keys
+    (``analysis.reproduce``)."""
     if finished(df, metric).empty:
         raise SourceError(f"no finished runs with {metric} in {source or 'the runs given'}: nothing to report")
-    sections = plan.sections(df, report_keys(df, by, metric), metric, run_id)
-    return write_page(out, header(df, metric, source), [write_section(df, s, out, metric) for s in sections])
+    keys = report_keys(df, by, metric)
+    parts = [write_section(df, s, out, metric) for s in plan.sections(df, keys, metric, run_id)]
+    if published is not None:
+        parts.append(Part(*reproduce.section(df, published, keys, out, metric, published_source)))
+    return write_page(out, header(df, metric, source), parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "name of SOURCE's folder)")
     p.add_argument("--by", metavar="KEY[,KEY...]", help="parameters to report (default: those that vary)")
     p.add_argument("--run", metavar="RUN_ID", help="confusion matrix of this run (default: the best run)")
+    reproduce.add_published_args(p, required=False)
     return p
 
 
@@ -145,7 +152,8 @@ def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     for m in run_warnings(df, args.metric):
         warn(m)
     out = args.out or report_dir(args.source, args.sweep)
-    print(build_report(df, out, by, args.metric, args.run, args.source))
+    published = reproduce.load_published(args) if args.published else None
+    print(build_report(df, out, by, args.metric, args.run, args.source, published, args.published))
     return 0
 
 
