@@ -2,17 +2,19 @@
 and of the published ones, the difference ours − published with its 95 % interval (Welch's t-test), the
 Holm-corrected p over the groups tested, a verdict, and each side's median run time.
 
-    python -m analysis.reproduce results/report --published fastaudio_esc50_1430_runs.csv --by hop_length,n_epochs
+    python -m analysis.reproduce results/report_hop --published fastaudio_esc50_1430_runs.csv \\
+        --published-sweep zy4tbf3s --by hop_length,n_epochs
     python -m analysis.reproduce results/final --published wandb:ENTITY/PROJECT --published-sweep ID --by n_epochs \\
         --format markdown --out reports/reproduce
 
-OURS and SOURCE are any analysis source; --sweep selects our runs, --published-sweep the published ones. Verdicts:
-consistent (Holm p >= 0.05), differs (below), no test (fewer than 2 runs on a side, or no spread), "ours only" or
-"published only" for groups found on one side (listed, not tested). Warnings (stderr) name the groups whose
-held-fixed settings differ between the sides (Config settings other than KEYS, constant within the group on each
-side; a key without a value on one side, like most of ours in a W&B export, is not compared), and what
-analysis.summarize warns about each side. --out DIR writes the table (reproduce.csv) and the figure
-(reproduce.png, .svg). Differences are a finding, not an error: the exit status is 0 whatever the verdicts.
+Our runs (SOURCE) and the published ones (--published) come from any analysis source; --sweep selects ours,
+--published-sweep theirs. Verdicts: consistent (Holm p >= 0.05), differs (below), no test (fewer than 2 runs on
+a side, or no spread), "ours only" or "published only" for groups found on one side (listed, not tested).
+Warnings (stderr) name the groups whose held-fixed settings differ between the sides (Config settings other than
+KEYS, constant within the group on each side; a key without a value on one side, like most of ours in a W&B
+export, is not compared), and what analysis.summarize warns about each side. --out DIR writes the table
+(reproduce.csv) and the figure (reproduce.png, .svg). Differences are a finding, not an error: the exit status
+is 0 whatever the verdicts.
 """
 
 from __future__ import annotations
