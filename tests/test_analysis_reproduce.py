@@ -168,3 +168,6 @@ def test_two_csv_exports_with_one_group_shifted(tmp_path, capsys):
     assert table.loc[20, "diff"] == pytest.approx(0.05) and table.published_median_time_s.tolist() == [300, 600,
                                                                                                         2400]
     assert "held-fixed" not in err
+    assert reproduce.main([str(ours), "--published", str(published), "--by", "n_epochs"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("20"))
+    assert "+5.00 [" in line and line.split()[-5:] == ["differs", "10.0", "min", "10.0", "min"]  # Runtime 600 s
