@@ -58,8 +58,9 @@ def axis_label(key: str) -> str:
 
 
 def group_sample_rate(df: pd.DataFrame, key: str, value) -> float | None:
-    """The sample rate of the runs whose ``key`` is ``value`` (their most common one)."""
+    """The sample rate of the runs whose ``key`` is ``value`` (their most common one); None when none is known
+    (a W&B export may not have the column)."""
     if key == "sample_rate":
         return value
-    rates = select(df, key, value).sample_rate
+    rates = select(df, key, value).sample_rate.dropna()
     return float(rates.mode().iloc[0]) if len(rates) else None
