@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
+from audiosweep.errors import SourceError
 
 from .runs import finished, is_missing
 
@@ -89,6 +90,15 @@ def group_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") ->
 def check(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
     """Every warning about summarising ``df`` in groups ``by``."""
     return run_warnings(df, metric) + group_warnings(df, by, metric)
+
+
+def require_folds(df: pd.DataFrame, metric: str = "accuracy") -> None:
+    """Per-fold results need runs that say which fold they used: a SourceError when no finished run does (a W&B
+    export without a fold column)."""
+    ok = finished(df, metric)
+    if len(ok) and ok.fold.isna().all():
+        raise SourceError("--folds: no run says which fold it used (the source has no fold values); leave --folds "
+                          "out")
 
 
 def _label(by: list[str], name: tuple) -> str:

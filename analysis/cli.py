@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
-from audiosweep.config import FIELDS, unknown_key_message
+from audiosweep.config import ALIASES, FIELDS, coerce, resolve_aliases, unknown_key_message
 from audiosweep.errors import SourceError, refuse
 from audiosweep.results import METRIC_GOALS
 
@@ -30,10 +32,12 @@ def parser(module: str, description: str | None) -> argparse.ArgumentParser:
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
     """The source and how to select its runs."""
-    p.add_argument("source", metavar="SOURCE", help="folder of result records (searched recursively), or "
-                   "wandb:ENTITY/PROJECT")
+    p.add_argument("source", metavar="SOURCE", help="folder of result records (searched recursively), a W&B "
+                   "runs-table export (FILE.csv), or wandb:ENTITY/PROJECT")
     p.add_argument("--sweep", metavar="NAME", help="only this sweep: a folder name under SOURCE (see the "
-                   "warning listing them), or a W&B sweep id")
+                   "warning listing them), or a W&B sweep id (an export's Sweep column)")
+    p.add_argument("--where", metavar="KEY=VALUE[,KEY=VALUE]", help="only runs whose config has these values, "
+                   "e.g. n_epochs=80,arch=resnet18")
     p.add_argument("--tags", metavar="T1,T2", help="W&B only: runs with any of these tags")
     p.add_argument("--filters", metavar="JSON", help='W&B only: MongoDB-style run filters, e.g. '
                    '\'{"config.arch": "resnet18", "state": "finished"}\'')
@@ -52,6 +56,26 @@ def parse_keys(text: str | None) -> list[str]:
     return keys
 
 
+def parse_where(text: str | None) -> dict[str, Any]:
+    """``--where a=1,b=x``: Config keys (or the report's aliases, turned into ours) with values of their types.
+    A comma starts a new condition only before ``KEY=``, so list values keep theirs."""
+    if not (text or "").strip():
+        return {}
+    layer, errors = {}, []
+    for part in re.split(r",(?=\s*\w+\s*=)", text):
+        key, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not key:
+            errors.append(f"expected KEY=VALUE, got {part.strip()!r}")
+        elif key not in FIELDS and key not in ALIASES:
+            errors.append(unknown_key_message(key))
+        else:
+            layer[key] = value
+    where = {} if errors else {k: coerce(k, v, errors) for k, v in resolve_aliases(layer, errors).items()}
+    if errors:
+        raise SourceError("--where: " + "; ".join(errors))
+    return where
+
+
 def load_from_args(args: argparse.Namespace, history: bool) -> pd.DataFrame:
     """The runs the source arguments select (``history``: with per-epoch values, slower from W&B)."""
     try:
@@ -59,7 +83,7 @@ def load_from_args(args: argparse.Namespace, history: bool) -> pd.DataFrame:
     except json.JSONDecodeError as e:
         raise SourceError(f"--filters: not valid JSON ({e})") from e
     tags = [t for t in (args.tags or "").split(",") if t]
-    return load_runs(args.source, args.sweep, tags, filters, args.skip_bad, history)
+    return load_runs(args.source, args.sweep, tags, filters, args.skip_bad, history, parse_where(args.where))
 
 
 Body = Callable[[argparse.Namespace, pd.DataFrame, list[str]], int]

@@ -41,6 +41,7 @@ from . import cli
 from .checks import NUISANCE_KEYS, run_warnings, varying_keys
 from .figures import plot_ensemble_sizes, save
 from .labels import format_value
+from .paths import is_export
 from .runs import finished, is_missing, warn
 from .summarize import number_cells, plus_minus, render
 
@@ -390,6 +391,9 @@ def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     if args.metric != "accuracy":
         raise SourceError(f"--metric {args.metric}: predictions files hold the final epoch's outputs; ensembles "
                           "compare final accuracies")
+    if is_export(args.source):
+        raise SourceError(f"{args.source}: a W&B runs-table export holds no predictions; ensembles average the "
+                          f"{RunFiles.of('', '<run_id>').preds.name} files beside result records (give their folder)")
     result = analyse(df, parse_over(args.over, by), by, args.tta)
     for m in run_warnings(df) + result.warnings:
         warn(m)

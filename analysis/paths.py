@@ -14,6 +14,12 @@ SOURCE_VARIABLE = "AUDIOSWEEP_SOURCE"  # the notebook's source when its SOURCE p
 DEFAULT_SOURCE = "results"
 REPORTS = "reports"  # reports go in here, one folder each (git ignores it)
 WANDB_PREFIX = "wandb:"
+EXPORT_SUFFIX = ".csv"  # a W&B runs-table export (analysis.wandb_csv)
+
+
+def is_export(source: str) -> bool:
+    """True for a source naming a W&B runs-table export rather than a folder of records."""
+    return not source.startswith(WANDB_PREFIX) and source.lower().endswith(EXPORT_SUFFIX)
 
 
 def from_repo(path: str | os.PathLike) -> Path:
@@ -31,11 +37,12 @@ def notebook_source(source: str | None = None) -> str:
 
 def report_dir(source: str, sweep: str | None = None) -> Path:
     """``reports/<name>`` (relative to the working directory) for a report on ``source``: named after the sweep
-    when one is chosen, else after the source folder (or the W&B project)."""
+    when one is chosen, else after the source folder (the export's file name without .csv, or the W&B project)."""
     if sweep:
         name = sweep.rsplit("/", 1)[-1]  # a W&B sweep may be given as ENTITY/PROJECT/ID
     elif source.startswith(WANDB_PREFIX):
         name = source.rsplit("/", 1)[-1]
     else:
-        name = Path(source).expanduser().resolve().name
+        path = Path(source).expanduser().resolve()
+        name = path.stem if is_export(source) else path.name
     return Path(REPORTS) / name

@@ -2,7 +2,8 @@
 shows them. ``python -m analysis.plots`` saves the plan's figures, ``python -m analysis.report`` adds each
 section's table and text, and ``analysis/report.ipynb`` shows the same.
 
-    for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>;
+    for key in keys (or "all runs" when none)   PARAMETER: accuracy_by_<key> (not for all runs), curves_by_<key>
+                                                (where runs have per-epoch history: a W&B export has none);
                                                 its table, then each value tested against the best (analysis.compare)
     when 2+ keys vary over 5+ runs              IMPORTANCE: parallel_coordinates, heatmap of the two most important
     when folds vary (or asked for)              FOLDS: folds
@@ -23,6 +24,7 @@ from audiosweep.errors import SourceError
 from audiosweep.results import RunFiles
 
 from . import ensemble, figures, importance, interactions
+from .checks import require_folds
 from .runs import finished
 
 PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
@@ -68,11 +70,13 @@ def pick_run(df: pd.DataFrame, run_id: str | None = None, metric: str = "accurac
 
 
 def parameter_section(df: pd.DataFrame, key: str | None, metric: str = "accuracy") -> Section:
-    """``key``'s section (all runs together when None): accuracy and loss per value, and the curves."""
+    """``key``'s section (all runs together when None): accuracy and loss per value, and the curves (when some
+    run has a history)."""
     shown = [] if key is None else [PlannedFigure(f"{metric}_by_{key}", f"{metric} by {key}",
                                                   partial(figures.plot_param, df, key, metric))]
-    shown.append(PlannedFigure(f"curves_by_{key}" if key else "curves", "accuracy and loss per epoch",
-                               partial(figures.plot_curves, df, key)))
+    if any(len(h) for h in df.history):
+        shown.append(PlannedFigure(f"curves_by_{key}" if key else "curves", "accuracy and loss per epoch",
+                                   partial(figures.plot_curves, df, key)))
     return Section(PARAMETER, key or "All runs", [key] if key else [], shown)
 
 
@@ -134,6 +138,8 @@ def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id
         raise SourceError(f"no finished runs with {metric}: nothing to plot")
     plan = [parameter_section(df, key, metric) for key in keys or [None]]
     plan += [s for s in [importance_section(df, metric)] if s is not None]
+    if folds:
+        require_folds(df, metric)
     if folds or (folds is None and ok.fold.nunique() > 1):
         plan.append(fold_section(df, [k for k in keys if k != "fold"], metric))
     plan += [s for s in [ensemble_section(df)] if s is not None]

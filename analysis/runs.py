@@ -1,17 +1,19 @@
-"""Runs as one pandas DataFrame, from local result records or from the W&B public API, with the same columns.
+"""Runs as one pandas DataFrame, from local result records, a W&B runs-table export or the W&B public API, with the
+same columns.
 
-A SOURCE is a folder of result records (searched recursively) or ``wandb:ENTITY/PROJECT``. Columns, in order:
+A SOURCE is a folder of result records (searched recursively), a W&B runs-table export (a path ending in ``.csv``:
+:mod:`analysis.wandb_csv` says what it holds) or ``wandb:ENTITY/PROJECT``. Columns, in order:
 every :class:`audiosweep.config.Config` key (as :func:`audiosweep.config.effective` makes it, so records of
 older versions compare with newer ones), the summary metrics of :data:`audiosweep.results.SUMMARY_METRICS`,
 ``status`` ("finished" for runs that completed; "failed", or W&B's "crashed" / "killed" / "running" otherwise),
-``sweep``, ``run_id``, ``record_path`` (None for W&B runs) and ``history`` (per-epoch dicts of
-:data:`HISTORY_COLUMNS`: what records and W&B both hold).
+``sweep``, ``run_id``, ``name`` (W&B's display name; None for records), ``record_path`` (None for W&B runs),
+``history`` (per-epoch dicts of :data:`HISTORY_COLUMNS`: what records and W&B both hold) and ``env``.
 
 The ``sweep`` of a local record is the folder holding it, relative to SOURCE; records directly in SOURCE take
 SOURCE's own folder name. So ``results/smoke/*.json`` is sweep "smoke" whether SOURCE is ``results`` or
 ``results/smoke``. Which files are searched is :func:`audiosweep.results.record_files`' choice; JSON files there
 that are no records at all are skipped with a warning. For W&B runs ``sweep`` is the sweep's name (its id when
-unnamed), "" for runs outside a sweep.
+unnamed), for an export its id; "" for runs outside a sweep.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from audiosweep.results import (
     record_files,
 )
 
-from .paths import WANDB_PREFIX
+from .paths import WANDB_PREFIX, is_export
+from .wandb_csv import read_export
 
 # Per epoch: what records and W&B both hold (W&B has no per-epoch time).
 HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
-COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "record_path", "history", "env"]
+COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "name", "record_path", "history", "env"]
 OBJECT_COLUMNS = ("record_path", "history", "env")  # kept as they are (a path or None, lists, dicts)
 
 
@@ -52,18 +55,24 @@ def hashable(value: Any) -> Any:
     return tuple(hashable(v) for v in value) if isinstance(value, list) else value
 
 
-def _config_row(config: dict[str, Any]) -> dict[str, Any]:
+def _config_row(config: dict[str, Any], partial: bool = False) -> dict[str, Any]:
     """Every Config key, typed, with the value the run really used (older records and W&B runs may hold a knob
-    that had no effect, e.g. pretrained=true for an architecture without pretrained weights)."""
+    that had no effect, e.g. pretrained=true for an architecture without pretrained weights). ``partial``: keys
+    missing from ``config`` stay None (:func:`effective`'s rules read our defaults for them; no column shows one)."""
     values = {}
     for key in FIELDS:
+        if partial and key not in config:
+            continue
         value = config.get(key)
         try:
             value = coerce(key, value)
         except ConfigError:
             pass  # keep what the run recorded; the tables show it as is
         values[key] = value
-    return {k: hashable(v) for k, v in effective(values).items()}
+    out = effective(values)
+    if partial:
+        out.update({k: None for k in FIELDS if k not in config})
+    return {k: hashable(v) for k, v in out.items()}
 
 
 def _history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,15 +98,17 @@ def _num(value: Any) -> float:
 
 
 def make_row(config: dict, summary: dict, history: list[dict], status: str, sweep: str, run_id: str,
-             record_path: str | None, env: dict | None = None) -> dict[str, Any]:
-    """One DataFrame row; both loaders go through here so their columns cannot drift apart. ``env``: where the
-    run ran (the record's device, package versions, git commit; a W&B run's ``env`` summary key)."""
-    row = _config_row(config)
+             record_path: str | None, env: dict | None = None, name: str | None = None,
+             partial: bool = False) -> dict[str, Any]:
+    """One DataFrame row; every loader goes through here so their columns cannot drift apart. ``env``: where the
+    run ran (the record's device, package versions, git commit; a W&B run's ``env`` summary key). ``partial``: a
+    source holding only some config keys and no history (an export): what it lacks stays missing."""
+    row = _config_row(config, partial)
     row.update({m: _num(summary.get(m)) for m in SUMMARY_METRICS})
-    if pd.isna(row["epochs"]):
+    if pd.isna(row["epochs"]) and not partial:
         row["epochs"] = float(len(history))
-    row.update(status=status, sweep=sweep, run_id=run_id, record_path=record_path, history=_history(history),
-               env=env if isinstance(env, dict) else {})
+    row.update(status=status, sweep=sweep, run_id=run_id, name=name, record_path=record_path,
+               history=_history(history), env=env if isinstance(env, dict) else {})
     return row
 
 
@@ -200,29 +211,70 @@ def load_wandb(path: str, sweep: str | None = None, tags: list[str] | None = Non
             summary["wall_time_s"] = summary["_runtime"]
         rows.append(make_row(dict(run.config), summary, _wandb_history(run) if history else [],
                              str(run.state).lower(), sweep_names.get(sweep_id, ""), run.id, None,
-                             dict(env) if env is not None else None))
+                             dict(env) if env is not None else None, getattr(run, "name", None)))
     if not rows:
         raise SourceError(f"no runs in wandb:{path} match (sweep={sweep}, tags={tags}, filters={filters})")
     return frame(rows)
 
 
-def load_runs(source: str, sweep: str | None = None, tags: list[str] | None = None, filters: dict | None = None,
-              skip_bad: bool = False, history: bool = True) -> pd.DataFrame:
-    """Runs of ``source`` (a folder or ``wandb:ENTITY/PROJECT``), optionally of one sweep only.
+def load_export(path: str, skip_bad: bool = False) -> pd.DataFrame:
+    """Every run of a W&B runs-table export (:mod:`analysis.wandb_csv`); its rows that cannot be read stop the
+    load unless ``skip_bad``."""
+    export = read_export(path, skip_bad)
+    if export.ignored:
+        warn(f"{path}: left out {len(export.ignored)} column(s) that are neither config keys nor summary "
+             f"metrics: {', '.join(export.ignored)}")
+    for message in export.bad:
+        warn(f"skipped unreadable row: {message}")
+    if not export.runs:
+        raise SourceError(f"{path}: no readable runs")
+    return frame([make_row(r.config, r.summary, [], r.status, r.sweep, r.run_id, None, name=r.name, partial=True)
+                  for r in export.runs])
 
-    For a folder, ``sweep`` is a sweep (folder) name; for W&B, a sweep id. ``tags`` and ``filters`` are W&B only.
+
+def of_sweep(df: pd.DataFrame, sweep: str, source: str, where: str = "under") -> pd.DataFrame:
+    """The runs of sweep ``sweep``; a SourceError listing the sweeps when there are none."""
+    kept = df[df.sweep == sweep].reset_index(drop=True)
+    if kept.empty:
+        names = ", ".join(sorted(df.sweep.unique()))
+        raise SourceError(f"no sweep {sweep!r} {where} {source}; sweeps there: {names}")
+    return kept
+
+
+def matching(df: pd.DataFrame, where: dict[str, Any], source: str) -> pd.DataFrame:
+    """The runs whose config holds every ``key: value`` of ``where`` (typed values); a SourceError naming the
+    first condition no run meets, with the values there are."""
+    for i, (key, value) in enumerate(where.items()):
+        kept = select(df, key, hashable(value))
+        if kept.empty:
+            there = ", ".join(sorted({str(v) for v in df[key]}))
+            raise SourceError(f"--where {key}={value}: no run of {source} matches"
+                              f"{' (with the conditions before it)' if i else ''}; {key} there: {there}")
+        df = kept
+    return df.reset_index(drop=True)
+
+
+def load_runs(source: str, sweep: str | None = None, tags: list[str] | None = None, filters: dict | None = None,
+              skip_bad: bool = False, history: bool = True, where: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Runs of ``source`` (a folder, a W&B runs-table export ``*.csv`` or ``wandb:ENTITY/PROJECT``), optionally of
+    one sweep only and of the configurations ``where`` (config key: typed value, see :func:`matching`).
+
+    For a folder, ``sweep`` is a sweep (folder) name; for W&B and an export, a sweep id. ``tags`` and ``filters``
+    are W&B only.
     """
     if source.startswith(WANDB_PREFIX):
-        return load_wandb(source[len(WANDB_PREFIX):], sweep, tags, filters, history)
-    if tags or filters:
+        df = load_wandb(source[len(WANDB_PREFIX):], sweep, tags, filters, history)
+    elif tags or filters:
         raise SourceError("--tags and --filters select W&B runs; use them with a wandb:ENTITY/PROJECT source")
-    df = load_local(source, skip_bad)
-    if sweep is not None:
-        names = sorted(df.sweep.unique())
-        df = df[df.sweep == sweep].reset_index(drop=True)
-        if df.empty:
-            raise SourceError(f"no sweep {sweep!r} under {source}; sweeps there: {', '.join(names)}")
-    return df
+    elif is_export(source):
+        df = load_export(source, skip_bad)
+        if sweep is not None:  # an id, or ENTITY/PROJECT/ID as `wandb sweep` prints
+            df = of_sweep(df, sweep.rsplit("/", 1)[-1], source, "in")
+    else:
+        df = load_local(source, skip_bad)
+        if sweep is not None:
+            df = of_sweep(df, sweep, source)
+    return matching(df, where, source) if where else df
 
 
 def finished(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:

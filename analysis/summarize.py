@@ -38,6 +38,7 @@ from .checks import (
     comparison_warnings,
     group_warnings,
     interval_warnings,
+    require_folds,
     run_warnings,
     varying_keys,
 )
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     """Print the table ``args`` ask for, warnings on stderr."""
     if args.folds:
+        require_folds(df, args.metric)
         by = [k for k in by if k != "fold"]
         messages = run_warnings(df, args.metric) + fold_warnings(df, by, args.metric)
         table = fold_table(df, by, args.metric, args.ci, args.seed)

@@ -387,7 +387,7 @@ ALIASES: dict[str, Alias] = {
                        lambda v: {"noise_p": 1.0 if v else 0.0}),
 }
 # Value forms of our own keys: fastai's MixUp() default alpha for mix_up: true.
-BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}}
+BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}, "normalize": {True: "global", False: "none"}}
 
 
 # train.py's --config FILE.yaml, which a sweep may vary too (a recipe of keys per value).

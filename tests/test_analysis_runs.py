@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from analysis import checks, plots, report, runs, summarize
+from analysis import checks, cli, plots, report, runs, summarize
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
 from audiosweep.results import EPOCH_METRICS, SUMMARY_METRICS, write_json_atomic
 from tests.analysis_records import write_run, write_study
@@ -231,3 +231,26 @@ def test_wandb_states_sweeps_and_errors(tmp_path, monkeypatch):
     assert runs.wandb_filters("me/esc50/abc123", None, None) == {"sweep": "abc123"}  # as `wandb sweep` prints
     with pytest.raises(runs.SourceError, match="expected wandb:ENTITY/PROJECT"):
         runs.load_runs("wandb:justone")
+
+
+def test_where_keeps_the_runs_of_a_configuration_from_every_source(tmp_path, monkeypatch, capsys):
+    study = write_study(tmp_path)
+    assert sorted(runs.load_runs(str(study), where={"n_mels": 64}).run_id) == ["r64-1", "r64-2", "r64-3"]
+    assert summarize.main([str(study), "--where", "n_mels=128, trial_num=2", "--format", "csv"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert (out.n.tolist(), out.accuracy_mean.tolist()) == ([1], [0.82])
+    assert summarize.main([str(study), "--where", "trial=3", "--by", "n_mels", "--format", "csv"]) == 0  # an alias
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out)).n_mels.tolist() == [128]  # r64-3 failed
+    recs = [json.loads(p.read_text()) for p in sorted(study.glob("*.json"))]
+    monkeypatch.setattr(runs, "wandb_api", lambda: FakeApi([FakeRun(r, r["status"], None) for r in recs]))
+    remote = runs.load_runs("wandb:me/esc50", history=False, where={"n_mels": 128})
+    assert sorted(remote.run_id) == ["r128-1", "r128-2", "r128-3"]
+    assert cli.parse_where("stacked_win_lengths=[512, 1024],mix_up=true,f_max=none") == {
+        "stacked_win_lengths": [512, 1024], "mix_up": 0.4, "f_max": None}  # commas in a list stay in its value
+    for where, message in (("n_mel=64", "--where: unknown config key 'n_mel'; did you mean n_mels?"),
+                           ("n_mels=many", "--where: n_mels: expected int, got 'many'"),
+                           ("n_mels", "--where: expected KEY=VALUE, got 'n_mels'"),
+                           ("n_mels=64,trial_num=9", f"--where trial_num=9: no run of {study} matches (with the "
+                                                     "conditions before it); trial_num there: 1, 2, 3")):
+        assert summarize.main([str(study), "--where", where]) == 2
+        assert capsys.readouterr().err == f"analysis.summarize: {message}\n"

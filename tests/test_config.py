@@ -206,7 +206,7 @@ def test_parse_known_separates_a_tools_own_options(tmp_path):
 def test_the_alias_table_is_the_documented_one():
     assert set(ALIASES) == {"trial", "norm", "win_length_1", "win_length_2", "win_length_3", "pitch_shift",
                             "signal_shift", "add_noise"}
-    assert BOOLEAN_VALUES == {"mix_up": {True: 0.4, False: 0.0}}
+    assert BOOLEAN_VALUES == {"mix_up": {True: 0.4, False: 0.0}, "normalize": {True: "global", False: "none"}}
 
 
 @pytest.mark.parametrize("layer, expected", [
