@@ -110,11 +110,20 @@ class Config:
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
     normalize: Literal["none", "sample", "global", "imagenet", "audioset"] = knob(
         "global", "none | sample (per clip) | global (training-split mean/std) | imagenet | audioset (AST's fixed "
-        "AudioSet statistics of kaldi fbanks)", "spectrogram", label="normalisation")
+        "AudioSet statistics of kaldi fbanks); the report's true = global, false = none", "spectrogram",
+        label="normalisation")
     frontend: Literal["logmel", "kaldi"] = knob(
         "logmel", "logmel (power mel spectrogram in dB, batched on the device) | kaldi (Kaldi-compatible log mel "
         "filterbank, as AST and other AudioSet models were trained on; FFT size = next power of two >= window)",
         "spectrogram", label="front end")
+    top_db: float | None = knob(80.0, "logmel: each clip's dB values (per channel) floored at top_db below its peak; "
+                                "null = no floor (the report's fastaudio front end: AmplitudeToDB(top_db=None)); "
+                                "the kaldi front end has no floor and ignores it", "spectrogram", label="dB range",
+                                unit="dB", bounds=POSITIVE, when={"frontend": "logmel"})
+    stft_normalized: bool = knob(False, "logmel: the STFT divided by its window's L2 norm, as torchaudio's "
+                                 "MelSpectrogram(normalized=True) of the report's fastaudio front end (torch.stft's "
+                                 "own normalized=True divides by sqrt(n_fft) instead); the kaldi front end ignores it",
+                                 "spectrogram", label="normalised STFT", when={"frontend": "logmel"})
     # model
     arch: str = knob("resnet18", "model architecture: a name below; timm/<any timm model name> (ImageNet weights "
                      "from the Hugging Face cache); ast = the Audio Spectrogram Transformer fine-tuned on AudioSet, "
@@ -372,11 +381,16 @@ class Alias:
     convert: Callable[[Any], dict[str, Any]] | None = None  # value -> values of the targets (None: the win lengths)
 
 
+# Value forms of our own keys, the report's booleans: fastai's MixUp() default alpha for mix_up: true; for normalize,
+# true = per-channel statistics of the training clips (fastaudio's SpecNormalize), false = none (fastai's ImageNet
+# Normalize never touched the report's 1-channel spectrograms).
+BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}, "normalize": {True: "global", False: "none"}}
+
 # The report's keys and value forms, in one place. Their sweep files run unchanged; records hold our keys.
 ALIASES: dict[str, Alias] = {
     "trial": Alias(int, ("trial_num",), "= trial_num", lambda v: {"trial_num": v}),
-    "norm": Alias(bool, ("normalize",), "true = normalize global, false = normalize imagenet (fastai's ImageNet "
-                  "statistics)", lambda v: {"normalize": "global" if v else "imagenet"}),
+    "norm": Alias(bool, ("normalize",), "true = normalize global, false = normalize none (as normalize: true / "
+                  "false)", lambda v: {"normalize": BOOLEAN_VALUES["normalize"][v]}),
     **{f"win_length_{i}": Alias(int, ("stacked_win_lengths",), f"window of stacked channel {i}: win_length_1..3 "
                                 "give stacked_win_lengths") for i in (1, 2, 3)},
     "pitch_shift": Alias(bool, ("pitch_p",), "true = pitch_p 1 (+-3 semitones, as the report's PitchShifter)",
@@ -386,8 +400,6 @@ ALIASES: dict[str, Alias] = {
     "add_noise": Alias(bool, ("noise_p",), "true = noise_p 1 (white, 28-37 dB SNR, fastaudio's AddNoise)",
                        lambda v: {"noise_p": 1.0 if v else 0.0}),
 }
-# Value forms of our own keys: fastai's MixUp() default alpha for mix_up: true.
-BOOLEAN_VALUES = {"mix_up": {True: 0.4, False: 0.0}, "normalize": {True: "global", False: "none"}}
 
 
 # train.py's --config FILE.yaml, which a sweep may vary too (a recipe of keys per value).
@@ -454,7 +466,7 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
         if f.metadata.get("needs") in out and key in out and not out[f.metadata["needs"]]:
             out[key] = _default(f)
-        # nor does a schedule's parameter under another schedule
+        # nor does a schedule's parameter under another schedule, nor a logmel knob under the kaldi front end
         if key in out and any(k in out and out[k] != v for k, v in (f.metadata.get("when") or {}).items()):
             out[key] = _default(f)
     # nor a model's own knob (one a registry entry lists) under an architecture whose entry does not list it; the
@@ -538,7 +550,8 @@ def coerce(key: str, value: Any, errors: list[str] | None = None) -> Any:
         if isinstance(value, str):
             text = value.strip()
             value = yaml.safe_load(text) if text else text
-            if typing.get_origin(tp) is Literal or tp is str:
+            if (typing.get_origin(tp) is Literal or tp is str) and not (isinstance(value, bool) and
+                                                                         key in BOOLEAN_VALUES):
                 value = text if value is not None or text.lower() not in ("null", "none", "~") else None
         if isinstance(value, bool) and key in BOOLEAN_VALUES:
             value = BOOLEAN_VALUES[key][value]
@@ -768,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one audio classifier on ESC-50 and write a result record. "
                     "Values: defaults <- --config FILE <- --key value <- wandb.config (sweeps).",
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30, width=110))
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
+    p.add_argument("--config", metavar="FILE.yaml", action="append",
+                   help="YAML file of config keys; given more than once, a later file's keys win")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for name, f in FIELDS.items():
         group = groups.setdefault(f.metadata["group"], p.add_argument_group(f.metadata["group"]))
@@ -805,8 +819,8 @@ def parse_known(argv: list[str] | None, parser: argparse.ArgumentParser) -> tupl
     given = vars(ns)
     explicit = {k: given.pop(k) for k in list(given) if k in FIELDS or k in ALIASES}
     extras = {k: v for k, v in given.items() if k != "config"}
-    file_layer = load_yaml(given["config"]) if "config" in given else {}
-    return merge([file_layer, explicit]), {**file_layer, **explicit}, extras
+    layers = [*(load_yaml(path) for path in given.get("config", [])), explicit]
+    return merge(layers), {k: v for layer in layers for k, v in layer.items()}, extras
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Config, dict[str, Any]]:

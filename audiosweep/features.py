@@ -36,18 +36,19 @@ CPU_CHUNK_BYTES = 24 * 2**20
 class LogMel(nn.Module):
     """(B, samples) waveforms -> (B, C, n_mels, frames) log-mel spectrograms in dB, one channel per window.
 
-    Values equal torchaudio's ``MelSpectrogram(power=2, norm="slaney", mel_scale="slaney")`` followed by
-    ``AmplitudeToDB(top_db=80)`` per clip and channel (to float32 rounding), computed with less work: only the
-    FFT bins inside the mel filterbank's support are kept, the power is ``re**2 + im**2`` (no square root), the
-    filterbank multiplies on the left (no transposes) and the dB steps run in place.
+    Values equal torchaudio's ``MelSpectrogram(power=2, norm="slaney", mel_scale="slaney",
+    normalized=stft_normalized)`` followed by ``AmplitudeToDB(top_db=top_db)`` per clip and channel (to float32
+    rounding), computed with less work: only the FFT bins inside the mel filterbank's support are kept, the power
+    is ``re**2 + im**2`` (no square root), the filterbank multiplies on the left (no transposes) and the dB steps
+    run in place.
 
     With ``max_frames``, only the first ``max_frames`` frames are computed, from the samples they read: the clip
-    the model sees is its start, and the 80 dB range (``top_db``) is that of the frames it sees.
+    the model sees is its start, and the dB range (``top_db``) is that of the frames it sees.
     """
 
-    def __init__(self, cfg: Config, top_db: float = 80.0):
+    def __init__(self, cfg: Config):
         super().__init__()
-        self.n_fft, self.hop, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_samples, top_db, cfg.max_frames
+        self.n_fft, self.hop, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_samples, cfg.top_db, cfg.max_frames
         fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.mel_f_max, cfg.n_mels,
                                                    cfg.sample_rate, norm="slaney", mel_scale="slaney")
         used = (fb > 0).any(dim=1).nonzero().flatten()
@@ -55,7 +56,10 @@ class LogMel(nn.Module):
         self.register_buffer("fb_t", fb[self.lo:self.hi].T.contiguous(), persistent=False)
         self.win_lengths = list(cfg.win_lengths)
         for i, w in enumerate(self.win_lengths):
-            self.register_buffer(f"window{i}", torch.hann_window(w), persistent=False)
+            window = torch.hann_window(w)
+            if cfg.stft_normalized:  # the STFT is linear in its window: this divides it by the window's L2 norm
+                window /= window.pow(2).sum().sqrt()
+            self.register_buffer(f"window{i}", window, persistent=False)
 
     def power(self, wav: torch.Tensor, window: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
         """(B, bins, frames) power spectrum of ``wav`` over the filterbank's bins; ``warp`` (an augmentation)
@@ -75,7 +79,9 @@ class LogMel(nn.Module):
         mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}"), warp)[
             ..., :self.max_frames]) for i in range(len(self.win_lengths))], dim=1)
         db = mel.clamp_min_(1e-10).log10_().mul_(10.0)
-        # top_db clips each clip to 80 dB below its own peak, so apply it per clip and channel.
+        if self.top_db is None:
+            return db
+        # top_db floors each clip at top_db below its own peak, so apply it per clip and channel.
         return db.clamp_(min=db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
 
 

@@ -19,6 +19,7 @@ from audiosweep.config import (
     Config,
     ConfigError,
     build_parser,
+    effective,
     keys_with_role,
     merge,
     overlay,
@@ -212,7 +213,10 @@ def test_the_alias_table_is_the_documented_one():
 @pytest.mark.parametrize("layer, expected", [
     ({"trial": 3}, {"trial_num": 3}),
     ({"norm": True}, {"normalize": "global"}),
-    ({"norm": False}, {"normalize": "imagenet"}),
+    ({"norm": False}, {"normalize": "none"}),
+    ({"normalize": True}, {"normalize": "global"}),  # the report's booleans: SpecNormalize, or nothing
+    ({"normalize": False}, {"normalize": "none"}),
+    ({"normalize": "imagenet"}, {"normalize": "imagenet"}),
     # given in any order, the three windows stack as channels 1, 2, 3; the single window no longer applies
     ({"win_length_3": 4096, "win_length_1": 1102, "win_length_2": 2205},
      {"stacked_win_lengths": [1102, 2205, 4096], "win_length": None}),
@@ -235,7 +239,10 @@ def test_the_reports_keys_map_onto_ours(layer, expected):
 @pytest.mark.parametrize("argv, expected", [
     (["--trial=4"], {"trial_num": 4}),
     (["--trial", "4"], {"trial_num": 4}),
-    (["--norm=False"], {"normalize": "imagenet"}),
+    (["--norm=False"], {"normalize": "none"}),
+    (["--normalize=False"], {"normalize": "none"}),
+    (["--normalize", "True"], {"normalize": "global"}),
+    (["--normalize=none"], {"normalize": "none"}),
     (["--norm"], {"normalize": "global"}),
     (["--win_length_1=512", "--win_length_2", "1764", "--win_length_3=4096"],
      {"stacked_win_lengths": [512, 1764, 4096]}),
@@ -297,6 +304,41 @@ def test_help_lists_the_reports_keys_with_what_they_set():
         assert f"--{name}" in text and " ".join(alias.help.replace("%%", "%").split()) in text
     assert "true = pitch_p 1" in text and "true = shift_p 0.5" in text and "true = noise_p 1" in text
     assert "the report's true = 0.4" in text  # mix_up's own help
+    assert "the report's true = global, false = none" in text  # normalize's
+
+
+def test_config_files_given_twice_layer_the_later_over_the_earlier(tmp_path):
+    """A sweep's recipe (``sweep run --config``) and its own ``config`` parameter both reach train.py."""
+    (tmp_path / "base.yaml").write_text("n_mels: 128\nbatch_size: 32\nhop_length: 441\nnorm: false\n")
+    (tmp_path / "mine.yaml").write_text("batch_size: 16\nhop_length_ms: 10\nnormalize: sample\n")
+    cfg, explicit = parse_args(["--config", str(tmp_path / "base.yaml"), f"--config={tmp_path / 'mine.yaml'}",
+                                "--n_mels=64"])
+    assert (cfg.n_mels, cfg.batch_size, cfg.hop_length, cfg.hop_length_ms, cfg.normalize) == (
+        64, 16, None, 10.0, "sample")
+    assert set(explicit) == {"n_mels", "batch_size", "hop_length", "hop_length_ms", "norm", "normalize"}
+    assert parse_args(["--config", str(tmp_path / "base.yaml")])[0].normalize == "none"
+
+
+# --- the dB conversion of the logmel front end: ours (80 dB floor) or the report's (normalized STFT, no floor) ---
+
+
+def test_the_front_end_knobs_default_to_ours_and_old_records_read_as_them():
+    cfg = merge([])
+    assert (cfg.top_db, cfg.stft_normalized) == (80.0, False)
+    old = {k: v for k, v in cfg.effective_dict().items() if k not in ("top_db", "stft_normalized")}
+    assert effective(old) == cfg.effective_dict() and config_id(old) == config_id(cfg.effective_dict())
+    report = parse_args(["--top_db", "null", "--stft_normalized"])[0]
+    assert (report.top_db, report.stft_normalized) == (None, True)
+    assert config_id(report.effective_dict()) != config_id(cfg.effective_dict())  # settings: a run's identity
+    assert FIELDS["top_db"].metadata["role"] == FIELDS["stft_normalized"].metadata["role"] == "setting"
+    with pytest.raises(ConfigError, match="top_db: must be > 0, got 0"):
+        merge([{"top_db": 0}])
+
+
+def test_the_kaldi_front_end_ignores_the_logmel_knobs():
+    kaldi = merge([{"arch": "ast", "top_db": None, "stft_normalized": True}]).effective_dict()
+    assert (kaldi["top_db"], kaldi["stft_normalized"]) == (80.0, False)
+    assert config_id(kaldi) == config_id(merge([{"arch": "ast"}]).effective_dict())
 
 
 # --- f_max: min(18 kHz, Nyquist) when not given ------------------------------------------------------------------

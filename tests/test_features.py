@@ -1,9 +1,11 @@
-"""Log-mel features: shapes for several configs (stacked too), dB range, normalisation statistics."""
+"""Log-mel features: shapes for several configs (stacked too), dB range, torchaudio's values, normalisation
+statistics."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torchaudio
 
 from audiosweep.config import merge
 from audiosweep.features import compute_features, input_shape, n_frames, normalize
@@ -25,6 +27,29 @@ def test_feature_shapes(layer, channels, mels):
     # dB, clipped per clip and channel to 80 dB below its peak
     span = feats.amax(dim=(-2, -1)) - feats.amin(dim=(-2, -1))
     assert (span <= 80.0 + 1e-3).all()
+
+
+@pytest.mark.parametrize("knobs", [
+    {},  # ours: a plain STFT, each clip floored 80 dB below its peak
+    {"stft_normalized": True, "top_db": None},  # the report's fastaudio: normalized=True, no floor
+    {"stft_normalized": True, "top_db": 40.0, "n_fft": 2048, "win_length": 2048},
+])
+def test_log_mels_equal_torchaudios_mel_spectrogram_in_db(knobs):
+    cfg = merge([{"n_mels": 64, "n_fft": 4096, "win_length": 1764, "hop_length": 441, "f_max": 20000, **knobs}])
+    t = torch.arange(cfg.sample_rate) / cfg.sample_rate
+    torch.manual_seed(0)
+    wav = (torch.sin(2 * torch.pi * 440 * t * (1 + t)) + 0.01 * torch.randn(len(t)))[None]
+    wav[:, 11025:22050] = 0  # silence: its frames meet the floor of the dB conversion (top_db, or 1e-10 power)
+    ours = compute_features(wav, cfg, torch.device("cpu"))[:, 0]
+    mel = torchaudio.transforms.MelSpectrogram(
+        cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_lengths[0], hop_length=cfg.hop_samples,
+        f_min=cfg.f_min, f_max=cfg.mel_f_max, n_mels=cfg.n_mels, power=2.0, normalized=cfg.stft_normalized,
+        norm="slaney", mel_scale="slaney")
+    ref = torchaudio.transforms.AmplitudeToDB("power", top_db=cfg.top_db)(mel(wav))
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-3)
+    span = float(ours.amax() - ours.amin())
+    assert span <= 80.0 + 1e-3 if not knobs else (span > 80.0 if cfg.top_db is None else span <= 40.0 + 1e-3)
 
 
 def test_default_frames_match_report_input_size():

@@ -17,7 +17,7 @@ from audiosweep.errors import SweepError
 from audiosweep.sweep.bayes import to_optuna
 from audiosweep.sweep.cli import main
 from audiosweep.sweep.params import parse_param
-from audiosweep.sweep.spec import load_sweep, run_config
+from audiosweep.sweep.spec import load_recipe, load_sweep, run_config
 from audiosweep.sweep.study import open_study
 from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
 from tests.conftest import TINY_SWEEP_RUN as TINY
@@ -166,3 +166,20 @@ def test_a_trial_left_running_by_a_runner_that_died_is_failed_on_the_next_start(
     # this machine's dead runner: failed; a live one (this process) and one on another machine: left running
     assert states == [optuna.trial.TrialState.FAIL] + [optuna.trial.TrialState.RUNNING] * 2
     assert f"left running by runner pid {dead.stdout.strip()}" in capsys.readouterr().out
+
+
+def test_a_bayes_studys_trials_run_over_the_recipe(tmp_path):
+    from audiosweep.sweep.bayes import StudySource
+    from audiosweep.sweep.runner import Options, RecordIndex, Runner
+
+    (tmp_path / "base.yaml").write_text("n_mels: 64\nlearning_rate: 0.5\n")  # the sweep's learning_rate wins
+    recipe = load_recipe(tmp_path / "base.yaml")
+    sweep = load_sweep(write_sweep(tmp_path / "b.yaml", {"learning_rate": LR}, method="bayes"), recipe)
+    folder = tmp_path / "res" / "b"
+    source = StudySource(sweep, folder, count=1)
+    [line] = source.begin(RecordIndex(folder), dry_run=True)
+    assert f"({sweep.path} over recipe {recipe}): bayes" in line
+    run = source.next_run()
+    config = run_config(run.params, recipe)
+    assert run.config_id == results.config_id(config) and config["n_mels"] == 64 and config["learning_rate"] < 0.05
+    assert f"--config={recipe}" in Runner(sweep, source, Options(results_root=tmp_path / "res")).command(run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -11,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from audiosweep.errors import SweepError
 from audiosweep.sweep.cli import main
@@ -122,6 +125,26 @@ def test_resume_after_killing_the_runner(tmp_path, synth):
     assert sorted(finished) == sorted(r.config_id for r in expand(load_sweep(path)).runs)
     assert set(finished.values()) == {1}
     assert run_sweep_cli("run", str(path), "--results-dir", str(res)).stdout.count("0 to run") == 1
+
+
+@pytest.mark.slow
+def test_a_recipe_run_records_the_config_id_check_runs_printed(tmp_path, synth):
+    recipe = tmp_path / "base.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY, "n_mels": 40, "normalize": True, "top_db": None,
+                                      "stft_normalized": True}))
+    path = write_sweep(tmp_path / "recipe.yaml", {**synth, "normalize": False, "trial_num": {"values": [3]}})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    check = run_sweep_cli("check", str(path), "--config", str(recipe), "--runs", env=env)
+    assert check.returncode == 0, check.stderr
+    [planned] = [json.loads(line) for line in check.stdout.splitlines()]
+    out = run_sweep_cli("run", str(path), "--config", str(recipe), "--results-dir", str(tmp_path / "res"), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    [rec] = read_records(tmp_path / "res" / "recipe")
+    assert rec["status"] == "finished" and rec["config_id"] == planned["config_id"]
+    assert {k: rec["config"][k] for k in ("n_mels", "normalize", "top_db", "stft_normalized", "trial_num")} == {
+        "n_mels": 40, "normalize": "none", "top_db": None, "stft_normalized": True, "trial_num": 3}
+    again = run_sweep_cli("run", str(path), "--config", str(recipe), "--results-dir", str(tmp_path / "res"), env=env)
+    assert "1 finished before, 0 failed before (rerun), 0 to run" in again.stdout
 
 
 @pytest.mark.parametrize("text", [b'{"config": "x", "history": [], "summary": {}, "status": "finished"}',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -10,7 +11,7 @@ import yaml
 from audiosweep import results
 from audiosweep.config import FIELDS, parse_args
 from audiosweep.sweep.cli import main
-from audiosweep.sweep.spec import REPO_ROOT, build_command, expand, load_sweep, run_config
+from audiosweep.sweep.spec import REPO_ROOT, build_command, expand, load_recipe, load_sweep, run_config
 from tests.conftest import write_sweep
 
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
@@ -347,3 +348,89 @@ def test_a_sweep_can_vary_recipe_files_given_to_train_py_as_config(tmp_path, cap
     bad = write_sweep(tmp_path / "missing.yaml", {"config": {"values": [str(tmp_path / "absent.yaml")]}})
     assert main(["check", str(bad)]) == 2
     assert "absent.yaml" in capsys.readouterr().err
+
+
+# --- a recipe under every run (--config), the report's normalize booleans, --runs -------------------------------
+
+RECIPE = "n_mels: 128\nhop_length: 441\nwin_length: 1764\nf_max: 20000\nlearning_rate: 0.02\nnormalize: true\n" \
+         "top_db: null\nstft_normalized: true\n"
+
+
+def test_a_recipe_lies_under_every_run_and_the_sweeps_keys_win(tmp_path, monkeypatch):
+    (tmp_path / "base.yaml").write_text(RECIPE)
+    (tmp_path / "mine.yaml").write_text("learning_rate: 0.005\nbatch_size: 32\n")
+    monkeypatch.chdir(tmp_path)  # a relative --config is made absolute: the runs read it wherever they start
+    recipe = load_recipe("base.yaml")
+    assert recipe == tmp_path / "base.yaml"
+    path = write_sweep(tmp_path / "s.yaml", {"n_mels": {"values": [64, 224]}, "normalize": {"values": [False, True]},
+                                             "config": str(tmp_path / "mine.yaml")},
+                       program=str(REPO_ROOT / "train.py"))
+    sweep = load_sweep(path, recipe)
+    runs = expand(sweep).runs
+    assert len(runs) == 4 and all(r.config == run_config(r.params, recipe) for r in runs)
+    for run in runs:  # the sweep's values, then its own config file, then the recipe, then the defaults
+        c = run.config
+        assert (c["n_mels"], c["normalize"]) == (run.params["n_mels"], "global" if run.params["normalize"] else "none")
+        assert (c["learning_rate"], c["batch_size"]) == (0.005, 32)
+        assert (c["hop_length"], c["win_length"], c["f_max"], c["top_db"], c["stft_normalized"]) == (
+            441, 1764, 20000.0, None, True)
+        assert c["n_fft"] == 4096 and c["mix_up"] == 0.1
+        cmd = build_command(sweep, run.params)
+        args = cmd[cmd.index(str(REPO_ROOT / "train.py")) + 1:]
+        assert args[0] == f"--config={recipe}" and args[1] == f"--config={tmp_path / 'mine.yaml'}"
+        assert results.config_id(parse_args(args)[0].effective_dict()) == run.config_id  # what train.py records
+    plain = expand(load_sweep(path)).runs
+    assert {r.config_id for r in plain}.isdisjoint(r.config_id for r in runs)
+
+
+def test_check_runs_prints_each_runs_effective_config_as_a_json_line(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text(RECIPE)
+    path = write_sweep(tmp_path / "s.yaml", {"n_fft": {"values": [8192, 16384]}, "win_length": 4410,
+                                             "norm": {"values": [False, True]}})
+    assert main(["check", str(path), "--config", str(tmp_path / "base.yaml"), "--runs"]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    runs = expand(load_sweep(path, load_recipe(tmp_path / "base.yaml"))).runs
+    assert [(d["sweep"], d["config_id"], d["config"]) for d in lines] == [(str(path), r.config_id, r.config)
+                                                                          for r in runs]
+    assert [(d["config"]["n_fft"], d["config"]["normalize"]) for d in lines] == [
+        (8192, "none"), (8192, "global"), (16384, "none"), (16384, "global")]
+    assert set(lines[0]["config"]) == set(FIELDS) and lines[0]["config"]["n_mels"] == 128
+    assert f"{path}: 4 runs (grid)" in err and "1 of 1 sweep file(s) valid" in err
+    bayes = write_sweep(tmp_path / "b.yaml", {"n_mels": {"values": [64, 128]}}, method="bayes")
+    assert main(["check", str(bayes), "--runs"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "--runs lists no run" in err
+
+
+@pytest.mark.parametrize("recipe, message", [
+    (None, "--config: no such file"),
+    ("n_mel: 64\n", "--config {}: unknown config key 'n_mel'; did you mean n_mels?"),
+    ("n_fft: 1024\nwin_length: 2048\n", "window length 2048 must be in 1..n_fft=1024"),
+])
+def test_a_bad_recipe_is_refused(tmp_path, capsys, recipe, message):
+    path = tmp_path / "base.yaml"
+    if recipe is not None:
+        path.write_text(recipe)
+    sweep = write_sweep(tmp_path / "s.yaml", {"n_mels": {"values": [64, 128]}})
+    assert main(["check", str(sweep), "--config", str(path)]) == 2
+    assert message.format(path) in capsys.readouterr().err
+    assert main(["run", str(sweep), "--config", str(path), "--dry-run"]) == 2
+
+
+def test_json_argument_macros_cannot_carry_a_recipe(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text(RECIPE)
+    path = write_sweep(tmp_path / "s.yaml", {"n_mels": 64}, command=["${env}", "${program}", "${args_json}"])
+    assert main(["check", str(path)]) == 0
+    assert main(["check", str(path), "--config", str(tmp_path / "base.yaml")]) == 2
+    assert "${args_json} passes the parameters as JSON, which holds no --config recipe" in capsys.readouterr().err
+
+
+def test_the_runner_names_the_recipe_and_gives_it_to_every_run(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text(RECIPE)
+    path = write_sweep(tmp_path / "s.yaml", {"n_mels": {"values": [64, 128]}})
+    assert main(["run", str(path), "--config", str(tmp_path / "base.yaml"), "--dry-run",
+                 "--results-dir", str(tmp_path / "res")]) == 0
+    out = capsys.readouterr().out
+    assert f"({path} over recipe {tmp_path / 'base.yaml'}): 2 runs (grid)" in out
+    assert out.count(f"train.py --config={tmp_path / 'base.yaml'} --n_mels=") == 2

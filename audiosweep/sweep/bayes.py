@@ -111,7 +111,7 @@ class StudySource:
             self.fail_stale()
         states = self.states()
         self.todo = self.budget()
-        lines = [f"sweep {self.sweep.name} ({self.sweep.path}): bayes (Optuna TPE) on study {self.sweep.name} in "
+        lines = [f"sweep {self.sweep.name} ({self.sweep.source}): bayes (Optuna TPE) on study {self.sweep.name} in "
                  f"{self.where}: {self.describe_states(states)} before; {self.todo} to run; results in {self.folder}"]
         if self.sweep.raw.get("early_terminate"):
             lines.append(f"  early_terminate: {self.study.pruner.__class__.__name__} on {self.metric} per epoch")
@@ -178,7 +178,7 @@ class StudySource:
             self.study.sampler = sampler(self.seed + trial.number)
             point = {**self.constants, **suggest(trial, self.dists)}
             try:
-                cid = results.config_id(run_config(point))
+                cid = results.config_id(run_config(point, self.sweep.recipe))
             except ConfigError as e:
                 trial.set_user_attr("error", str(e))
                 self.study.tell(trial, state=TrialState.FAIL)

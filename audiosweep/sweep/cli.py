@@ -1,6 +1,7 @@
 """Sweeps: check W&B sweep files, run them locally on a pool of workers, or start W&B agents on every GPU.
 
     python -m audiosweep.sweep check sweeps/*.yaml                  # validate, count the runs
+    python -m audiosweep.sweep check THEIR.yaml --config base.yaml --runs   # each run's config, as JSON lines
     python -m audiosweep.sweep run sweeps/smoke.yaml --workers 2    # local pool, no W&B server needed
     python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
     wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
@@ -10,30 +11,41 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_REFUSED, SweepError
-from .spec import LOCAL_METHODS, count_label, expand, load_sweep
+from .spec import LOCAL_METHODS, count_label, expand, load_recipe, load_sweep
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    out = sys.stderr if args.runs else sys.stdout  # --runs: stdout holds the JSON lines only
+    recipe = load_recipe(args.config) if args.config else None
     bad, total = 0, 0
     for f in args.files:
         try:
-            sweep = load_sweep(f)
+            sweep = load_sweep(f, recipe)
             plan = expand(sweep, seed=args.seed)
         except SweepError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             bad += 1
             continue
-        total += len(plan.runs) if plan.bounded and sweep.method != "bayes" else 0
+        listed = plan.bounded and sweep.method != "bayes"
+        total += len(plan.runs) if listed else 0
         varies = " x ".join(f"{n} ({len(sweep.params[n].grid_values())})" if sweep.method == "grid" else n
                             for n in sweep.varying)
-        print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), flush=True)
+        print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), file=out, flush=True)
         for note in plan.notes:
-            print(f"  note: {note}")
-    print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones")
+            print(f"  note: {note}", file=out)
+        if args.runs and listed:
+            for run in plan.runs:
+                print(json.dumps({"sweep": str(f), "config_id": run.config_id, "config": run.config}), flush=True)
+        elif args.runs:
+            print(f"  note: --runs lists no run of {f}: a {sweep.method} sweep without a bound chooses its runs "
+                  "as it goes", file=out)
+    print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones",
+          file=out)
     return EXIT_REFUSED if bad else EXIT_OK
 
 
@@ -41,7 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agents import parse_gpus, visible_gpus
     from .runner import Options, Runner, Source
 
-    sweep = load_sweep(args.file)
+    sweep = load_sweep(args.file, load_recipe(args.config) if args.config else None)
     if sweep.method not in (*LOCAL_METHODS, "bayes"):  # bayes: an Optuna study (bayes.py)
         raise SweepError(f"{args.file}: method {sweep.method} needs W&B's sweep controller: run `wandb sweep "
                          f"{args.file}` and then `python -m audiosweep.sweep agents SWEEP_ID`, or use method "
@@ -101,12 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
     gpus_help = ("N = the first N visible GPUs; a list 0,2,5 = those GPU ids (one GPU: '3,'); all = every "
                  "visible GPU")
 
+    recipe_help = ("a recipe (train.py's --config file) laid under every run: the sweep's values and its own "
+                   "config parameter win over it; the runs get --config RECIPE (local runs only: W&B agents run "
+                   "the sweep file's own command)")
     c = sub.add_parser("check", help="validate sweep files and print their number of runs",
                        description="Validate W&B sweep files (top-level keys, method, metric, parameter forms, "
                                    "program) and every configuration they expand to, with train.py's own config "
-                                   "rules; print each file's number of runs. Exit status 1 if any file is invalid.")
+                                   "rules; print each file's number of runs. --runs: print each run as one JSON "
+                                   "line on stdout, {\"sweep\": FILE, \"config_id\": ID, \"config\": {...}} "
+                                   "(the effective config train.py records), and the summary on stderr. Exit "
+                                   "status 2 if any file is invalid.")
     c.add_argument("files", nargs="+", metavar="FILE.yaml")
     c.add_argument("--seed", type=int, default=0, help="seed of the random samples validated (default: 0)")
+    c.add_argument("--config", metavar="RECIPE.yaml", help=recipe_help)
+    c.add_argument("--runs", action="store_true",
+                   help="print each run of a grid sweep or a bounded random one as a JSON line on stdout: its "
+                        "config id and the effective config train.py uses (after the recipe, the report's keys and "
+                        "the values with no effect set as runs record them); the summary goes to stderr")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="run a sweep locally (grid, random or bayes), resumable",
@@ -122,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Exit status: 0 all runs finished, 1 any failed, 2 invalid sweep, 128+N when "
                                    "stopped by signal N.")
     r.add_argument("file", metavar="FILE.yaml")
+    r.add_argument("--config", metavar="RECIPE.yaml", help=recipe_help)
     r.add_argument("--workers", type=positive, metavar="N", help="runs at a time, environment as is (default: 1)")
     r.add_argument("--gpus", metavar="SPEC", help=f"one worker per GPU with CUDA_VISIBLE_DEVICES set: {gpus_help}")
     r.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K", help="runs at a time per GPU (default: 1)")

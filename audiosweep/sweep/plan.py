@@ -37,7 +37,7 @@ class PlanSource:
             self.failed_before = [f"{self.sweep.describe(r)}: failed before, not rerun (--no-retry-failed): "
                                   f"{last_error(index, r)}" for r in failed]
         what = "rerun" if self.retry_failed else "reported, not rerun"
-        lines = [f"sweep {self.sweep.name} ({self.sweep.path}): {len(runs)} runs ({self.sweep.method}); "
+        lines = [f"sweep {self.sweep.name} ({self.sweep.source}): {len(runs)} runs ({self.sweep.method}); "
                  f"{len(self.done)} finished before, {len(failed)} failed before ({what}), {len(todo)} to run; "
                  f"results in {self.folder}"]
         lines += [f"  note: {note}" for note in self.plan.notes + index.problems]

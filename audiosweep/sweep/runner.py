@@ -354,7 +354,7 @@ class Runner:
         path = results.RunFiles.of(self.folder, results.new_run_id()).record
         while path.exists():  # never overwrite a record
             path = results.RunFiles.of(self.folder, results.new_run_id()).record
-        rec = results.Record.failed(run_config(job.params), results.RunFiles(path).run_id, error,
+        rec = results.Record.failed(run_config(job.params, self.sweep.recipe), results.RunFiles(path).run_id, error,
                                     results.environment(), round(took, 3), log=str(job.log), exit_code=code,
                                     written_by="audiosweep.sweep")
         return results.write_json_atomic(path, rec.to_dict())

@@ -51,10 +51,12 @@ MAX_RANDOM_FAILURES = 20  # invalid random samples after which a sweep is report
 
 @dataclass(frozen=True)
 class Run:
-    """One configuration of a sweep: the parameters as an agent passes them, and its identity."""
+    """One configuration of a sweep: the parameters as an agent passes them, its identity and (from ``expand``)
+    the effective configuration train.py runs."""
 
     params: dict[str, Any]
     config_id: str
+    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Sweep:
     raw: dict[str, Any]
     params: dict[str, Param]
     program: Path
+    recipe: Path | None = None  # ``--config RECIPE.yaml``: laid under every run (absolute: runs read it anywhere)
 
     @property
     def name(self) -> str:
@@ -81,6 +84,11 @@ class Sweep:
         """Names of the parameters that take more than one value, sorted as W&B sorts them."""
         return sorted(n for n, p in self.params.items() if not p.constant)
 
+    @property
+    def source(self) -> str:
+        """The sweep file, and the recipe laid under its runs: what the runner's first line names."""
+        return str(self.path) + (f" over recipe {self.recipe}" if self.recipe else "")
+
     def describe(self, run: Run) -> str:
         """A run as its varying values (``n_mels=40 trial_num=2``), or its configuration id when none varies."""
         return " ".join(f"{k}={run.params[k]}" for k in self.varying) or run.config_id
@@ -95,8 +103,22 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def load_sweep(path: str | os.PathLike) -> Sweep:
-    """Read and check a sweep file's structure and every parameter; raise SweepError listing all problems."""
+def load_recipe(path: str | os.PathLike) -> Path:
+    """A ``--config`` recipe for every run of a sweep, as train.py reads it (config keys and the report's), as an
+    absolute path; SweepError if it is not such a file."""
+    try:
+        keys = load_yaml(path)
+    except ConfigError as e:
+        raise SweepError(str(e)) from e
+    unknown = [unknown_key_message(str(k)) for k in keys if k not in FIELDS and k not in ALIASES]
+    if unknown:
+        raise SweepError(f"--config {path}: " + "; ".join(unknown))
+    return Path(path).resolve()
+
+
+def load_sweep(path: str | os.PathLike, recipe: Path | None = None) -> Sweep:
+    """Read and check a sweep file's structure and every parameter; raise SweepError listing all problems.
+    ``recipe`` (from :func:`load_recipe`) is laid under every run."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -106,7 +128,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         raise SweepError(f"{path}: not valid YAML ({e})") from e
     if not isinstance(raw, dict):
         raise SweepError(f"{path}: expected a mapping of W&B sweep keys, got {type(raw).__name__}")
-    errors = _check_top_level(raw) + _check_metric(raw) + _check_command(raw.get("command"))
+    errors = _check_top_level(raw) + _check_metric(raw) + _check_command(raw.get("command"), recipe)
     program = _find_program(path, raw.get("program"), errors)
     params: dict[str, Param] = {}
     spec = raw.get("parameters")
@@ -139,7 +161,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
                    f"{p.distribution}" for p in params.values() if p.distribution not in GRID_DISTRIBUTIONS]
     if errors:
         raise SweepError(f"{path}: " + "\n  ".join([f"{len(errors)} problem(s):", *errors]))
-    return Sweep(path, raw, params, program)
+    return Sweep(path, raw, params, program, recipe)
 
 
 def _check_top_level(raw: dict[str, Any]) -> list[str]:
@@ -209,15 +231,19 @@ def _check_metric(raw: dict[str, Any]) -> list[str]:
     return e
 
 
-def _check_command(command: Any) -> list[str]:
+def _check_command(command: Any, recipe: Path | None) -> list[str]:
     if command is None:
         return []
     if not isinstance(command, list) or not command:
         return [f"command: expected a list such as {DEFAULT_COMMAND}, got {command!r}"]
     known = ("env", "interpreter", "program", *ARG_MACROS)
-    return [f"command: unknown macro {c!r} (known: {', '.join('${' + k + '}' for k in known)}, ${{envvar:NAME}})"
-            for c in map(str, command) if c.startswith("${") and c.endswith("}") and not ENVVAR.fullmatch(c)
-            and c[2:-1] not in known]
+    e = [f"command: unknown macro {c!r} (known: {', '.join('${' + k + '}' for k in known)}, ${{envvar:NAME}})"
+         for c in map(str, command) if c.startswith("${") and c.endswith("}") and not ENVVAR.fullmatch(c)
+         and c[2:-1] not in known]
+    if recipe is not None:
+        e += [f"command: {c} passes the parameters as JSON, which holds no --config recipe: use ${{args}}, or "
+              "leave --config out" for c in map(str, command) if c in ("${args_json}", "${args_json_file}")]
+    return e
 
 
 def _find_program(path: Path, program: Any, errors: list[str]) -> Path:
@@ -235,10 +261,11 @@ def _find_program(path: Path, program: Any, errors: list[str]) -> Path:
     return Path(program)
 
 
-def render_args(params: dict[str, Any]) -> dict[str, list[str]]:
-    """The argument lists an agent substitutes for ``${args}`` and its variants (W&B's formatting, str())."""
+def render_args(params: dict[str, Any], recipe: Path | None = None) -> dict[str, list[str]]:
+    """The argument lists an agent substitutes for ``${args}`` and its variants (W&B's formatting, str()); a
+    ``recipe`` comes first, as ``config``, so that train.py lays it under the sweep's own ``config`` and values."""
     out: dict[str, list[str]] = {k: [] for k in ARG_MACROS if k != "args_json_file"}
-    for key, value in params.items():
+    for key, value in [*([(CONFIG_FILE_KEY, recipe)] if recipe else []), *params.items()]:
         flag = f"{key}={value}"
         out["args"].append(f"--{flag}")
         out["args_no_equals"] += [f"--{key}", str(value)]
@@ -260,7 +287,7 @@ def build_command(sweep: Sweep, params: dict[str, Any], args_json_file: Path | N
         program = program.relative_to(Path.cwd())
     except ValueError:
         pass
-    macros = {**render_args(params), "env": ["/usr/bin/env"] if os.name != "nt" else [],
+    macros = {**render_args(params, sweep.recipe), "env": ["/usr/bin/env"] if os.name != "nt" else [],
               "interpreter": [sys.executable], "program": [str(program)]}
     if args_json_file is not None:
         macros["args_json_file"] = [str(args_json_file)]
@@ -274,16 +301,19 @@ def build_command(sweep: Sweep, params: dict[str, Any], args_json_file: Path | N
     return cmd
 
 
-def run_config(params: dict[str, Any]) -> dict[str, Any]:
-    """The configuration train.py builds from ``--key=value`` arguments: validated by config.merge, then read
-    back through train.py's own parser; a value that does not survive the command line is an error."""
-    recipe = load_yaml(params[CONFIG_FILE_KEY]) if CONFIG_FILE_KEY in params else {}  # as train.py reads it
-    cfg = merge([recipe, {k: v for k, v in params.items() if k != CONFIG_FILE_KEY}]).effective_dict()
-    via_cli = parse_args(render_args(params)["args"])[0].effective_dict()
+def run_config(params: dict[str, Any], recipe: Path | None = None) -> dict[str, Any]:
+    """The effective configuration train.py builds from ``--key=value`` arguments over ``recipe`` (``--config``)
+    and the sweep's own ``config`` file: validated by config.merge, then read back through train.py's own parser;
+    a value that does not survive the command line is an error."""
+    files = [*([recipe] if recipe else []), *([params[CONFIG_FILE_KEY]] if CONFIG_FILE_KEY in params else [])]
+    layers = [load_yaml(f) for f in files]  # as train.py reads them, the later winning
+    cfg = merge([*layers, {k: v for k, v in params.items() if k != CONFIG_FILE_KEY}]).effective_dict()
+    args = render_args(params, recipe)["args"]
+    via_cli = parse_args(args)[0].effective_dict()
     changed = [k for k in cfg if via_cli[k] != cfg[k]]
     if changed:
         raise ConfigError("; ".join(f"{k}: {cfg[k]!r} does not survive the command line: train.py reads "
-                                    f"{via_cli[k]!r} from {' '.join(render_args(params)['args'])}" for k in changed))
+                                    f"{via_cli[k]!r} from {' '.join(args)}" for k in changed))
     return via_cli
 
 
@@ -319,15 +349,15 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
             continue
         seen.add(value_key(point))
         try:
-            cid = config_id(run_config(point))
+            cfg = run_config(point, sweep.recipe)
         except ConfigError as e:
             failures.setdefault(str(e).removeprefix("invalid configuration:\n  "), []).append(point)
             if sweep.method != "grid" and sum(map(len, failures.values())) >= MAX_RANDOM_FAILURES:
                 break
             continue
-        if cid not in ids:
+        if (cid := config_id(cfg)) not in ids:
             ids.add(cid)
-            plan.runs.append(Run(point, cid))
+            plan.runs.append(Run(point, cid, cfg))
     if failures:
         raise SweepError(f"{sweep.path}: " + "\n  ".join(
             [f"{sum(map(len, failures.values()))} {label}(s) rejected by train.py's config rules:"]
