@@ -124,6 +124,14 @@ class Config:
                                  "MelSpectrogram(normalized=True) of the report's fastaudio front end (torch.stft's "
                                  "own normalized=True divides by sqrt(n_fft) instead); the kaldi front end ignores it",
                                  "spectrogram", label="normalised STFT", when={"frontend": "logmel"})
+    mel_scale: Literal["slaney", "htk"] = knob(
+        "slaney", "logmel: the mel scale of the filterbank: slaney (librosa's default) | htk (torchaudio's "
+        "MelSpectrogram default, the report's fastaudio front end); the kaldi front end has its own",
+        "spectrogram", label="mel scale", when={"frontend": "logmel"})
+    mel_norm: Literal["slaney", "none"] = knob(
+        "slaney", "logmel: slaney (each mel filter scaled to unit area, librosa's default) | none (peak 1, "
+        "torchaudio's MelSpectrogram default, the report's fastaudio front end)", "spectrogram",
+        label="mel filter norm", when={"frontend": "logmel"})
     # model
     arch: str = knob("resnet18", "model architecture: a name below; timm/<any timm model name> (ImageNet weights "
                      "from the Hugging Face cache); ast = the Audio Spectrogram Transformer fine-tuned on AudioSet, "

@@ -36,7 +36,7 @@ CPU_CHUNK_BYTES = 24 * 2**20
 class LogMel(nn.Module):
     """(B, samples) waveforms -> (B, C, n_mels, frames) log-mel spectrograms in dB, one channel per window.
 
-    Values equal torchaudio's ``MelSpectrogram(power=2, norm="slaney", mel_scale="slaney",
+    Values equal torchaudio's ``MelSpectrogram(power=2, norm=mel_norm, mel_scale=mel_scale,
     normalized=stft_normalized)`` followed by ``AmplitudeToDB(top_db=top_db)`` per clip and channel (to float32
     rounding), computed with less work: only the FFT bins inside the mel filterbank's support are kept, the power
     is ``re**2 + im**2`` (no square root), the filterbank multiplies on the left (no transposes) and the dB steps
@@ -50,7 +50,8 @@ class LogMel(nn.Module):
         super().__init__()
         self.n_fft, self.hop, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_samples, cfg.top_db, cfg.max_frames
         fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.mel_f_max, cfg.n_mels,
-                                                   cfg.sample_rate, norm="slaney", mel_scale="slaney")
+                                                   cfg.sample_rate, norm=None if cfg.mel_norm == "none" else "slaney",
+                                                   mel_scale=cfg.mel_scale)
         used = (fb > 0).any(dim=1).nonzero().flatten()
         self.lo, self.hi = (int(used[0]), int(used[-1]) + 1) if len(used) else (0, fb.shape[0])
         self.register_buffer("fb_t", fb[self.lo:self.hi].T.contiguous(), persistent=False)

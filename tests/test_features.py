@@ -31,7 +31,9 @@ def test_feature_shapes(layer, channels, mels):
 
 @pytest.mark.parametrize("knobs", [
     {},  # ours: a plain STFT, each clip floored 80 dB below its peak
-    {"stft_normalized": True, "top_db": None},  # the report's fastaudio: normalized=True, no floor
+    {"stft_normalized": True, "top_db": None},  # fastaudio's normalized=True, no floor
+    # the report's fastaudio front end whole: torchaudio's MelSpectrogram defaults (htk scale, filters of peak 1)
+    {"stft_normalized": True, "top_db": None, "mel_scale": "htk", "mel_norm": "none"},
     {"stft_normalized": True, "top_db": 40.0, "n_fft": 2048, "win_length": 2048},
 ])
 def test_log_mels_equal_torchaudios_mel_spectrogram_in_db(knobs):
@@ -44,7 +46,7 @@ def test_log_mels_equal_torchaudios_mel_spectrogram_in_db(knobs):
     mel = torchaudio.transforms.MelSpectrogram(
         cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win_lengths[0], hop_length=cfg.hop_samples,
         f_min=cfg.f_min, f_max=cfg.mel_f_max, n_mels=cfg.n_mels, power=2.0, normalized=cfg.stft_normalized,
-        norm="slaney", mel_scale="slaney")
+        norm=None if cfg.mel_norm == "none" else "slaney", mel_scale=cfg.mel_scale)
     ref = torchaudio.transforms.AmplitudeToDB("power", top_db=cfg.top_db)(mel(wav))
     assert ours.shape == ref.shape
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-3)
