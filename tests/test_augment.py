@@ -106,6 +106,7 @@ def test_epochs_differ_validation_never_does_and_a_seed_repeats():
     assert math.isclose(float(epoch(dls.train).mean()), 0.0, abs_tol=0.5)  # normalised with the clean statistics
 
 
+@pytest.mark.slow
 def test_a_run_with_augmentation_trains_and_records_its_knobs(tmp_path, synth_root, cache_dir):
     out = tmp_path / "res"
     code = train.main(["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",

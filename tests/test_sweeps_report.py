@@ -70,6 +70,7 @@ def test_the_files_are_the_reports_twelve_sweeps():
         assert Counter(r["Sweep"] for r in csv.DictReader(f)).keys() == set(SWEEP_IDS.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SWEEP_IDS)
 def test_file_expands_to_the_published_runs(name, capsys):
     printed = runs(name, capsys)
