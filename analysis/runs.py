@@ -137,7 +137,8 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
     """Every result record under ``root``; a malformed one stops the load unless ``skip_bad``."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise SourceError(f"{root}: no such folder (give a folder of result records, or wandb:ENTITY/PROJECT)")
+        raise SourceError(f"{root}: no such folder (give a folder of result records, a W&B export FILE.csv, or "
+                          "wandb:ENTITY/PROJECT)")
     rows, skipped, bad = [], [], []
     for path in record_files(root):
         try:

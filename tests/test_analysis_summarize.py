@@ -106,7 +106,7 @@ def test_commands_share_options_and_report_errors_in_one_line(tmp_path, capsys):
         assert module.main([str(tmp_path / "nope"), "--by", "n_mels"]) == 2
         err = capsys.readouterr().err
         assert err == f"{module.__name__}: {tmp_path / 'nope'}: no such folder (give a folder of result records, " \
-                      "or wandb:ENTITY/PROJECT)\n"
+                      "a W&B export FILE.csv, or wandb:ENTITY/PROJECT)\n"
 
 
 def test_parse_keys():
