@@ -154,6 +154,10 @@ class Config:
                                     bounds=POSITIVE)
     mlp_widths: list[int] = knob([64, 64], "dual_stream: hidden widths of the MLP stream", "model",
                                  label="MLP widths", bounds=POSITIVE)
+    mlp_context: int = knob(1, "dual_stream: consecutive frames in each window the MLP stream sees (flattened; valid "
+                            "windows only, their hidden features averaged over the clip); 1 = one frame, 5 = the "
+                            "DCASE 2017 baseline MLP's 0.1 s context at a 20 ms hop", "model",
+                            label="MLP context", unit="frames", bounds=Bounds(1))
     fusion: Literal["concat", "sum", "mlp", "cnn"] = knob(
         "concat", "dual_stream: how the MLP's and the CNN's outputs are fused before the classifier: concat | sum (of "
         "each stream's class logits) | mlp or cnn (that stream alone: the paper's MLP baseline)", "model",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from .base import Arch, register
 
 
-@register("dual_stream", pretrainable=False, takes_shape=True, knobs=("mlp_widths", "conv_channels", "fusion"))
+@register("dual_stream", pretrainable=False, takes_shape=True, knobs=("mlp_widths", "mlp_context", "conv_channels",
+                                                                   "fusion"))
 def dual_stream(n_in: int, n_out: int, pretrained: bool = False, **kwargs) -> Arch:
     """A frame-wise MLP stream and a CNN stream, fused: dual_stream_net.py."""
     from .dual_stream_net import build_dual_stream

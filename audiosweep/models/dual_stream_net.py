@@ -2,9 +2,13 @@
 classifier of an MLP stream and a small CNN stream over the same log-mel spectrogram (64 mels), fused (70 % accuracy
 against 65 % for the MLP alone).
 
-The MLP stream works on frames, as the paper's MLP (and the DCASE 2017 baseline's) does: each frame's C x n_mels
-values go through the same hidden layers (``mlp_widths``; Linear, ReLU, dropout), and the clip's MLP features are
-their mean over the frames. So it takes a clip of any length, has a few thousand weights, and keeps the frame-level
+The MLP stream works on frame windows, as the paper's MLP (the DCASE 2017 baseline's) does: each window of
+``mlp_context`` consecutive frames (the baseline: 5, its 0.1 s "flatten" aggregation at a 20 ms hop), flattened to
+C x n_mels x context values, goes through the same hidden layers (``mlp_widths``; Linear, ReLU, dropout), and the
+clip's MLP features are their mean over the windows. Windows are the valid ones only (frames t..t+context-1 for
+t = 0..T-context: no padding, so no window holds invented frames). The baseline instead classifies each window and
+sums the frame predictions; the paper does not say how its clip decision is made, so we keep the mean of the
+hidden features, which one Linear head (or the fusion) turns into the clip's logits. So it takes a clip of any length, has a few thousand weights, and keeps the frame-level
 non-linearity that summary statistics of the clip (per-band mean or std) would average away first; flattening the
 whole spectrogram into one vector would instead tie the model to one clip length with a first layer of
 C x n_mels x frames inputs per unit.
@@ -29,17 +33,18 @@ PAPER_MELS = 64  # n_mels when the builder is given no input shape
 
 def build_dual_stream(n_in: int, n_out: int, input_shape: tuple[int, int, int] | None = None,
                       mlp_widths: list[int] = (64, 64), conv_channels: list[int] = (32, 64),
-                      fusion: str = "concat") -> Arch:
-    """dual_stream for ``n_in`` channels of ``input_shape[1]`` mel bands (frames: any) and ``n_out`` classes."""
+                      fusion: str = "concat", mlp_context: int = 1) -> Arch:
+    """dual_stream for ``n_in`` channels of ``input_shape[1]`` mel bands (frames: at least ``mlp_context``) and
+    ``n_out`` classes."""
     if fusion not in FUSIONS:
         raise UserError(f"fusion: one of {', '.join(FUSIONS)}, got {fusion!r}")
     mels = input_shape[1] if input_shape else PAPER_MELS
-    widths = [n_in * mels, *mlp_widths]
+    widths = [n_in * mels * mlp_context, *mlp_widths]
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU(inplace=True), nn.Dropout(MLP_DROPOUT))
                           for a, b in zip(widths, widths[1:])])
     cnn = nn.Sequential(conv_stack(n_in, list(conv_channels)), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return Arch(DualStream(None if fusion == "cnn" else mlp, None if fusion == "mlp" else cnn, widths[-1],
-                           conv_channels[-1] if conv_channels else n_in, n_out, fusion))
+                           conv_channels[-1] if conv_channels else n_in, n_out, fusion, mlp_context))
 
 
 class DualStream(nn.Module):
@@ -47,9 +52,9 @@ class DualStream(nn.Module):
     None: the other alone)."""
 
     def __init__(self, mlp: nn.Module | None, cnn: nn.Module | None, mlp_features: int, cnn_features: int,
-                 n_out: int, fusion: str):
+                 n_out: int, fusion: str, context: int = 1):
         super().__init__()
-        self.mlp, self.cnn, self.fusion = mlp, cnn, fusion
+        self.mlp, self.cnn, self.fusion, self.context = mlp, cnn, fusion, context
         if fusion == "concat":
             self.head = nn.Linear(mlp_features + cnn_features, n_out)
         else:
@@ -57,10 +62,14 @@ class DualStream(nn.Module):
             self.cnn_head = nn.Linear(cnn_features, n_out) if cnn is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, C, n_mels, T) -> (B, T, C x n_mels): one MLP input per frame
-        a = self.mlp(x.flatten(1, 2).transpose(1, 2)).mean(1) if self.mlp is not None else None
+        a = self.mlp(self.windows(x)).mean(1) if self.mlp is not None else None
         b = self.cnn(x) if self.cnn is not None else None
         if self.fusion == "concat":
             return self.head(torch.cat([a, b], dim=1))
         logits = [head(f) for head, f in ((self.mlp_head, a), (self.cnn_head, b)) if head is not None]
         return logits[0] if len(logits) == 1 else logits[0] + logits[1]
+
+    def windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, n_mels, T) -> (B, T - context + 1, C x n_mels x context): window t holds frames t..t+context-1,
+        flattened channel, then band, then frame (context 1: each frame's C x n_mels values)."""
+        return x.unfold(3, self.context, 1).permute(0, 3, 1, 2, 4).flatten(2)
