@@ -2,8 +2,8 @@
 
 Three stages, each on whole batches where the model trains:
 
-* waveforms: gain, time shift, coloured noise at an SNR range and polarity inversion, by torch-audiomentations
-  (per-clip probabilities and values);
+* waveforms: gain, time shift, coloured noise at an SNR range (or white noise of an absolute level,
+  :class:`GaussianNoise`) and polarity inversion, by torch-audiomentations (per-clip probabilities and values);
 * the power spectrogram: pitch shift and time stretch, as a per-clip linear resampling of its frequency and time
   axes (:class:`SpectralWarp`);
 * the normalised log-mels: SpecAugment frequency and time masks, by torchaudio. Masks come after normalisation,
@@ -23,6 +23,8 @@ import random
 import torch
 import torchaudio
 from torch import nn
+from torch_audiomentations.core.transforms_interface import BaseWaveformTransform
+from torch_audiomentations.utils.object_dict import ObjectDict
 
 from .config import WAVEFORM_AUGMENTATIONS, Config
 from .features import apply_normalization, cpu_chunk, fits_on_device, frontend
@@ -50,10 +52,34 @@ def waveform_transform(cfg: Config) -> nn.Module | None:
              Shift(min_shift=-cfg.shift_max, max_shift=cfg.shift_max, rollover=cfg.shift_roll, p=cfg.shift_p,
                    output_type="dict"),
              AddColoredNoise(min_snr_in_db=cfg.noise_snr_min, max_snr_in_db=cfg.noise_snr_max, min_f_decay=decay,
-                             max_f_decay=decay, p=cfg.noise_p, sample_rate=cfg.sample_rate, output_type="dict"),
+                             max_f_decay=decay, p=cfg.noise_p, sample_rate=cfg.sample_rate, output_type="dict")
+             if cfg.noise_sigma_max is None else GaussianNoise(cfg.noise_sigma_max, p=cfg.noise_p),
              PolarityInversion(p=cfg.polarity_p, output_type="dict")]
     parts = [t for t in parts if t.p > 0]
     return Compose(parts, output_type="dict") if parts else None
+
+
+class GaussianNoise(BaseWaveformTransform):
+    """White Gaussian noise of an absolute standard deviation drawn per clip uniformly in [0, ``max_sigma``] (the
+    dual-stream paper's ``randn * uniform(0, 0.005)``), with probability ``p``. torch-audiomentations adds noise
+    only at an SNR, relative to each clip's level; this is the absolute form in its interface, so that ``Compose``
+    and the per-clip probability apply as to its own transforms."""
+
+    supported_modes = {"per_example"}
+    supports_multichannel = True
+    requires_sample_rate = False
+
+    def __init__(self, max_sigma: float, p: float):
+        super().__init__(mode="per_example", p=p, output_type="dict")
+        self.max_sigma = max_sigma
+
+    def randomize_parameters(self, samples=None, sample_rate=None, targets=None, target_rate=None):
+        self.transform_parameters["sigma"] = torch.rand(len(samples), device=samples.device) * self.max_sigma
+
+    def apply_transform(self, samples=None, sample_rate=None, targets=None, target_rate=None):
+        sigma = self.transform_parameters["sigma"].view(-1, 1, 1)
+        return ObjectDict(samples=samples + torch.randn_like(samples) * sigma, sample_rate=sample_rate,
+                          targets=targets, target_rate=target_rate)
 
 
 class SpectralWarp:

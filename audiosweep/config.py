@@ -231,6 +231,11 @@ class Config:
     noise_snr_max: float = knob(37.0, "highest signal-to-noise ratio of the added noise (dB); 28-37 dB is what "
                                 "fastaudio's AddNoise() gives on ESC-50 clips", "augmentation",
                                 label="noise SNR high", unit="dB", needs="noise_p")
+    noise_sigma_max: float | None = knob(None, "white Gaussian noise of an absolute standard deviation drawn per clip "
+                                         "uniformly in [0, noise_sigma_max] (waveform amplitude, full scale 1), "
+                                         "instead of the SNR range; the dual-stream paper's: 0.005; null = the SNR "
+                                         "form", "augmentation", label="noise std high", bounds=POSITIVE,
+                                         needs="noise_p")
     noise_color: Literal["white", "pink", "brown", "blue", "violet"] = knob(
         "white", "spectrum of the noise: white (flat), pink (1/f), brown (1/f^2), blue (f), violet (f^2)",
         "augmentation", label="noise colour", needs="noise_p")
@@ -683,6 +688,9 @@ def validate(cfg: Config) -> None:
             e.append(f"f_min and f_max: need f_min < f_max, got f_min={cfg.f_min:g}, f_max={cfg.mel_f_max:g}")
         if cfg.noise_snr_min > cfg.noise_snr_max:
             e.append(f"noise_snr_min and noise_snr_max: {cfg.noise_snr_min:g} > {cfg.noise_snr_max:g}")
+        if cfg.noise_sigma_max is not None and cfg.noise_p > 0 and cfg.noise_color != "white":
+            e.append(f"noise_sigma_max and noise_color: the absolute form adds white Gaussian noise, not "
+                     f"{cfg.noise_color}: set noise_color white, or noise_sigma_max null for the SNR form")
     if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
         e.append("stacked_win_lengths: give at least one window length, or null")
     entry = _arch(cfg.arch)

@@ -6,9 +6,10 @@ The MLP stream works on frame windows, as the paper's MLP (the DCASE 2017 baseli
 ``mlp_context`` consecutive frames (the baseline: 5, its 0.1 s "flatten" aggregation at a 20 ms hop), flattened to
 C x n_mels x context values, goes through the same hidden layers (``mlp_widths``; Linear, ReLU, dropout), and the
 clip's MLP features are their mean over the windows. Windows are the valid ones only (frames t..t+context-1 for
-t = 0..T-context: no padding, so no window holds invented frames). The baseline instead classifies each window and
-sums the frame predictions; the paper does not say how its clip decision is made, so we keep the mean of the
-hidden features, which one Linear head (or the fusion) turns into the clip's logits. So it takes a clip of any length, has a few thousand weights, and keeps the frame-level
+t = 0..T-context: no padding, so no window holds invented frames). The DCASE 2017 baseline instead trains on
+windows as samples and decides a clip by a majority vote of its windows' decisions; the paper does not say how its
+clip decision is made, so we keep the mean of the hidden features, which one Linear head (or the fusion) turns
+into the clip's logits. So it takes a clip of any length, has a few thousand weights, and keeps the frame-level
 non-linearity that summary statistics of the clip (per-band mean or std) would average away first; flattening the
 whole spectrogram into one vector would instead tie the model to one clip length with a first layer of
 C x n_mels x frames inputs per unit.
