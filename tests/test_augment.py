@@ -20,6 +20,7 @@ from audiosweep.augment import (
     waveform_transform,
 )
 from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from audiosweep.features import compute_features, normalize
 from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.synthetic import class_clip
@@ -53,6 +54,23 @@ def test_noise_is_added_at_the_asked_snr():
         x, sample_rate=16000).samples
     snr = 10 * torch.log10(x.pow(2).mean(-1) / (noisy - x).pow(2).mean(-1))
     assert torch.allclose(snr, torch.full_like(snr, 20.0), atol=0.5)
+
+
+def test_noise_of_an_absolute_sigma_has_its_drawn_std_on_a_silent_clip():
+    # the dual-stream paper's randn * uniform(0, 0.005): on silence the noise is the clip, its std the drawn sigma
+    torch.manual_seed(0)
+    cfg = merge([{"noise_p": 1, "noise_sigma_max": 0.005}])
+    assert [type(t).__name__ for t in waveform_transform(cfg).transforms] == ["GaussianNoise"]
+    std = waveform_transform(cfg)(torch.zeros(64, 1, 16000), sample_rate=16000).samples.std(-1).flatten()
+    assert std.max() <= 0.005 * 1.05 and std.min() >= 0  # within the range, up to the estimate's error (~1 %)
+    assert std.max() > 0.004 and std.min() < 0.001  # drawn across the whole range, one sigma per clip
+    assert std.unique().numel() == 64
+
+
+def test_noise_sigma_is_white_only():
+    with pytest.raises(ConfigError, match="noise_sigma_max and noise_color: .* set noise_color white"):
+        merge([{"noise_p": 1, "noise_sigma_max": 0.005, "noise_color": "pink"}])
+    assert merge([{"noise_sigma_max": 0.005}]).effective_dict()["noise_sigma_max"] is None  # noise off: no effect
 
 
 def test_resampling_an_axis_moves_a_peak_and_pads_with_silence():
