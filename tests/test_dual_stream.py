@@ -1,15 +1,17 @@
-"""dual_stream: both fusions, any clip length, both streams training, the shapes it refuses, and a whole run."""
+"""dual_stream: both fusions, any clip length, both streams training, the shapes it refuses, the MLP's frame
+context, the paper's parameter counts (built from its recipes), and a whole run."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from audiosweep.config import merge
+from audiosweep.config import load_yaml, merge
 from audiosweep.errors import ConfigError, UserError
 from audiosweep.memory import estimate_training
-from audiosweep.models import create_arch
+from audiosweep.models import build_model, create_arch
 from audiosweep.preflight import check_model_input
+from tests.conftest import REPO
 from tests.test_train import check_record, run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -88,3 +90,59 @@ def test_a_run_trains_and_records(tmp_path, synth_root, cache_dir, fusion):
     check_record(rec)
     assert rec["config"]["fusion"] == fusion and rec["config"]["mlp_widths"] == [32, 32]
     assert rec["config"]["pretrained"] is False
+
+
+def _recipe_model(name: str, frames: int = 501):
+    """The model of sweeps/recipes/dual_stream_<name>.yaml for DCASE 2017's 15 scenes (10 s at its 882-sample hop:
+    501 frames)."""
+    cfg = merge([load_yaml(REPO / "sweeps" / "recipes" / f"dual_stream_{name}.yaml")])
+    return build_model(cfg, 15, (1, cfg.n_mels, frames)).model
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize(("name", "count"), [
+    ("mlp", 13_365),  # "13.4 thousand": (40*5*50+50) + (50*50+50) + (50*15+15)
+    ("mlp64", 25_679),  # "25.7K": (64*5*64+64) + (64*64+64) + (64*15+15)
+    ("cnn", 26_439),  # "26.4K": (9*16+32) + (9*16*44+88) + (9*44*48+96) + (48*15+15)
+])
+def test_the_papers_models_have_its_parameter_counts(name, count):
+    assert _count(_recipe_model(name)) == count
+
+
+def test_the_final_models_mlp_is_the_papers_24_7k_and_its_cnn_smaller():
+    model = _recipe_model("final")
+    assert _count(model.mlp) == 24_704  # "24.7K": the 64-mel MLP without its output layer, (320*64+64) + (64*64+64)
+    assert _count(model.cnn) == 14_128 < _count(model.mlp)  # "the CNN is even smaller than the MLP"
+    assert _count(model) == 24_704 + 14_128 + (64 + 32) * 15 + 15
+
+
+def test_the_count_does_not_depend_on_the_clip_length():
+    assert _count(_recipe_model("mlp", frames=5)) == _count(_recipe_model("mlp", frames=2000)) == 13_365
+
+
+def test_the_mlp_sees_windows_of_consecutive_frames():
+    model = create_arch("dual_stream", 2, 15, pretrained=False, input_shape=(2, 3, 9),
+                        options={"mlp_widths": [4], "mlp_context": 5, "fusion": "mlp"}).model
+    assert model.mlp[0][0].in_features == 2 * 3 * 5
+    x = torch.arange(2 * 2 * 3 * 9, dtype=torch.float32).reshape(2, 2, 3, 9)
+    w = model.windows(x)
+    assert w.shape == (2, 9 - 5 + 1, 2 * 3 * 5)  # valid windows only: frames t..t+4 for t = 0..4
+    for t in range(5):  # window t holds frames t..t+4, flattened channel, band, frame
+        assert torch.equal(w[:, t], x[..., t:t + 5].flatten(1))
+    assert model(x).shape == (2, 15)
+
+
+def test_a_context_of_one_is_each_frame_as_before():
+    model = _build("concat").model
+    x = torch.randn(3, 2, 64, 11)
+    assert torch.equal(model.windows(x), x.flatten(1, 2).transpose(1, 2))
+
+
+def test_a_clip_shorter_than_the_context_is_refused_before_work():
+    layer = {"arch": "dual_stream", "n_mels": 40, "mlp_context": 5, "conv_channels": [], "fusion": "mlp"}
+    with pytest.raises(ConfigError, match="needs at least 1 mel bands .* and 5 frames"):
+        check_model_input(merge([layer]), 4, 15)
+    check_model_input(merge([layer]), 5, 15)
