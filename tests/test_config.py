@@ -375,8 +375,9 @@ def test_f_max_default_follows_a_later_sample_rate_and_keeps_old_identities():
 
 # each `needs` knob: a value other than its default, and a value of its gate that switches the augmentation on
 RANGES = {"gain_db": (3.0, 1.0), "shift_max": (0.5, 0.5), "shift_roll": (True, 0.5), "noise_snr_min": (10.0, 1.0),
-          "noise_snr_max": (40.0, 1.0), "noise_color": ("pink", 1.0), "pitch_semitones": (5.0, 1.0),
-          "stretch_max": (0.1, 1.0), "spec_freq_width": (8, 2), "spec_time_width": (16, 2)}
+          "noise_snr_max": (40.0, 1.0), "noise_color": ("pink", 1.0), "noise_sigma_max": (0.005, 1.0),
+          "pitch_semitones": (5.0, 1.0), "stretch_max": (0.1, 1.0), "spec_freq_width": (8, 2),
+          "spec_time_width": (16, 2)}
 
 
 def test_every_augmentation_range_needs_its_switch():
