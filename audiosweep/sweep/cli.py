@@ -33,7 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         listed = plan.bounded and sweep.method != "bayes"
         total += len(plan.runs) if listed else 0
-        varies = " x ".join(f"{n} ({len(sweep.params[n].grid_values())})" if sweep.method == "grid" else n
+        varies = " x ".join(f"{n} ({sweep.params[n].grid_size()})" if sweep.method == "grid" else n
                             for n in sweep.varying)
         print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), file=out, flush=True)
         for note in plan.notes:

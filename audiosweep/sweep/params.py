@@ -40,6 +40,7 @@ DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
 DEPRECATED = {"log_uniform": "log_uniform_values", "q_log_uniform": "q_log_uniform_values",
               "inv_log_uniform": "inv_log_uniform_values"}
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
+INT64 = 2 ** 63  # numpy draws and Optuna's integer distributions hold int64 bounds
 DISCRETE = ("constant", "categorical", "categorical_w_probabilities")
 
 
@@ -76,6 +77,17 @@ class Param:
     @property
     def constant(self) -> bool:
         return self.distribution == "constant" or (self.distribution in DISCRETE and len(self.spec["values"]) == 1)
+
+    def grid_size(self) -> int:
+        """How many values a grid sweep takes (before dropping repeats), without listing them."""
+        d, s = self.distribution, self.spec
+        if d == "constant":
+            return 1
+        if d == "int_uniform":
+            return s["max"] - s["min"] + 1
+        if d == "q_uniform":
+            return max(0, math.ceil((s["max"] - s["min"]) / s["q"]))
+        return len({value_key(v) for v in s["values"]})
 
     def grid_values(self) -> list[Any]:
         """The values a grid sweep takes, distinct, in file order (int_uniform and q_uniform made discrete)."""
@@ -186,6 +198,10 @@ def _check_numbers(where: str, dist: str, s: dict[str, Any]) -> list[str]:
         return e
     if dist == "int_uniform" and not (_is_int(s["min"]) and _is_int(s["max"])):
         e.append(f"{where}: int_uniform needs integer min and max, got {s['min']!r}, {s['max']!r}")
+    e += [f"{where}.{k}: {s[k]} is out of range: integer bounds must lie within +-2^63 (9.2e18)"
+          for k in ("min", "max") if _is_int(s.get(k)) and abs(s[k]) >= INT64]
+    if e:
+        return e
     if "min" in s and s["min"] >= s["max"]:
         e.append(f"{where}: min {s['min']} is not less than max {s['max']}")
     if dist.endswith("_values") and s["min"] <= 0:
