@@ -79,7 +79,7 @@ class Param:
         return self.distribution == "constant" or (self.distribution in DISCRETE and len(self.spec["values"]) == 1)
 
     def grid_size(self) -> int:
-        """How many values a grid sweep takes (before dropping repeats), without listing them."""
+        """How many distinct values a grid sweep takes, without listing them (GRID_DISTRIBUTIONS and DISCRETE)."""
         d, s = self.distribution, self.spec
         if d == "constant":
             return 1

@@ -394,9 +394,10 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
     """
     bound = min((b for b in (count, sweep.run_cap) if b is not None), default=None)
     names = sorted(sweep.params)
-    sizes = {n: sweep.params[n].grid_size() for n in names}
+    finite = all(p.distribution in (*DISCRETE, *GRID_DISTRIBUTIONS) for p in sweep.params.values())
+    sizes = {n: sweep.params[n].grid_size() for n in names} if finite else {}
     notes = []
-    if sweep.method == "grid":
+    if sweep.method == "grid":  # load_sweep refused the other distributions
         total = math.prod(sizes.values())
         if max(sizes.values(), default=1) > MAX_GRID_POINTS or (total > MAX_GRID_POINTS and (
                 bound is None or bound > MAX_GRID_POINTS)):
@@ -404,7 +405,7 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
             raise SweepError(f"{sweep.path}: the grid has {total} points ({shape}), over the limit of "
                              f"{MAX_GRID_POINTS} runs a grid sweep may have: split it into smaller sweeps, or run its "
                              f"first N points with run_cap: N (N <= {MAX_GRID_POINTS})")
-    elif bound is not None and all(p.distribution in (*DISCRETE, "int_uniform") for p in sweep.params.values()):
+    elif bound is not None and finite and all(p.distribution != "q_uniform" for p in sweep.params.values()):
         space = math.prod(sizes.values())  # a finite space: no more distinct configurations than this
         if bound > space:
             notes.append(f"{'--count' if bound == count else 'run_cap'} {bound} capped to the {space} distinct "
