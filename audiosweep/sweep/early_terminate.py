@@ -159,7 +159,8 @@ _warned: set[tuple[Path, int]] = set()  # the progress lines warned about, once 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
     """The complete lines of a progress file (a line being written is left for the next read); an unreadable line
-    (not UTF-8 JSON, or not an epoch's row) is skipped with one warning naming the file and line."""
+    (not UTF-8 JSON, or not an epoch's row with numbers or nulls as metrics) is skipped with one warning naming the
+    file and line."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -172,10 +173,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             row = None
-        if isinstance(row, dict) and type(row.get("epoch")) is int:
+        if isinstance(row, dict) and type(row.get("epoch")) is int and all(
+                row.get(k) is None or _finite(row[k]) for k in results.EPOCH_METRICS):
             rows.append(row)
         elif (path, i) not in _warned:
             _warned.add((path, i))
-            tqdm.write(f"warning: {path}, line {i}: unreadable progress line, skipped (not a JSON row with an "
-                       "epoch)", file=sys.stderr)
+            tqdm.write(f"warning: {path}, line {i}: unreadable progress line, skipped (not a JSON row of an "
+                       "epoch and its metrics)", file=sys.stderr)
     return rows

@@ -29,6 +29,9 @@ from .spec import Sweep
 CREATE_TRIES = 5  # attempts at opening an RDB study that other runners are creating at the same moment
 
 
+WARNED: set[tuple[Path, int]] = set()  # the journal lines warned about, once each in a process
+
+
 class TolerantJournal(JournalFileBackend):
     """Optuna's journal file, read past torn lines. Optuna (5.0) raises on the first unreadable line that another
     line follows (JSONDecodeError; UnicodeDecodeError at once), so one garbage line, or a line a killed runner left
@@ -41,7 +44,6 @@ class TolerantJournal(JournalFileBackend):
         super().__init__(str(path))
         self.path = path
         self.offsets: dict[int, tuple[int, int]] = {0: (0, 1)}  # good lines read -> (byte offset, line number)
-        self.warned: set[int] = set()
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
         start = max((n for n in self.offsets if n <= log_number_from), default=0)
@@ -56,8 +58,8 @@ class TolerantJournal(JournalFileBackend):
                     break  # being written (or torn: the next append ends it, and it is skipped then)
                 log = _log(line)
                 if log is None:
-                    if line_no not in self.warned:
-                        self.warned.add(line_no)
+                    if (self.path, line_no) not in WARNED:
+                        WARNED.add((self.path, line_no))
                         warn(f"{self.path}, line {line_no}: unreadable Optuna journal line, skipped (the study "
                              "goes on without it; the records in the folder keep every run's result)")
                     line_no += 1
