@@ -20,7 +20,7 @@ from audiosweep.sweep.cli import main
 from audiosweep.sweep.spec import load_sweep
 from audiosweep.sweep.study import open_study, pruner, sampler, tell_result
 from tests.conftest import write_sweep
-from tests.test_sweep_bayes import LR, two_runners
+from tests.test_sweep_bayes import LR, three_runners, two_runners
 
 
 @pytest.mark.parametrize(("et", "first", "eta"), [({"min_iter": 2}, 2, 3), ({"max_iter": 27, "s": 2, "eta": 3.0}, 3, 3),
@@ -131,6 +131,16 @@ def test_two_runners_share_one_postgresql_study_without_repeating_a_configuratio
     assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
 
 
+
+
+@pytest.mark.slow
+def test_three_runners_on_a_six_configuration_postgresql_study_run_each_configuration_once(tmp_path, postgres):
+    recs, outs = three_runners(tmp_path, "pgsix", "--storage", postgres)
+    assert len(recs) == 6 and len({r["config_id"] for r in recs}) == 6
+    done = optuna.load_study(study_name="pgsix", storage=postgres).get_trials()
+    ran = [t for t in done if "repeats" not in t.user_attrs]
+    assert sorted(t.user_attrs["record"] for t in ran) == sorted(r["run_id"] for r in recs)
+    assert len(done) <= 12, len(done)
 
 
 @pytest.mark.parametrize("torn", [b"\xff\xfe garbage\n", b'{"op_code": 6, "trial_id": \n', b"[1, 2]\n",
