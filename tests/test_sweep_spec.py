@@ -538,12 +538,27 @@ def test_count_beyond_a_finite_random_space_is_capped_with_a_note(tmp_path, caps
     assert "--count 500000 capped to the 12 distinct configuration(s)" in out and "12 to run" in out
 
 
-@pytest.mark.parametrize("spec", [{"min": 1, "max": 10 ** 23}, {"distribution": "int_uniform", "min": -2 ** 63,
-                                                                "max": 4}])
-def test_an_integer_bound_past_int64_is_a_one_line_error(tmp_path, capsys, spec):
+@pytest.mark.parametrize("key, spec, says", [
+    ("trial_num", {"min": 1, "max": 10 ** 23}, "integer bounds must lie within +-2^63"),
+    ("trial_num", {"distribution": "int_uniform", "min": -2 ** 63, "max": 4}, "integer bounds must lie within +-2^63"),
+    ("learning_rate", {"min": -1e308, "max": 1e308}, "is too wide to draw from: narrow it"),
+    ("learning_rate", {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 1e-320}, "in steps of q 1e-320 is "
+                                                                                          "too wide"),
+    ("learning_rate", {"distribution": "beta", "a": 0, "b": 1}, "a: must be > 0 (a beta distribution's shape)"),
+    ("learning_rate", {"distribution": "log_normal", "mu": 1000.0}, "cannot draw a value from"),
+])
+def test_numbers_out_of_range_are_one_line_errors(tmp_path, capsys, key, spec, says):
     for method in ("random", "bayes", "grid"):
-        path = write_sweep(tmp_path / f"{method}.yaml", {"trial_num": spec}, method=method)
+        path = write_sweep(tmp_path / f"{method}.yaml", {key: spec}, method=method)
         assert main(["check", str(path)]) == 2
         assert main(["run", str(path), "--count", "2", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 2
         err = capsys.readouterr().err
-        assert "Traceback" not in err and err.count("integer bounds must lie within +-2^63") == 2, err
+        assert "Traceback" not in err and (err.count(says) == 2 or method != "random"), err
+        assert all(line.startswith(("error: ", "  ", "0 of 1")) and (str(path) in line or not line.startswith(
+            "error")) for line in err.splitlines()), err
+
+
+def test_a_metric_that_is_no_name_is_refused(tmp_path, capsys):
+    path = write_sweep(tmp_path / "m.yaml", {"n_mels": 64}, metric={"name": ["accuracy"], "goal": "maximize"})
+    assert main(["check", str(path)]) == 2
+    assert "metric: name and goal are strings" in capsys.readouterr().err

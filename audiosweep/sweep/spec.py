@@ -288,6 +288,8 @@ def _check_metric(raw: dict[str, Any]) -> list[str]:
     e += [f"metric.{k}: {metric[k]!r} is not one of {', '.join(allowed)}" + (" (quote it: 'false')" if metric[k] is
           False else "") for k, allowed in IMPUTE.items() if k in metric and metric[k] not in allowed]
     name, goal = metric["name"], metric.get("goal", "minimize")
+    if not isinstance(name, str) or not isinstance(goal, str):
+        return [*e, f"metric: name and goal are strings, e.g. {{name: accuracy, goal: maximize}}, got {metric!r}"]
     if goal not in ("minimize", "maximize"):
         e.append(f"metric.goal: {goal!r} is not minimize or maximize")
     elif name not in METRIC_GOALS:
@@ -417,7 +419,7 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
         label = "grid point"
     else:
         rng = np.random.default_rng(seed)
-        points = ({n: sweep.params[n].sample(rng) for n in names} for _ in itertools.count())
+        points = (_sample(sweep, names, rng) for _ in itertools.count())
         label = "random sample"
     wanted = bound if bound is not None else (None if sweep.method == "grid" else CHECK_SAMPLES)
     plan = Plan([], bounded=sweep.method == "grid" or bound is not None, notes=notes)
@@ -455,6 +457,13 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
     if not plan.bounded:
         plan.notes.append(f"unbounded {sweep.method} sweep: {len(plan.runs)} sampled configurations validated")
     return plan
+
+
+def _sample(sweep: Sweep, names: list[str], rng: np.random.Generator) -> dict[str, Any]:
+    try:
+        return {n: sweep.params[n].sample(rng) for n in names}
+    except SweepError as e:
+        raise SweepError(f"{sweep.path}: {e}") from None
 
 
 def _describe(point: dict[str, Any], sweep: Sweep) -> str:
