@@ -46,7 +46,8 @@ class TolerantJournal(JournalFileBackend):
         self.offsets: dict[int, tuple[int, int]] = {0: (0, 1)}  # good lines read -> (byte offset, line number)
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
-        start = max((n for n in self.offsets if n <= log_number_from), default=0)
+        start = log_number_from if log_number_from in self.offsets else max(
+            (n for n in self.offsets if n <= log_number_from), default=0)
         offset, line_no = self.offsets[start]
         n = start
         with open(self.path, "rb") as f:
