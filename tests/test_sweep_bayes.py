@@ -141,6 +141,51 @@ def two_runners(tmp_path: Path, synth: dict, name: str, count: int, *extra: str)
     return recs
 
 
+# A train.py stand-in: records its configuration as finished with a random accuracy, in a second.
+FAKE_TRAIN = """
+import random, sys
+from pathlib import Path
+from audiosweep import results
+from audiosweep.config import parse_args
+cfg = parse_args(sys.argv[1:])[0].effective_dict()
+rid = results.new_run_id()
+row = {"epoch": 1, "train_loss": 1.0, "valid_loss": 1.0, "accuracy": random.random(), "time_s": 0.1}
+rec = results.Record.finished(cfg, rid, [row], evaluated_epoch=1, accuracy=row["accuracy"], tta_accuracy=None,
+                              norm_stats=None, pretrained_weights=False, n_train=1, n_valid=1, feature_s=0.0,
+                              wall_time_s=0.1, env={}, classes=[], files={})
+results.write_json_atomic(Path(cfg["results_dir"]) / f"{rid}.json", rec.to_dict())
+"""
+
+
+def three_runners(tmp_path: Path, name: str, *extra: str) -> tuple[list[dict], list[str]]:
+    """Three runners of one bayes sweep over 6 configurations (3 n_mels x 2 trial_num) started at once, each
+    asking for 5 runs on 2 workers; their records and outputs."""
+    (tmp_path / "fake.py").write_text(FAKE_TRAIN)
+    path = write_sweep(tmp_path / f"{name}.yaml", {"n_mels": {"values": [32, 48, 64]},
+                                                    "trial_num": {"min": 1, "max": 2}},
+                       method="bayes", program="fake.py")
+    cmd = [sys.executable, "-m", "audiosweep.sweep", "run", str(path), "--count", "5", "--workers", "2",
+           "--results-dir", str(tmp_path / "res"), "--wandb-mode", "disabled", *extra]
+    runners = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(3)]
+    outs = [r.communicate(timeout=300)[0] for r in runners]
+    assert [r.returncode for r in runners] == [0, 0, 0], outs
+    return read_records(tmp_path / "res" / name), outs
+
+
+@pytest.mark.slow
+def test_three_runners_on_a_six_configuration_journal_study_run_each_configuration_once(tmp_path):
+    recs, outs = three_runners(tmp_path, "six")
+    assert len(recs) == 6 and len({r["config_id"] for r in recs}) == 6
+    assert {r["status"] for r in recs} == {"finished"}
+    assert sum("search space exhausted: all 6 configurations are done or running" in o for o in outs) >= 1
+    done = trials(tmp_path / "six.yaml", tmp_path / "res" / "six")
+    ran = [t for t in done if "repeats" not in t.user_attrs]
+    assert sorted(t.user_attrs["record"] for t in ran) == sorted(r["run_id"] for r in recs)
+    assert len(done) <= 12, len(done)  # a repeat is followed by a free configuration: few trials are wasted
+    assert [p.name for p in (tmp_path / "res" / "six" / ".claims").iterdir()] == [".lock"]  # every claim released
+
+
 @pytest.mark.slow
 def test_two_runners_share_one_journal_without_repeating_a_configuration(tmp_path, synth):
     two_runners(tmp_path, synth, "two", 3)

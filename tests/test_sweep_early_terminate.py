@@ -54,3 +54,27 @@ def test_a_grid_sweep_stops_the_run_that_learns_nothing_and_resumes_without_it(t
     again = run_sweep_cli(*args)  # a stopped run is done: resuming runs nothing
     assert again.returncode == 0 and "2 finished before" in again.stdout and "0 to run" in again.stdout
     assert len(read_records(folder)) == 2
+
+
+def test_unreadable_progress_lines_are_skipped_with_one_warning_each(tmp_path, capsys):
+    import json
+    import time
+    from types import SimpleNamespace
+
+    from audiosweep.sweep.early_terminate import Hyperband
+    from audiosweep.sweep.spec import Run
+
+    rows = [{"epoch": e, "accuracy": a, "launch": "L1"} for e, a in ((1, 0.5), (2, 0.25), (3, 0.75))]
+    lines = [json.dumps(rows[0]).encode(), b"\xc3\x28 torn", json.dumps(rows[1]).encode(), b'["not", "a row"]',
+             b'{"epoch": "3", "accuracy": 0.1}', b'{"epoch": 3, "accuracy": "high"}', json.dumps(rows[2]).encode()]
+    (tmp_path / "20260101-000000-aaaaaa.progress.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    job = SimpleNamespace(run=Run({}, "cid"), started=time.time() - 5, launch="L1")
+    hb = Hyperband(tmp_path, "best_accuracy", lambda run: trial)
+    for _ in range(2):  # read twice: warned once
+        assert hb.watch([job]) == []
+    assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.5, 3: 0.75}
+    err = capsys.readouterr().err
+    assert [int(w.split(", line ")[1].split(":")[0]) for w in err.splitlines()] == [2, 4, 5, 6]
+    assert all("unreadable progress line, skipped" in w for w in err.splitlines())

@@ -434,3 +434,131 @@ def test_the_runner_names_the_recipe_and_gives_it_to_every_run(tmp_path, capsys)
     out = capsys.readouterr().out
     assert f"({path} over recipe {tmp_path / 'base.yaml'}): 2 runs (grid)" in out
     assert out.count(f"train.py --config={tmp_path / 'base.yaml'} --n_mels=") == 2
+
+
+# --- names and bounds: a sweep file cannot write outside --results-dir nor hang the reader ------------------------
+
+
+@pytest.mark.parametrize("name, says", [("runs/../../../etc", "holds a path separator"),
+                                        ("C:\\sweeps\\x", "holds a path separator"),
+                                        ("..", "starts with a dot"), (" ", "is empty"),
+                                        ("a\nb", "holds a NUL or control character")])
+def test_a_sweep_name_that_is_not_one_folder_name_is_refused_and_writes_nothing(tmp_path, capsys, name, says):
+    (tmp_path / "deep").mkdir()
+    path = write_sweep(tmp_path / "deep" / "s.yaml", {"trial_num": {"values": [1, 2]}}, name=name)
+    assert main(["check", str(path)]) == 2
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "deep" / "res")]) == 2
+    errs = [line for line in capsys.readouterr().err.splitlines() if "name:" in line]
+    assert len(errs) == 2 and all(f"name: {name!r} {says}" in e and "one plain folder name" in e for e in errs)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "s.yaml"]  # no results folder, log or lock
+
+
+def test_the_runner_never_makes_a_folder_outside_the_results_root(tmp_path):
+    from audiosweep.errors import SweepError
+    from audiosweep.sweep.runner import Options
+
+    sweep = load_sweep(write_sweep(tmp_path / "ok.yaml", {"trial_num": {"values": [1]}}))
+    sweep.raw["name"] = "../escape"  # past load_sweep's check: the folder is refused all the same
+    with pytest.raises(SweepError, match="not one plain folder name"):
+        Options(results_root=tmp_path / "res").folder(sweep)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_naming_the_limit(tmp_path, capsys):
+    import time
+
+    from audiosweep.sweep.spec import MAX_YAML_NODES
+
+    # 7 levels of 8 aliases: 8^7 = 2 million nodes once expanded, in under 300 bytes
+    levels = ["l0: &l0 [a, b, c, d, e, f, g, h]"] + [
+        f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 8) + "]" for i in range(1, 7)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("program: train.py\nmethod: grid\nparameters:\n  trial_num: {values: [1]}\n"
+                    "description: {" + ", ".join(levels) + "}\n")
+    start = time.perf_counter()
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert time.perf_counter() - start < 5 and len(err) < 500
+    assert f"over the limit of {MAX_YAML_NODES}" in err and "aliases expand to" in err
+    path.write_text("program: train.py\nmethod: grid\nparameters: &p\n  trial_num: {values: [1]}\n  x: *p\n")
+    assert main(["check", str(path)]) == 2 and "a YAML alias refers to a mapping or list that contains it" in \
+        capsys.readouterr().err
+
+
+def test_a_few_aliases_still_read(tmp_path):
+    path = tmp_path / "alias.yaml"
+    path.write_text("program: train.py\nmethod: grid\nparameters:\n  trial_num: &two {values: [1, 2]}\n"
+                    "  n_mels: {values: [32, 40]}\n")
+    assert len(expand(load_sweep(path)).runs) == 4
+
+
+def test_sweep_files_over_the_size_limit_or_not_utf8_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    from audiosweep.sweep import spec
+
+    path = write_sweep(tmp_path / "s.yaml", {"trial_num": {"values": [1, 2]}}, description="x" * 300)
+    monkeypatch.setattr(spec, "MAX_SWEEP_BYTES", 256)
+    assert main(["check", str(path)]) == 2
+    assert "larger than the limit of" in capsys.readouterr().err
+    monkeypatch.undo()
+    path.write_bytes(path.read_bytes().replace(b"program", b"# r\xe9sum\xe9\nprogram"))
+    assert main(["check", str(path)]) == 2
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: {path}: not UTF-8 text (byte 0xe9 on line 1): save the file as UTF-8" == err[-1]
+
+
+def test_a_grid_over_the_limit_is_refused_at_once_unless_run_cap_bounds_it(tmp_path, capsys):
+    import time
+
+    from audiosweep.sweep.spec import MAX_GRID_POINTS
+
+    params = {"trial_num": {"min": 1, "max": 10}, "n_mels": {"values": [32, 40, 48, 56, 64, 72, 80]},
+              "mix_up": {"values": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]}, "hop_length": {"min": 100, "max": 109}}
+    path = write_sweep(tmp_path / "big.yaml", params)
+    start = time.perf_counter()
+    assert main(["check", str(path)]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert "the grid has 4200 points (" in err and f"over the limit of {MAX_GRID_POINTS} runs" in err
+    assert "run_cap: N" in err
+    assert main(["check", str(write_sweep(tmp_path / "huge.yaml", {"trial_num": {"min": 1, "max": 10 ** 18}},
+                                          run_cap=3))]) == 2  # one parameter's values are never listed
+    assert "over the limit" in capsys.readouterr().err
+    assert len(expand(load_sweep(write_sweep(tmp_path / "capped.yaml", params, run_cap=5))).runs) == 5
+
+
+def test_count_beyond_a_finite_random_space_is_capped_with_a_note(tmp_path, capsys):
+    import time
+
+    path = write_sweep(tmp_path / "r.yaml", {"trial_num": {"values": [1, 2, 3]}, "n_mels": {"values": [32, 40]},
+                                             "n_epochs": {"min": 1, "max": 2}}, method="random")
+    start = time.perf_counter()
+    assert main(["run", str(path), "--count", "500000", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
+    assert time.perf_counter() - start < 10
+    out = capsys.readouterr().out
+    assert "--count 500000 capped to the 12 distinct configuration(s)" in out and "12 to run" in out
+
+
+@pytest.mark.parametrize("key, spec, says", [
+    ("trial_num", {"min": 1, "max": 10 ** 23}, "integer bounds must lie within +-2^63"),
+    ("trial_num", {"distribution": "int_uniform", "min": -2 ** 63, "max": 4}, "integer bounds must lie within +-2^63"),
+    ("learning_rate", {"min": -1e308, "max": 1e308}, "is too wide to draw from: narrow it"),
+    ("learning_rate", {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 1e-320}, "in steps of q 1e-320 is "
+                                                                                          "too wide"),
+    ("learning_rate", {"distribution": "beta", "a": 0, "b": 1}, "a: must be > 0 (a beta distribution's shape)"),
+    ("learning_rate", {"distribution": "log_normal", "mu": 1000.0}, "cannot draw a value from"),
+])
+def test_numbers_out_of_range_are_one_line_errors(tmp_path, capsys, key, spec, says):
+    for method in ("random", "bayes", "grid"):
+        path = write_sweep(tmp_path / f"{method}.yaml", {key: spec}, method=method)
+        assert main(["check", str(path)]) == 2
+        assert main(["run", str(path), "--count", "2", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and (err.count(says) == 2 or method != "random"), err
+        assert all(line.startswith(("error: ", "  ", "0 of 1")) and (str(path) in line or not line.startswith(
+            "error")) for line in err.splitlines()), err
+
+
+def test_a_metric_that_is_no_name_is_refused(tmp_path, capsys):
+    path = write_sweep(tmp_path / "m.yaml", {"n_mels": 64}, metric={"name": ["accuracy"], "goal": "maximize"})
+    assert main(["check", str(path)]) == 2
+    assert "metric: name and goal are strings" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from audiosweep.sweep.cli import main
 from audiosweep.sweep.spec import load_sweep
 from audiosweep.sweep.study import open_study, pruner, sampler, tell_result
 from tests.conftest import write_sweep
-from tests.test_sweep_bayes import LR, two_runners
+from tests.test_sweep_bayes import LR, three_runners, two_runners
 
 
 @pytest.mark.parametrize(("et", "first", "eta"), [({"min_iter": 2}, 2, 3), ({"max_iter": 27, "s": 2, "eta": 3.0}, 3, 3),
@@ -131,3 +131,53 @@ def test_two_runners_share_one_postgresql_study_without_repeating_a_configuratio
     assert {t.user_attrs["record"] for t in done} == {r["run_id"] for r in recs}
 
 
+
+
+@pytest.mark.slow
+def test_three_runners_on_a_six_configuration_postgresql_study_run_each_configuration_once(tmp_path, postgres):
+    recs, outs = three_runners(tmp_path, "pgsix", "--storage", postgres)
+    assert len(recs) == 6 and len({r["config_id"] for r in recs}) == 6
+    done = optuna.load_study(study_name="pgsix", storage=postgres).get_trials()
+    ran = [t for t in done if "repeats" not in t.user_attrs]
+    assert sorted(t.user_attrs["record"] for t in ran) == sorted(r["run_id"] for r in recs)
+    assert len(done) <= 12, len(done)
+
+
+@pytest.mark.parametrize("torn", [b"\xff\xfe garbage\n", b'{"op_code": 6, "trial_id": \n', b"[1, 2]\n",
+                                  b'{"op_code": 4}\n'])
+def test_a_torn_journal_line_is_skipped_with_one_warning_and_the_study_goes_on(tmp_path, capsys, torn):
+    from optuna.storages.journal import JournalFileBackend
+
+    sweep = load_sweep(write_sweep(tmp_path / "torn.yaml", {"learning_rate": LR}, method="bayes"))
+    folder = tmp_path / "res" / "torn"
+    study = open_study(sweep, folder)
+    for value in (0.25, 0.5):
+        study.tell(study.ask(), value)
+    journal = folder / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    bad_line = len(lines)  # between the two trials' last operations and what comes next
+    journal.write_bytes(b"".join(lines[:-1]) + torn + lines[-1] + b'{"op_code": 8, "worker_id": "x", "tri')
+    with pytest.raises((ValueError, KeyError, TypeError)):  # Optuna's own reader: a traceback
+        optuna.storages.JournalStorage(JournalFileBackend(str(journal))).get_all_studies()
+    # Opening the study appends (create_study): that append ends the torn last line first, which becomes a bad
+    # line of its own, and the new operation stays whole.
+    again = open_study(sweep, folder)
+    assert [t.value for t in again.get_trials()] == [0.25, 0.5]
+    again.tell(again.ask(), 0.75)
+    assert [t.value for t in open_study(sweep, folder).get_trials()] == [0.25, 0.5, 0.75]
+    err = capsys.readouterr().err  # one warning per bad line, however often it is read
+    assert err.count("unreadable Optuna journal line") == 2, err
+    assert f"{journal}, line {bad_line}:" in err and f"{journal}, line {bad_line + 2}:" in err
+
+
+def test_a_bayes_sweep_resumes_over_a_garbage_journal_line(tmp_path, capsys):
+    (tmp_path / "ok.py").write_text("")
+    path = write_sweep(tmp_path / "g.yaml", {"trial_num": {"values": [1, 2, 3]}}, method="bayes", program="ok.py")
+    run = ["run", str(path), "--count", "1", "--results-dir", str(tmp_path / "res")]
+    assert main(run) == 1  # ok.py writes no record: a failed trial
+    with open(tmp_path / "res" / "g" / "optuna.journal", "ab") as f:
+        f.write(b"\x00\x00\x00 not json\n")
+    assert main(run) == 1
+    out, err = capsys.readouterr()
+    assert "1 fail before; 1 to run" in out and "Traceback" not in err
+    assert "optuna.journal, line" in err

@@ -10,7 +10,10 @@ continues the study.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
+import random
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import results
 from ..errors import ConfigError, SweepError
+from .claims import Claims, alive
 from .params import Param, value_key
 from .runner import RecordIndex
 from .spec import Run, Sweep, run_config
@@ -30,6 +34,7 @@ from .study import open_study, sampler, shown, tell_result
 UNBOUNDED = ("normal", "q_normal", "log_normal", "q_log_normal")
 RUNNER = f"{socket.gethostname()}:{os.getpid()}"  # which runner asked for a trial
 MAX_ASKS = 50  # suggestions in a row that repeat a configuration before the search space counts as exhausted
+MAX_SPACE = 256  # a search space of at most this many configurations is counted out (about 25 ms a configuration)
 
 
 def to_optuna(param: Param) -> tuple[BaseDistribution, Any] | None:
@@ -104,6 +109,9 @@ class StudySource:
         self.trials: dict[str, Trial] = {}  # by config id, while its run runs
         self.failed_before: list[str] = []
         self.todo = 0
+        self.claims = Claims(folder)
+        self.space: list[dict[str, Any]] | None = None  # a finite space's suggestions (finite()); [] if not finite
+        self.space_ids: dict[str, str] = {}  # value_key of a suggestion -> config id
 
     def begin(self, index: RecordIndex, dry_run: bool) -> list[str]:
         self.index = index
@@ -132,7 +140,7 @@ class StudySource:
         host = RUNNER.split(":")[0]
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             where, _, pid = str(t.user_attrs.get("runner", "")).rpartition(":")
-            if where == host and pid.isdigit() and not _alive(int(pid)):
+            if where == host and pid.isdigit() and not alive(int(pid)):
                 self.study.tell(t.number, state=TrialState.FAIL)
                 tqdm.write(f"  note: trial {t.number} was left running by runner pid {pid}, which ended; failed, "
                            "its configuration may run again")
@@ -153,9 +161,10 @@ class StudySource:
         return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {t.params})"
 
     def spent(self) -> int:
-        """Trials that count against run_cap: all but those a user's Ctrl-C cut short and those not started."""
-        return sum(not t.user_attrs.get("interrupted") and t.state != TrialState.WAITING
-                   for t in self.study.get_trials(deepcopy=False))
+        """Trials that count against run_cap: all but those a user's Ctrl-C cut short, those not started and those
+        that repeated a configuration (no run)."""
+        return sum(not t.user_attrs.get("interrupted") and "repeats" not in t.user_attrs
+                   and t.state != TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
 
     def budget(self) -> int:
         cap = self.sweep.run_cap
@@ -166,10 +175,16 @@ class StudySource:
         return self.todo
 
     def next_run(self) -> Run | None:
-        """A new trial's run; None when run_cap is reached or the study only repeats configurations run before."""
+        """A new trial's run, its configuration claimed; None when run_cap is reached or every configuration of
+        the search space is done or running (a finite space: counted; else: MAX_ASKS repeats in a row)."""
         self.todo -= 1
         for _ in range(MAX_ASKS):
             if self.sweep.run_cap is not None and self.spent() >= self.sweep.run_cap:
+                self.todo = 0
+                return None
+            if self.finite() and not self.free():
+                tqdm.write(f"  note: search space exhausted: all {len(self.space)} configurations are done or "
+                           "running")
                 self.todo = 0
                 return None
             trial = self.study.ask()
@@ -184,6 +199,7 @@ class StudySource:
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
             if self.repeat(trial, cid):
+                self.suggest_free(trial.number)
                 continue
             self.trials[cid] = trial
             return Run(point, cid)
@@ -192,34 +208,77 @@ class StudySource:
         self.todo = 0
         return None
 
+    def finite(self) -> bool:
+        """Whether the search space is a list of at most MAX_SPACE configurations (``space``: their suggestions)."""
+        if self.space is None:
+            choices = [_choices(dist) for dist, _ in self.dists.values()]
+            size = math.prod(len(c) if c is not None else MAX_SPACE + 1 for c in choices)
+            self.space = [dict(zip(self.dists, combo, strict=True)) for combo in itertools.product(*choices)] \
+                if size <= MAX_SPACE else []
+        return bool(self.space)
+
+    def free(self) -> list[dict[str, Any]]:
+        """The suggestions of a finite space whose configuration is neither done (a finished or stopped record) nor
+        claimed by a runner; config ids are worked out once each, when first needed."""
+        self.index.refresh()
+        taken = self.claims.claimed()
+        out = []
+        for params in self.space:
+            key = value_key(params)
+            if key not in self.space_ids:
+                point = {**self.constants, **{n: self.dists[n][1](v) for n, v in params.items()}}
+                try:
+                    self.space_ids[key] = results.config_id(run_config(point, self.sweep.recipe))
+                except ConfigError:
+                    self.space_ids[key] = ""  # never runs
+            cid = self.space_ids[key]
+            if cid and cid not in taken and self.index.status(cid) not in ("finished", "stopped"):
+                out.append(params)
+        return out
+
+    def suggest_free(self, number: int) -> None:
+        """After a repeated suggestion in a finite space: the next trial is one of the configurations still free
+        (chosen at random, seeded by trial number), so that the study does not fill with repeats."""
+        if self.finite() and (free := self.free()):
+            pick = free[random.Random(self.seed + number).randrange(len(free))]
+            self.study.enqueue_trial(pick, user_attrs={"enqueued": "a free configuration after a repeat"})
+
     def trial(self, run: Run) -> Trial:
         """The trial of a running run."""
         return self.trials[run.config_id]
 
     def tell(self, run: Run, rec: results.Record | None, interrupted: bool) -> None:
         tell_result(self.study, self.trials.pop(run.config_id), rec, self.metric, interrupted)
+        self.claims.release(run.config_id)
 
     def repeat(self, trial: Trial, cid: str) -> bool:
-        """Whether ``cid`` ran before or runs now: a run done before gives its result again, not a second run."""
-        status = self.index.status(cid)
-        if cid in self.trials or any(t.state == TrialState.RUNNING and t.number != trial.number and
-                                     t.params == trial.params for t in self.study.get_trials(deepcopy=False)):
+        """Whether ``cid`` runs now (claimed by a runner, or a running trial of the study) or ran before: a run
+        done before gives its result again, a running one fails the trial; either way no second run. Otherwise the
+        configuration is claimed for ``trial``."""
+        running = any(t.state == TrialState.RUNNING and t.number != trial.number and t.params == trial.params
+                      for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if running or not self.claims.take(cid):
             trial.set_user_attr("repeats", "a running trial")
             self.study.tell(trial, state=TrialState.FAIL)
-        elif status in ("finished", "stopped"):
-            path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
-            trial.set_user_attr("repeats", str(path))
-            tell_result(self.study, trial, results.Record.load(path), self.metric)
-        else:
+            return True
+        self.index.refresh()  # what other runners finished since: read after the claim, so none is missed
+        status = self.index.status(cid)
+        if status not in ("finished", "stopped"):
             return False
+        self.claims.release(cid)
+        path = max(r["path"] for r in self.index.by_id[cid] if r["status"] == status)
+        trial.set_user_attr("repeats", str(path))
+        tell_result(self.study, trial, results.Record.load(path), self.metric)
         return True
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def _choices(dist: BaseDistribution) -> list[Any] | None:
+    """The values of a distribution with finitely many (categorical, integer, or float with a step), else None."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    step = getattr(dist, "step", None)
+    if step is None or getattr(dist, "log", False) or (dist.high - dist.low) / step > MAX_SPACE:
+        return None
+    n = int(round((dist.high - dist.low) / step))
+    return [dist.low + i * step if isinstance(dist, FloatDistribution) else int(dist.low + i * step)
+            for i in range(n + 1)]

@@ -16,7 +16,16 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_REFUSED, SweepError
-from .spec import LOCAL_METHODS, count_label, expand, load_recipe, load_sweep
+from .spec import (
+    LOCAL_METHODS,
+    MAX_GRID_POINTS,
+    MAX_SWEEP_BYTES,
+    MAX_YAML_NODES,
+    count_label,
+    expand,
+    load_recipe,
+    load_sweep,
+)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -33,7 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         listed = plan.bounded and sweep.method != "bayes"
         total += len(plan.runs) if listed else 0
-        varies = " x ".join(f"{n} ({len(sweep.params[n].grid_values())})" if sweep.method == "grid" else n
+        varies = " x ".join(f"{n} ({sweep.params[n].grid_size()})" if sweep.method == "grid" else n
                             for n in sweep.varying)
         print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), file=out, flush=True)
         for note in plan.notes:
@@ -119,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate sweep files and print their number of runs",
                        description="Validate W&B sweep files (top-level keys, method, metric, parameter forms, "
                                    "program) and every configuration they expand to, with train.py's own config "
-                                   "rules; print each file's number of runs. --runs: print each run as one JSON "
+                                   "rules; print each file's number of runs. Limits: a sweep file is UTF-8 of at most "
+                                   f"{MAX_SWEEP_BYTES >> 20} MiB whose YAML aliases expand to at most "
+                                   f"{MAX_YAML_NODES} nodes; a grid has at most {MAX_GRID_POINTS} points (run_cap: N "
+                                   "runs the first N of a larger one). --runs: print each run as one JSON "
                                    "line on stdout, {\"sweep\": FILE, \"config_id\": ID, \"config\": {...}} "
                                    "(the effective config train.py records), and the summary on stderr. Exit "
                                    "status 2 if any file is invalid.")
@@ -140,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "resumes an interrupted sweep. A bayes sweep runs --count trials of an Optuna "
                                    "study (TPE; early_terminate hyperband: successive halving per epoch), stored in "
                                    "RESULTS_DIR/<sweep name>/optuna.journal or --storage, which runners on several "
-                                   "machines can share; grid and random sweeps apply early_terminate hyperband "
+                                   "machines can share (with the results folder: a runner claims each configuration "
+                                   "in its .claims/ folder before running it, so none runs twice); grid and random "
+                                   "sweeps apply early_terminate hyperband "
                                    "the same way. Ctrl-C stops the running runs (twice: kills them). "
                                    "Exit status: 0 all runs finished, 1 any failed, 2 invalid sweep, 128+N when "
                                    "stopped by signal N.")

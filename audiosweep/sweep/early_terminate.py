@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import Trial
+from tqdm.auto import tqdm
 
 from .. import results
 from .runner import Job, RecordIndex, Source
@@ -29,10 +31,14 @@ PRUNED_AT = "pruned at epoch {}"
 def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
     """The sweep metric after the last of ``rows`` (best_accuracy: the best accuracy so far)."""
     if name == "best_accuracy":
-        accs = [r["accuracy"] for r in rows if r.get("accuracy") is not None]
+        accs = [r["accuracy"] for r in rows if _finite(r.get("accuracy"))]
         return max(accs) if accs else None
     value = rows[-1].get(name) if rows else None
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return value if _finite(value) else None
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 class Hyperband:
@@ -148,17 +154,30 @@ class RungSource:
         return self.plan.end_report(counts, interrupted)
 
 
+_warned: set[tuple[Path, int]] = set()  # the progress lines warned about, once each
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a progress file (a line being written is left for the next read)."""
+    """The complete lines of a progress file (a line being written is left for the next read); an unreadable line
+    (not UTF-8 JSON, or not an epoch's row with numbers or nulls as metrics) is skipped with one warning naming the
+    file and line."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError:
         return []
     rows = []
-    for line in text.splitlines(keepends=True):
-        if line.endswith("\n"):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for i, line in enumerate(data.splitlines(keepends=True), start=1):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            row = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            row = None
+        if isinstance(row, dict) and type(row.get("epoch")) is int and all(
+                row.get(k) is None or _finite(row[k]) for k in results.EPOCH_METRICS):
+            rows.append(row)
+        elif (path, i) not in _warned:
+            _warned.add((path, i))
+            tqdm.write(f"warning: {path}, line {i}: unreadable progress line, skipped (not a JSON row of an "
+                       "epoch and its metrics)", file=sys.stderr)
     return rows

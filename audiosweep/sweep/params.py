@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import coerce, key_type
-from ..errors import ConfigError
+from ..errors import ConfigError, SweepError
 
 # distribution -> (required keys, optional keys with W&B's defaults)
 DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
@@ -40,6 +40,7 @@ DISTRIBUTIONS: dict[str, tuple[set[str], dict[str, Any]]] = {
 DEPRECATED = {"log_uniform": "log_uniform_values", "q_log_uniform": "q_log_uniform_values",
               "inv_log_uniform": "inv_log_uniform_values"}
 GRID_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "q_uniform")
+INT64 = 2 ** 63  # numpy draws and Optuna's integer distributions hold int64 bounds
 DISCRETE = ("constant", "categorical", "categorical_w_probabilities")
 
 
@@ -77,6 +78,18 @@ class Param:
     def constant(self) -> bool:
         return self.distribution == "constant" or (self.distribution in DISCRETE and len(self.spec["values"]) == 1)
 
+    def grid_size(self) -> int:
+        """How many distinct values a grid sweep takes, without listing them (GRID_DISTRIBUTIONS and DISCRETE)."""
+        d, s = self.distribution, self.spec
+        if d == "constant":
+            return 1
+        if d == "int_uniform":
+            return s["max"] - s["min"] + 1
+        if d == "q_uniform":
+            steps = (s["max"] - s["min"]) / s["q"]
+            return max(0, math.ceil(steps)) if math.isfinite(steps) else INT64  # inf: past every limit
+        return len({value_key(v) for v in s["values"]})
+
     def grid_values(self) -> list[Any]:
         """The values a grid sweep takes, distinct, in file order (int_uniform and q_uniform made discrete)."""
         d, s = self.distribution, self.spec
@@ -92,7 +105,14 @@ class Param:
         return [distinct[k] for k in dict.fromkeys(value_key(v) for v in values)]
 
     def sample(self, rng: np.random.Generator) -> Any:
-        """One random value, drawn as W&B's random search draws it."""
+        """One random value, drawn as W&B's random search draws it; SweepError where the numbers overflow."""
+        try:
+            return self._sample(rng)
+        except (OverflowError, ValueError) as e:  # e.g. exp of a large log_normal draw, a range past float's
+            raise SweepError(f"parameters.{self.name}: cannot draw a value from {self.spec} ({e}): narrow its "
+                             "range") from None
+
+    def _sample(self, rng: np.random.Generator) -> Any:
         d, s = self.distribution, self.spec
         if d == "constant":
             return s["value"]
@@ -186,13 +206,22 @@ def _check_numbers(where: str, dist: str, s: dict[str, Any]) -> list[str]:
         return e
     if dist == "int_uniform" and not (_is_int(s["min"]) and _is_int(s["max"])):
         e.append(f"{where}: int_uniform needs integer min and max, got {s['min']!r}, {s['max']!r}")
+    e += [f"{where}.{k}: {s[k]} is out of range: integer bounds must lie within +-2^63 (9.2e18)"
+          for k in ("min", "max") if _is_int(s.get(k)) and abs(s[k]) >= INT64]
+    if e:
+        return e
     if "min" in s and s["min"] >= s["max"]:
         e.append(f"{where}: min {s['min']} is not less than max {s['max']}")
+    elif "min" in s and not math.isfinite((s["max"] - s["min"]) / s.get("q", 1)):
+        e.append(f"{where}: the range from min {s['min']} to max {s['max']}" + (f" in steps of q {s['q']}" if "q" in s
+                 else "") + " is too wide to draw from: narrow it")
     if dist.endswith("_values") and s["min"] <= 0:
         e.append(f"{where}: {dist} needs min > 0 (the bounds are values, sampled in log space), got {s['min']}")
     if s.get("q", 1) <= 0:
         e.append(f"{where}.q: must be > 0, got {s['q']}")
-    e += [f"{where}.{k}: must be >= 0, got {s[k]}" for k in ("sigma", "a", "b") if s.get(k, 0) < 0]
+    e += [f"{where}.sigma: must be >= 0, got {s['sigma']}"] if s.get("sigma", 0) < 0 else []
+    e += [f"{where}.{k}: must be > 0 (a beta distribution's shape), got {s[k]}" for k in ("a", "b") if k in s and
+          not s[k] > 0]
     if "values" in s and (not isinstance(s["values"], list) or not s["values"]):
         e.append(f"{where}.values: expected a non-empty list, got {s['values']!r}")
     if dist == "categorical_w_probabilities":

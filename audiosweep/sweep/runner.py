@@ -44,8 +44,11 @@ class Options:
     grace_s: float = 10.0  # how long stopped runs get before SIGKILL
 
     def folder(self, sweep: Sweep) -> Path:
-        """The sweep's results folder: its records, logs and Optuna journal."""
-        return self.results_root / sweep.name
+        """The sweep's results folder: its records, logs and Optuna journal; always inside ``results_root``."""
+        name = sweep.name
+        if Path(name).name != name or name.startswith(".") or "\\" in name or "\0" in name:  # load_sweep refuses these
+            raise SweepError(f"{sweep.path}: sweep name {name!r} is not one plain folder name")
+        return self.results_root / name
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -31,7 +32,7 @@ from ..config import (
 )
 from ..errors import SweepError
 from ..results import METRIC_GOALS, config_id
-from .params import GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
+from .params import DISCRETE, GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOP_LEVEL_KEYS = ("program", "method", "parameters", "metric", "name", "description", "entity", "project",
@@ -47,6 +48,11 @@ ARG_MACROS = ("args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flag
 ENVVAR = re.compile(r"\$\{envvar:([A-Za-z0-9_]*)\}")
 CHECK_SAMPLES = 200  # random configurations validated for sweeps without a run bound
 MAX_RANDOM_FAILURES = 20  # invalid random samples after which a sweep is reported invalid
+# Bounds on what a sweep file can ask for. Our largest sweep file is 4 KB and none uses a YAML alias; our largest grid
+# has 240 points, and each point takes 20-30 ms to validate, so the largest grid allowed is checked in under 30 s.
+MAX_SWEEP_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # scalars, lists and mappings after expanding aliases (an alias bomb grows exponentially)
+MAX_GRID_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -120,12 +126,7 @@ def load_sweep(path: str | os.PathLike, recipe: Path | None = None) -> Sweep:
     """Read and check a sweep file's structure and every parameter; raise SweepError listing all problems.
     ``recipe`` (from :func:`load_recipe`) is laid under every run."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise SweepError(f"{path}: cannot read ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise SweepError(f"{path}: not valid YAML ({e})") from e
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SweepError(f"{path}: expected a mapping of W&B sweep keys, got {type(raw).__name__}")
     errors = _check_top_level(raw) + _check_metric(raw) + _check_command(raw.get("command"), recipe)
@@ -164,6 +165,57 @@ def load_sweep(path: str | os.PathLike, recipe: Path | None = None) -> Sweep:
     return Sweep(path, raw, params, program, recipe)
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, read within bounds: at most MAX_SWEEP_BYTES of UTF-8, at most MAX_YAML_NODES
+    nodes once its aliases are expanded (checked on the composed node graph, before anything is built from it)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SWEEP_BYTES + 1)
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read ({e.strerror})") from e
+    if len(data) > MAX_SWEEP_BYTES:
+        raise SweepError(f"{path}: larger than the limit of {MAX_SWEEP_BYTES >> 20} MiB for a sweep file; a sweep "
+                         "file holds a few parameters (ours are under 4 KB)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SweepError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} on line {line}): save the file as "
+                         "UTF-8") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        nodes = _expanded_nodes(path, node, {}, set())
+        if nodes > MAX_YAML_NODES:
+            raise SweepError(f"{path}: its YAML aliases expand to {nodes} nodes, over the limit of {MAX_YAML_NODES}: "
+                             "write the values out, or use fewer aliases of large anchors")
+        return loader.construct_document(node)
+    except (yaml.YAMLError, RecursionError) as e:
+        problem = " ".join(str(e).split())[:500] if isinstance(e, yaml.YAMLError) else "nested too deeply"
+        raise SweepError(f"{path}: not valid YAML ({problem})") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_nodes(path: Path, node: yaml.Node, sizes: dict[int, int], stack: set[int]) -> int:
+    """How many nodes ``node`` stands for with every alias expanded; an alias is a second reference to a node, so
+    ``sizes`` (by node id) keeps this linear in the file's size. SweepError on an alias inside itself."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in stack:
+        raise SweepError(f"{path}: a YAML alias refers to a mapping or list that contains it: a recursive value is no "
+                         "sweep parameter")
+    stack.add(key)
+    children = node.value if isinstance(node, yaml.SequenceNode) else [
+        n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+    sizes[key] = 1 + sum(_expanded_nodes(path, n, sizes, stack) for n in children)
+    stack.discard(key)
+    return sizes[key]
+
+
 def _check_top_level(raw: dict[str, Any]) -> list[str]:
     e = []
     for key in raw:
@@ -177,6 +229,8 @@ def _check_top_level(raw: dict[str, Any]) -> list[str]:
     for k in ("name", "description", "entity", "project"):
         if k in raw and not isinstance(raw[k], str):
             e.append(f"{k}: expected a string, got {raw[k]!r}")
+    if isinstance(raw.get("name"), str):
+        e += _check_name(raw["name"])
     cap = raw.get("run_cap")
     if "run_cap" in raw and not (isinstance(cap, int) and not isinstance(cap, bool) and cap > 0):
         e.append(f"run_cap: expected an integer > 0, got {cap!r}")
@@ -192,6 +246,19 @@ def _check_top_level(raw: dict[str, Any]) -> list[str]:
                 e.append("early_terminate: hyperband needs min_iter, or max_iter and s")
             e += _check_hyperband(et)
     return e
+
+
+def _check_name(name: str) -> list[str]:
+    """The sweep's name names its results folder under --results-dir: one plain path component, so that its
+    records, logs and lock stay inside that folder."""
+    bad = ("is empty" if not name.strip() else "holds a path separator" if "/" in name or "\\" in name
+           else "holds a NUL or control character" if any(ord(c) < 32 or ord(c) == 127 for c in name)
+           else "starts with a dot" if name.startswith(".") else None)
+    if bad is None:
+        return []
+    safe = re.sub(r"[^A-Za-z0-9_.+=-]+", "_", name).strip("._") or "my_sweep"
+    return [f"name: {name!r} {bad}; it names the sweep's results folder inside --results-dir, so it must be one "
+            f"plain folder name, e.g. {safe!r}"]
 
 
 def _check_hyperband(et: dict[str, Any]) -> list[str]:
@@ -221,6 +288,8 @@ def _check_metric(raw: dict[str, Any]) -> list[str]:
     e += [f"metric.{k}: {metric[k]!r} is not one of {', '.join(allowed)}" + (" (quote it: 'false')" if metric[k] is
           False else "") for k, allowed in IMPUTE.items() if k in metric and metric[k] not in allowed]
     name, goal = metric["name"], metric.get("goal", "minimize")
+    if not isinstance(name, str) or not isinstance(goal, str):
+        return [*e, f"metric: name and goal are strings, e.g. {{name: accuracy, goal: maximize}}, got {metric!r}"]
     if goal not in ("minimize", "maximize"):
         e.append(f"metric.goal: {goal!r} is not minimize or maximize")
     elif name not in METRIC_GOALS:
@@ -327,16 +396,33 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
     """
     bound = min((b for b in (count, sweep.run_cap) if b is not None), default=None)
     names = sorted(sweep.params)
+    finite = all(p.distribution in (*DISCRETE, *GRID_DISTRIBUTIONS) for p in sweep.params.values())
+    sizes = {n: sweep.params[n].grid_size() for n in names} if finite else {}
+    notes = []
+    if sweep.method == "grid":  # load_sweep refused the other distributions
+        total = math.prod(sizes.values())
+        if max(sizes.values(), default=1) > MAX_GRID_POINTS or (total > MAX_GRID_POINTS and (
+                bound is None or bound > MAX_GRID_POINTS)):
+            shape = " x ".join(f"{n} ({sizes[n]})" for n in names if sizes[n] > 1)
+            raise SweepError(f"{sweep.path}: the grid has {total} points ({shape}), over the limit of "
+                             f"{MAX_GRID_POINTS} runs a grid sweep may have: split it into smaller sweeps, or run its "
+                             f"first N points with run_cap: N (N <= {MAX_GRID_POINTS})")
+    elif bound is not None and finite and all(p.distribution != "q_uniform" for p in sweep.params.values()):
+        space = math.prod(sizes.values())  # a finite space: no more distinct configurations than this
+        if bound > space:
+            notes.append(f"{'--count' if bound == count else 'run_cap'} {bound} capped to the {space} distinct "
+                         "configuration(s) the parameters can take")
+            bound = space
     if sweep.method == "grid":
         points = (dict(zip(names, combo, strict=True)) for combo in
                   itertools.product(*(sweep.params[n].grid_values() for n in names)))
         label = "grid point"
     else:
         rng = np.random.default_rng(seed)
-        points = ({n: sweep.params[n].sample(rng) for n in names} for _ in itertools.count())
+        points = (_sample(sweep, names, rng) for _ in itertools.count())
         label = "random sample"
     wanted = bound if bound is not None else (None if sweep.method == "grid" else CHECK_SAMPLES)
-    plan = Plan([], bounded=sweep.method == "grid" or bound is not None)
+    plan = Plan([], bounded=sweep.method == "grid" or bound is not None, notes=notes)
     seen: set[str] = set()
     ids: set[str] = set()
     failures: dict[str, list[dict]] = {}
@@ -364,7 +450,6 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
             + [f"{_describe(pts[0], sweep)}: {msg}" + (f" (and {len(pts) - 1} more like it)" if len(pts) > 1 else "")
                for msg, pts in failures.items()]))
     if sweep.method == "grid":
-        total = int(np.prod([len(sweep.params[n].grid_values()) for n in names]))
         if len(plan.runs) < total and bound is None:
             plan.notes.append(f"{total - len(plan.runs)} of {total} grid points repeat a configuration")
     elif wanted is not None and len(plan.runs) < wanted:
@@ -372,6 +457,13 @@ def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
     if not plan.bounded:
         plan.notes.append(f"unbounded {sweep.method} sweep: {len(plan.runs)} sampled configurations validated")
     return plan
+
+
+def _sample(sweep: Sweep, names: list[str], rng: np.random.Generator) -> dict[str, Any]:
+    try:
+        return {n: sweep.params[n].sample(rng) for n in names}
+    except SweepError as e:
+        raise SweepError(f"{sweep.path}: {e}") from None
 
 
 def _describe(point: dict[str, Any], sweep: Sweep) -> str:

@@ -3,13 +3,21 @@ its sampler (bayes) and pruner (``early_terminate: hyperband``), opening it, and
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
@@ -21,15 +29,99 @@ from .spec import Sweep
 CREATE_TRIES = 5  # attempts at opening an RDB study that other runners are creating at the same moment
 
 
+WARNED: set[tuple[Path, int]] = set()  # the journal lines warned about, once each in a process
+
+
+class TolerantJournal(JournalFileBackend):
+    """Optuna's journal file, read past torn lines. Optuna (5.0) raises on the first unreadable line that another
+    line follows (JSONDecodeError; UnicodeDecodeError at once), so one garbage line, or a line a killed runner left
+    half written and the next append ran on, stops every later run of the study. Here an unreadable line is
+    skipped, with one warning naming the file and line; the file itself is never rewritten (an append first ends a
+    torn last line, so that the new operations stay whole). What a skipped line recorded is lost to the study only:
+    the runs' records keep their results, and a skipped trial's later operations are ignored by Optuna's replay."""
+
+    def __init__(self, path: Path):
+        super().__init__(str(path))
+        self.path = path
+        self.offsets: dict[int, tuple[int, int]] = {0: (0, 1)}  # good lines read -> (byte offset, line number)
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        start = log_number_from if log_number_from in self.offsets else max(
+            (n for n in self.offsets if n <= log_number_from), default=0)
+        offset, line_no = self.offsets[start]
+        n = start
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            for line in f:
+                offset += len(line)
+                if offset > size or not line.endswith(b"\n"):
+                    break  # being written (or torn: the next append ends it, and it is skipped then)
+                log = _log(line)
+                if log is None:
+                    if (self.path, line_no) not in WARNED:
+                        WARNED.add((self.path, line_no))
+                        warn(f"{self.path}, line {line_no}: unreadable Optuna journal line, skipped (the study "
+                             "goes on without it; the records in the folder keep every run's result)")
+                    line_no += 1
+                    continue
+                n, line_no = n + 1, line_no + 1
+                self.offsets[n] = (offset, line_no)
+                if n > log_number_from:
+                    yield log
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with get_lock_file(self._lock):
+            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+            with open(self.path, "ab") as f:
+                if f.tell() and not _ends_with_newline(self.path):
+                    data = b"\n" + data  # a torn last line stays one line of its own
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+# The keys Optuna's replay reads from each operation (optuna/storages/journal/_storage.py, 5.0), besides
+# worker_id: a line without them would raise a KeyError there.
+OP_KEYS = {JournalOperation.CREATE_STUDY: ("study_name", "directions"), JournalOperation.DELETE_STUDY: ("study_id",),
+           JournalOperation.SET_STUDY_USER_ATTR: ("study_id", "user_attr"),
+           JournalOperation.SET_STUDY_SYSTEM_ATTR: ("study_id", "system_attr"),
+           JournalOperation.CREATE_TRIAL: ("study_id", "datetime_start"),
+           JournalOperation.SET_TRIAL_PARAM: ("trial_id", "param_name", "param_value_internal", "distribution"),
+           JournalOperation.SET_TRIAL_STATE_VALUES: ("trial_id", "state", "values"),
+           JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE: ("trial_id", "step", "intermediate_value"),
+           JournalOperation.SET_TRIAL_USER_ATTR: ("trial_id", "user_attr"),
+           JournalOperation.SET_TRIAL_SYSTEM_ATTR: ("trial_id", "system_attr"), JournalOperation.DISCARD_TRIALS: ()}
+
+
+def _log(line: bytes) -> dict[str, Any] | None:
+    """One journal operation, or None for a line that is none."""
+    try:
+        log = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(log, dict) or type(log.get("op_code")) is not int or log["op_code"] not in OP_KEYS:
+        return None
+    return log if all(k in log for k in ("worker_id", *OP_KEYS[JournalOperation(log["op_code"])])) else None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
 def storage(url: str | None, folder: Path) -> str | optuna.storages.BaseStorage:
     """``url`` (an RDB URL such as sqlite:///study.db), else the journal file beside the sweep's records, locked
-    for runners that share it."""
+    for runners that share it and read past torn lines."""
     if url:
         return url
     folder.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    return optuna.storages.JournalStorage(TolerantJournal(folder / "optuna.journal"))
 
 
 def sampler(seed: int) -> optuna.samplers.BaseSampler:
