@@ -81,6 +81,7 @@ class LogMel(nn.Module):
         if self.max_frames:  # only the samples the first max_frames frames read (a time stretch reads further)
             reach = warp.frames_read(self.max_frames) if warp else self.max_frames
             wav = wav[:, :(reach - 1) * max(self.hops) + self.n_fft // 2 + 1]
+        warp = warp.drawn(len(wav), wav.device) if warp else None  # one draw for all channels of a clip
         # One channel at a time: channels of different hops stack only once resized to one shape.
         return torch.stack([self.resize(self.log(torch.matmul(self.fb_t, self.power(
             wav, getattr(self, f"window{i}"), hop, warp)[..., :self.max_frames])))
