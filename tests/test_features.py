@@ -11,9 +11,9 @@ import torchaudio
 import torchvision
 from PIL import Image
 
-from audiosweep.config import merge
+from audiosweep.config import load_yaml, merge
 from audiosweep.features import LogMel, channel_frames, compute_features, input_shape, n_frames, normalize, resize
-from tests.conftest import SLICE
+from tests.conftest import REPO, SLICE
 
 
 @pytest.mark.parametrize("layer, channels, mels", [
@@ -131,10 +131,9 @@ def test_kaldi_front_end_follows_the_spectrogram_keys():
 
 # --- per-channel front ends (Palanisamy et al.) ------------------------------------------------------------------
 
-# The paper's three channels: {window, hop} = {25, 10}, {50, 25}, {100, 50} ms, resized to 128 x 250, natural log.
-PAPER = {"stacked_win_lengths_ms": [25, 50, 100], "stacked_hop_lengths_ms": [10, 25, 50], "resize_to": [128, 250],
-         "n_mels": 128, "n_fft": 4410, "log_scale": "ln", "mel_scale": "htk", "mel_norm": "none", "f_max": 22050,
-         "normalize": "none"}
+# The paper's three channels, {window, hop} = {25, 10}, {50, 25}, {100, 50} ms, resized to 128 x 250, natural log:
+# the recipe file, which the tests below check against the paper's code.
+PAPER = load_yaml(REPO / "sweeps" / "recipes" / "frontend_multires.yaml")
 
 
 @pytest.mark.parametrize("rate, windows, hops", [
