@@ -132,8 +132,9 @@ class Config:
         "spectrogram", label="front end")
     top_db: float | None = knob(80.0, "logmel: each clip's dB values (per channel) floored at top_db below its peak; "
                                 "null = no floor (the report's fastaudio front end: AmplitudeToDB(top_db=None)); "
-                                "the kaldi front end has no floor and ignores it", "spectrogram", label="dB range",
-                                unit="dB", bounds=POSITIVE, when={"frontend": "logmel", "log_scale": "db"})
+                                "log_scale ln and the kaldi front end have no floor and ignore it", "spectrogram",
+                                label="dB range", unit="dB", bounds=POSITIVE,
+                                when={"frontend": "logmel", "log_scale": "db"})
     log_scale: Literal["db", "ln"] = knob(
         "db", "logmel: db (10 log10 of the power, floored by top_db) | ln (natural log of power + 1e-6, as the "
         "Palanisamy et al. code; no floor: top_db is ignored)", "spectrogram", label="log scale",
