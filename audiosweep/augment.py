@@ -17,8 +17,10 @@ An augmented input channel (``view_channels``) of a clip outside training is dra
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
+from collections.abc import Callable
 
 import torch
 import torchaudio
@@ -106,10 +108,18 @@ class SpectralWarp:
         return frames
 
     def __call__(self, power: torch.Tensor) -> torch.Tensor:
-        c, n = self.cfg, len(power)
-        pitch = _draw(n, c.pitch_p, c.pitch_semitones, power.device)
-        stretch = _draw(n, c.stretch_p, c.stretch_max, power.device)
-        pitch, stretch = pitch.tolist(), stretch.tolist()  # one device sync, not one per clip
+        return self.drawn(len(power), power.device)(power)
+
+    def drawn(self, n: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The warp of ``n`` clips with their factors drawn now: the front end warps every channel (window) of a
+        clip with it, so a clip's channels are pitched and stretched alike."""
+        c = self.cfg
+        pitch = _draw(n, c.pitch_p, c.pitch_semitones, device).tolist()  # one device sync, not one per clip
+        stretch = _draw(n, c.stretch_p, c.stretch_max, device).tolist()
+        return functools.partial(self._apply, pitch, stretch)
+
+    @staticmethod
+    def _apply(pitch: list[float], stretch: list[float], power: torch.Tensor) -> torch.Tensor:
         out = power.clone() if any(pitch) or any(stretch) else power
         for i, (semitones, rate) in enumerate(zip(pitch, stretch, strict=True)):
             if semitones:

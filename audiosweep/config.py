@@ -108,6 +108,20 @@ class Config:
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
+    stacked_win_lengths_ms: list[float] | None = knob(
+        None, "stacked_win_lengths in ms, instead of samples (int(round(ms * sample_rate / 1000)) each)",
+        "spectrogram", label="stacked windows", unit="ms", bounds=POSITIVE)
+    stacked_hop_lengths: list[int] | None = knob(
+        None, "one STFT hop per stacked window, in samples (channels of different hops have different frame "
+        "counts: give resize_to); replaces hop_length", "spectrogram", label="stacked hops", unit="samples",
+        bounds=POSITIVE)
+    stacked_hop_lengths_ms: list[float] | None = knob(
+        None, "stacked_hop_lengths in ms, instead of samples", "spectrogram", label="stacked hops", unit="ms",
+        bounds=POSITIVE)
+    resize_to: list[int] | None = knob(
+        None, "logmel: every channel's log-mel resized (bilinear, antialiased when shrinking: PIL's, as torchvision's "
+        "Resize of the Palanisamy et al. code) to [n_mels, frames] after the log; null = as computed",
+        "spectrogram", label="resized to", bounds=POSITIVE, when={"frontend": "logmel"})
     normalize: Literal["none", "sample", "global", "imagenet", "audioset"] = knob(
         "global", "none | sample (per clip) | global (training-split mean/std) | imagenet | audioset (AST's fixed "
         "AudioSet statistics of kaldi fbanks); the report's true = global, false = none", "spectrogram",
@@ -118,8 +132,13 @@ class Config:
         "spectrogram", label="front end")
     top_db: float | None = knob(80.0, "logmel: each clip's dB values (per channel) floored at top_db below its peak; "
                                 "null = no floor (the report's fastaudio front end: AmplitudeToDB(top_db=None)); "
-                                "the kaldi front end has no floor and ignores it", "spectrogram", label="dB range",
-                                unit="dB", bounds=POSITIVE, when={"frontend": "logmel"})
+                                "log_scale ln and the kaldi front end have no floor and ignore it", "spectrogram",
+                                label="dB range", unit="dB", bounds=POSITIVE,
+                                when={"frontend": "logmel", "log_scale": "db"})
+    log_scale: Literal["db", "ln"] = knob(
+        "db", "logmel: db (10 log10 of the power, floored by top_db) | ln (natural log of power + 1e-6, as the "
+        "Palanisamy et al. code; no floor: top_db is ignored)", "spectrogram", label="log scale",
+        when={"frontend": "logmel"})
     stft_normalized: bool = knob(False, "logmel: the STFT divided by its window's L2 norm, as torchaudio's "
                                  "MelSpectrogram(normalized=True) of the report's fastaudio front end (torch.stft's "
                                  "own normalized=True divides by sqrt(n_fft) instead); the kaldi front end ignores it",
@@ -325,9 +344,20 @@ class Config:
     @property
     def win_lengths(self) -> list[int]:
         """Window length of each spectrogram channel, in samples."""
-        if self.stacked_win_lengths:
-            return list(self.stacked_win_lengths)
+        if self.stacked_win_lengths or self.stacked_win_lengths_ms:
+            return _stacked(self.stacked_win_lengths, self.stacked_win_lengths_ms, self.sample_rate)
         return [_samples(self.win_length, self.win_length_ms, self.sample_rate)]
+
+    @property
+    def hop_lengths(self) -> list[int]:
+        """STFT hop of each spectrogram channel, in samples: the stacked hops, else ``hop_length`` for all."""
+        if self.stacked_hop_lengths or self.stacked_hop_lengths_ms:
+            return _stacked(self.stacked_hop_lengths, self.stacked_hop_lengths_ms, self.sample_rate)
+        return [self.hop_samples] * len(self.win_lengths)
+
+    @property
+    def stacked_hops(self) -> bool:
+        return bool(self.stacked_hop_lengths or self.stacked_hop_lengths_ms)
 
     @property
     def dataset_name(self) -> str:
@@ -384,7 +414,8 @@ AUGMENTATIONS = (*WAVEFORM_AUGMENTATIONS, "spec_freq_masks", "spec_time_masks")
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 TYPES = typing.get_type_hints(Config)
 # Pairs of keys giving one quantity in two units: a layer that sets one form drops the other.
-ALTERNATIVE_FORMS = {"hop_length": "hop_length_ms", "win_length": "win_length_ms"}
+ALTERNATIVE_FORMS = {"hop_length": "hop_length_ms", "win_length": "win_length_ms",
+                     "stacked_win_lengths": "stacked_win_lengths_ms", "stacked_hop_lengths": "stacked_hop_lengths_ms"}
 ALTERNATIVE_FORMS.update({v: k for k, v in ALTERNATIVE_FORMS.items()})
 
 
@@ -476,8 +507,10 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["freeze_epochs"] = 0
     if out.get("frontend") == "kaldi" and "n_fft" in out:
         out["n_fft"] = kaldi_fft_size(out)
-    if out.get("stacked_win_lengths"):
+    if out.get("stacked_win_lengths") or out.get("stacked_win_lengths_ms"):
         out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
+    if out.get("stacked_hop_lengths") or out.get("stacked_hop_lengths_ms"):
+        out.update({k: None for k in ("hop_length", "hop_length_ms") if k in out})
     if out.get("f_max") is None and isinstance(out.get("sample_rate"), (int, float)) and "f_max" in out:
         out["f_max"] = min(DEFAULT_F_MAX, out["sample_rate"] / 2)
     for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
@@ -541,7 +574,13 @@ def kaldi_fft_size(values: dict[str, Any]) -> int:
 
 
 def _samples(samples: int | None, ms: float | None, sample_rate: int) -> int:
+    # Python's round (half to even: 25 ms at 44.1 kHz = 1102.5 -> 1102) is the Palanisamy et al. code's.
     return int(samples) if samples is not None else int(round(ms * sample_rate / 1000))
+
+
+def _stacked(samples: list[int] | None, ms: list[float] | None, sample_rate: int) -> list[int]:
+    """A stacked list in samples, from its samples form or its ms form."""
+    return list(samples) if samples else [_samples(None, m, sample_rate) for m in ms]
 
 
 def _type_name(tp: Any) -> str:
@@ -668,13 +707,14 @@ def validate(cfg: Config) -> None:
             e += [f"{key}: must be {bounds.describe()}, got {v}" for v in _numbers(value) if v not in bounds]
     for samples, ms in (("hop_length", "hop_length_ms"), ("win_length", "win_length_ms")):
         if getattr(cfg, samples) is None and getattr(cfg, ms) is None and not (
-                samples == "win_length" and cfg.stacked_win_lengths):
+                cfg.stacked_win_lengths or cfg.stacked_win_lengths_ms if samples == "win_length" else cfg.stacked_hops):
             e.append(f"{samples} / {ms}: give one of them")
+    e += _stacked_errors(cfg)
     if not e:
-        if cfg.hop_samples < 1:
+        if not cfg.stacked_hops and cfg.hop_samples < 1:
             e.append(f"hop_length_ms: {cfg.hop_length_ms} ms is less than one sample at {cfg.sample_rate} Hz")
-        win_key = "stacked_win_lengths" if cfg.stacked_win_lengths else (
-            "win_length" if cfg.win_length is not None else "win_length_ms")
+        win_key = "stacked_win_lengths" if cfg.stacked_win_lengths else "stacked_win_lengths_ms" if \
+            cfg.stacked_win_lengths_ms else "win_length" if cfg.win_length is not None else "win_length_ms"
         for w in cfg.win_lengths:
             if not 1 <= w <= cfg.fft_size:
                 e.append(f"{win_key} and n_fft: window length {w} must be in 1..n_fft={cfg.n_fft} samples")
@@ -691,8 +731,6 @@ def validate(cfg: Config) -> None:
         if cfg.noise_sigma_max is not None and cfg.noise_p > 0 and cfg.noise_color != "white":
             e.append(f"noise_sigma_max and noise_color: the absolute form adds white Gaussian noise, not "
                      f"{cfg.noise_color}: set noise_color white, or noise_sigma_max null for the SNR form")
-    if cfg.stacked_win_lengths is not None and len(cfg.stacked_win_lengths) == 0:
-        e.append("stacked_win_lengths: give at least one window length, or null")
     entry = _arch(cfg.arch)
     if entry is None:
         e.append(f"arch: unknown architecture {cfg.arch!r}; known: {', '.join(_arch_names(patterns=True))} "
@@ -702,7 +740,7 @@ def validate(cfg: Config) -> None:
         e.append("pretrained_path: only for timm models, ast and cnn_gpt2; for torchvision models put the .pth file "
                  "named in the error into ~/.cache/torch/hub/checkpoints")
     if cfg.frontend == "kaldi":
-        if cfg.stacked_win_lengths:
+        if cfg.stacked_win_lengths or cfg.stacked_win_lengths_ms:
             e.append("stacked_win_lengths: the kaldi front end takes one window (win_length); use frontend logmel")
         e += [f"{key}: pitch shift and time stretch warp the logmel front end's power spectrogram; the kaldi front "
               f"end has none: use frontend logmel, or {key} 0" for key in ("pitch_p", "stretch_p")
@@ -720,6 +758,39 @@ def validate(cfg: Config) -> None:
                  f"{cfg.n_channels}")
     if e:
         raise ConfigError(_format(e))
+
+
+def _stacked_errors(cfg: Config) -> list[str]:
+    """Stacked windows and hops (either form) that are empty or do not pair up, channels of different frame counts
+    without ``resize_to``, and ``resize_to`` where it cannot apply."""
+    e = [f"{key}: give at least one {'hop' if 'hop' in key else 'window'} length, or null"
+         for key in ("stacked_win_lengths", "stacked_win_lengths_ms", "stacked_hop_lengths", "stacked_hop_lengths_ms")
+         if getattr(cfg, key) is not None and len(getattr(cfg, key)) == 0]
+    if e:
+        return e
+    hop_key = "stacked_hop_lengths" if cfg.stacked_hop_lengths else "stacked_hop_lengths_ms"
+    if cfg.stacked_hops:
+        windows = cfg.stacked_win_lengths or cfg.stacked_win_lengths_ms
+        hops = getattr(cfg, hop_key)
+        if not windows:
+            e.append(f"{hop_key}: one hop per stacked window: give stacked_win_lengths (or its _ms form) too, or "
+                     "use hop_length for a single window")
+        elif len(hops) != len(windows):
+            e.append(f"{hop_key}: one hop per stacked window: got {len(hops)} hops for {len(windows)} windows")
+        elif min(cfg.hop_lengths) < 1:
+            e.append(f"{hop_key}: {hops} ms has a hop of less than one sample at {cfg.sample_rate} Hz")
+        elif len(set(cfg.hop_lengths)) > 1 and not cfg.resize_to:
+            e.append(f"{hop_key}: channels of different hops ({cfg.hop_lengths} samples) have different frame "
+                     "counts: add resize_to [n_mels, frames] to resize every channel to one shape (e.g. [128, 250] "
+                     "as Palanisamy et al.); max_frames does not apply: it would crop channels to different spans")
+    if cfg.resize_to is not None:
+        if len(cfg.resize_to) != 2:
+            e.append(f"resize_to: give [n_mels, frames], got {cfg.resize_to}")
+        if cfg.frontend == "kaldi":
+            e.append("resize_to: the kaldi front end is not resized; use frontend logmel, or leave resize_to out")
+        if cfg.max_frames:
+            e.append("resize_to and max_frames: resize_to sets the frames; give one of them")
+    return e
 
 
 def _recipe_errors(cfg: Config) -> list[str]:

@@ -34,7 +34,7 @@ CPU_CHUNK_BYTES = 24 * 2**20
 
 
 class LogMel(nn.Module):
-    """(B, samples) waveforms -> (B, C, n_mels, frames) log-mel spectrograms in dB, one channel per window.
+    """(B, samples) waveforms -> (B, C, n_mels, frames) log-mel spectrograms, one channel per window (and hop).
 
     Values equal torchaudio's ``MelSpectrogram(power=2, norm=mel_norm, mel_scale=mel_scale,
     normalized=stft_normalized)`` followed by ``AmplitudeToDB(top_db=top_db)`` per clip and channel (to float32
@@ -44,11 +44,15 @@ class LogMel(nn.Module):
 
     With ``max_frames``, only the first ``max_frames`` frames are computed, from the samples they read: the clip
     the model sees is its start, and the dB range (``top_db``) is that of the frames it sees.
+
+    With ``log_scale`` ln, the log is ``ln(power + 1e-6)`` (no floor), as the Palanisamy et al. code. With
+    ``resize_to``, each channel (whose hop may be its own) is resized to that shape after the log (:func:`resize`).
     """
 
     def __init__(self, cfg: Config):
         super().__init__()
-        self.n_fft, self.hop, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_samples, cfg.top_db, cfg.max_frames
+        self.n_fft, self.hops, self.top_db, self.max_frames = cfg.n_fft, cfg.hop_lengths, cfg.top_db, cfg.max_frames
+        self.log_scale, self.size = cfg.log_scale, tuple(cfg.resize_to) if cfg.resize_to else None
         fb = torchaudio.functional.melscale_fbanks(cfg.n_fft // 2 + 1, cfg.f_min, cfg.mel_f_max, cfg.n_mels,
                                                    cfg.sample_rate, norm=None if cfg.mel_norm == "none" else "slaney",
                                                    mel_scale=cfg.mel_scale)
@@ -62,10 +66,10 @@ class LogMel(nn.Module):
                 window /= window.pow(2).sum().sqrt()
             self.register_buffer(f"window{i}", window, persistent=False)
 
-    def power(self, wav: torch.Tensor, window: torch.Tensor, warp: Callable | None = None) -> torch.Tensor:
+    def power(self, wav: torch.Tensor, window: torch.Tensor, hop: int, warp: Callable | None = None) -> torch.Tensor:
         """(B, bins, frames) power spectrum of ``wav`` over the filterbank's bins; ``warp`` (an augmentation)
         first transforms the power over all bins, since a pitch shift moves energy across the band's edges."""
-        spec = torch.stft(wav, self.n_fft, self.hop, win_length=len(window), window=window, center=True,
+        spec = torch.stft(wav, self.n_fft, hop, win_length=len(window), window=window, center=True,
                           pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
         parts = torch.view_as_real(spec if warp else spec[:, self.lo:self.hi])
         re, im = parts[..., 0], parts[..., 1]
@@ -76,14 +80,36 @@ class LogMel(nn.Module):
         wav = wav.float()
         if self.max_frames:  # only the samples the first max_frames frames read (a time stretch reads further)
             reach = warp.frames_read(self.max_frames) if warp else self.max_frames
-            wav = wav[:, :(reach - 1) * self.hop + self.n_fft // 2 + 1]
-        mel = torch.stack([torch.matmul(self.fb_t, self.power(wav, getattr(self, f"window{i}"), warp)[
-            ..., :self.max_frames]) for i in range(len(self.win_lengths))], dim=1)
+            wav = wav[:, :(reach - 1) * max(self.hops) + self.n_fft // 2 + 1]
+        warp = warp.drawn(len(wav), wav.device) if warp else None  # one draw for all channels of a clip
+        # One channel at a time: channels of different hops stack only once resized to one shape.
+        return torch.stack([self.resize(self.log(torch.matmul(self.fb_t, self.power(
+            wav, getattr(self, f"window{i}"), hop, warp)[..., :self.max_frames])))
+            for i, hop in enumerate(self.hops)], dim=1)
+
+    def log(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, frames) mel power -> its log, in place: dB floored by ``top_db``, or ln(power + 1e-6)."""
+        if self.log_scale == "ln":
+            return mel.add_(1e-6).log_()
         db = mel.clamp_min_(1e-10).log10_().mul_(10.0)
         if self.top_db is None:
             return db
         # top_db floors each clip at top_db below its own peak, so apply it per clip and channel.
         return db.clamp_(min=db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
+
+    def resize(self, spec: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, frames) -> (B, *resize_to), or unchanged without ``resize_to``: see :func:`resize`."""
+        return resize(spec, self.size) if self.size and tuple(spec.shape[-2:]) != self.size else spec
+
+
+def resize(spec: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) images resized to ``size`` (H', W') as PIL's bilinear resize does, which the Palanisamy et al.
+    code applies through torchvision's ``Resize`` to each channel as a float PIL image: a triangle filter widened
+    by the scale factor when shrinking (antialiased: every input frame counts, not only the two nearest) and plain
+    bilinear interpolation between pixel centres when enlarging. torch's ``antialias=True`` bilinear mode is
+    written to match PIL's, and runs batched on the device."""
+    return nn.functional.interpolate(spec.unsqueeze(1), size=size, mode="bilinear", align_corners=False,
+                                     antialias=True).squeeze(1)
 
 
 class KaldiFbank(nn.Module):
@@ -143,22 +169,33 @@ def frontend(cfg: Config) -> nn.Module:
     return FixedFrames(module, cfg.max_frames) if cfg.max_frames else module
 
 
-def stft_frames(cfg: Config, n_samples: int) -> int:
-    """Frames the front end computes from a clip of ``n_samples``, before ``max_frames`` crops or pads them."""
+def channel_frames(cfg: Config, n_samples: int) -> list[int]:
+    """Frames the front end computes from a clip of ``n_samples`` in each channel (each of its own hop), before
+    ``max_frames`` crops or pads them or ``resize_to`` resizes them."""
     if cfg.frontend == "kaldi":
-        return max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)
-    return n_samples // cfg.hop_samples + 1
+        return [max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)]
+    return [n_samples // hop + 1 for hop in cfg.hop_lengths]
+
+
+def stft_frames(cfg: Config, n_samples: int) -> int:
+    """Frames of the channel with the most (the smallest hop): :func:`channel_frames`'s largest."""
+    return max(channel_frames(cfg, n_samples))
 
 
 def n_frames(cfg: Config, n_samples: int) -> int:
-    """Frames of the model's spectrograms of a clip of ``n_samples``: ``max_frames`` when set."""
-    return cfg.max_frames or stft_frames(cfg, n_samples)
+    """Frames of the model's spectrograms of a clip of ``n_samples``: ``resize_to``'s or ``max_frames`` when set."""
+    return cfg.resize_to[1] if cfg.resize_to else cfg.max_frames or stft_frames(cfg, n_samples)
+
+
+def mel_bands(cfg: Config) -> int:
+    """Height of the model's spectrograms: ``resize_to``'s when set, else ``n_mels``."""
+    return cfg.resize_to[0] if cfg.resize_to else cfg.n_mels
 
 
 def input_shape(cfg: Config, frames: int | None = None) -> tuple[int, int, int]:
-    """(channels, n_mels, frames) of one clip's spectrograms: the model's input. Frames: ``frames`` (a shape check's
-    own), else those of the run's clips (clip length, hop, front end, ``max_frames``)."""
-    return cfg.n_channels, cfg.n_mels, frames if frames is not None else n_frames(cfg, clip_samples(cfg))
+    """(channels, mel bands, frames) of one clip's spectrograms: the model's input. Frames: ``frames`` (a shape
+    check's own), else those of the run's clips (clip length, hop, front end, ``max_frames``, ``resize_to``)."""
+    return cfg.n_channels, mel_bands(cfg), frames if frames is not None else n_frames(cfg, clip_samples(cfg))
 
 
 def check_clip_length(cfg: Config, n_samples: int) -> None:
@@ -176,7 +213,7 @@ def check_clip_length(cfg: Config, n_samples: int) -> None:
 def cpu_chunk(cfg: Config, n_samples: int) -> int:
     """Clips per log-mel call on the CPU: as many as keep the STFT buffers under :data:`CPU_CHUNK_BYTES` (of
     ``max_frames`` frames when it crops: the front end computes no more, but for a time stretch's few)."""
-    frames = min(stft_frames(cfg, n_samples), n_frames(cfg, n_samples))
+    frames = min(stft_frames(cfg, n_samples), cfg.max_frames or n_samples)
     return max(1, min(64, CPU_CHUNK_BYTES // (frames * cfg.n_fft * 4)))
 
 
@@ -213,7 +250,7 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     logmel = frontend(cfg).to(device)
     n, frames = wavs.shape[0], n_frames(cfg, wavs.shape[1])
     bs = batch_size or (64 if device.type == "cuda" else cpu_chunk(cfg, wavs.shape[1]))
-    shape = (n, len(cfg.win_lengths), cfg.n_mels, frames)  # the original view (augment.py adds the others)
+    shape = (n, len(cfg.win_lengths), mel_bands(cfg), frames)  # the original view (augment.py adds the others)
     nbytes = math.prod(shape) * out_dtype.itemsize
     on_device = fits_on_device(nbytes, device)
     out = torch.empty(shape, dtype=out_dtype, device=device if on_device else "cpu",

@@ -13,7 +13,7 @@ from torch import nn
 from .config import Config
 from .device import resolve_device, resolve_precision
 from .errors import ConfigError, OutOfMemory, UserError
-from .features import input_shape
+from .features import input_shape, mel_bands
 from .models import build_model
 
 FLOAT32_BYTES = 4
@@ -129,12 +129,12 @@ def check_fits_in_memory(cfg: Config, n_frames: int, n_classes: int) -> None:
         todo = (f"use a smaller batch_size, e.g. --batch_size {b} --accumulate {k} (gradients of {k} batches add "
                 f"up before each step: an effective batch of {b * k} clips)")
     else:
-        todo = ("even batch_size=2 does not fit: use a smaller arch, fewer mel bands (n_mels) or fewer frames "
-                "(a larger hop_length), or a GPU")
+        todo = ("even batch_size=2 does not fit: use a smaller arch, fewer mel bands (n_mels, resize_to) or fewer "
+                "frames (a larger hop_length, resize_to), or a GPU")
     weights = PARAMETER_COPIES * est.parameters
     raise ConfigError(
         f"batch_size and arch: training {cfg.arch} with batch_size={cfg.batch_size} on {cfg.n_channels} x "
-        f"{cfg.n_mels} x {n_frames} spectrograms needs about {est.total / GIB:.1f} GiB on the CPU "
+        f"{mel_bands(cfg)} x {n_frames} spectrograms needs about {est.total / GIB:.1f} GiB on the CPU "
         f"({est.activations / GIB:.1f} GiB of activations kept for backward, {weights / GIB:.1f} GiB of weights, "
         f"gradients and Adam moments), more than this machine's {memory / GIB:.1f} GiB of memory: {todo}")
 

@@ -36,11 +36,16 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
     if error is None:
         return
     min_h = _smallest(lambda h: _forward_error(cfg, (shape[0], h, max(n_frames, 4096)), n_classes) is None)
-    min_w = _smallest(lambda w: _forward_error(cfg, (shape[0], max(cfg.n_mels, 4096), w), n_classes) is None)
+    min_w = _smallest(lambda w: _forward_error(cfg, (shape[0], max(shape[1], 4096), w), n_classes) is None)
+    if cfg.resize_to:
+        keys, made, mels, frames = "arch and resize_to", f"resized to {shape[1]} x {n_frames}", "resize_to", "resize_to"
+    else:
+        hops = "/".join(map(str, sorted(set(cfg.hop_lengths))))
+        keys, mels, frames = "arch, n_mels and hop_length", "n_mels", "a smaller hop_length"
+        made = f"{cfg.n_mels} mel bands x {n_frames} frames of hop {hops} samples at {cfg.sample_rate} Hz"
     raise ConfigError(
-        f"arch, n_mels and hop_length: {cfg.arch} cannot take a {' x '.join(map(str, shape))} spectrogram "
-        f"({cfg.n_mels} mel bands x {n_frames} frames of hop {cfg.hop_samples} samples at {cfg.sample_rate} Hz): "
-        f"{error}. It needs at least {min_h} mel bands (n_mels) and {min_w} frames (a smaller hop_length)")
+        f"{keys}: {cfg.arch} cannot take a {' x '.join(map(str, shape))} spectrogram ({made}): {error}. It needs "
+        f"at least {min_h} mel bands ({mels}) and {min_w} frames ({frames})")
 
 
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:

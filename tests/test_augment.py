@@ -91,6 +91,37 @@ def test_pitch_shift_and_stretch_draw_per_clip():
     assert torch.equal(SpectralWarp(merge([]))(power), power)
 
 
+def test_every_channel_of_a_clip_is_warped_alike():
+    """One pitch factor per clip across its stacked channels (windows and hops of their own): a tone's peak lands
+    in the same mel band in every channel of a clip, and in other bands in other clips."""
+    cfg = merge([{**SMALL, "stacked_win_lengths": [256, 512], "stacked_hop_lengths": [160, 320],
+                  "resize_to": [40, 100], "pitch_p": 1, "pitch_semitones": 6, "top_db": None}])
+    t = torch.arange(16000) / 16000
+    tone = torch.sin(2 * torch.pi * 1000 * t).repeat(8, 1)
+    torch.manual_seed(4)
+    feats = TrainingBatches(cfg, torch.device("cpu"), {}).augment(tone)
+    assert feats.shape == (8, 2, 40, 100)
+    peaks = feats[..., 40:60].mean(-1).argmax(-1)  # (clip, channel): the loudest band mid-clip
+    assert torch.equal(peaks[:, 0], peaks[:, 1]) and len(set(peaks[:, 0].tolist())) > 1
+
+
+@pytest.mark.parametrize("keys", [{"spec_freq_masks": 1, "spec_time_masks": 1}, {"stretch_p": 1, "noise_p": 1},
+                                  {"pitch_p": 1, "view_channels": ["original", "augmented"]}])
+def test_augmented_batches_have_the_resized_shape(keys):
+    """Spectral warps, SpecAugment and augmented views of channels with their own hops: every batch is resize_to's
+    shape (the stretch reads the frames of each channel's own hop)."""
+    cfg = merge([{**SMALL, "stacked_win_lengths_ms": [16, 32], "stacked_hop_lengths_ms": [10, 25],
+                  "resize_to": [32, 60], "log_scale": "ln", **keys}])
+    w = waves(4)
+    feats, stats = normalize(compute_features(w, cfg, torch.device("cpu")), cfg.normalize)
+    assert feats.shape == (4, 2, 32, 60)
+    batches = TrainingBatches(cfg, torch.device("cpu"), stats)
+    inputs, source = batches.with_views(feats, w)
+    assert inputs.shape == (4, cfg.n_channels, 32, 60)
+    source = source if waveform_active(cfg) or source.dtype == torch.long else feats  # rows, waveforms or features
+    assert batches(source[:3]).shape == (3, cfg.n_channels, 32, 60)
+
+
 def test_spec_augment_masks_whole_bands_and_frames():
     torch.manual_seed(2)
     feats = torch.ones(4, 1, 40, 100)

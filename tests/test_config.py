@@ -471,3 +471,54 @@ def test_accumulate_is_a_count_of_batches():
     assert merge([{"accumulate": 4}]).accumulate == 4
     with pytest.raises(ConfigError, match="accumulate: must be >= 1, got 0"):
         merge([{"accumulate": 0}])
+
+
+# --- per-channel front ends ---------------------------------------------------------------------------------------
+
+STACKED_MS = {"stacked_win_lengths_ms": [25, 50, 100], "stacked_hop_lengths_ms": [10, 25, 50], "n_fft": 4410}
+
+
+@pytest.mark.parametrize("layer, keys", [
+    ({**STACKED_MS, "stacked_hop_lengths_ms": [10, 25]}, ["stacked_hop_lengths_ms", "2 hops for 3 windows"]),
+    ({"stacked_win_lengths": [1024, 2048], "stacked_hop_lengths": [256, 512, 1024]},
+     ["stacked_hop_lengths", "3 hops for 2 windows"]),
+    ({"stacked_hop_lengths": [256]}, ["stacked_hop_lengths", "give stacked_win_lengths", "hop_length"]),
+    ({"stacked_win_lengths": [1024], "stacked_hop_lengths": []}, ["stacked_hop_lengths", "at least one"]),
+    ({"stacked_win_lengths_ms": []}, ["stacked_win_lengths_ms", "at least one"]),
+    (STACKED_MS, ["stacked_hop_lengths_ms", "different frame counts", "add resize_to"]),
+    ({**STACKED_MS, "max_frames": 250}, ["stacked_hop_lengths_ms", "add resize_to", "max_frames does not apply"]),
+    ({**STACKED_MS, "resize_to": [128, 250], "max_frames": 250}, ["resize_to and max_frames", "give one"]),
+    ({"resize_to": [128]}, ["resize_to", "[n_mels, frames]"]),
+    ({"resize_to": [128, 0]}, ["resize_to", "> 0"]),
+    ({"frontend": "kaldi", "resize_to": [128, 250]}, ["resize_to", "kaldi", "logmel"]),
+    ({"stacked_win_lengths": [1024], "stacked_hop_lengths_ms": [0.01]}, ["stacked_hop_lengths_ms", "one sample"]),
+    ({"stacked_win_lengths_ms": [25, 200]}, ["stacked_win_lengths_ms", "8820", "n_fft=4096"]),
+    ({"log_scale": "log10"}, ["log_scale", "db", "ln"]),
+    ({"stacked_win_lengths": [1024], "stacked_win_lengths_ms": [25]},
+     ["stacked_win_lengths and stacked_win_lengths_ms", "one form"]),
+])
+def test_stacked_lengths_and_resize_errors_name_the_keys(layer, keys):
+    with pytest.raises(ConfigError) as e:
+        merge([layer])
+    for k in keys:
+        assert k in str(e.value)
+
+
+def test_stacked_hops_replace_hop_length_and_one_form_replaces_the_other():
+    cfg = merge([{**STACKED_MS, "resize_to": [128, 250]}])
+    assert cfg.win_lengths == [1102, 2205, 4410] and cfg.hop_lengths == [441, 1102, 2205]
+    recorded = cfg.effective_dict()
+    assert recorded["hop_length"] is None and recorded["hop_length_ms"] is None and recorded["win_length"] is None
+    assert merge([recorded]).hop_lengths == [441, 1102, 2205]  # a saved config loads back (predict)
+    # a later layer's samples form replaces an earlier layer's ms form, as hop_length / hop_length_ms
+    later = merge([{**STACKED_MS, "resize_to": [128, 250]}, {"stacked_hop_lengths": [441, 441, 441]}])
+    assert later.stacked_hop_lengths_ms is None and later.hop_lengths == [441, 441, 441]
+    # equal hops need no resize; without stacked hops every channel takes hop_length
+    assert merge([{"stacked_win_lengths": [1024, 2048], "stacked_hop_lengths": [512, 512]}]).hop_lengths == [512, 512]
+    assert merge([{"stacked_win_lengths": [1024, 2048], "hop_length": 300}]).hop_lengths == [300, 300]
+
+
+def test_top_db_has_no_effect_under_the_ln_scale():
+    assert merge([{"log_scale": "ln", "top_db": 40}]).effective_dict()["top_db"] == 80.0
+    assert merge([{"log_scale": "db", "top_db": 40}]).effective_dict()["top_db"] == 40.0
+    assert merge([{"frontend": "kaldi", "log_scale": "ln"}]).effective_dict()["log_scale"] == "db"

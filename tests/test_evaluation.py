@@ -121,3 +121,25 @@ def test_a_model_of_a_variable_dataset_takes_clips_as_its_training_clips_were_ma
     assert {i.channels for i in infos} == {1, 2} and len({i.samplerate for i in infos}) > 1
     assert min(i.duration for i in infos) < 4 < max(i.duration for i in infos)
     assert predictor.probabilities([path]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_saved_model_of_per_channel_hops_predicts_with_its_resized_front_end(tmp_path, synth_root, cache_dir):
+    """predict rebuilds the front end from the saved config: each channel's window and hop, the ln scale and the
+    resize to the shape the model was trained on."""
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(tmp_path), *TINY, "--n_epochs", "1", "--split", "stratified",
+            "--stacked_win_lengths_ms", "[16, 32]", "--stacked_hop_lengths_ms", "[10, 20]", "--resize_to",
+            "[48, 120]", "--log_scale", "ln", "--save_model", "final"]
+    assert train.main(argv) == 0
+    (rec,) = read_records(tmp_path)
+    assert rec["config"]["hop_length"] is None and rec["config"]["resize_to"] == [48, 120]
+    files = RunFiles.of(tmp_path, rec["run_id"])
+    predictor = load_predictor(files.record)
+    assert predictor.cfg.hop_lengths == [160, 320] and predictor.cfg.win_lengths == [256, 512]
+    with np.load(files.preds) as f:
+        names, saved = list(f["filenames"][:6]), f["probs"][:6]
+    paths = [synth_root / "audio" / n for n in names]
+    assert predictor.features(torch.stack([predictor.clip(p) for p in paths])).shape == (6, 2, 48, 120)
+    probs = predictor.probabilities(paths).numpy()
+    assert np.allclose(probs, saved, atol=0.02) and (probs.argmax(1) == saved.argmax(1)).all()

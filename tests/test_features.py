@@ -1,14 +1,19 @@
 """Log-mel features: shapes for several configs (stacked too), dB range, torchaudio's values, normalisation
-statistics."""
+statistics; per-channel windows and hops resized to one shape with the natural log, as Palanisamy et al."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import torchaudio
+import torchvision
+from PIL import Image
 
-from audiosweep.config import merge
-from audiosweep.features import compute_features, input_shape, n_frames, normalize
+from audiosweep.config import load_yaml, merge
+from audiosweep.features import LogMel, channel_frames, compute_features, input_shape, n_frames, normalize, resize
+from tests.conftest import REPO, SLICE
 
 
 @pytest.mark.parametrize("layer, channels, mels", [
@@ -122,3 +127,79 @@ def test_kaldi_front_end_follows_the_spectrogram_keys():
     feats = compute_features(torch.randn(2, 80000), cfg, torch.device("cpu"))
     assert feats.shape == (2, 1, 64, 1 + (80000 - 640) // 320) == (2, 1, 64, n_frames(cfg, 80000))
     assert cfg.fft_size == 1024 and cfg.effective_dict()["n_fft"] == 1024  # Kaldi's window, padded to 2**k
+
+
+# --- per-channel front ends (Palanisamy et al.) ------------------------------------------------------------------
+
+# The paper's three channels, {window, hop} = {25, 10}, {50, 25}, {100, 50} ms, resized to 128 x 250, natural log:
+# the recipe file, which the tests below check against the paper's code.
+PAPER = load_yaml(REPO / "sweeps" / "recipes" / "frontend_multires.yaml")
+
+
+@pytest.mark.parametrize("rate, windows, hops", [
+    (44100, [1102, 2205, 4410], [441, 1102, 2205]),  # 25 ms = 1102.5 samples: Python rounds half to even
+    (22050, [551, 1102, 2205], [220, 551, 1102]),  # 10 ms = 220.5 -> 220; 25 ms = 551.25 -> 551
+])
+def test_ms_lengths_round_as_the_papers_code(rate, windows, hops):
+    cfg = merge([{**PAPER, "sample_rate": rate, "n_fft": rate // 10, "f_max": rate / 2}])
+    assert cfg.win_lengths == windows and cfg.hop_lengths == hops
+    assert windows == [int(round(ms * rate / 1000)) for ms in (25, 50, 100)]  # the code's own formula
+
+
+def test_each_channel_has_the_frames_of_its_own_hop_before_the_resize():
+    cfg = merge([PAPER])
+    n = 220500  # a 5 s ESC-50 clip at 44.1 kHz; centred frames: n // hop + 1
+    assert channel_frames(cfg, n) == [501, 201, 101]
+    logmel, wav = LogMel(cfg), torch.randn(1, n)
+    frames = [logmel.power(wav, getattr(logmel, f"window{i}"), hop).shape[-1] for i, hop in enumerate(cfg.hop_lengths)]
+    assert frames == [501, 201, 101]
+
+
+def test_channels_are_resized_to_one_shape():
+    cfg = merge([PAPER])
+    feats = compute_features(torch.randn(2, 220500), cfg, torch.device("cpu"))
+    assert feats.shape == (2, 3, 128, 250) and input_shape(cfg) == (3, 128, 250) and n_frames(cfg, 220500) == 250
+    # the height too, when resize_to's differs from n_mels; GTZAN's 30 s clips at 22.05 kHz as the paper's (128, 1500)
+    assert input_shape(merge([{**PAPER, "n_mels": 64}])) == (3, 128, 250)
+    gtzan = merge([{**PAPER, "dataset": "gtzan", "data_dir": "x", "sample_rate": 22050, "n_fft": 2205,
+                    "f_max": 11025, "resize_to": [128, 1500]}])
+    assert input_shape(gtzan) == (3, 128, 1500)
+
+
+def test_ln_scale_is_the_log_of_power_plus_1e6_without_a_floor():
+    power = torch.tensor([[[0.0, 1e-3, 1.0, 1e6]]])
+    out = LogMel(merge([{**PAPER, "top_db": 10.0}])).log(power.clone())
+    assert torch.allclose(out, torch.log(power + 1e-6))
+    assert float(out.max() - out.min()) > 27  # ln(1e6) - ln(1e-6): no top_db floor
+    db = 10 * torch.log10(power.clamp_min(1e-10))  # the default, db: floored 80 dB below the peak (60 dB)
+    assert torch.allclose(LogMel(merge([])).log(power.clone()), db.clamp_min(60 - 80))
+
+
+@pytest.mark.parametrize("size", [(128, 250), (128, 1500), (64, 37), (200, 101)])
+def test_resize_is_pils_bilinear_resize(size):
+    """torchvision's Resize of a float PIL image (the paper's code): PIL's bilinear filter, antialiased when it
+    shrinks. Values of spread 5 agree to 1e-3 (float32 sums in a different order; PIL's coefficients are doubles)."""
+    a = np.random.default_rng(0).normal(0, 5, (128, 501)).astype(np.float32)
+    theirs = np.asarray(torchvision.transforms.Resize(size)(Image.fromarray(a)))
+    ours = resize(torch.from_numpy(a)[None], size)[0].numpy()
+    assert ours.shape == theirs.shape == size
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)
+    plain = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None], size, mode="bilinear")[0, 0].numpy()
+    if size[1] < 501:  # shrinking: without the antialias, it would not be PIL's
+        assert np.abs(plain - theirs).max() > 0.1
+
+
+def test_the_papers_front_end_on_a_real_clip():
+    """Every channel against the paper's code: torchaudio's MelSpectrogram (its defaults: f_max = Nyquist, htk, no
+    filter norm, power 2), np.log(spec + 1e-6), torchvision's Resize((128, 250)) of the float PIL image; to 1e-4
+    (values span about -14..14)."""
+    clip = sorted((SLICE / "audio").glob("*.wav"))[0]
+    wav, rate = sf.read(str(clip), dtype="float32")
+    x = torch.from_numpy(wav)
+    cfg = merge([PAPER])
+    ours = compute_features(x[None], cfg, torch.device("cpu"))[0]
+    for i, (win, hop) in enumerate(zip(cfg.win_lengths, cfg.hop_lengths, strict=True)):
+        spec = torchaudio.transforms.MelSpectrogram(sample_rate=rate, n_fft=4410, win_length=win, hop_length=hop,
+                                                    n_mels=128)(x).numpy()
+        ref = np.asarray(torchvision.transforms.Resize((128, 250))(Image.fromarray(np.log(spec + 1e-6))))
+        np.testing.assert_allclose(ours[i].numpy(), ref, atol=1e-4)

@@ -37,6 +37,14 @@ def test_estimate_grows_linearly_with_the_batch():
     assert a.largest_batch(a.total) == 8 and a.largest_batch(b.total) == 24
 
 
+def test_the_estimate_is_of_the_resized_input():
+    resized = config("--arch", "resnet18", "--n_mels", "64", "--stacked_win_lengths_ms", "[25,50,100]",
+                     "--stacked_hop_lengths_ms", "[10,25,50]", "--n_fft", "4410", "--resize_to", "[128,250]")
+    plain = config("--arch", "resnet18", "--n_mels", "128", "--stacked_win_lengths", "[1024,2048,4096]")
+    a, b = memory.estimate_training(resized, 250, N_CLASSES, 4), memory.estimate_training(plain, 250, N_CLASSES, 4)
+    assert a.activations == b.activations and a.parameters == b.parameters
+
+
 def test_resnet18_estimate_matches_a_hand_count():
     """resnet18 on 64 x 1 x 224 x 716: the stem's conv and BN outputs, the max-pool, then 4 tensors per basic block
     (conv, BN, conv, BN: the residual add and ReLUs are in place) and a downsample conv + BN in layers 2-4."""

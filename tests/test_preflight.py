@@ -43,3 +43,12 @@ def test_clips_must_be_longer_than_half_the_fft():
     check_clip_length(merge([]), 220500)
     with pytest.raises(ConfigError, match="n_fft=1048576 needs clips longer than n_fft/2 = 524288 samples"):
         check_clip_length(merge([{"n_fft": 2**20}]), 220500)
+
+
+def test_the_resized_shape_is_what_the_model_is_checked_on():
+    """resize_to sets the model's input, whatever n_mels and the hops give before it; a refusal names it."""
+    stacked = {"arch": "simple_cnn", "stacked_win_lengths": [1024, 2048], "stacked_hop_lengths": [256, 512]}
+    check_model_input(merge([{**stacked, "n_mels": 24, "resize_to": [64, 100]}]), 100, 50)  # 24 bands alone fail
+    with pytest.raises(ConfigError) as e:
+        check_model_input(merge([{**stacked, "n_mels": 64, "resize_to": [1, 100]}]), 100, 50)
+    assert "resize_to" in str(e.value) and "2 x 1 x 100" in str(e.value) and "resized to 1 x 100" in str(e.value)
