@@ -168,7 +168,7 @@ def test_to_dict_has_every_key():
 
 def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
     assert all(f.metadata["role"] in ROLES for f in FIELDS.values())
-    assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold"}
+    assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold", "test_fold"}
     assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "metadata", "download_url",
                                                 "cache_dir", "project", "wandb_mode", "results_dir", "save_model",
                                                 "pretrained_path"}
