@@ -121,3 +121,23 @@ def test_a_model_of_a_variable_dataset_takes_clips_as_its_training_clips_were_ma
     assert {i.channels for i in infos} == {1, 2} and len({i.samplerate for i in infos}) > 1
     assert min(i.duration for i in infos) < 4 < max(i.duration for i in infos)
     assert predictor.probabilities([path]).shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_a_stratified_test_share_is_evaluated_plain_and_with_tta(tmp_path, synth_root, cache_dir):
+    out = tmp_path / "res"
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1", "--split", "stratified",
+            "--test_pct", "0.25", "--tta", "3"]
+    assert train.main(argv) == 0
+    (rec,) = read_records(out)
+    files, s = RunFiles.of(out, rec["run_id"]), rec["summary"]
+    assert set(rec["files"]) == {"preds", "tta_preds", "test_preds", "test_tta_preds"}
+    # 20 clips per class, recordings of one clip each in the synthetic set: 5 per class held out
+    assert s["n_test"] == 50 and s["n_train"] + s["n_valid"] + s["n_test"] == 200
+    with np.load(files.test_preds) as plain, np.load(files.test_tta_preds) as tta, np.load(files.preds) as valid:
+        assert list(plain["filenames"]) == list(tta["filenames"]) and len(plain["filenames"]) == 50
+        assert not set(plain["filenames"]) & set(valid["filenames"])
+        assert np.isclose((plain["probs"].argmax(1) == plain["targets"]).mean(), s["test_accuracy"])
+        assert np.isclose((tta["probs"].argmax(1) == tta["targets"]).mean(), s["test_tta_accuracy"])
+        assert not np.allclose(plain["probs"], tta["probs"])
