@@ -140,16 +140,11 @@ def parse_over(text: str, by: list[str]) -> list[str]:
     return keys
 
 
-def preds_file(files: RunFiles, tta: bool = False, test: bool = False) -> Path:
-    """The predictions a member contributes: validation or (``test``) held-out test clips', plain or ``tta``."""
-    return getattr(files, f"{'test_' if test else ''}{'tta_' if tta else ''}preds")
-
-
 def load_member(row: pd.Series, tta: bool = False, test: bool = False) -> Member | None:
     """The run's predictions sorted by clip name, None when it has no file; a SourceError for a broken one."""
     if not isinstance(row.record_path, str):
         return None
-    path = preds_file(RunFiles(Path(row.record_path)), tta, test)
+    path = RunFiles(Path(row.record_path)).predictions(tta, test)
     if not path.is_file():
         return None
     try:
@@ -231,7 +226,7 @@ def analyse(df: pd.DataFrame, over: list[str], by: list[str] | None = None, tta:
             continue
         group.error = mismatch(members)
         (refused if group.error else ensembles).append(group)
-    name = preds_file(RunFiles.of("", "<run_id>"), tta, test).name
+    name = RunFiles.of("", "<run_id>").predictions(tta, test).name
     if missing:
         warnings.append(f"{len(missing)} finished run(s) left out, no {name} beside the record: "
                         + ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else ""))

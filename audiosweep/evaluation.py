@@ -99,7 +99,7 @@ def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFile
             continue
         names = data.meta.filename.iloc[idx.numpy()].tolist()
         setattr(outcome, f"{kind}accuracy", _accuracy(p, t))
-        _write(outcome, f"{kind}preds", getattr(files, f"{kind}preds"),
+        _write(outcome, f"{kind}preds", files.predictions(test=bool(kind)),
                lambda path, p=p, t=t, names=names: save_predictions(path, p.float().numpy(), t.numpy(),
                                                                      data.classes, names))
         if cfg.tta > 1:
@@ -107,7 +107,7 @@ def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFile
                 waveforms = stage_waveforms(data.waveforms, learn.dls.device)
             tta = tta_probs(learn, cfg, waveforms, data.targets, idx, norm_stats, p)
             setattr(outcome, f"{kind}tta_accuracy", _accuracy(tta, t))
-            _write(outcome, f"{kind}tta_preds", getattr(files, f"{kind}tta_preds"),
+            _write(outcome, f"{kind}tta_preds", files.predictions(tta=True, test=bool(kind)),
                    lambda path, tta=tta, t=t, names=names: save_predictions(path, tta.numpy(), t.numpy(),
                                                                            data.classes, names))
     if cfg.save_model != "none":

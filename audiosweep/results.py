@@ -136,13 +136,11 @@ class RunFiles:
     def tta_preds(self) -> Path:
         return self.record.with_name(self.run_id + TTA_PREDS_SUFFIX)
 
-    @property
-    def test_preds(self) -> Path:
-        return self.record.with_name(self.run_id + TEST_PREDS_SUFFIX)
-
-    @property
-    def test_tta_preds(self) -> Path:
-        return self.record.with_name(self.run_id + TEST_TTA_PREDS_SUFFIX)
+    def predictions(self, tta: bool = False, test: bool = False) -> Path:
+        """The validation (or the held-out ``test`` clips') predictions file, plain or with ``tta``."""
+        suffix = {(False, False): PREDS_SUFFIX, (True, False): TTA_PREDS_SUFFIX, (False, True): TEST_PREDS_SUFFIX,
+                  (True, True): TEST_TTA_PREDS_SUFFIX}[tta, test]
+        return self.record.with_name(self.run_id + suffix)
 
     @property
     def model(self) -> Path:

@@ -37,8 +37,8 @@ def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 
         save_predictions(files.preds, np.eye(3)[predicted], targets, CLASSES, [f"{i}.wav" for i in range(12)])
     if preds and test_acc is not None:  # 10 test clips of class 0, round(10 * test_acc) of them right
         right = round(10 * test_acc)
-        save_predictions(files.test_preds, np.eye(3)[[0] * right + [1] * (10 - right)], np.zeros(10, dtype=int),
-                         CLASSES, [f"test{i}.wav" for i in range(10)])
+        save_predictions(files.predictions(test=True), np.eye(3)[[0] * right + [1] * (10 - right)],
+                         np.zeros(10, dtype=int), CLASSES, [f"test{i}.wav" for i in range(10)])
     return rec
 
 

@@ -135,7 +135,8 @@ def test_a_stratified_test_share_is_evaluated_plain_and_with_tta(tmp_path, synth
     assert set(rec["files"]) == {"preds", "tta_preds", "test_preds", "test_tta_preds"}
     # 20 clips per class, recordings of one clip each in the synthetic set: 5 per class held out
     assert s["n_test"] == 50 and s["n_train"] + s["n_valid"] + s["n_test"] == 200
-    with np.load(files.test_preds) as plain, np.load(files.test_tta_preds) as tta, np.load(files.preds) as valid:
+    plain, tta = files.predictions(test=True), files.predictions(tta=True, test=True)
+    with np.load(plain) as plain, np.load(tta) as tta, np.load(files.preds) as valid:
         assert list(plain["filenames"]) == list(tta["filenames"]) and len(plain["filenames"]) == 50
         assert not set(plain["filenames"]) & set(valid["filenames"])
         assert np.isclose((plain["probs"].argmax(1) == plain["targets"]).mean(), s["test_accuracy"])

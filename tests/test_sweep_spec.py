@@ -256,6 +256,8 @@ def test_exponent_floats_survive_the_command_line(tmp_path):
     ({"method": "grdi"}, {"n_mels": 64}, "method: 'grdi' is not one of grid, random, bayes"),
     ({"metric": {"name": "accuracy"}}, {"n_mels": 64}, "would look for the worst accuracy: set goal: maximize"),
     ({"metric": {"name": "acc", "goal": "maximize"}}, {"n_mels": 64}, "train.py does not log 'acc'"),
+    ({"metric": {"name": "test_accuracy", "goal": "maximize"}}, {"n_mels": 64}, "test_accuracy is the held-out test "
+                                                                                "set's, which nothing may select on"),
     ({"paramters": 1}, {"n_mels": 64}, "unknown top-level key 'paramters': did you mean parameters?"),
     ({"program": "nope.py"}, {"n_mels": 64}, "program: 'nope.py' not found"),
     ({}, {"normalize": {"values": ["global", "median"]}}, "normalize.values[1]: normalize: 'median' is not one"),

@@ -302,8 +302,8 @@ def test_a_test_fold_is_seen_by_neither_training_nor_selection(tmp_path, cache_d
     assert int(np.argmax(seen["test"])) != int(np.argmax(valid_accs))  # where the test fold would choose another
     assert s["test_accuracy"] == pytest.approx(seen["test"][s["evaluated_epoch"] - 1])
     files = RunFiles.of(out, rec["run_id"])
-    assert rec["files"]["test_preds"] == files.test_preds.name
-    with np.load(files.test_preds) as f:
+    assert rec["files"]["test_preds"] == files.predictions(test=True).name
+    with np.load(files.predictions(test=True)) as f:
         assert sorted(f["filenames"]) == sorted(d.meta.filename.iloc[sorted(test)])
         assert (f["probs"].argmax(1) == f["targets"]).mean() == pytest.approx(s["test_accuracy"])
     with np.load(files.preds) as f:
