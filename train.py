@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         feats = compute_features(data.waveforms, cfg, device, out_dtype=feature_dtype(cfg, device))
         feats, stats = normalize(feats, cfg.normalize, data.train_idx)
         feature_s = time.time() - t_feat
-        print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation clips, {len(data.classes)} "
+        held = f" / {len(data.test_idx)} held-out test" if len(data.test_idx) else ""
+        print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation{held} clips, {len(data.classes)} "
               f"classes, features {(cfg.n_channels, *feats.shape[2:])} on {device} in {feature_s:.1f}s")
         batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never drawn anew
         source = stage_waveforms(data.waveforms, device) if batches and batches.from_waveforms else None
@@ -94,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             cfg.effective_dict(), run_id, history.rows, evaluated_epoch=evaluated, accuracy=acc,
             tta_accuracy=out.tta_accuracy, norm_stats=stats, pretrained_weights=learn.model_body.pretrained,
             n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3),
-            wall_time_s=round(time.time() - t0, 3), env=env, classes=classes, files=written)
+            wall_time_s=round(time.time() - t0, 3), env=env, classes=classes, files=written,
+            test_accuracy=out.test_accuracy, test_tta_accuracy=out.test_tta_accuracy,
+            n_test=len(data.test_idx) if len(data.test_idx) else None)
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
         print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {record.summary.best_accuracy:.4f}{tta})")
+        if out.test_accuracy is not None:
+            tta = f", with {cfg.tta}-view TTA {out.test_tta_accuracy:.4f}" if out.test_tta_accuracy is not None else ""
+            print(f"test accuracy: {out.test_accuracy:.4f} on the {len(data.test_idx)} held-out clips{tta}")
     except BaseException as e:
         e = memory.explain_oom(e, cfg)  # out of memory: which batch size and arch failed, and what to change
         error = f"{type(e).__name__}: {e}"

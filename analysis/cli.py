@@ -13,12 +13,13 @@ import pandas as pd
 
 from audiosweep.config import ALIASES, FIELDS, coerce, resolve_aliases, unknown_key_message
 from audiosweep.errors import SourceError, refuse
-from audiosweep.results import METRIC_GOALS
+from audiosweep.results import METRIC_GOALS, TEST_METRIC
 
 from .runs import load_runs
 
-# The metrics --metric offers: those where higher is better (accuracies), the run's final value first.
-ACCURACY_METRICS = [m for m, goal in METRIC_GOALS.items() if goal == "maximize"]
+# The metrics --metric offers: those where higher is better (accuracies), the run's final value first, then the
+# held-out test accuracy (analysed, never a sweep's metric: nothing selects on the test clips).
+ACCURACY_METRICS = [*(m for m, goal in METRIC_GOALS.items() if goal == "maximize"), TEST_METRIC]
 
 
 def parser(module: str, description: str | None) -> argparse.ArgumentParser:
@@ -44,7 +45,8 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="warn about malformed record files and go on without "
                    "them (default: stop, naming the file)")
     p.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
-                   help="final (default) or best-epoch validation accuracy")
+                   help="final (default) or best-epoch validation accuracy, or the held-out test accuracy (runs "
+                   "with test_fold or test_pct)")
 
 
 def parse_keys(text: str | None) -> list[str]:

@@ -9,7 +9,8 @@ A group is the finished runs sharing every config value apart from the ``--over`
 environment keys analysis pools (``analysis.checks.NUISANCE_KEYS``), except ``fold``: runs of different folds
 have different validation sets and are never averaged. Keys other than ``--by`` that tell groups apart are shown
 as columns too. Members are read from their predictions files (``<run_id>.preds.npz``; ``--tta``: the
-test-time-augmented ``<run_id>.tta.preds.npz``); a run without one is left out with a warning. Every accuracy is
+test-time-augmented ``<run_id>.tta.preds.npz``; ``--test``: the held-out test clips' ``<run_id>.test.preds.npz``,
+which runs of other ``test_fold`` never share); a run without one is left out with a warning. Every accuracy is
 computed from those files: the single runs' mean ± sample std, the ensemble's (argmax of the mean softmax output)
 and the gain in points. Members must hold the same validation clips (``filenames``, realigned when their order
 differs), classes and labels; a group whose members do not is refused with an error naming them, never averaged
@@ -139,12 +140,11 @@ def parse_over(text: str, by: list[str]) -> list[str]:
     return keys
 
 
-def load_member(row: pd.Series, tta: bool = False) -> Member | None:
+def load_member(row: pd.Series, tta: bool = False, test: bool = False) -> Member | None:
     """The run's predictions sorted by clip name, None when it has no file; a SourceError for a broken one."""
     if not isinstance(row.record_path, str):
         return None
-    files = RunFiles(Path(row.record_path))
-    path = files.tta_preds if tta else files.preds
+    path = RunFiles(Path(row.record_path)).predictions(tta, test)
     if not path.is_file():
         return None
     try:
@@ -195,13 +195,15 @@ def _label(values: dict) -> str:
     return " ".join(f"{k}={'none' if is_missing(v) else v}" for k, v in values.items())
 
 
-def analyse(df: pd.DataFrame, over: list[str], by: list[str] | None = None, tta: bool = False) -> Result:
-    """Every ensemble of ``df``'s finished runs over the keys ``over`` (one per fold), grouped as the module says."""
+def analyse(df: pd.DataFrame, over: list[str], by: list[str] | None = None, tta: bool = False,
+            test: bool = False) -> Result:
+    """Every ensemble of ``df``'s finished runs over the keys ``over`` (one per fold), grouped as the module says;
+    ``test``: of their held-out test clips' predictions."""
     by = [k for k in by or [] if k != "fold"]
     ok = finished(df)
     if ok.empty:
         raise SourceError("no finished runs: nothing to ensemble")
-    pooled = (NUISANCE_KEYS - {"fold"}) | set(over)
+    pooled = (NUISANCE_KEYS - {"fold", "test_fold"}) | set(over)  # other held-out clips: never averaged
     keys = [k for k in FIELDS if k not in pooled]
     cols = by + varying_keys(ok, pooled | {"fold", *by})
     warnings = []
@@ -213,7 +215,7 @@ def analyse(df: pd.DataFrame, over: list[str], by: list[str] | None = None, tta:
         rows.sort(key=lambda r: (_key(r[k] for k in over), str(r.run_id)))
         members = []
         for row in rows:
-            member = load_member(row, tta)
+            member = load_member(row, tta, test)
             if member is None:
                 missing.append(str(row.run_id))
             else:
@@ -224,7 +226,7 @@ def analyse(df: pd.DataFrame, over: list[str], by: list[str] | None = None, tta:
             continue
         group.error = mismatch(members)
         (refused if group.error else ensembles).append(group)
-    name = RunFiles.of("", "<run_id>").tta_preds.name if tta else RunFiles.of("", "<run_id>").preds.name
+    name = RunFiles.of("", "<run_id>").predictions(tta, test).name
     if missing:
         warnings.append(f"{len(missing)} finished run(s) left out, no {name} beside the record: "
                         + ", ".join(missing[:8]) + (", ..." if len(missing) > 8 else ""))
@@ -369,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", action="store_true", help="one ensemble per fold, then mean ± std over folds")
     p.add_argument("--tta", action="store_true", help="average the test-time-augmented predictions "
                    "(<run_id>.tta.preds.npz) instead")
+    p.add_argument("--test", action="store_true", help="average the held-out test clips' predictions "
+                   "(<run_id>.test.preds.npz, with --tta <run_id>.test.tta.preds.npz) of runs with test_fold or "
+                   "test_pct instead")
     p.add_argument("--sizes", action="store_true", help="print only the ensemble-size table")
     p.add_argument("--format", choices=["table", "csv", "markdown"], default="table",
                    help="table (default), csv (raw numbers, accuracy as a fraction) or markdown")
@@ -394,7 +399,7 @@ def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
     if is_export(args.source):
         raise SourceError(f"{args.source}: a W&B runs-table export holds no predictions; ensembles average the "
                           f"{RunFiles.of('', '<run_id>').preds.name} files beside result records (give their folder)")
-    result = analyse(df, parse_over(args.over, by), by, args.tta)
+    result = analyse(df, parse_over(args.over, by), by, args.tta, args.test)
     for m in run_warnings(df) + result.warnings:
         warn(m)
     errors = refusals(result)

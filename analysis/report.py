@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from audiosweep.errors import SourceError
+from audiosweep.results import TEST_METRIC
 
 from . import cli, compare, ensemble, importance, interactions, plan, reproduce
 from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
@@ -27,7 +28,7 @@ from .context import context_markdown
 from .figures import confused_pairs, save
 from .paths import report_dir
 from .runs import finished, warn
-from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render
+from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render, test_column
 
 IMPORTANCE_INTRO = ("Random-forest importance (200 trees on the varying keys, one-hot for categorical ones; sums to "
                     "100 %) and Pearson correlation with the metric; for a categorical key, that of its most "
@@ -68,8 +69,22 @@ def header(df: pd.DataFrame, metric: str = "accuracy", source: str = "") -> str:
     sweeps = ", ".join(sorted(s or "(no sweep)" for s in df.sweep.unique()))
     return "\n".join([f"# Results{': ' + source if source else ''}", "",
                       f"{len(df)} runs ({len(ok)} finished with {metric}) from sweep(s) {sweeps}. Accuracy is the "
-                      f"validation {metric.replace('_', ' ')} in %, mean ± sample std over runs; min and max over "
-                      "runs.", "", context_markdown(df, metric), *_bullets(run_warnings(df, metric))])
+                      f"{_measured(metric)} in %, mean ± sample std over runs; min and max over runs."
+                      + _test_note(ok, metric), "", context_markdown(df, metric), *_bullets(run_warnings(df, metric))])
+
+
+def _measured(metric: str) -> str:
+    if metric == TEST_METRIC:
+        return "accuracy on the held-out test clips (test_fold or test_pct) of the epoch chosen on validation"
+    return f"validation {metric.replace('_', ' ')}"
+
+
+def _test_note(ok: pd.DataFrame, metric: str) -> str:
+    """What the test_accuracy column is, where the tables have one."""
+    if not test_column(ok, metric):
+        return ""
+    return (f" {int(ok[TEST_METRIC].notna().sum())} runs held clips out as a test set (test_fold or test_pct): "
+            f"column {TEST_METRIC} is their accuracy there, of the epoch chosen on validation.")
 
 
 def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metric: str = "accuracy") -> Part:

@@ -7,7 +7,10 @@ Holm-corrected p over the groups tested, a verdict, and each side's median run t
     python -m analysis.reproduce results/final --published wandb:ENTITY/PROJECT --published-sweep ID --by n_epochs \\
         --format markdown --out reports/reproduce
 
-Our runs (SOURCE) and the published ones (--published) come from any analysis source; --sweep selects ours,
+Where our runs held out a test set (test_fold, test_pct), their test_accuracy is compared instead of the validation
+accuracy (the papers report test accuracy); so is the published side's, where it has one: the header and the columns
+name what each side was measured by. Our runs (SOURCE) and the published ones (--published) come from any analysis
+source; --sweep selects ours,
 --published-sweep theirs. Verdicts: consistent (Holm p >= 0.05), differs (below), no test (fewer than 2 runs on
 a side, or no spread), "ours only" or "published only" for groups found on one side (listed, not tested).
 Warnings (stderr) name the groups whose held-fixed settings differ between the sides (Config settings other than
@@ -28,6 +31,7 @@ import pandas as pd
 
 from audiosweep.config import FIELDS, SETTING, keys_with_role
 from audiosweep.errors import SourceError
+from audiosweep.results import TEST_METRIC
 
 from . import cli
 from .checks import check, distinct_values
@@ -111,37 +115,45 @@ def _label(by: list[str], key: tuple) -> str:
     return " ".join(f"{k}={format_value(k, v)}" for k, v in zip(by, key, strict=True)) or "all runs"
 
 
+def compared_metric(runs: pd.DataFrame, metric: str) -> str:
+    """The metric a side is compared on: its held-out test accuracy where its runs have one and ``metric`` is
+    the (validation) accuracy, as papers publish test accuracy; else ``metric``."""
+    return TEST_METRIC if metric == "accuracy" and not finished(runs, TEST_METRIC).empty else metric
+
+
 def reproduction_table(ours: pd.DataFrame, published: pd.DataFrame, by: list[str], metric: str = "accuracy"
                        ) -> tuple[pd.DataFrame, list[str]]:
     """One row per group of ``by`` found on either side (in order of the keys' values): each side's ``n``,
     ``mean``, ``std``, 95 % interval and median ``wall_time_s``; for groups on both sides the Welch test of ours
     against published (``diff``, its interval, Cohen's d, ``p``), ``p_holm`` over those tested, and ``verdict``.
-    Also the warnings: each side's (``analysis.checks.check``), and the groups held fixed differently."""
+    Each side is measured by :func:`compared_metric` (columns ``ours_metric``, ``published_metric``). Also the
+    warnings: each side's (``analysis.checks.check``), and the groups held fixed differently."""
     loaded = {"ours": ours, "published": published}
-    sides = {side: finished(df, metric) for side, df in loaded.items()}
+    metrics = {side: compared_metric(df, metric) for side, df in loaded.items()}
+    sides = {side: finished(df, metrics[side]) for side, df in loaded.items()}
     for side, df in sides.items():
         if df.empty:
-            raise SourceError(f"no finished runs with {metric} in {RUNS[side]}")
-    messages = [f"{side}: {m}" for side, df in loaded.items() for m in check(df, by, metric)]
+            raise SourceError(f"no finished runs with {metrics[side]} in {RUNS[side]}")
+    messages = [f"{side}: {m}" for side, df in loaded.items() for m in check(df, by, metrics[side])]
     groups = {side: _groups(df, by) for side, df in sides.items()}
     keys = sorted_values(dict.fromkeys([*groups["ours"], *groups["published"]]))
     rows = []
     for key in keys:
         a, b = groups["ours"].get(key), groups["published"].get(key)
-        row = {**dict(zip(by, key, strict=True)), **{f"ours_{k}": v for k, v in _side(a, metric).items()},
-               **{f"published_{k}": v for k, v in _side(b, metric).items()}}
+        row = {**dict(zip(by, key, strict=True)), **{f"ours_{k}": v for k, v in _side(a, metrics["ours"]).items()},
+               **{f"published_{k}": v for k, v in _side(b, metrics["published"]).items()}}
         if a is None or b is None:
             rows.append({**row, "verdict": ONE_SIDE["ours" if b is None else "published"], "note": ""})
             continue
-        test = welch(a[metric], b[metric])
+        test = welch(a[metrics["ours"]], b[metrics["published"]])
         rows.append({**row, "diff": test["diff"], "diff_ci95_low": test["ci_low"], "diff_ci95_high": test["ci_high"],
                      "cohen_d": test["effect"], "p": test["p"], "note": test["note"]})
         differences = fixed_differences(a, b, by)
         if differences:
             messages.append(f"held-fixed settings differ: {_label(by, key)}: {'; '.join(differences)}")
     columns = [*by, *(f"{s}_{k}" for s in SIDES for k in _side(None, metric)), "diff", "diff_ci95_low",
-               "diff_ci95_high", "cohen_d", "p", "p_holm", "verdict", "note"]
-    table = pd.DataFrame(rows, columns=columns)
+               "diff_ci95_high", "cohen_d", "p", "p_holm", "verdict", "note", *(f"{s}_metric" for s in SIDES)]
+    table = pd.DataFrame(rows, columns=columns).assign(**{f"{s}_metric": metrics[s] for s in SIDES})
     table["p_holm"] = holm(table.p.tolist())  # over the groups tested (NaN: none)
     table["verdict"] = [v if isinstance(v, str) else NO_TEST if pd.isna(p) else DIFFERS if p < ALPHA else CONSISTENT
                         for v, p in zip(table.verdict, table.p_holm, strict=True)]
@@ -168,7 +180,7 @@ def display(table: pd.DataFrame, by: list[str], df: pd.DataFrame, metric: str = 
                        index=table.index)
     for side in SIDES:
         out[f"n {side}"] = table[f"{side}_n"].astype(int).astype(str)
-        out[f"{metric} % {side} [95 % CI]"] = _mean_cells(table, side)
+        out[f"{_measured(table, side, metric)} % {side} [95 % CI]"] = _mean_cells(table, side)
     out["diff pts [95 % CI]"] = ["–" if pd.isna(d) else cell for d, cell in
                                  zip(table["diff"], diff_cells(table["diff"], table.diff_ci95_low,
                                                                table.diff_ci95_high), strict=True)]
@@ -180,10 +192,18 @@ def display(table: pd.DataFrame, by: list[str], df: pd.DataFrame, metric: str = 
     return out
 
 
+def _measured(table: pd.DataFrame, side: str, metric: str) -> str:
+    """The metric ``side`` was measured by (its column, or ``metric`` for a table without one)."""
+    column = f"{side}_metric"
+    return str(table[column].iloc[0]) if column in table and len(table) else metric
+
+
 def header(by: list[str], table: pd.DataFrame, metric: str = "accuracy") -> str:
     """The line above the table: what is compared, how, and over how many groups Holm corrects."""
     m = int(table.p.notna().sum())
-    return HEADER.format(metric=metric, keys=", ".join(by) or "(all runs)", m=m, s="s" * (m != 1), alpha=ALPHA)
+    ours, theirs = (_measured(table, side, metric) for side in SIDES)
+    compared = ours if ours == theirs else f"{ours} (ours) against {theirs} (published)"
+    return HEADER.format(metric=compared, keys=", ".join(by) or "(all runs)", m=m, s="s" * (m != 1), alpha=ALPHA)
 
 
 def write_files(table: pd.DataFrame, by: list[str], out: str | Path, metric: str = "accuracy") -> list[Path]:

@@ -1,5 +1,6 @@
 """Tables of runs: mean with its 95 % confidence interval, sample std, min and max of accuracy and validation loss
-per value of any parameter(s), and the final study's per-fold table.
+(and the held-out test accuracy, where runs have one) per value of any parameter(s), and the final study's per-fold
+table.
 
     python -m analysis.summarize results/smoke --by n_mels
     python -m analysis.summarize results/final --folds --by arch --format markdown --ci bootstrap --seed 1
@@ -30,6 +31,7 @@ import pandas as pd
 import scipy.stats
 
 from audiosweep.errors import SourceError
+from audiosweep.results import TEST_METRIC
 
 from . import cli
 from .checks import (
@@ -83,7 +85,7 @@ def group_stats(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: s
     :func:`interval`), each mean is followed by ``<col>_ci95_low`` and ``<col>_ci95_high``, and a last column
     ``ci_method`` says how."""
     ok = finished(df, metric)
-    cols = [metric, "valid_loss"]
+    cols = [metric, *test_column(ok, metric), "valid_loss"]
     if by:
         g = ok.groupby(by, dropna=False, sort=False)[cols]
         out, n = g.agg(STATS), g.size().to_numpy()
@@ -101,6 +103,11 @@ def group_stats(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: s
     out.insert(0, "n", n)
     out = out.reset_index() if by else out
     return out.sort_values(f"{metric}_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def test_column(df: pd.DataFrame, metric: str) -> list[str]:
+    """``[test_accuracy]`` when runs of ``df`` hold a held-out test accuracy and it is not ``metric`` already."""
+    return [TEST_METRIC] if metric != TEST_METRIC and df[TEST_METRIC].notna().any() else []
 
 
 def _stats_row(values: pd.Series, ci: str | None, seed: int, over: str = "runs") -> dict:
@@ -181,6 +188,8 @@ def display_table(stats: pd.DataFrame, by: list[str], df: pd.DataFrame, metric: 
     _mean_cells(out, stats, f"{metric}_", f"{metric} %", 100, 2)
     out["min %"] = number_cells(stats[f"{metric}_min"], 100, 2)
     out["max %"] = number_cells(stats[f"{metric}_max"], 100, 2)
+    if f"{TEST_METRIC}_mean" in stats:
+        _mean_cells(out, stats, f"{TEST_METRIC}_", f"{TEST_METRIC} %", 100, 2)
     _mean_cells(out, stats, "valid_loss_", "valid_loss", 1, 4)
     return out
 

@@ -313,11 +313,21 @@ class Config:
         "with a fold column) | stratified (valid_pct per class, grouped by recording: src_file of ESC-50, fsID of "
         "UrbanSound8K, the location of dcase2017_scenes, the group column of csv, else each file alone)", "data",
         label="split")
-    fold: int = knob(1, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k, gtzan: 1..10; "
-                     "dcase2017_scenes: 1..4, its fold<k>_evaluate.txt; csv: a value of its fold column)", "data",
-                     role=REPLICATE, label="validation fold", bounds=Bounds(1))
-    valid_pct: float = knob(0.2, "validation share of the stratified split", "data", label="validation share",
-                            bounds=Bounds(0, 1, low_open=True, high_open=True))
+    fold: int | None = knob(None, "validation fold of the official split (esc50/esc10: 1..5; urbansound8k, gtzan: "
+                            "1..10; dcase2017_scenes: 1..4, its fold<k>_evaluate.txt; csv: a value of its fold "
+                            "column); null = 1, or with test_fold the fold after it (cyclically; records hold the "
+                            "fold used)", "data", role=REPLICATE, label="validation fold", bounds=Bounds(1))
+    test_fold: int | None = knob(None, "official split: the fold held out as the test set, seen by neither training "
+                                 "nor model selection (checkpoint best, plateau, early termination look at `fold`); "
+                                 "the run trains on the other folds and records summary.test_accuracy; null = no "
+                                 "test set", "data", role=REPLICATE, label="test fold", bounds=Bounds(1),
+                                 when={"split": "official"})
+    test_pct: float = knob(0.0, "stratified split: share of each class held out as the test set (grouped by "
+                           "recording as valid_pct), the same clips whatever trial_num (a fixed seed, as HEAR keeps "
+                           "its test set across seeds); 0 = no test set", "data", label="test share",
+                           bounds=Bounds(0, 1, high_open=True), when={"split": "stratified"})
+    valid_pct: float = knob(0.2, "validation share of the stratified split (of the clips left after test_pct)", "data",
+                            label="validation share", bounds=Bounds(0, 1, low_open=True, high_open=True))
     trial_num: int = knob(1, "trial number: seeds everything, and the stratified split", "data", role=REPLICATE,
                           label="trial", bounds=Bounds(0, 2**32 - 1))  # numpy's seed range
     esc10: bool = knob(False, "the ESC-10 subset of esc50 (10 classes): the same as dataset esc10, which records "
@@ -377,6 +387,11 @@ class Config:
     def clip_length(self) -> float:
         """Seconds of every clip: ``clip_seconds``, or the dataset's own length."""
         return self.clip_seconds if self.clip_seconds is not None else _dataset(self.dataset_name).default_seconds
+
+    @property
+    def valid_fold(self) -> int:
+        """The validation fold of the official split (:func:`valid_fold`)."""
+        return valid_fold(self.fold, self.test_fold, self.dataset_name)
 
     @property
     def hop_samples(self) -> int:
@@ -493,6 +508,9 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     out = {k: _default(f) for k, f in FIELDS.items() if k not in values} | dict(values)
     if out.get("esc10") and out.get("dataset") == "esc50":  # two spellings of one dataset: records hold the name
         out["dataset"], out["esc10"] = "esc10", False
+    if out.get("fold") is None:  # the fold the run validates on
+        out["fold"] = valid_fold(None, out.get("test_fold") if out.get("split") == "official" else None,
+                                 out.get("dataset"))
     if out.get("clip_seconds") is None and (entry := _dataset(out.get("dataset"))) is not None:
         out["clip_seconds"] = float(entry.default_seconds)
     arch = out.get("arch")
@@ -832,8 +850,10 @@ def _dataset_errors(cfg: Config) -> list[str]:
     e, entry = [], _dataset(cfg.dataset_name)
     if cfg.esc10 and cfg.dataset not in ("esc50", "esc10"):
         e.append(f"esc10: the ESC-10 subset is of esc50, not of dataset {cfg.dataset}")
-    if entry.n_folds is not None and not 1 <= cfg.fold <= entry.n_folds:
-        e.append(f"fold: dataset {entry.name} has folds 1..{entry.n_folds}, got {cfg.fold}")
+    for key in ("fold", "test_fold"):
+        if entry.n_folds is not None and getattr(cfg, key) is not None and not 1 <= getattr(cfg, key) <= entry.n_folds:
+            e.append(f"{key}: dataset {entry.name} has folds 1..{entry.n_folds}, got {getattr(cfg, key)}")
+    e += _test_errors(cfg, entry)
     if cfg.split == "official" and entry.n_folds is None and not entry.folds_in_metadata:
         e.append(f"split: dataset {entry.name} has no official folds; use --split stratified")
     if cfg.data_dir is None and entry.default_dir is None and cfg.dataset != "csv":
@@ -846,6 +866,33 @@ def _dataset_errors(cfg: Config) -> list[str]:
     if cfg.metadata and cfg.dataset != "csv":
         e.append(f"metadata: only read by dataset csv, not {cfg.dataset}; leave it out or use --dataset csv")
     return e
+
+
+def _test_errors(cfg: Config, entry) -> list[str]:
+    """The held-out test keys that contradict the split or the validation fold."""
+    e = []
+    if cfg.test_fold is not None:
+        if cfg.split != "official":
+            e.append("test_fold: holds out an official fold; with split stratified use test_pct")
+        elif cfg.fold == cfg.test_fold:
+            e.append(f"test_fold and fold: both {cfg.fold}; the test fold must not validate: give another fold, or "
+                     "leave fold out for the fold after test_fold")
+        elif cfg.fold is None and entry.n_folds is None:
+            e.append(f"fold: dataset {entry.name}'s folds come from its metadata: give the validation fold with "
+                     "test_fold")
+    if cfg.test_pct > 0 and cfg.split != "stratified":
+        e.append("test_pct: holds out a share of a stratified split; with split official use test_fold")
+    return e
+
+
+def valid_fold(fold: int | None, test_fold: int | None, dataset: Any) -> int:
+    """The validation fold: ``fold``, else the fold after ``test_fold`` (after the last, the first), else 1."""
+    if fold is not None:
+        return fold
+    entry = _dataset(dataset)
+    if test_fold is None or entry is None or entry.n_folds is None:
+        return 1
+    return test_fold % entry.n_folds + 1
 
 
 def _format(errors: list[str]) -> str:

@@ -12,7 +12,7 @@ import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class AudioData:
     train_idx: torch.Tensor
     valid_idx: torch.Tensor
     fingerprint: str
+    test_idx: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))  # held out: test_fold
 
 
 @dataclass(frozen=True)
@@ -325,18 +326,48 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Seeds the stratified test share: the same test clips for every trial_num (HEAR and SpeechBrain keep their test
+# sets fixed across seeds), so runs that differ in their seed are tested on one set.
+TEST_SEED = 0
+
+
 def split(meta: pd.DataFrame, cfg: Config, group: str = "src_file") -> tuple[np.ndarray, np.ndarray]:
     """Row positions of the training and validation clips; a stratified split keeps each ``group`` on one side."""
+    train_idx, valid_idx, _ = split_test(meta, cfg, group)
+    return train_idx, valid_idx
+
+
+def split_test(meta: pd.DataFrame, cfg: Config, group: str = "src_file") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of the training, validation and held-out test clips (:func:`held_out`); training is what
+    neither validates nor tests."""
+    test = held_out(meta, cfg, group)
     if cfg.split == "official":
-        valid = (meta.fold == cfg.fold).to_numpy()
-    else:
-        valid = _grouped_stratified(meta, cfg.valid_pct, np.random.default_rng(cfg.trial_num), group)
-    train_idx, valid_idx = np.flatnonzero(~valid), np.flatnonzero(valid)
+        valid = (meta.fold == cfg.valid_fold).to_numpy()
+    else:  # valid_pct of the clips the test share leaves
+        rest = np.flatnonzero(~test)
+        valid = np.zeros(len(meta), dtype=bool)
+        valid[rest[_grouped_stratified(meta.iloc[rest].reset_index(drop=True), cfg.valid_pct,
+                                       np.random.default_rng(cfg.trial_num), group)]] = True
+    train_idx, valid_idx, test_idx = np.flatnonzero(~valid & ~test), np.flatnonzero(valid), np.flatnonzero(test)
     if len(train_idx) == 0 or len(valid_idx) == 0:
-        raise DatasetError(f"split={cfg.split} (fold={cfg.fold}, valid_pct={cfg.valid_pct}) leaves "
+        raise DatasetError(f"split={cfg.split} (fold={cfg.valid_fold}, valid_pct={cfg.valid_pct}) leaves "
                            f"{len(train_idx)} training and {len(valid_idx)} validation clips among the "
                            f"{len(meta)} usable ones; use another fold or split=stratified")
-    return train_idx, valid_idx
+    if (cfg.test_fold is not None or cfg.test_pct > 0) and len(test_idx) == 0:
+        which = f"test_fold={cfg.test_fold}" if cfg.test_fold is not None else f"test_pct={cfg.test_pct}"
+        raise DatasetError(f"{which} holds out none of the {len(meta)} usable clips; give a fold the dataset has, "
+                           "or a larger test_pct")
+    return train_idx, valid_idx, test_idx
+
+
+def held_out(meta: pd.DataFrame, cfg: Config, group: str = "src_file") -> np.ndarray:
+    """The held-out test clips: the clips of ``test_fold`` (official split), or ``test_pct`` of each class drawn
+    with :data:`TEST_SEED`, whatever ``trial_num`` (stratified); none by default."""
+    if cfg.split == "official" and cfg.test_fold is not None:
+        return (meta.fold == cfg.test_fold).to_numpy()
+    if cfg.split == "stratified" and cfg.test_pct > 0:
+        return _grouped_stratified(meta, cfg.test_pct, np.random.default_rng(TEST_SEED), group)
+    return np.zeros(len(meta), dtype=bool)
 
 
 def _grouped_stratified(meta: pd.DataFrame, valid_pct: float, rng: np.random.Generator,
@@ -394,7 +425,7 @@ def prepare_data(cfg: Config) -> AudioData:
     entry = dataset_entry(cfg.dataset_name)
     spec = ClipSpec.of(entry, cfg)
     data_dir = ensure_dataset(cfg)
-    meta = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.fold)
+    meta = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.valid_fold)
     categories = meta.drop_duplicates("target").sort_values("target")
     classes = categories.label.astype(str).tolist()
     meta = validate_clips(data_dir, meta, cfg.allow_missing, spec, cfg.sample_rate)
@@ -412,5 +443,6 @@ def prepare_data(cfg: Config) -> AudioData:
         fp = fingerprint(data_dir, meta, spec)
     remap = {t: i for i, t in enumerate(categories.target)}
     targets = torch.tensor([remap[t] for t in meta.target], dtype=torch.long)
-    train_idx, valid_idx = split(meta, cfg, "group")
-    return AudioData(wavs, targets, classes, meta, torch.from_numpy(train_idx), torch.from_numpy(valid_idx), fp)
+    train_idx, valid_idx, test_idx = split_test(meta, cfg, "group")
+    return AudioData(wavs, targets, classes, meta, torch.from_numpy(train_idx), torch.from_numpy(valid_idx), fp,
+                     torch.from_numpy(test_idx))

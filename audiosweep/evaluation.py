@@ -1,4 +1,5 @@
-"""What a run does after training: test-time augmentation of the validation clips, and the saved model."""
+"""What a run does after training: test-time augmentation of the validation clips, the held-out test clips'
+predictions, and the saved model."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def tta_views(cfg: Config) -> Config:
 def tta_probs(learn: Learner, cfg: Config, waveforms: torch.Tensor, targets: torch.Tensor,
               valid_idx: torch.Tensor, norm_stats: dict, plain: torch.Tensor) -> torch.Tensor:
     """Mean softmax over the plain view (``plain``, already computed) and ``cfg.tta - 1`` augmented views of the
-    validation clips. The views are drawn from ``trial_num``: the same run gives the same TTA predictions.
+    clips ``valid_idx`` (the validation or the test clips). The views are drawn from ``trial_num``: the same run
+    gives the same TTA predictions.
 
     With an augmented input channel (``view_channels``), a view is the clip's input with its augmented channels
     drawn anew by the run's own augmentations, SpecAugment included, as in training; its original channels stay
@@ -78,27 +80,47 @@ class Outcome:
     accuracy: float
     tta_accuracy: float | None
     files: dict[str, str]  # kind -> file name beside the record, for the files written
+    test_accuracy: float | None = None  # the held-out test clips (none: None)
+    test_tta_accuracy: float | None = None
 
 
 def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFiles,
              waveforms: torch.Tensor | None) -> Outcome:
-    """The validation predictions (plain, and with TTA when ``cfg.tta`` > 1) written beside the record, and the
-    model when ``cfg.save_model`` asks. A file that cannot be written is a warning: the record matters more."""
+    """The validation predictions (plain, and with TTA when ``cfg.tta`` > 1) written beside the record, the same
+    for the held-out test clips (``data.test_idx``, when the run has them), and the model when ``cfg.save_model``
+    asks. The model holds the evaluated epoch's weights (``checkpoint``), chosen on validation alone: the test
+    clips are seen here, once. A file that cannot be written is a warning: the record matters more."""
     probs, targets = learn.get_preds(ds_idx=1)
-    names = data.meta.filename.iloc[data.valid_idx.numpy()].tolist()
     outcome = Outcome(_accuracy(probs, targets), None, {})
-    _write(outcome, "preds", files.preds, lambda p: save_predictions(p, probs.float().numpy(), targets.numpy(),
-                                                                    data.classes, names))
-    if cfg.tta > 1:
-        if waveforms is None and not multi_view(cfg):
-            waveforms = stage_waveforms(data.waveforms, learn.dls.device)
-        tta = tta_probs(learn, cfg, waveforms, data.targets, data.valid_idx, norm_stats, probs)
-        outcome.tta_accuracy = _accuracy(tta, targets)
-        _write(outcome, "tta_preds", files.tta_preds, lambda p: save_predictions(p, tta.numpy(), targets.numpy(),
-                                                                                data.classes, names))
+    test_probs, test_targets = learn.get_preds(dl=test_loader(learn, data.test_idx)) if len(data.test_idx) else \
+        (None, None)
+    for kind, idx, p, t in (("", data.valid_idx, probs, targets), ("test_", data.test_idx, test_probs, test_targets)):
+        if p is None:
+            continue
+        names = data.meta.filename.iloc[idx.numpy()].tolist()
+        setattr(outcome, f"{kind}accuracy", _accuracy(p, t))
+        _write(outcome, f"{kind}preds", files.predictions(test=bool(kind)),
+               lambda path, p=p, t=t, names=names: save_predictions(path, p.float().numpy(), t.numpy(),
+                                                                     data.classes, names))
+        if cfg.tta > 1:
+            if waveforms is None and not multi_view(cfg):
+                waveforms = stage_waveforms(data.waveforms, learn.dls.device)
+            tta = tta_probs(learn, cfg, waveforms, data.targets, idx, norm_stats, p)
+            setattr(outcome, f"{kind}tta_accuracy", _accuracy(tta, t))
+            _write(outcome, f"{kind}tta_preds", files.predictions(tta=True, test=bool(kind)),
+                   lambda path, tta=tta, t=t, names=names: save_predictions(path, tta.numpy(), t.numpy(),
+                                                                           data.classes, names))
     if cfg.save_model != "none":
         _write(outcome, "model", files.model, lambda p: save_model(p, learn, cfg, data.classes, norm_stats))
     return outcome
+
+
+def test_loader(learn: Learner, test_idx: torch.Tensor) -> TensorLoader:
+    """The held-out clips ``test_idx`` served as the validation clips are: the validation loader's features hold
+    every clip's (normalised with the training clips' statistics, augmented views drawn once)."""
+    valid = learn.dls.valid
+    return TensorLoader(valid.x, valid.y, valid.bs, idx=test_idx, device=learn.dls.device,
+                        channels_last=valid.channels_last)
 
 
 def _accuracy(probs: torch.Tensor, targets: torch.Tensor) -> float:

@@ -5,6 +5,8 @@ and marks a record stopped only through :class:`Record`.
     results_dir/<run_id>.json            the record: config, history, summary, env, status, error
     results_dir/<run_id>.preds.npz       validation probabilities, targets, class names and clip names
     results_dir/<run_id>.tta.preds.npz   the same, averaged over test-time augmented views (``tta``)
+    results_dir/<run_id>.test.preds.npz  the held-out test clips' (``test_fold``, ``test_pct``), the same way
+    results_dir/<run_id>.test.tta.preds.npz  and with test-time augmentation
     results_dir/<run_id>.model.pt        the weights and what rebuilds the model and its features (``save_model``)
     results_dir/<run_id>.progress.jsonl  one history row per epoch, appended while the run trains (sweep pruning)
 
@@ -37,6 +39,8 @@ RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
 PREDS_SUFFIX = ".preds.npz"
 TTA_PREDS_SUFFIX = ".tta.preds.npz"
+TEST_PREDS_SUFFIX = ".test.preds.npz"
+TEST_TTA_PREDS_SUFFIX = ".test.tta.preds.npz"
 MODEL_SUFFIX = ".model.pt"
 PROGRESS_SUFFIX = ".progress.jsonl"
 # Set by the sweep runner for each run it starts; progress rows carry it, so the runner knows its run's file.
@@ -89,6 +93,10 @@ class Summary:
     pretrained_weights: bool | None = None  # the body started from pretrained weights
     tta_accuracy: float | None = None  # validation accuracy of the mean over the ``tta`` views
     wall_time_s: float | None = None
+    # the held-out test clips (test_fold, test_pct), evaluated once with the evaluated epoch's weights; None without
+    test_accuracy: float | None = None
+    test_tta_accuracy: float | None = None  # the test clips' accuracy of the mean over the ``tta`` views
+    n_test: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +110,8 @@ class Summary:
 
 SUMMARY_FIELDS = frozenset(f.name for f in fields(Summary))
 # Summary values analysis tabulates as numbers.
-SUMMARY_METRICS = ("accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s")
+TEST_METRIC = "test_accuracy"  # the held-out clips' accuracy: analysed, never optimised by a sweep
+SUMMARY_METRICS = ("accuracy", "best_accuracy", "train_loss", "valid_loss", "epochs", "wall_time_s", TEST_METRIC)
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,12 @@ class RunFiles:
     @property
     def tta_preds(self) -> Path:
         return self.record.with_name(self.run_id + TTA_PREDS_SUFFIX)
+
+    def predictions(self, tta: bool = False, test: bool = False) -> Path:
+        """The validation (or the held-out ``test`` clips') predictions file, plain or with ``tta``."""
+        suffix = {(False, False): PREDS_SUFFIX, (True, False): TTA_PREDS_SUFFIX, (False, True): TEST_PREDS_SUFFIX,
+                  (True, True): TEST_TTA_PREDS_SUFFIX}[tta, test]
+        return self.record.with_name(self.run_id + suffix)
 
     @property
     def model(self) -> Path:
@@ -302,15 +317,18 @@ class Record:
     def finished(cls, config: dict[str, Any], run_id: str, history: list[HistoryRow], *, evaluated_epoch: int,
                  accuracy: float, tta_accuracy: float | None, norm_stats: dict | None, pretrained_weights: bool,
                  n_train: int, n_valid: int, feature_s: float, wall_time_s: float, env: dict,
-                 classes: list[str], files: dict[str, str]) -> Record:
+                 classes: list[str], files: dict[str, str], test_accuracy: float | None = None,
+                 test_tta_accuracy: float | None = None, n_test: int | None = None) -> Record:
         """A run that trained and was evaluated. Its summary comes from ``history``: the best accuracy of any
-        epoch, and the losses of ``evaluated_epoch`` (counted from 1), whose weights gave ``accuracy``."""
+        epoch, and the losses of ``evaluated_epoch`` (counted from 1), whose weights gave ``accuracy`` (and
+        ``test_accuracy`` on the held-out clips, when the run has them)."""
         row = history[evaluated_epoch - 1]
         accs = [r["accuracy"] for r in history if r["accuracy"] is not None]
         summary = Summary(accuracy=accuracy, best_accuracy=max(accs, default=accuracy), train_loss=row["train_loss"],
                           valid_loss=row["valid_loss"], epochs=len(history), evaluated_epoch=evaluated_epoch,
                           n_train=n_train, n_valid=n_valid, feature_s=feature_s, norm_stats=norm_stats,
-                          pretrained_weights=pretrained_weights, tta_accuracy=tta_accuracy, wall_time_s=wall_time_s)
+                          pretrained_weights=pretrained_weights, tta_accuracy=tta_accuracy, wall_time_s=wall_time_s,
+                          test_accuracy=test_accuracy, test_tta_accuracy=test_tta_accuracy, n_test=n_test)
         return cls._new(config, run_id, "finished", history, summary, env, reason=None, classes=classes,
                         files=files)
 

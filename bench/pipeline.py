@@ -151,15 +151,15 @@ def make_tree(work: Path, data_dir: Path, n_clips: int):
 
 def dataset_clips(cfg: Config, explicit: dict, work: Path, n_clips: int):
     """The clips to measure and how: (folder, metadata rows, validation mask, origin text, ClipSpec). esc50: the
-    linked tree of :func:`make_tree`, fold ``cfg.fold`` validation; any other dataset: ``n_clips`` of its listed,
+    linked tree of :func:`make_tree`, fold ``cfg.valid_fold`` validation; any other dataset: ``n_clips`` of its listed,
     valid clips (as ``prepare_data`` checks them) spread over folds and classes, split as a run splits them."""
     if cfg.dataset_name == "esc50":
         data_dir = Path(cfg.data_root).expanduser() if "data_dir" in explicit or not SLICE.is_dir() else SLICE
         tree, meta, origin = make_tree(work, data_dir, n_clips)
-        return tree, meta, (meta.fold == cfg.fold).to_numpy(), origin, ESC50_CLIPS
+        return tree, meta, (meta.fold == cfg.valid_fold).to_numpy(), origin, ESC50_CLIPS
     entry = dataset_entry(cfg.dataset_name)
     spec, data_dir = ClipSpec.of(entry, cfg), ensure_dataset(cfg)
-    listed = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.fold)
+    listed = entry.list_clips(data_dir, metadata=cfg.metadata, split=cfg.split, fold=cfg.valid_fold)
     meta = validate_clips(data_dir, listed, cfg.allow_missing, spec, cfg.sample_rate)
     # Sorted by fold, then class: evenly spaced rows cover every fold and class in proportion.
     meta = meta.sort_values(["fold", "target"], kind="stable").reset_index(drop=True)
@@ -167,7 +167,7 @@ def dataset_clips(cfg: Config, explicit: dict, work: Path, n_clips: int):
     if not entry.strict:
         check_labels(meta, f"{spec.title} at {data_dir} (the {len(meta)} clips measured)")
     valid = np.isin(np.arange(len(meta)), split(meta, cfg, "group")[1])
-    how = f"fold {cfg.fold} validation" if cfg.split == "official" else f"stratified, valid_pct {cfg.valid_pct:g}"
+    how = f"fold {cfg.valid_fold} validation" if cfg.split == "official" else f"stratified, valid_pct {cfg.valid_pct:g}"
     origin = f"{len(meta)} of the {len(listed)} listed clips of {data_dir} ({how})"
     return data_dir, meta, valid, origin, spec
 

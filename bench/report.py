@@ -83,8 +83,8 @@ def data_line(r: BenchResult) -> str:
     """Which dataset, how many clips of what origin, and how they are split."""
     n, split = r.n_train + r.n_valid, f"{r.n_train} train / {r.n_valid} valid"
     if r.spec == ESC50_CLIPS:
-        return (f"data: {n} ESC-50-shaped clips (5 s, 44.1 kHz WAV; {split}, fold {r.cfg.fold} validation) linked "
-                f"cyclically to {r.origin}")
+        return (f"data: {n} ESC-50-shaped clips (5 s, 44.1 kHz WAV; {split}, fold {r.cfg.valid_fold} validation) "
+                f"linked cyclically to {r.origin}")
     s = r.spec
     made = (f"{s.seconds:g} s at {s.native_rate} Hz, mono" if s.strict else
             f"of any rate and channels: downmixed, cropped or padded ({s.pad_mode}) to {s.seconds:g} s")

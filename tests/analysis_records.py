@@ -13,8 +13,9 @@ CLASSES = ["dog", "rooster", "rain"]
 
 
 def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 1.0, status: str = "finished",
-              preds: bool = False, **config) -> dict:
-    """A result record as train.py writes it (2 epochs), with the given final accuracy and config changes."""
+              preds: bool = False, test_acc: float | None = None, **config) -> dict:
+    """A result record as train.py writes it (2 epochs), with the given final accuracy and config changes;
+    ``test_acc``: a held-out test accuracy (of 10 test clips; with ``preds``, their predictions too)."""
     cfg = {**Config().to_dict(), **config}
     history = [] if acc is None else [
         {"epoch": 1, "train_loss": 2.0, "valid_loss": valid_loss + 0.5, "accuracy": acc - 0.1, "time_s": 1.0},
@@ -22,7 +23,8 @@ def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 
     if status == "finished":
         record = Record.finished(cfg, run_id, history, evaluated_epoch=2, accuracy=acc, tta_accuracy=None,
                                  norm_stats=None, pretrained_weights=False, n_train=80, n_valid=20, feature_s=0.5,
-                                 wall_time_s=3.5, env={"device": "cpu"}, classes=CLASSES, files={})
+                                 wall_time_s=3.5, env={"device": "cpu"}, classes=CLASSES, files={},
+                                 test_accuracy=test_acc, n_test=None if test_acc is None else 10)
     else:
         record = Record.failed(cfg, run_id, "RuntimeError: boom", {"device": "cpu"}, 3.5, history, classes=CLASSES)
     rec = record.to_dict()
@@ -33,6 +35,10 @@ def write_run(folder: Path, run_id: str, acc: float | None, valid_loss: float = 
         predicted = targets.copy()
         predicted[5] = 2
         save_predictions(files.preds, np.eye(3)[predicted], targets, CLASSES, [f"{i}.wav" for i in range(12)])
+    if preds and test_acc is not None:  # 10 test clips of class 0, round(10 * test_acc) of them right
+        right = round(10 * test_acc)
+        save_predictions(files.predictions(test=True), np.eye(3)[[0] * right + [1] * (10 - right)],
+                         np.zeros(10, dtype=int), CLASSES, [f"test{i}.wav" for i in range(10)])
     return rec
 
 

@@ -185,3 +185,19 @@ def test_report_has_an_ensemble_section_only_when_there_are_ensembles(tmp_path):
     write_run(tmp_path / "single", "only", 0.8, preds=True)  # one run: no ensemble, no section
     text = report.build_report(runs.load_runs(str(tmp_path / "single")), tmp_path / "r2").read_text()
     assert "Ensembles" not in text and not (tmp_path / "r2" / "ensemble_sizes.png").exists()
+
+
+def test_test_predictions_ensemble_within_a_test_fold_and_never_across(tmp_path):
+    folder = tmp_path / "rot"
+    for test_fold in (1, 2):  # test accuracies 0.6, 0.7, 0.8 of 10 clips: the majority gets 0.7 right
+        for trial, acc in enumerate([0.6, 0.7, 0.8], 1):
+            write_run(folder, f"t{test_fold}-{trial}", 0.9, preds=True, test_fold=test_fold, trial_num=trial,
+                      test_acc=acc)
+    result = ensemble.analyse(runs.load_runs(str(folder)), ["trial_num"], test=True)
+    assert not result.refused and len(result.ensembles) == 2 and result.cols == ["test_fold"]
+    for e in result.ensembles:
+        assert {r.split("-")[0] for r in e.run_ids} == {f"t{e.values['test_fold']}"}
+        assert e.singles().tolist() == pytest.approx([0.6, 0.7, 0.8]) and e.accuracy() == pytest.approx(0.7)
+        assert all(m.filenames[0] == "test0.wav" for m in e.members)
+    plain = ensemble.analyse(runs.load_runs(str(folder)), ["trial_num"])  # the validation predictions as before
+    assert [e.accuracy() for e in plain.ensembles] == pytest.approx([11 / 12] * 2)

@@ -171,3 +171,16 @@ def test_two_csv_exports_with_one_group_shifted(tmp_path, capsys):
     assert reproduce.main([str(ours), "--published", str(published), "--by", "n_epochs"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.lstrip().startswith("20"))
     assert "+5.00 [" in line and line.split()[-5:] == ["differs", "10.0", "min", "10.0", "min"]  # Runtime 600 s
+
+
+def test_our_test_accuracy_is_compared_with_the_published_number_where_we_have_one(tmp_path, capsys):
+    ours, published = tmp_path / "ours", write_side(tmp_path / "published", epochs=(10,))
+    for trial, acc in enumerate(accuracies(10), 1):  # validation 10 points above the test accuracy
+        write_run(ours, f"e10-t{trial}", acc + 0.1, n_epochs=10, trial_num=trial, test_fold=trial, test_acc=acc)
+    table, err = run_csv(capsys, ours, published)
+    assert "test_accuracy (ours) against accuracy (published)" in err
+    row = table.loc[10]
+    assert (row.ours_metric, row.published_metric) == ("test_accuracy", "accuracy")
+    assert row.ours_mean == pytest.approx(np.mean(accuracies(10))) and row["diff"] == pytest.approx(0, abs=1e-12)
+    table, err = run_csv(capsys, ours, published, "--metric", "best_accuracy")  # asked for: as asked
+    assert table.loc[10].ours_metric == "best_accuracy" and "(ours) against" not in err

@@ -96,8 +96,9 @@ def test_bad_arguments(tmp_path, capsys):
 
 
 def test_commands_share_options_and_report_errors_in_one_line(tmp_path, capsys):
-    assert cli.ACCURACY_METRICS == [m for m, goal in METRIC_GOALS.items() if goal == "maximize"]
-    assert cli.ACCURACY_METRICS == ["accuracy", "best_accuracy"]
+    assert cli.ACCURACY_METRICS == [*(m for m, goal in METRIC_GOALS.items() if goal == "maximize"), "test_accuracy"]
+    assert cli.ACCURACY_METRICS == ["accuracy", "best_accuracy", "test_accuracy"]
+    assert "test_accuracy" not in METRIC_GOALS  # analysed, never a metric a sweep selects on
     for module in (summarize, plots, report):
         parser = module.build_parser()
         options = {a.dest: a for a in parser._actions}
@@ -236,7 +237,8 @@ def test_runs_csv_has_one_row_per_run(tmp_path, capsys):
     assert summarize.main([str(study), "--by", "n_mels", "--runs-csv", str(out)]) == 0
     assert "82.00 ± 2.00 [77.03, 86.97]" in capsys.readouterr().out  # the table is printed as well
     table = pd.read_csv(out)
-    assert list(table.columns) == ["run_id", "sweep", "status", "n_mels", "fold", "trial_num", *SUMMARY_METRICS]
+    assert list(table.columns) == ["run_id", "sweep", "status", "n_mels", "fold", "test_fold", "trial_num",
+                                   *SUMMARY_METRICS]
     assert table.run_id.tolist() == ["r128-1", "r128-2", "r128-3", "r64-1", "r64-2", "r64-3"]
     assert table.status.tolist() == ["finished"] * 5 + ["failed"] and set(table.sweep) == {"nmels"}
     assert table.n_mels.tolist() == [128] * 3 + [64] * 3 and table.trial_num.tolist() == [1, 2, 3] * 2
@@ -253,3 +255,20 @@ def test_list_valued_knobs_group_runs(tmp_path, capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert ["0:2", "30:4", "original/augmented", "3"] in [r[:4] for r in rows]
     assert ["none", "original", "3"] in [r[:3] for r in rows]
+
+
+def test_a_test_accuracy_column_appears_where_runs_hold_out_a_test_set(tmp_path, capsys):
+    folder = tmp_path / "rotation"
+    for fold, (acc, test) in enumerate([(0.80, 0.70), (0.84, 0.72), (0.82, 0.77)], 1):
+        write_run(folder, f"t{fold}", acc, test_fold=fold, test_acc=test)
+    stats = summarize.group_stats(runs.load_runs(str(folder)), [], ci="t")
+    assert stats.test_accuracy_mean[0] == pytest.approx(0.73) and stats.test_accuracy_std[0] == pytest.approx(0.03606,
+                                                                                                             abs=1e-5)
+    assert summarize.main([str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert cells(lines[2])[4] == "test_accuracy % (mean ± std [95 % CI])"
+    assert cells(lines[4])[4] == "73.00 ± 3.61 [64.04, 81.96]"  # three test folds pooled, as folds are
+    assert summarize.main([str(folder), "--metric", "test_accuracy", "--by", "test_fold"]) == 0
+    assert [cells(line)[:3] for line in capsys.readouterr().out.splitlines()[4:]] == [
+        ["3", "1", "77.00 ± –"], ["2", "1", "72.00 ± –"], ["1", "1", "70.00 ± –"]]
+    assert "test_accuracy" not in summarize.group_stats(runs.load_runs(str(write_study(tmp_path))), ["n_mels"])

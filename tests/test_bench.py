@@ -190,7 +190,7 @@ def test_augmented_path_is_train_pys_and_baselines_use_workers(linked_tree, monk
     monkeypatch.setattr(per_item, "DataLoader", SpyLoader)
     cfg, opts, explicit = bench.parse([*TINY, "--sample_rate", "16000", "--baseline-clips", "4",
                                        "--aug-baseline-clips", "3", "--aug-train-clips", "4"])
-    valid = (meta.fold == cfg.fold).to_numpy()
+    valid = (meta.fold == cfg.valid_fold).to_numpy()
     setup = bench.Setup(tree, meta, valid, tree.parent / "work", torch.device("cpu"), opts, {})
     r = bench.measure_rate(cfg, setup, bench.augmentation_config(cfg, explicit))
     w, one_thread = cores(), per_item.one_thread

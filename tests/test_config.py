@@ -168,7 +168,7 @@ def test_to_dict_has_every_key():
 
 def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
     assert all(f.metadata["role"] in ROLES for f in FIELDS.values())
-    assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold"}
+    assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold", "test_fold"}
     assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "metadata", "download_url",
                                                 "cache_dir", "project", "wandb_mode", "results_dir", "save_model",
                                                 "pretrained_path"}
@@ -522,3 +522,41 @@ def test_top_db_has_no_effect_under_the_ln_scale():
     assert merge([{"log_scale": "ln", "top_db": 40}]).effective_dict()["top_db"] == 80.0
     assert merge([{"log_scale": "db", "top_db": 40}]).effective_dict()["top_db"] == 40.0
     assert merge([{"frontend": "kaldi", "log_scale": "ln"}]).effective_dict()["log_scale"] == "db"
+
+
+@pytest.mark.parametrize("layer, says", [
+    ({"test_fold": 2, "fold": 2}, "test_fold and fold: both 2; the test fold must not validate"),
+    ({"test_fold": 2, "split": "stratified"}, "test_fold: holds out an official fold; with split stratified use "
+                                              "test_pct"),
+    ({"test_pct": 0.2}, "test_pct: holds out a share of a stratified split; with split official use test_fold"),
+    ({"test_fold": 6}, "test_fold: dataset esc50 has folds 1..5, got 6"),
+    ({"test_fold": 5, "dataset": "urbansound8k", "fold": 11}, "fold: dataset urbansound8k has folds 1..10, got 11"),
+    ({"test_pct": 1.0, "split": "stratified"}, "test_pct: must be in [0, 1), got 1.0"),
+    ({"test_fold": 1, "dataset": "csv", "metadata": "m.csv"}, "fold: dataset csv's folds come from its metadata"),
+])
+def test_held_out_test_settings_that_cannot_work_are_refused(layer, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        merge([layer])
+
+
+@pytest.mark.parametrize("layer, fold", [({}, 1), ({"test_fold": 1}, 2), ({"test_fold": 5}, 1), ({"fold": 3}, 3),
+                                         ({"test_fold": 4, "fold": 2}, 2),
+                                         ({"dataset": "urbansound8k", "test_fold": 10}, 1),
+                                         ({"dataset": "dcase2017_scenes", "test_fold": 3}, 4)])
+def test_the_validation_fold_follows_the_test_fold_and_records_hold_the_fold_used(layer, fold):
+    cfg = merge([layer])
+    assert cfg.valid_fold == fold and cfg.effective_dict()["fold"] == fold
+
+
+def test_a_sweeps_test_fold_moves_the_validation_fold_it_left_out():
+    assert overlay(merge([{"n_mels": 64}]), {"test_fold": 3}).effective_dict()["fold"] == 4
+    assert overlay(merge([{"fold": 2}]), {"test_fold": 3}).effective_dict()["fold"] == 2
+
+
+def test_old_records_without_the_test_keys_read_as_runs_without_a_test_set():
+    old = merge([{"fold": 3}]).effective_dict()
+    for key in ("test_fold", "test_pct"):
+        old.pop(key)
+    values = effective(old)
+    assert (values["test_fold"], values["test_pct"], values["fold"]) == (None, 0.0, 3)
+    assert config_id(old) == config_id(merge([{"fold": 3}]).effective_dict())

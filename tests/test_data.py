@@ -13,7 +13,7 @@ import torch
 
 from audiosweep import data
 from audiosweep.config import merge
-from audiosweep.data import DatasetError, prepare_data, read_metadata, split, validate_clips
+from audiosweep.data import DatasetError, prepare_data, read_metadata, split, split_test, validate_clips
 from audiosweep.synthetic import class_clip, make_synthetic_csv
 from tests.conftest import fill
 
@@ -135,6 +135,59 @@ def test_stratified_split_groups_by_source_and_is_seeded():
     tr2, va2 = split(meta, merge([{"split": "stratified", "trial_num": 1}]))
     tr3, va3 = split(meta, merge([{"split": "stratified", "trial_num": 2}]))
     assert np.array_equal(va, va2) and not np.array_equal(va, va3)
+
+
+@pytest.mark.parametrize("test_fold, valid_fold", [(3, 4), (5, 1)])
+def test_the_test_fold_is_held_out_of_training_and_validation(test_fold, valid_fold):
+    meta = data.official_metadata()
+    cfg = merge([{"test_fold": test_fold}])  # fold left out: the fold after test_fold, cyclically
+    tr, va, te = split_test(meta, cfg)
+    assert cfg.effective_dict()["fold"] == valid_fold
+    assert len(te) == 400 and set(meta.fold.iloc[te]) == {test_fold}
+    assert set(meta.fold.iloc[va]) == {valid_fold} and len(va) == 400
+    assert len(tr) == 1200 and test_fold not in set(meta.fold.iloc[tr]) and valid_fold not in set(meta.fold.iloc[tr])
+    assert np.array_equal(split(meta, cfg)[0], tr) and np.array_equal(split(meta, cfg)[1], va)
+    tr2, va2, te2 = split_test(meta, merge([{"test_fold": test_fold, "fold": 2 if test_fold != 2 else 3}]))
+    assert set(meta.fold.iloc[va2]) == {2} and np.array_equal(te2, te) and not set(tr2) & set(te2)
+
+
+def test_a_split_without_a_test_set_is_todays():
+    meta = data.official_metadata()
+    for cfg in ({"fold": 2}, {"split": "stratified", "trial_num": 3}):
+        tr, va, te = split_test(meta, merge([cfg]))
+        assert len(te) == 0 and len(tr) + len(va) == len(meta)
+    rng = np.random.default_rng(3)  # as split() drew its validation set before test_pct existed
+    assert np.array_equal(va, np.flatnonzero(data._grouped_stratified(meta, 0.2, rng, "src_file")))
+
+
+def test_the_stratified_test_share_is_exact_per_class_and_the_same_for_every_trial():
+    meta = data.official_metadata().assign(src_file=lambda m: m.filename)  # one clip per recording: exact quotas
+    tests = []
+    for trial in (1, 2, 7):
+        cfg = merge([{"split": "stratified", "test_pct": 0.2, "valid_pct": 0.25, "trial_num": trial}])
+        tr, va, te = split_test(meta, cfg)
+        assert (meta.iloc[te].groupby("target").size() == 8).all() and meta.iloc[te].target.nunique() == 50
+        assert (meta.iloc[va].groupby("target").size() == 8).all()  # a quarter of the 32 clips left per class
+        assert not (set(tr) & set(va) or set(tr) & set(te) or set(va) & set(te)) and len(tr) + len(va) + len(te) == 2000
+        tests.append(te)
+        vals = va
+    assert all(np.array_equal(t, tests[0]) for t in tests)  # test membership does not depend on trial_num
+    assert not np.array_equal(vals, split_test(meta, merge([{"split": "stratified", "test_pct": 0.2,
+                                                              "valid_pct": 0.25, "trial_num": 1}]))[1])
+
+
+def test_the_stratified_test_share_keeps_recordings_whole():
+    meta = data.official_metadata()
+    tr, va, te = split_test(meta, merge([{"split": "stratified", "test_pct": 0.2, "trial_num": 1}]))
+    sources = [set(meta.src_file.iloc[i]) for i in (tr, va, te)]
+    assert not (sources[0] & sources[2] or sources[1] & sources[2] or sources[0] & sources[1])
+    assert 0.17 < len(te) / len(meta) < 0.23
+
+
+def test_a_test_fold_without_clips_is_explained():
+    meta = data.official_metadata().query("fold != 5").reset_index(drop=True)
+    with pytest.raises(DatasetError, match="test_fold=5 holds out none of the 1600 usable clips"):
+        split(meta, merge([{"test_fold": 5}]))
 
 
 def test_empty_split_is_explained(small_tree):

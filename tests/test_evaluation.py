@@ -143,3 +143,23 @@ def test_a_saved_model_of_per_channel_hops_predicts_with_its_resized_front_end(t
     assert predictor.features(torch.stack([predictor.clip(p) for p in paths])).shape == (6, 2, 48, 120)
     probs = predictor.probabilities(paths).numpy()
     assert np.allclose(probs, saved, atol=0.02) and (probs.argmax(1) == saved.argmax(1)).all()
+
+
+def test_a_stratified_test_share_is_evaluated_plain_and_with_tta(tmp_path, synth_root, cache_dir):
+    out = tmp_path / "res"
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1", "--split", "stratified",
+            "--test_pct", "0.25", "--tta", "3"]
+    assert train.main(argv) == 0
+    (rec,) = read_records(out)
+    files, s = RunFiles.of(out, rec["run_id"]), rec["summary"]
+    assert set(rec["files"]) == {"preds", "tta_preds", "test_preds", "test_tta_preds"}
+    # 20 clips per class, recordings of one clip each in the synthetic set: 5 per class held out
+    assert s["n_test"] == 50 and s["n_train"] + s["n_valid"] + s["n_test"] == 200
+    plain, tta = files.predictions(test=True), files.predictions(tta=True, test=True)
+    with np.load(plain) as plain, np.load(tta) as tta, np.load(files.preds) as valid:
+        assert list(plain["filenames"]) == list(tta["filenames"]) and len(plain["filenames"]) == 50
+        assert not set(plain["filenames"]) & set(valid["filenames"])
+        assert np.isclose((plain["probs"].argmax(1) == plain["targets"]).mean(), s["test_accuracy"])
+        assert np.isclose((tta["probs"].argmax(1) == tta["targets"]).mean(), s["test_tta_accuracy"])
+        assert not np.allclose(plain["probs"], tta["probs"])

@@ -78,7 +78,7 @@ def test_a_finished_record_summarises_its_history_at_the_evaluated_epoch():
     assert data["summary"] == {"accuracy": 0.65, "best_accuracy": 0.7, "train_loss": 1.0, "valid_loss": 1.1,
                                "epochs": 3, "evaluated_epoch": 2, "n_train": 80, "n_valid": 20, "feature_s": 0.5,
                                "norm_stats": {"mean": -20.0}, "pretrained_weights": False, "tta_accuracy": 0.66,
-                               "wall_time_s": 9.5}
+                               "wall_time_s": 9.5, "test_accuracy": None, "test_tta_accuracy": None, "n_test": None}
     last = finished(evaluated_epoch=3).summary  # the losses are the evaluated epoch's, not the best one's
     assert (last.train_loss, last.valid_loss, last.best_accuracy, last.evaluated_epoch) == (0.5, 1.4, 0.7, 3)
     no_accuracy = finished([{**HISTORY[0], "accuracy": None}], evaluated_epoch=1, accuracy=0.3)

@@ -28,7 +28,7 @@ def test_every_sweep_file_is_valid(path):
     assert plan.bounded and len(plan.runs) == len({r.config_id for r in plan.runs}) > 0
     if path.stem != "smoke":  # every setting repeated, trials 1..N or folds, enough for an interval
         trials = sweep.params["trial_num"].grid_values() if "trial_num" in sweep.params else [1]
-        folds = sweep.params["fold"].grid_values() if "fold" in sweep.params else [1]
+        folds = next((sweep.params[k].grid_values() for k in ("fold", "test_fold") if k in sweep.params), [1])
         assert trials == list(range(1, len(trials) + 1)) and len(trials) * len(folds) >= 3
 
 
@@ -39,6 +39,14 @@ def test_check_cli_counts_match_the_readme(capsys):
     table = {m[0]: m[1] for m in re.findall(r"^\| `(\S+\.yaml)` \|.*?\| +(\d+) \|",
                                             (REPO_ROOT / "sweeps" / "README.md").read_text(), re.M)}
     assert printed == table and set(printed) == {p.name for p in SWEEPS}
+
+
+def test_the_test_rotation_holds_out_each_fold_once_and_validates_on_another():
+    plan = expand(load_sweep(REPO_ROOT / "sweeps" / "test_rotation.yaml"))
+    pairs = [(r.config["test_fold"], r.config["fold"]) for r in plan.runs]
+    assert sorted(t for t, _ in pairs) == [1, 2, 3, 4, 5] and all(f != t for t, f in pairs)
+    assert dict(pairs) == {1: 2, 2: 3, 3: 4, 4: 5, 5: 1}  # the next fold, cyclically
+    assert all(r.config["checkpoint"] == "best" and r.config["split"] == "official" for r in plan.runs)
 
 
 AUGMENTATION_SWITCHES = ("gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p", "spec_freq_masks",
@@ -248,6 +256,8 @@ def test_exponent_floats_survive_the_command_line(tmp_path):
     ({"method": "grdi"}, {"n_mels": 64}, "method: 'grdi' is not one of grid, random, bayes"),
     ({"metric": {"name": "accuracy"}}, {"n_mels": 64}, "would look for the worst accuracy: set goal: maximize"),
     ({"metric": {"name": "acc", "goal": "maximize"}}, {"n_mels": 64}, "train.py does not log 'acc'"),
+    ({"metric": {"name": "test_accuracy", "goal": "maximize"}}, {"n_mels": 64}, "test_accuracy is the held-out test "
+                                                                                "set's, which nothing may select on"),
     ({"paramters": 1}, {"n_mels": 64}, "unknown top-level key 'paramters': did you mean parameters?"),
     ({"program": "nope.py"}, {"n_mels": 64}, "program: 'nope.py' not found"),
     ({}, {"normalize": {"values": ["global", "median"]}}, "normalize.values[1]: normalize: 'median' is not one"),

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
@@ -241,3 +242,69 @@ def test_a_log_file_gets_one_plain_line_per_epoch(tmp_path, synth_root, cache_di
     for n, (line, row) in enumerate(zip(lines, rec["history"]), 1):
         m = re.fullmatch(r"epoch (\d+)  train_loss (\S+)  valid_loss (\S+)  accuracy (\S+)  time \d\d:\d\d", line)
         assert m and int(m[1]) == n == row["epoch"] and float(m[4]) == pytest.approx(row["accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_test_fold_is_seen_by_neither_training_nor_selection(tmp_path, cache_dir, monkeypatch):
+    """The test fold's labels are rotated (each class named as the next): the better a model learns the classes,
+    the worse it does there, so validation and test disagree on the best epoch. checkpoint best must pick
+    validation's, and the record's test accuracy must be that epoch's, computed on exactly the test fold."""
+    from fastai.callback.core import Callback
+
+    from audiosweep import data, evaluation, training
+    from audiosweep.results import RunFiles
+    from audiosweep.synthetic import make_synthetic_csv
+
+    metadata = make_synthetic_csv(tmp_path / "clips", n_classes=4, per_class=24, n_folds=3)
+    table = pd.read_csv(metadata)
+    names = sorted(table.label.unique())
+    table.loc[table.fold == 3, "label"] = table.label[table.fold == 3].map(
+        {c: names[(i + 1) % len(names)] for i, c in enumerate(names)})
+    table.to_csv(metadata, index=False)
+    seen, real_prepare, real_fit = {}, data.prepare_data, training.fit
+
+    def prepare(cfg):
+        seen["data"] = real_prepare(cfg)
+        return seen["data"]
+
+    class TestEachEpoch(Callback):  # the test fold's accuracy after every epoch, with the model as it is then
+        def after_epoch(self):
+            model, loader = self.learn.model, evaluation.test_loader(self.learn, seen["data"].test_idx)
+            model.eval()
+            with torch.no_grad():
+                right = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in loader)
+            seen["test"].append(right / len(seen["data"].test_idx))
+
+    def fit(learn, cfg):
+        seen["test"], seen["loaders"] = [], (learn.dls.train.idx.clone(), learn.dls.valid.idx.clone())
+        with learn.added_cbs(TestEachEpoch()):
+            real_fit(learn, cfg)
+
+    monkeypatch.setattr(data, "prepare_data", prepare)
+    monkeypatch.setattr(training, "fit", fit)
+    out = tmp_path / "res"
+    argv = ["--dataset", "csv", "--metadata", str(metadata), "--cache_dir", str(cache_dir), "--results_dir",
+            str(out), *TINY, "--test_fold", "3", "--fold", "2", "--checkpoint", "best", "--n_epochs", "6",
+            "--mix_up", "0", "--batch_size", "8"]
+    assert train.main(argv) == 0
+    (rec,) = read_records(out)
+    check_record(rec)
+    d, s = seen["data"], rec["summary"]
+    folds = d.meta.fold.to_numpy()
+    test = set(d.test_idx.tolist())
+    assert test == set(np.flatnonzero(folds == 3)) and s["n_test"] == len(test) == 32
+    train_rows, valid_rows = (set(i.tolist()) for i in seen["loaders"])
+    assert not (train_rows | valid_rows) & test  # no test clip in a loader used while fitting
+    assert valid_rows == set(np.flatnonzero(folds == 2)) and train_rows == set(np.flatnonzero(folds == 1))
+    assert (s["n_train"], s["n_valid"]) == (32, 32) and rec["config"]["fold"] == 2
+    valid_accs = [row["accuracy"] for row in rec["history"]]
+    assert s["evaluated_epoch"] == int(np.argmax(valid_accs)) + 1  # chosen on validation
+    assert int(np.argmax(seen["test"])) != int(np.argmax(valid_accs))  # where the test fold would choose another
+    assert s["test_accuracy"] == pytest.approx(seen["test"][s["evaluated_epoch"] - 1])
+    files = RunFiles.of(out, rec["run_id"])
+    assert rec["files"]["test_preds"] == files.predictions(test=True).name
+    with np.load(files.predictions(test=True)) as f:
+        assert sorted(f["filenames"]) == sorted(d.meta.filename.iloc[sorted(test)])
+        assert (f["probs"].argmax(1) == f["targets"]).mean() == pytest.approx(s["test_accuracy"])
+    with np.load(files.preds) as f:
+        assert not set(f["filenames"]) & set(d.meta.filename.iloc[sorted(test)])

@@ -31,7 +31,7 @@ from ..config import (
     unknown_key_message,
 )
 from ..errors import SweepError
-from ..results import METRIC_GOALS, config_id
+from ..results import METRIC_GOALS, TEST_METRIC, config_id
 from .params import DISCRETE, GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -292,6 +292,9 @@ def _check_metric(raw: dict[str, Any]) -> list[str]:
         return [*e, f"metric: name and goal are strings, e.g. {{name: accuracy, goal: maximize}}, got {metric!r}"]
     if goal not in ("minimize", "maximize"):
         e.append(f"metric.goal: {goal!r} is not minimize or maximize")
+    elif name == TEST_METRIC:  # selecting on the held-out clips would make them validation clips
+        e.append(f"metric.name: {name} is the held-out test set's, which nothing may select on; use accuracy (of "
+                 "the validation fold) and read test_accuracy in the analysis")
     elif name not in METRIC_GOALS:
         e.append(f"metric.name: train.py does not log {name!r}; it logs {', '.join(METRIC_GOALS)}")
     elif METRIC_GOALS[name] != goal:
