@@ -20,6 +20,7 @@ unnamed), for an export its id; "" for runs outside a sweep.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 from audiosweep.config import FIELDS, REPLICATE, coerce, effective, keys_with_role
 from audiosweep.errors import ConfigError, SourceError
 from audiosweep.results import (
+    ACCURACY_KEYS,
     EPOCH_METRICS,
     RECORD_KEYS,
     STATUSES,
@@ -103,6 +105,18 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
+def _metrics(summary: dict, run_id: str) -> dict[str, float]:
+    """The summary metrics as numbers; values no run can have (infinite, an accuracy outside [0, 1]: a W&B run or
+    an export edited by hand; records holding them are refused by Record.parse) become missing, with a warning,
+    so the run is never ranked."""
+    values = {m: _num(summary.get(m)) for m in SUMMARY_METRICS}
+    for m, v in values.items():
+        if math.isinf(v) or (m in ACCURACY_KEYS and not math.isnan(v) and not 0 <= v <= 1):
+            warn(f"run {run_id}: {m} is {v:g}, which no run can reach; left out of the statistics")
+            values[m] = float("nan")
+    return values
+
+
 def make_row(config: dict, summary: dict, history: list[dict], status: str, sweep: str, run_id: str,
              record_path: str | None, env: dict | None = None, name: str | None = None,
              partial: bool = False) -> dict[str, Any]:
@@ -110,7 +124,7 @@ def make_row(config: dict, summary: dict, history: list[dict], status: str, swee
     run ran (the record's device, package versions, git commit; a W&B run's ``env`` summary key). ``partial``: a
     source holding only some config keys and no history (an export): what it lacks stays missing."""
     row = _config_row(config, partial)
-    row.update({m: _num(summary.get(m)) for m in SUMMARY_METRICS})
+    row.update(_metrics(summary, run_id))
     if pd.isna(row["epochs"]) and not partial:
         row["epochs"] = float(len(history))
     status = status if status in KNOWN_STATUSES else UNKNOWN_STATUS

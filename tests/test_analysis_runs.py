@@ -302,3 +302,21 @@ def test_a_fifo_among_the_records_is_skipped_not_waited_for(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "82.00 ± 2.00" in out
     assert "skipped 2 *.json path(s) that are not regular files" in err and str(study / "pipe.json") in err
+
+
+def test_states_no_record_or_wandb_knows_are_shown_as_unknown(tmp_path, monkeypatch):
+    rec = json.loads((write_study(tmp_path) / "r128-1.json").read_text())
+    monkeypatch.setattr(runs, "wandb_api", lambda: FakeApi([FakeRun(rec, "<img src=x onerror=alert(1)>", None),
+                                                            FakeRun({**rec, "run_id": "r2"}, "killed", None)]))
+    assert runs.load_runs("wandb:me/esc50", history=False).status.tolist() == ["unknown", "killed"]
+
+
+@pytest.mark.slow
+def test_a_run_id_that_is_no_file_name_is_refused_by_the_report(tmp_path, capsys):
+    study = write_study(tmp_path)
+    rec = json.loads((study / "r128-3.json").read_text())  # the run with predictions: its id names the report's csv
+    (study / "r128-3.json").write_text(json.dumps({**rec, "run_id": "../../escaped"}))
+    assert report.main([str(study), "--out", str(tmp_path / "rep")]) == 2
+    assert "run_id '../../escaped' is not a file name" in capsys.readouterr().err
+    assert report.main([str(study), "--skip-bad", "--out", str(tmp_path / "rep")]) == 0
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "escaped.csv").exists()

@@ -19,6 +19,7 @@ from audiosweep.config import (
     Config,
     ConfigError,
     build_parser,
+    coerce,
     effective,
     keys_with_role,
     merge,
@@ -470,3 +471,9 @@ def test_accumulate_is_a_count_of_batches():
     assert merge([{"accumulate": 4}]).accumulate == 4
     with pytest.raises(ConfigError, match="accumulate: must be >= 1, got 0"):
         merge([{"accumulate": 0}])
+
+
+def test_a_string_that_is_no_yaml_value_is_judged_as_text():
+    assert coerce("arch", "!x(y)") == "!x(y)"  # YAML reads a tag there; a str-typed key keeps the text
+    with pytest.raises(ConfigError, match="n_mels: expected int, got '!pixel'"):
+        coerce("n_mels", "!pixel")
