@@ -3,7 +3,9 @@
     python predict.py results/smoke/20260101-120000-abc123.json dog.wav rain.wav   # one run's model
     python predict.py results/smoke clips/                                           # the best run with a model
 
-Clips are read as the dataset loader reads them: mono, resampled to the model's sample rate, 5 s long.
+Clips are read as the dataset loader reads them: mono, resampled to the model's sample rate, 5 s long. The model
+file is checked (weights against the architecture its config builds, classes, statistics) and so is every clip
+(samples present and finite); one bad clip refuses the whole batch (exit 2), naming it.
 From a notebook: ``audiosweep.inference.load_predictor(path).top_k([clip, ...])``.
 """
 
@@ -27,9 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def clip_paths(items: list[str]) -> list[Path]:
+    """The clips named, and the audio files in the folders named."""
+    from audiosweep.inference import PredictError
+
     paths = []
     for item in map(Path, items):
-        paths += sorted(p for p in item.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) if item.is_dir() else [item]
+        try:
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES) if item.is_dir() \
+                else [item]
+        except OSError as e:
+            raise PredictError(f"{item}: cannot list the folder ({e.strerror or e})") from e
     return paths
 
 
@@ -39,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from audiosweep.inference import PredictError, load_predictor
 
     try:
+        if args.top_k < 1:
+            raise PredictError(f"--top-k: give the number of classes to show per clip, at least 1 (got {args.top_k})")
         predictor = load_predictor(args.source, args.device)
         paths = clip_paths(args.clips)
         if not paths:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from audiosweep.config import ALIASES, FIELDS, coerce, resolve_aliases, unknown_key_message
-from audiosweep.errors import SourceError, refuse
+from audiosweep.errors import AudiosweepError, SourceError, refuse
 from audiosweep.results import METRIC_GOALS, TEST_METRIC
 
 from .runs import load_runs
@@ -92,11 +92,12 @@ Body = Callable[[argparse.Namespace, pd.DataFrame, list[str]], int]
 
 
 def run(p: argparse.ArgumentParser, body: Body, argv: list[str] | None, history: bool = True) -> int:
-    """A command's ``main``: parse ``argv``, load the runs, return ``body(args, runs, by)``; a SourceError
-    (bad input) is printed as ``<module>: <message>`` on stderr, and the exit status is 2."""
+    """A command's ``main``: parse ``argv``, load the runs, return ``body(args, runs, by)``; bad input (a
+    SourceError, or any other AudiosweepError: an unreadable predictions file) is printed as ``<module>: <message>``
+    on stderr, and the exit status is 2."""
     args = p.parse_args(argv)
     try:
         by = parse_keys(args.by)
         return body(args, load_from_args(args, history), by)
-    except SourceError as e:
+    except AudiosweepError as e:
         return refuse(p.prog.removeprefix("python -m "), e)

@@ -11,7 +11,7 @@ import pandas as pd
 from audiosweep.config import FIELDS, SETTING, keys_with_role
 
 from .checks import varying_keys
-from .labels import format_value
+from .labels import format_value, md_escape
 from .runs import finished, hashable
 
 RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})-")  # train.py's run ids start with their local start time
@@ -21,7 +21,7 @@ def run_counts(df: pd.DataFrame, metric: str = "accuracy") -> str:
     """"12 runs: 10 finished, 2 failed (diverged: 1, out of memory: 1)" from the runs' statuses."""
     ok = finished(df, metric)
     states = df.status.value_counts()
-    others = ", ".join(f"{n} {s}" for s, n in states.items() if s != "finished")
+    others = ", ".join(f"{n} {md_escape(s)}" for s, n in states.items() if s != "finished")
     unusable = int(states.get("finished", 0)) - len(ok)
     return (f"{len(df)} runs: {len(ok)} finished with {metric}" + (f", {others}" if others else "")
             + (f", {unusable} finished without {metric}" if unusable else ""))
@@ -79,16 +79,16 @@ def context_markdown(df: pd.DataFrame, metric: str = "accuracy", now: dt.datetim
              f"- **Started**: {when}." if when else "- **Started**: unknown (run ids without a start time).",
              f"- **Report written**: {now.strftime('%Y-%m-%d %H:%M %Z')}."]
     varying = varying_settings(df, metric)
-    lines.append("- **Varying**: " + ("; ".join(f"`{k}` ({', '.join(v)})" for k, v in varying.items())
+    lines.append("- **Varying**: " + ("; ".join(f"`{k}` ({md_escape(', '.join(v))})" for k, v in varying.items())
                                       if varying else "nothing (all finished runs share their settings)") + ".")
     env = environment(df)
     if env:
-        lines.append("- **Environment**: " + "; ".join(f"{what} {', '.join(values)}" for what, values in env.items())
-                     + ".")
+        lines.append("- **Environment**: " + "; ".join(md_escape(f"{what} {', '.join(values)}")
+                                                       for what, values in env.items()) + ".")
     else:
         lines.append("- **Environment**: not recorded (W&B runs logged before the env summary key, or no records).")
     fixed = fixed_settings(df, metric)
-    rows = "\n".join(f"| `{r.key}` | {r.label} | {r.value} |" for r in fixed.itertuples())
+    rows = "\n".join(f"| `{r.key}` | {md_escape(r.label)} | {md_escape(r.value)} |" for r in fixed.itertuples())
     lines += ["", f"<details><summary>Settings held fixed ({len(fixed)})</summary>", "",
               "| key | meaning | value |", "| --- | --- | --- |", rows, "", "</details>", ""]
     return "\n".join(lines)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from audiosweep.config import FIELDS, unknown_key_message
 from audiosweep.errors import SourceError
-from audiosweep.results import RunFiles
+from audiosweep.results import RunFiles, load_predictions
 
 from . import cli
 from .checks import NUISANCE_KEYS, run_warnings, varying_keys
@@ -49,7 +49,6 @@ from .summarize import number_cells, plus_minus, render
 MAX_SUBSETS = 200  # subsets of one size averaged exactly up to this many, else as many random orderings
 SEED = 0
 FOLD_MEAN = "mean over folds"
-PREDS_KEYS = ("probs", "targets", "classes", "filenames")
 
 
 @dataclass
@@ -141,21 +140,14 @@ def parse_over(text: str, by: list[str]) -> list[str]:
 
 
 def load_member(row: pd.Series, tta: bool = False, test: bool = False) -> Member | None:
-    """The run's predictions sorted by clip name, None when it has no file; a SourceError for a broken one."""
+    """The run's predictions sorted by clip name, None when it has no file; a RecordError for a broken one."""
     if not isinstance(row.record_path, str):
         return None
     path = RunFiles(Path(row.record_path)).predictions(tta, test)
     if not path.is_file():
         return None
-    try:
-        with np.load(path) as f:
-            probs, targets, classes, names = (f[k] for k in PREDS_KEYS)
-    except (OSError, ValueError, KeyError) as e:
-        raise SourceError(f"{path}: not a readable predictions file ({e}); it needs {', '.join(PREDS_KEYS)}") from e
+    probs, targets, classes, names = load_predictions(path)
     n = len(names)
-    if probs.ndim != 2 or probs.shape != (n, len(classes)) or targets.shape != (n,):
-        raise SourceError(f"{path}: probs {probs.shape}, targets {targets.shape}, {len(classes)} classes and {n} "
-                          "clip names do not agree")
     if len(set(names.tolist())) != n:
         raise SourceError(f"{path}: repeats clip names, so its rows cannot be matched with other runs'")
     order = np.argsort(names, kind="stable")

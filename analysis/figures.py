@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from audiosweep.results import RunFiles
+from audiosweep.results import RunFiles, load_predictions
 
 from .compare import compare_table
 from .labels import axis_label, format_value, group_sample_rate
@@ -222,8 +222,8 @@ def plot_confusion(row: pd.Series) -> Figure:
 
 def confusion_counts(row: pd.Series) -> tuple[np.ndarray, list[str]]:
     """(true x predicted) counts of one run's validation clips, from its saved predictions, and the classes."""
-    with np.load(preds_path(row)) as f:
-        probs, targets, classes = f["probs"], f["targets"], [str(c) for c in f["classes"]]
+    probs, targets, classes, _ = load_predictions(preds_path(row))
+    classes = [str(c) for c in classes]
     counts = np.zeros((len(classes), len(classes)))
     np.add.at(counts, (targets, probs.argmax(1)), 1)
     return counts, classes

@@ -4,6 +4,7 @@ metadata), axis labels from the field's ``label``."""
 from __future__ import annotations
 
 import math
+import re
 import typing
 
 import pandas as pd
@@ -14,6 +15,21 @@ from .runs import select
 
 # Durations given in one unit are also shown in the other, converted with the run's sample rate.
 OTHER_UNIT = {"samples": "ms", "ms": "samples"}
+
+
+# What a foreign value (a config or env string, a class name, a run id) could use to write Markdown or HTML of its
+# own into a page: HTML tags and entities, table cell separators, links and images, headings, code spans; and a
+# backslash, so that a value cannot escape what follows it.
+_MARKDOWN_SPECIAL = {"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "`": "\\`", "#": "\\#",
+                     "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def md_escape(value) -> str:
+    """``value`` as text that Markdown shows as it is, on one line and inside one table cell: every value a page
+    shows that it did not write itself goes through here."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    return "".join(_MARKDOWN_SPECIAL.get(c, c) for c in text)
 
 
 def _unit(key: str) -> str | None:

@@ -25,6 +25,7 @@ from audiosweep.results import RunFiles
 
 from . import ensemble, figures, importance, interactions
 from .checks import require_folds
+from .labels import md_escape
 from .runs import finished
 
 PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
@@ -120,12 +121,12 @@ def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str =
     except SourceError as e:
         if run_id is not None:
             raise
-        return Section(CONFUSION, "Confusion matrix", note=f"Not drawn: {e}", skipped=str(e))
+        return Section(CONFUSION, "Confusion matrix", note=f"Not drawn: {md_escape(e)}", skipped=str(e))
     what = "chosen" if run_id else f"best (highest {metric})"
     matrix = PlannedFigure(f"confusion_{row.run_id}", f"confusion matrix {row.run_id}",
                            partial(figures.plot_confusion, row))
     return Section(CONFUSION, "Confusion matrix", figures=[matrix], run=row,
-                   note=f"The {what} run, {row.run_id}: rows are true classes, normalised to 1.")
+                   note=f"The {what} run, {md_escape(row.run_id)}: rows are true classes, normalised to 1.")
 
 
 def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id: str | None = None,

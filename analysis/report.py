@@ -26,6 +26,7 @@ from . import cli, compare, ensemble, importance, interactions, plan, reproduce
 from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
 from .context import context_markdown
 from .figures import confused_pairs, save
+from .labels import md_escape
 from .paths import report_dir
 from .runs import finished, warn
 from .summarize import display_folds, display_table, fold_table, fold_warnings, group_stats, render, test_column
@@ -60,14 +61,14 @@ def report_keys(df: pd.DataFrame, by: list[str] | None = None, metric: str = "ac
 
 
 def _bullets(messages: list[str]) -> list[str]:
-    return [*(f"> warning: {m}  " for m in messages), ""] if messages else []
+    return [*(f"> warning: {md_escape(m)}  " for m in messages), ""] if messages else []
 
 
 def header(df: pd.DataFrame, metric: str = "accuracy", source: str = "") -> str:
     """The page's title, what the runs are and what the numbers mean, and warnings about the runs."""
     ok = finished(df, metric)
-    sweeps = ", ".join(sorted(s or "(no sweep)" for s in df.sweep.unique()))
-    return "\n".join([f"# Results{': ' + source if source else ''}", "",
+    sweeps = md_escape(", ".join(sorted(s or "(no sweep)" for s in df.sweep.unique())))
+    return "\n".join([f"# Results{': ' + md_escape(source) if source else ''}", "",
                       f"{len(df)} runs ({len(ok)} finished with {metric}) from sweep(s) {sweeps}. Accuracy is the "
                       f"{_measured(metric)} in %, mean ± sample std over runs; min and max over runs."
                       + _test_note(ok, metric), "", context_markdown(df, metric), *_bullets(run_warnings(df, metric))])
@@ -101,7 +102,7 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
             key = section.by[0]
             table, ref, why, messages = compare.compare_table(df, key, metric)
             table.to_csv(out / f"compare_{key}.csv", index=False)
-            text += (f"\n\n{compare.header(key, ref, why, metric, table)}\n\n"
+            text += (f"\n\n{md_escape(compare.header(key, ref, why, metric, table))}\n\n"
                      + render(compare.display_compare(table, key, df, metric), "markdown"))
             warnings += messages
     elif section.kind == plan.IMPORTANCE:

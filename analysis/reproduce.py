@@ -37,7 +37,7 @@ from . import cli
 from .checks import check, distinct_values
 from .compare import ALPHA, diff_cells, holm, p_cells, welch
 from .figures import plot_reproduction, save, sorted_values
-from .labels import format_value, group_sample_rate
+from .labels import format_value, group_sample_rate, md_escape
 from .runs import finished, is_missing, same_value, warn
 from .summarize import HIGH, LOW, interval, render
 
@@ -221,7 +221,7 @@ def section(ours: pd.DataFrame, published: pd.DataFrame, by: list[str], out: str
     table, messages = reproduction_table(ours, published, by, metric)
     png = write_files(table, by, out, metric)[0]
     text = f"{header(by, table, metric)}\n\n{render(display(table, by, ours, metric), 'markdown')}"
-    return (f"Reproduction: against {source or 'the published runs'}", text, messages,
+    return (f"Reproduction: against {md_escape(source) if source else 'the published runs'}", text, messages,
             [("ours vs the published runs", png)])
 
 

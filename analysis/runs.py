@@ -5,19 +5,22 @@ A SOURCE is a folder of result records (searched recursively), a W&B runs-table 
 :mod:`analysis.wandb_csv` says what it holds) or ``wandb:ENTITY/PROJECT``. Columns, in order:
 every :class:`audiosweep.config.Config` key (as :func:`audiosweep.config.effective` makes it, so records of
 older versions compare with newer ones), the summary metrics of :data:`audiosweep.results.SUMMARY_METRICS`,
-``status`` ("finished" for runs that completed; "failed", or W&B's "crashed" / "killed" / "running" otherwise),
+``status`` ("finished" for runs that completed; "failed", "stopped", or W&B's "crashed" / "killed" / "running"
+otherwise; "unknown" for a status none of them knows),
 ``sweep``, ``run_id``, ``name`` (W&B's display name; None for records), ``record_path`` (None for W&B runs),
 ``history`` (per-epoch dicts of :data:`HISTORY_COLUMNS`: what records and W&B both hold) and ``env``.
 
 The ``sweep`` of a local record is the folder holding it, relative to SOURCE; records directly in SOURCE take
 SOURCE's own folder name. So ``results/smoke/*.json`` is sweep "smoke" whether SOURCE is ``results`` or
 ``results/smoke``. Which files are searched is :func:`audiosweep.results.record_files`' choice; JSON files there
-that are no records at all are skipped with a warning. For W&B runs ``sweep`` is the sweep's name (its id when
+that are no records at all, and ``*.json`` paths that are no regular files (a FIFO would block the read), are
+skipped with a warning. For W&B runs ``sweep`` is the sweep's name (its id when
 unnamed), for an export its id; "" for runs outside a sweep.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,10 @@ from tqdm.auto import tqdm
 from audiosweep.config import FIELDS, REPLICATE, coerce, effective, keys_with_role
 from audiosweep.errors import ConfigError, SourceError
 from audiosweep.results import (
+    ACCURACY_KEYS,
     EPOCH_METRICS,
     RECORD_KEYS,
+    STATUSES,
     SUMMARY_METRICS,
     Record,
     RunFiles,
@@ -44,6 +49,9 @@ from .wandb_csv import read_export
 HISTORY_COLUMNS = ("epoch", *EPOCH_METRICS)
 COLUMNS = [*FIELDS, *SUMMARY_METRICS, "status", "sweep", "run_id", "name", "record_path", "history", "env"]
 OBJECT_COLUMNS = ("record_path", "history", "env")  # kept as they are (a path or None, lists, dicts)
+# The statuses a run can have: a record's, or a W&B run's state; any other is shown as UNKNOWN_STATUS.
+KNOWN_STATUSES = frozenset({*STATUSES, "crashed", "killed", "running", "pending", "preempting", "preempted"})
+UNKNOWN_STATUS = "unknown"
 
 
 def warn(message: str) -> None:
@@ -97,6 +105,18 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
+def _metrics(summary: dict, run_id: str) -> dict[str, float]:
+    """The summary metrics as numbers; values no run can have (infinite, an accuracy outside [0, 1]: a W&B run or
+    an export edited by hand; records holding them are refused by Record.parse) become missing, with a warning,
+    so the run is never ranked."""
+    values = {m: _num(summary.get(m)) for m in SUMMARY_METRICS}
+    for m, v in values.items():
+        if math.isinf(v) or (m in ACCURACY_KEYS and not math.isnan(v) and not 0 <= v <= 1):
+            warn(f"run {run_id}: {m} is {v:g}, which no run can reach; left out of the statistics")
+            values[m] = float("nan")
+    return values
+
+
 def make_row(config: dict, summary: dict, history: list[dict], status: str, sweep: str, run_id: str,
              record_path: str | None, env: dict | None = None, name: str | None = None,
              partial: bool = False) -> dict[str, Any]:
@@ -104,9 +124,10 @@ def make_row(config: dict, summary: dict, history: list[dict], status: str, swee
     run ran (the record's device, package versions, git commit; a W&B run's ``env`` summary key). ``partial``: a
     source holding only some config keys and no history (an export): what it lacks stays missing."""
     row = _config_row(config, partial)
-    row.update({m: _num(summary.get(m)) for m in SUMMARY_METRICS})
+    row.update(_metrics(summary, run_id))
     if pd.isna(row["epochs"]) and not partial:
         row["epochs"] = float(len(history))
+    status = status if status in KNOWN_STATUSES else UNKNOWN_STATUS
     row.update(status=status, sweep=sweep, run_id=run_id, name=name, record_path=record_path,
                history=_history(history), env=env if isinstance(env, dict) else {})
     return row
@@ -139,8 +160,8 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
     if not root.is_dir():
         raise SourceError(f"{root}: no such folder (give a folder of result records, a W&B export FILE.csv, or "
                           "wandb:ENTITY/PROJECT)")
-    rows, skipped, bad = [], [], []
-    for path in record_files(root):
+    rows, skipped, bad, irregular = [], [], [], []
+    for path in record_files(root, irregular=irregular):
         try:
             obj = read_json(path)  # each file is read once
             if _is_other_json(obj):
@@ -154,6 +175,9 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
             continue
         rows.append(make_row(rec.config, rec.summary.to_dict(), rec.history, rec.status, sweep_name(root, path),
                              rec.run_id or RunFiles(path).run_id, str(path), rec.env))
+    if irregular:
+        warn(f"skipped {len(irregular)} *.json path(s) that are not regular files (FIFOs, devices, folders), e.g. "
+             f"{irregular[0]}")
     if skipped:
         warn(f"skipped {len(skipped)} JSON file(s) that are not result records, e.g. {skipped[0]}")
     for message in bad:

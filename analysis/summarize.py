@@ -44,7 +44,7 @@ from .checks import (
     run_warnings,
     varying_keys,
 )
-from .labels import format_value, group_sample_rate
+from .labels import format_value, group_sample_rate, md_escape
 from .runs import finished, overview, warn
 
 STATS = ["mean", "std", "min", "max"]
@@ -229,12 +229,15 @@ def run_table(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame, fmt: str = "table") -> str:
-    """A table as aligned text, a Markdown pipe table, or CSV."""
+    """A table as aligned text, a Markdown pipe table (every cell escaped: one line, no Markdown or HTML of its
+    own, so each row keeps the table's columns), or CSV."""
     if fmt == "csv":
         return table.to_csv(index=False).rstrip("\n")
     cells = [list(map(str, table.columns))] + [[str(v) for v in row] for row in table.itertuples(index=False)]
+    numeric = [all(_numeric(r[i]) for r in cells[1:]) for i in range(len(table.columns))]
+    if fmt == "markdown":
+        cells = [[md_escape(c) for c in row] for row in cells]
     widths = [max(len(r[i]) for r in cells) for i in range(len(table.columns))]
-    numeric = [all(_numeric(r[i]) for r in cells[1:]) for i in range(len(widths))]
 
     def line(row):
         padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True)]

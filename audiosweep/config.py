@@ -623,7 +623,10 @@ def coerce(key: str, value: Any, errors: list[str] | None = None) -> Any:
         tp = key_type(key)
         if isinstance(value, str):
             text = value.strip()
-            value = yaml.safe_load(text) if text else text
+            try:
+                value = yaml.safe_load(text) if text else text
+            except yaml.YAMLError:  # e.g. "!x" (a tag): no YAML value, so the text itself, which _coerce_to judges
+                value = text
             if (typing.get_origin(tp) is Literal or tp is str) and not (isinstance(value, bool) and
                                                                          key in BOOLEAN_VALUES):
                 value = text if value is not None or text.lower() not in ("null", "none", "~") else None

@@ -13,7 +13,7 @@ from fastai.learner import Learner
 
 from .augment import TrainingBatches, multi_view, waveform_active
 from .config import Config
-from .features import stage_waveforms
+from .features import input_shape, stage_waveforms
 from .loaders import TensorLoader
 from .results import RunFiles, save_predictions
 
@@ -22,8 +22,8 @@ MODEL_FORMAT = 1
 
 def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm_stats: dict) -> Path:
     """Write the weights (``save_model``: final, or the best epoch's, kept by ``learn.best_epoch``) and what
-    rebuilds the model and its features: the effective config, the classes, the normalisation statistics. Loads
-    on a CPU.
+    rebuilds the model and its features: the effective config, the classes, the normalisation statistics, and the
+    input shape the weights were trained on (so that a config edited afterwards is caught). Loads on a CPU.
 
     With ``checkpoint: best`` the model holds the best epoch's weights already, the ones evaluated: they are saved
     whichever ``save_model`` asks."""
@@ -32,7 +32,7 @@ def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save({"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,
-                    "norm_stats": norm_stats,
+                    "norm_stats": norm_stats, "input_shape": list(input_shape(cfg)),
                     "weights": "best" if cfg.checkpoint == "best" else cfg.save_model}, tmp)
         os.replace(tmp, path)
     finally:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
@@ -16,7 +18,7 @@ from .datasets import dataset_entry
 from .errors import ConfigError, UserError
 from .features import apply_normalization, compute_features, input_shape
 from .models import build_model
-from .results import Record, RunFiles, record_files
+from .results import Record, RunFiles, is_regular, record_files
 
 # A clip this much longer or shorter than the model's clip length is still "the same length" (rounding of its
 # sample count).
@@ -38,11 +40,20 @@ class Predictor:
     def clip(self, path: str | Path) -> torch.Tensor:
         """A clip as the dataset loader gives it: mono, resampled to the model's rate, of its clip length. A model
         trained on a variable dataset takes any clip, downmixed, cropped or padded as its training clips were; one
-        trained on ESC-50 takes 5 s mono clips."""
+        trained on ESC-50 takes 5 s mono clips. A clip without samples, or with samples that are no finite numbers,
+        is refused."""
+        if not is_regular(Path(path)):  # reading a FIFO would wait for a writer
+            raise PredictError(f"{path}: cannot read the clip (no such file, or not a regular file)")
         try:
             wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
         except Exception as e:  # soundfile raises several types for unreadable files
             raise PredictError(f"{path}: cannot read the clip ({e})") from e
+        if wav.size == 0:
+            raise PredictError(f"{path}: the clip has no samples; give a clip of {self.cfg.clip_length:g} s")
+        bad = int(wav.size - np.isfinite(wav).sum())
+        if bad:
+            raise PredictError(f"{path}: {bad} of the clip's {wav.size} samples are not finite numbers (NaN or "
+                               "infinity); repair or re-export the clip")
         entry = dataset_entry(self.cfg.dataset_name)
         if entry is not None and not entry.strict:
             wav = conform(wav, rate, ClipSpec.of(entry, self.cfg), Path(path))[:, None]
@@ -60,9 +71,15 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities(self, paths: list[str | Path]) -> torch.Tensor:
-        """(len(paths), n_classes) class probabilities."""
+        """(len(paths), n_classes) class probabilities; a PredictError naming the clips whose are not finite
+        (samples so large that their features overflow)."""
         wavs = torch.stack([self.clip(p) for p in paths])
-        return self.model(self.features(wavs)).float().softmax(dim=1).cpu()
+        probs = self.model(self.features(wavs)).float().softmax(dim=1).cpu()
+        bad = [str(p) for p, ok in zip(paths, probs.isfinite().all(dim=1), strict=True) if not ok]
+        if bad:
+            raise PredictError(f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}: the model gives no finite "
+                               "probabilities for this clip (are its samples within -1 to 1?)")
+        return probs
 
     @torch.no_grad()
     def features(self, wavs: torch.Tensor) -> torch.Tensor:
@@ -74,6 +91,9 @@ class Predictor:
         return fixed_views(feats, wavs, self.cfg, self.device, self.norm_stats)
 
     def top_k(self, paths: list[str | Path], k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` (at least 1) most probable classes of each clip with their probabilities, most probable first."""
+        if k < 1:
+            raise PredictError(f"top-k: give the number of classes to show, at least 1 (got {k})")
         probs = self.probabilities(paths)
         values, idx = probs.topk(min(k, probs.shape[1]), dim=1)
         return [[(self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values, idx,
@@ -106,18 +126,102 @@ def model_file(source: str | Path) -> Path:
     return model
 
 
-def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """The model saved beside a record (or the best one in a folder), rebuilt on ``device`` (a model trained
-    on a GPU loads on a CPU)."""
-    path = model_file(source)
+NORM_MODES_WITH_STATS = ("global", "audioset", "imagenet")  # the modes whose statistics come from training
+
+
+def _refuse(path: Path, problem: str) -> PredictError:
+    return PredictError(f"{path}: {problem}; give the .model.pt file train.py saved (--save_model final or best)")
+
+
+def read_model_file(path: Path) -> dict:
+    """The contents of a model file, checked to hold what :func:`audiosweep.evaluation.save_model` writes (weights,
+    config, classes, statistics), with the right types; a PredictError naming the file otherwise. Loaded with
+    ``weights_only``: tensors and plain containers only, never code."""
+    if not is_regular(path):
+        raise _refuse(path, "no such file, or not a regular file")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many types (EOF, unpickling, zip): all of them the file's fault
+        raise _refuse(path, f"not a model file saved by train.py ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200] if str(e) else 'unreadable'})") from e
+    if not isinstance(saved, dict):
+        raise _refuse(path, f"holds a {type(saved).__name__}, not a saved model (a dict of weights, config, classes "
+                            "and statistics)")
+    missing = [k for k in ("state_dict", "config", "classes", "norm_stats") if k not in saved]
+    if missing:
+        raise _refuse(path, f"not a model file saved by train.py (no {', '.join(missing)})")
+    problems = []
+    state, classes, stats = saved["state_dict"], saved["classes"], saved["norm_stats"]
+    if not (isinstance(state, dict) and state and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state.items())):
+        problems.append("state_dict is not a dict of named tensors")
+    if not isinstance(saved["config"], dict):
+        problems.append("config is not a dict")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)
+            and len(set(classes)) == len(classes)):
+        problems.append("classes is not a non-empty list of distinct names")
+    if not isinstance(stats, dict):
+        problems.append("norm_stats is not a dict")
+    if problems:
+        raise _refuse(path, "; ".join(problems))
+    return saved
+
+
+def check_norm_stats(path: Path, cfg: Config, stats: dict) -> None:
+    """The normalisation statistics a model was trained with: per-channel mean and std (finite, std > 0) for the
+    modes that take them from training, one value or one per input channel."""
+    if cfg.normalize not in NORM_MODES_WITH_STATS:
+        return
+    channels = input_shape(cfg)[0]
+    values = {k: stats.get(k) for k in ("mean", "std")}
+    for key, v in values.items():
+        ok = (isinstance(v, list) and len(v) in (1, channels) and all(isinstance(x, (int, float)) and not
+                                                                     isinstance(x, bool) and math.isfinite(x)
+                                                                     for x in v))
+        if not ok or (key == "std" and min(v) <= 0):
+            raise _refuse(path, f"norm_stats.{key} is {str(v)[:60]}, not {'1 or ' if channels > 1 else ''}{channels} "
+                                f"finite {'positive ' if key == 'std' else ''}number(s) for normalize={cfg.normalize}")
+
+
+def check_weights(path: Path, saved: dict, model: torch.nn.Module, cfg: Config) -> None:
+    """The saved weights fit the architecture that the saved config builds: the same names and shapes, and the
+    input shape they were trained on (files of older versions do not record it)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in saved["state_dict"].items()}
+    problems = []
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    if missing:
+        problems.append(f"{len(missing)} weight(s) of {cfg.arch} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weight(s) {cfg.arch} has not (e.g. {unexpected[0]})")
+    shapes = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
+    if shapes:
+        k = sorted(shapes)[0]
+        problems.append(f"{len(shapes)} weight(s) of another shape (e.g. {k}: {found[k]}, {cfg.arch} with this "
+                        f"config has {expected[k]})")
+    trained_on = saved.get("input_shape")
+    if trained_on is not None and list(trained_on) != list(input_shape(cfg)):
+        problems.append(f"the weights were trained on inputs of shape {tuple(trained_on)}, the saved config makes "
+                        f"{input_shape(cfg)} (was its config edited?)")
+    if problems:
+        raise _refuse(path, "weights do not fit the saved config: " + "; ".join(problems))
+
+
+def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    """The model saved beside a record (or the best one in a folder), rebuilt on ``device`` (a model trained
+    on a GPU loads on a CPU). The file is checked first (:func:`read_model_file`, :func:`check_norm_stats`,
+    :func:`check_weights`): a PredictError names what does not fit."""
+    path = model_file(source)
+    saved = read_model_file(path)
+    try:
         cfg = merge([{k: v for k, v in saved["config"].items() if k in FIELDS}])
-    except (OSError, RuntimeError, KeyError, ConfigError) as e:
-        raise PredictError(f"{path}: not a model saved by train.py ({e})") from e
+    except ConfigError as e:
+        raise _refuse(path, f"its config is invalid ({' '.join(str(e).split())})") from e
+    check_norm_stats(path, cfg, saved["norm_stats"])
     device = torch.device(device)
     # the input shape it was trained on (AST's position embeddings are sized to it)
     arch = build_model(cfg, len(saved["classes"]), input_shape(cfg), pretrained=False)
+    check_weights(path, saved, arch.model, cfg)
     arch.model.load_state_dict(saved["state_dict"])
     return Predictor(cfg, list(saved["classes"]), arch.model.to(device).eval(),
                      saved["norm_stats"], device)

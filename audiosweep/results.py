@@ -18,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import secrets
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
@@ -151,14 +154,28 @@ class RunFiles:
         return self.record.with_name(self.run_id + PROGRESS_SUFFIX)
 
 
-def record_files(root: Path, recursive: bool = True) -> list[Path]:
-    """Candidate record files under ``root``: ``*.json`` outside hidden (temporary) files and the folders that
-    hold no records."""
+def is_regular(path: Path) -> bool:
+    """True for a regular file (or a link to one): never a FIFO, socket or device, which opening could block on
+    or read forever."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def record_files(root: Path, recursive: bool = True, irregular: list[Path] | None = None) -> list[Path]:
+    """Candidate record files under ``root``: regular ``*.json`` files outside hidden (temporary) files and the
+    folders that hold no records. The others named ``*.json`` (FIFOs, devices, folders) are left out, and added to
+    ``irregular`` when given, for a warning."""
     files = []
     for path in sorted(root.rglob(f"*{RECORD_SUFFIX}") if recursive else root.glob(f"*{RECORD_SUFFIX}")):
         parts = path.relative_to(root).parts
-        if not (NON_RECORD_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts)):
+        if NON_RECORD_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts):
+            continue
+        if is_regular(path):
             files.append(path)
+        elif irregular is not None:
+            irregular.append(path)
     return files
 
 
@@ -249,6 +266,32 @@ def save_predictions(path: Path, probs: np.ndarray, targets: np.ndarray, classes
     return path
 
 
+PREDS_KEYS = ("probs", "targets", "classes", "filenames")
+
+
+def load_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``probs, targets, classes, filenames`` of a predictions file (:func:`save_predictions`), checked to agree
+    (shapes, labels that are class indices, finite probabilities); a RecordError naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            probs, targets, classes, names = (f[k] for k in PREDS_KEYS)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise RecordError(f"{path}: not a readable predictions file ({e}); it needs {', '.join(PREDS_KEYS)}; "
+                          "remove it, or rerun the run") from e
+    n = len(names)
+    problem = None
+    if probs.ndim != 2 or probs.shape != (n, len(classes)) or targets.shape != (n,):
+        problem = (f"probs {probs.shape}, targets {targets.shape}, {len(classes)} classes and {n} clip names do "
+                   "not agree")
+    elif not (np.issubdtype(probs.dtype, np.number) and np.isfinite(probs).all()):
+        problem = "its probabilities are not all finite numbers"
+    elif not (np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(classes))).all()):
+        problem = f"its targets are not all class indices 0 to {len(classes) - 1}"
+    if problem:
+        raise RecordError(f"{path}: {problem}; remove it, or rerun the run")
+    return probs, targets, classes, names
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
@@ -275,16 +318,73 @@ def environment(device: str | None = None, dataset_fingerprint: str | None = Non
     return env
 
 
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path``, an OSError when it is no regular file: opened without blocking (a FIFO put where
+    the file was checked would block a plain open), then checked on the open file itself."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path}: not a regular file")
+        return f.read()
+
+
 def read_json(path: Path) -> Any:
     """The JSON in ``path``; a RecordError naming the file when it cannot be read or parsed."""
     try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
+        return json.loads(read_regular(Path(path)).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise RecordError(f"{path}: not a readable result record ({e})") from e
 
 
 # The type each key of a record must have for a reader to use it.
 _RECORD_TYPES = {"config": dict, "history": list, "summary": dict, "status": str}
+# Fractions: a finite value in [0, 1] when a record holds one.
+ACCURACY_KEYS = ("accuracy", "best_accuracy", "tta_accuracy")
+# Summary values that are numbers (or null); a finished run's must be finite.
+NUMERIC_SUMMARY = (*ACCURACY_KEYS, "train_loss", "valid_loss", "epochs", "evaluated_epoch", "wall_time_s")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _metric_problems(obj: dict[str, Any]) -> list[str]:
+    """What makes a record's metrics unusable: values that are no numbers; accuracies outside [0, 1]; non-finite
+    summary values of a finished run (a failed run may have diverged: NaN losses are its story)."""
+    problems = []
+    finished = obj["status"] == "finished"
+    for key in NUMERIC_SUMMARY:
+        value = obj["summary"].get(key)
+        if value is None:
+            continue
+        if not _is_number(value):
+            problems.append(f"summary.{key} is {value!r}, not a number")
+        elif finished and not math.isfinite(value):
+            problems.append(f"summary.{key} is {value}, not finite, in a finished run")
+        elif key in ACCURACY_KEYS and math.isfinite(value) and not 0 <= value <= 1:
+            problems.append(f"summary.{key} is {value:g}, outside [0, 1]")
+    for i, row in enumerate(obj["history"]):
+        for key in EPOCH_METRICS:
+            value = row.get(key)
+            if value is None:
+                continue
+            if not _is_number(value):
+                problems.append(f"history[{i}].{key} is {value!r}, not a number")
+            elif key == "accuracy" and not math.isnan(value) and not 0 <= value <= 1:
+                problems.append(f"history[{i}].{key} is {value:g}, outside [0, 1]")
+    return problems[:3]
+
+
+def _identity_problems(obj: dict[str, Any]) -> list[str]:
+    """A status readers do not know, or a run id that is no single file name (it names the run's files)."""
+    problems = []
+    if isinstance(obj["status"], str) and obj["status"] not in STATUSES:
+        problems.append(f"status is {obj['status'][:40]!r}, not one of {', '.join(STATUSES)}")
+    run_id = obj.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and run_id not in ("", ".", "..")
+                                   and not set(run_id) & set("/\\\0")):
+        problems.append(f"run_id {str(run_id)[:40]!r} is not a file name (no /, \\ or NUL)")
+    return problems
 
 
 class Record:
@@ -365,6 +465,8 @@ class Record:
                  if not isinstance(obj[k], t)]
         wrong += [f"history[{i}] is not an object" for i, row in enumerate(obj["history"] if isinstance(
             obj["history"], list) else []) if not isinstance(row, dict)][:1]
+        if not wrong:
+            wrong = _identity_problems(obj) or _metric_problems(obj)
         if wrong:
             raise RecordError(f"{path}: malformed result record ({'; '.join(wrong)})")
         return cls(obj)

@@ -96,7 +96,7 @@ def test_plan_without_predictions_or_finished_runs(tmp_path):
     df = runs.load_runs(str(study))
     confusion = plan.sections(df, [])[-1]
     assert confusion.figures == [] and confusion.skipped.startswith("no run has a <run_id>.preds.npz beside its")
-    assert confusion.note == f"Not drawn: {confusion.skipped}"
+    assert confusion.note == f"Not drawn: {labels.md_escape(confusion.skipped)}"  # Markdown: <run_id> escaped
     with pytest.raises(runs.SourceError, match="--run r64-1: no predictions file r64-1.preds.npz beside"):
         plan.sections(df, [], run_id="r64-1")
     with pytest.raises(runs.SourceError, match="--run nope: no such run"):

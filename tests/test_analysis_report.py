@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from analysis import figures, paths, plan, plots, report, runs, summarize
-from tests.analysis_records import is_png, write_final_study, write_study
+from audiosweep.results import save_predictions, write_json_atomic
+from tests.analysis_records import is_png, write_final_study, write_run, write_study
 from tests.conftest import REPO, TINY
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -185,3 +188,60 @@ def test_confusion_section_lists_the_most_confused_pairs(tmp_path):
     assert "| rooster | rain      |     1 |          25 % |" in page
     assert pd.read_csv(out / "confused_pairs_r128-3.csv").to_dict("records") == [
         {"true": "rooster", "predicted": "rain", "clips": 1, "share_of_true": 0.25}]
+
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "![pixel](http://example.com/t.png)",
+           "a|b", "line\n# Heading\n| x | y |", "[link](javascript:alert(3))", "back\\", "`code|`"]
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a Markdown table row, split at the pipes that no backslash escapes."""
+    out, cell, escaped = [], "", False
+    for c in line.strip()[1:-1]:
+        if c == "|" and not escaped:
+            out.append(cell)
+            cell = ""
+        else:
+            cell += c
+        escaped = c == "\\" and not escaped
+    return [*out, cell]
+
+
+def tables(page: str) -> list[list[str]]:
+    blocks, block = [], []
+    for line in [*page.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            blocks.append(block)
+            block = []
+    return blocks
+
+
+def test_report_escapes_every_value_it_did_not_write(tmp_path):
+    folder = tmp_path / "results" / "hostile"
+    for i, text in enumerate(HOSTILE):
+        rec = write_run(folder, f"h{i}", 0.5 + 0.05 * i, arch=text, trial_num=i)
+        rec["env"] = {"device": text, "gpu": HOSTILE[i - 1], "packages": {"torch": text}}
+        write_json_atomic(folder / f"h{i}.json", rec)
+    save_predictions(folder / f"h{len(HOSTILE) - 1}.preds.npz", np.eye(3)[[0, 1, 1]], np.array([0, 1, 2]),
+                     ["<b>dog</b>", "rain|x", "![c](http://example.com/c.png)"], ["1.wav", "2.wav", "3.wav"])
+    page = report.build_report(runs.load_runs(str(folder)), tmp_path / "rep", source="<i>src</i>").read_text()
+    for raw in ("<script", "<img", "<b>", "<i>"):
+        assert raw not in page
+    links = re.findall(r"(?<!\\)\]\((\S+?)\)", page)  # a ]( that no backslash escapes: a link or an image
+    assert links and all(not link.startswith(("http", "javascript")) for link in links)  # only the figures
+    assert [line for line in page.splitlines() if line.startswith("# ")] == ["# Results: &lt;i&gt;src&lt;/i&gt;"]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "rain\\|x" in page
+    shapes = [{len(cells(line)) for line in block} for block in tables(page)]
+    assert len(shapes) >= 4 and all(len(s) == 1 for s in shapes)  # every row as many cells as its header
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04torn", b"not a zip at all"])
+def test_an_unreadable_predictions_file_is_one_line(tmp_path, capsys, damage):
+    study = write_study(tmp_path)  # r128-3 (the best run) has predictions
+    (study / "r128-3.preds.npz").write_bytes(damage)
+    assert report.main([str(study), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"analysis.report: {study / 'r128-3.preds.npz'}: not a readable predictions file" in err

@@ -6,13 +6,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-from analysis import checks, cli, plots, report, runs, summarize
+from analysis import checks, cli, compare, plots, report, runs, summarize
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
 from audiosweep.results import EPOCH_METRICS, SUMMARY_METRICS, write_json_atomic
 from tests.analysis_records import write_run, write_study
@@ -254,3 +255,68 @@ def test_where_keeps_the_runs_of_a_configuration_from_every_source(tmp_path, mon
                                                      "conditions before it); trial_num there: 1, 2, 3")):
         assert summarize.main([str(study), "--where", where]) == 2
         assert capsys.readouterr().err == f"analysis.summarize: {message}\n"
+
+
+def _tamper(path: Path, **summary) -> None:
+    rec = json.loads(path.read_text())
+    rec["summary"].update(summary)
+    path.write_text(json.dumps(rec))
+
+
+@pytest.mark.parametrize("accuracy", [math.inf, 1e300, -0.5, math.nan])
+def test_records_with_impossible_accuracy_are_never_ranked(tmp_path, capsys, accuracy):
+    study = write_study(tmp_path)  # n_mels 128 (mean 82 %) is best; 64 (72 %) is made to look better
+    _tamper(study / "r64-1.json", accuracy=accuracy, best_accuracy=accuracy)
+    assert summarize.main([str(study), "--by", "n_mels"]) == 2
+    err = capsys.readouterr().err
+    assert f"{study / 'r64-1.json'}: malformed result record (summary.accuracy is" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2  # the problem, then how to fix it
+    assert summarize.main([str(study), "--by", "n_mels", "--skip-bad", "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    table = pd.read_csv(io.StringIO(out))
+    assert table.n_mels.tolist() == [128, 64] and table.n.tolist() == [3, 1]
+    assert "skipped malformed record" in err and "r64-1.json" in err
+    assert compare.main([str(study), "--by", "n_mels", "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "inf" not in out and "reference n_mels=128" in out
+
+
+@pytest.mark.slow
+def test_string_history_values_are_skipped_by_the_report(tmp_path, capsys):
+    study = write_study(tmp_path)
+    rec = json.loads((study / "r128-1.json").read_text())
+    rec["history"][1]["valid_loss"] = "0.6"
+    (study / "r128-1.json").write_text(json.dumps(rec))
+    assert report.main([str(study), "--out", str(tmp_path / "rep")]) == 2
+    assert "history[1].valid_loss is '0.6', not a number" in capsys.readouterr().err
+    assert report.main([str(study), "--skip-bad", "--out", str(tmp_path / "rep")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "r128-1.json" in err
+
+
+def test_a_fifo_among_the_records_is_skipped_not_waited_for(tmp_path, capsys):
+    study = write_study(tmp_path)
+    os.mkfifo(study / "pipe.json")  # opening it for reading would block until a writer came
+    (study / "sub.json").mkdir()
+    assert summarize.main([str(study), "--by", "n_mels", "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert "82.00 ± 2.00" in out
+    assert "skipped 2 *.json path(s) that are not regular files" in err and str(study / "pipe.json") in err
+
+
+def test_states_no_record_or_wandb_knows_are_shown_as_unknown(tmp_path, monkeypatch):
+    rec = json.loads((write_study(tmp_path) / "r128-1.json").read_text())
+    monkeypatch.setattr(runs, "wandb_api", lambda: FakeApi([FakeRun(rec, "<img src=x onerror=alert(1)>", None),
+                                                            FakeRun({**rec, "run_id": "r2"}, "killed", None)]))
+    assert runs.load_runs("wandb:me/esc50", history=False).status.tolist() == ["unknown", "killed"]
+
+
+@pytest.mark.slow
+def test_a_run_id_that_is_no_file_name_is_refused_by_the_report(tmp_path, capsys):
+    study = write_study(tmp_path)
+    rec = json.loads((study / "r128-3.json").read_text())  # the run with predictions: its id names the report's csv
+    (study / "r128-3.json").write_text(json.dumps({**rec, "run_id": "../../escaped"}))
+    assert report.main([str(study), "--out", str(tmp_path / "rep")]) == 2
+    assert "run_id '../../escaped' is not a file name" in capsys.readouterr().err
+    assert report.main([str(study), "--skip-bad", "--out", str(tmp_path / "rep")]) == 0
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "escaped.csv").exists()

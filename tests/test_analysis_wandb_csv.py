@@ -139,3 +139,15 @@ def test_every_command_reads_the_export(tmp_path, capsys):
     for command, extra in ((summarize.main, []), (plots.main, ["--out", str(tmp_path / "f")])):
         assert command([source, *sweep, "--folds", *extra]) == 2
         assert "--folds: no run says which fold it used" in capsys.readouterr().err
+
+
+def test_impossible_accuracies_and_unknown_states_of_an_export_are_never_ranked(tmp_path, capsys):
+    rows = [*ROWS[:2], "d-1,id5,90,sw1,finished,inf,3,128,true,0.4,resnet18,\n",
+            "d-2,id6,90,sw1,finished,1.5,3,128,true,0.4,resnet18,\n",
+            "d-3,id7,90,sw1,<b>up</b>,0.99,3,128,true,0.4,resnet18,\n"]
+    path = write_export(tmp_path / "runs.csv", rows)
+    assert summarize.main([path, "--by", "n_mels", "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert pd.read_csv(io.StringIO(out)).n_mels.tolist() == [64]  # 128 has no usable accuracy
+    assert "run id5: accuracy is inf, which no run can reach" in err and "run id6: accuracy is 1.5" in err
+    assert runs.load_runs(path).status.tolist()[-1] == "unknown"

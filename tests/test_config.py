@@ -19,6 +19,7 @@ from audiosweep.config import (
     Config,
     ConfigError,
     build_parser,
+    coerce,
     effective,
     keys_with_role,
     merge,
@@ -560,3 +561,9 @@ def test_old_records_without_the_test_keys_read_as_runs_without_a_test_set():
     values = effective(old)
     assert (values["test_fold"], values["test_pct"], values["fold"]) == (None, 0.0, 3)
     assert config_id(old) == config_id(merge([{"fold": 3}]).effective_dict())
+
+
+def test_a_string_that_is_no_yaml_value_is_judged_as_text():
+    assert coerce("arch", "!x(y)") == "!x(y)"  # YAML reads a tag there; a str-typed key keeps the text
+    with pytest.raises(ConfigError, match="n_mels: expected int, got '!pixel'"):
+        coerce("n_mels", "!pixel")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -163,3 +168,69 @@ def test_a_stratified_test_share_is_evaluated_plain_and_with_tta(tmp_path, synth
         assert np.isclose((plain["probs"].argmax(1) == plain["targets"]).mean(), s["test_accuracy"])
         assert np.isclose((tta["probs"].argmax(1) == tta["targets"]).mean(), s["test_tta_accuracy"])
         assert not np.allclose(plain["probs"], tta["probs"])
+
+
+def _tampered(model: Path, out: Path, change) -> Path:
+    saved = torch.load(model, weights_only=True)
+    path = out / "tampered.model.pt"
+    torch.save(change(saved), path)
+    return path
+
+
+def _config(**changes):
+    return lambda saved: {**saved, "config": {**saved["config"], **changes}}
+
+
+def _without(key):
+    return lambda saved: {k: v for k, v in saved.items() if k != key}
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda saved: saved["state_dict"]["0.0.weight"], "holds a Tensor, not a saved model"),
+    (lambda saved: {"weights": saved["state_dict"]}, "no state_dict, config, classes, norm_stats"),
+    (_without("classes"), "(no classes)"),
+    (lambda saved: {**saved, "classes": []}, "classes is not a non-empty list of distinct names"),
+    (_without("norm_stats"), "(no norm_stats)"),
+    (lambda saved: {**saved, "norm_stats": {"mean": [float("nan")], "std": [1.0]}}, "norm_stats.mean is [nan]"),
+    (lambda saved: {**saved, "state_dict": torch.nn.Linear(3, 2).state_dict()}, "weight(s) of simple_cnn missing"),
+    (_config(arch="resnet18"), "weight(s) of another shape"),
+    (_config(n_mels=64), "trained on inputs of shape (1, 40, "),
+    (_config(n_mels="many"), "its config is invalid"),
+])
+def test_a_model_file_that_does_not_fit_is_refused_in_one_line(runs, synth_root, tmp_path, capsys, change, says):
+    path = _tampered(runs["a"][0].model, tmp_path, change)
+    clip = sorted((synth_root / "audio").iterdir())[0]
+    assert predict.main([str(path), str(clip)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"predict.py: {path}: ") and says in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x04K\x05.", pickle.dumps(SimpleNamespace(a=1)), b"PK\x03\x04"])
+def test_files_that_are_no_model_are_refused_unread(synth_root, tmp_path, capsys, content):
+    path = tmp_path / "odd.model.pt"
+    path.write_bytes(content)
+    assert predict.main([str(path), str(sorted((synth_root / "audio").iterdir())[0])]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: " in err and ("not a model file saved by train.py" in err or "holds a int" in err)
+    assert len(err.splitlines()) == 1
+
+
+def test_clips_without_finite_samples_and_bad_top_k_are_refused(runs, synth_root, tmp_path, capsys):
+    record = str(runs["a"][0].record)
+    good = sorted((synth_root / "audio").iterdir())[0]
+    wav, rate = sf.read(good, dtype="float32")
+    empty, with_inf, with_nan, loud = (tmp_path / f"{n}.wav" for n in ("empty", "inf", "nan", "loud"))
+    sf.write(empty, np.zeros(0, np.float32), rate)
+    sf.write(with_inf, np.where(np.arange(len(wav)) == 1000, np.inf, wav).astype(np.float32), rate, subtype="FLOAT")
+    sf.write(with_nan, np.where(np.arange(len(wav)) == 7, np.nan, wav), rate, subtype="DOUBLE")
+    sf.write(loud, wav * 1e30, rate, subtype="FLOAT")  # finite samples whose power overflows float32
+    os.mkfifo(tmp_path / "pipe.wav")
+    for clip, says in [(empty, "the clip has no samples"), (with_inf, "1 of the clip's"), (with_nan, "1 of the clip's"),
+                       (loud, "no finite probabilities"), (tmp_path / "pipe.wav", "not a regular file")]:
+        assert predict.main([record, str(good), str(clip)]) == 2  # one bad clip refuses the batch
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"predict.py: {clip}: ") and says in err and len(err.splitlines()) == 1
+    for k in ("0", "-3"):
+        assert predict.main([record, str(good), "--top-k", k]) == 2
+        assert f"--top-k: give the number of classes to show per clip, at least 1 (got {k})" in \
+            capsys.readouterr().err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audiosweep import results
@@ -167,3 +169,70 @@ def test_malformed_records_are_named(tmp_path, text, why):
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=f"{path}: .*{why}"):
         results.Record.load(path)
+
+
+def _finished_record(**summary) -> dict:
+    history = [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.2, "accuracy": 0.5, "time_s": 1.0}]
+    return {"record_version": 1, "run_id": "r1", "status": "finished", "config": {}, "history": history,
+            "summary": {"accuracy": 0.5, "best_accuracy": 0.5, "valid_loss": 1.2, **summary}}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"summary": {"accuracy": float("inf")}}, "summary.accuracy is inf, not finite"),
+    ({"summary": {"best_accuracy": 1e300}}, "summary.best_accuracy is 1e+300, outside [0, 1]"),
+    ({"summary": {"accuracy": float("nan")}}, "summary.accuracy is nan, not finite"),
+    ({"summary": {"tta_accuracy": -0.25}}, "summary.tta_accuracy is -0.25, outside [0, 1]"),
+    ({"summary": {"accuracy": 2}}, "summary.accuracy is 2, outside [0, 1]"),
+    ({"summary": {"valid_loss": "low"}}, "summary.valid_loss is 'low', not a number"),
+    ({"history": [{"epoch": 1, "accuracy": "0.9"}]}, "history[0].accuracy is '0.9', not a number"),
+    ({"history": [{"epoch": 1, "train_loss": [1]}]}, "history[0].train_loss is [1], not a number"),
+    ({"history": [{"epoch": 1, "accuracy": float("-inf")}]}, "history[0].accuracy is -inf, outside [0, 1]"),
+    ({"status": "<b>done</b>"}, "status is '<b>done</b>', not one of finished, failed, stopped"),
+    ({"run_id": "../elsewhere"}, "run_id '../elsewhere' is not a file name"),
+])
+def test_records_with_unusable_metrics_or_identity_are_malformed(tmp_path, change, named):
+    obj = _finished_record()
+    for key, value in change.items():
+        obj[key] = {**obj[key], **value} if key == "summary" else value
+    path = tmp_path / "r1.json"
+    path.write_text(json.dumps(obj))  # json writes inf and nan as Infinity and NaN, which it reads back
+    with pytest.raises(results.RecordError, match="malformed result record") as e:
+        results.Record.load(path)
+    assert str(path) in str(e.value) and named in str(e.value)
+
+
+def test_a_failed_run_may_have_diverged_but_a_finished_one_not(tmp_path):
+    obj = {**_finished_record(valid_loss=float("nan")), "status": "failed"}
+    obj["history"][0]["train_loss"] = float("nan")
+    assert results.Record.parse(obj, tmp_path / "f.json").status == "failed"
+    with pytest.raises(results.RecordError, match="summary.valid_loss is nan, not finite, in a finished run"):
+        results.Record.parse({**obj, "status": "finished"}, tmp_path / "f.json")
+
+
+def test_record_files_never_open_fifos_or_devices(tmp_path):
+    (tmp_path / "a.json").write_text("{}")
+    os.mkfifo(tmp_path / "b.json")
+    (tmp_path / "c.json").mkdir()
+    irregular = []
+    assert [p.name for p in results.record_files(tmp_path, irregular=irregular)] == ["a.json"]
+    assert [p.name for p in irregular] == ["b.json", "c.json"]
+    with pytest.raises(results.RecordError, match="not a regular file"):  # read without blocking
+        results.read_json(tmp_path / "b.json")
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    (b"PK\x03\x04 torn", "not a readable predictions file"),
+    (b"", "not a readable predictions file"),
+    ({"probs": np.full((2, 2), np.nan), "targets": np.array([0, 1])}, "not all finite"),
+    ({"probs": np.eye(2), "targets": np.array([0, 7])}, "not all class indices 0 to 1"),
+    ({"probs": np.eye(3), "targets": np.array([0, 1])}, "do not agree"),
+])
+def test_predictions_files_are_checked_on_load(tmp_path, content, named):
+    path = tmp_path / "r.preds.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        np.savez(path, classes=np.array(["a", "b"]), filenames=np.array(["x.wav", "y.wav"]), **content)
+    with pytest.raises(results.RecordError, match=named) as e:
+        results.load_predictions(path)
+    assert str(path) in str(e.value)
