@@ -32,6 +32,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             bad += 1
             continue
         listed = plan.bounded and sweep.method != "bayes"
+        missing = missing_weights_errors(f, plan.runs) if listed and args.weights else []
+        for line in missing:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        bad += bool(missing)
         total += len(plan.runs) if listed else 0
         varies = " x ".join(f"{n} ({len(sweep.params[n].grid_values())})" if sweep.method == "grid" else n
                             for n in sweep.varying)
@@ -49,6 +53,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_REFUSED if bad else EXIT_OK
 
 
+def missing_weights_errors(path, runs) -> list[str]:
+    """One line per pretrained weights file that ``runs`` need and this machine neither holds nor can download:
+    the file, where it goes, which architectures need it and in how many grid points. Each host is probed once."""
+    import functools
+
+    from ..config import Config
+    from ..models.base import missing_weights, reachable
+    from ..preflight import weights_message
+
+    probe, groups = functools.cache(reachable), {}
+    for run in runs:
+        if (missing := missing_weights(Config(**run.config), probe)) is not None:
+            groups.setdefault(missing, []).append(run.config["arch"])
+    return [f"{path}: {weights_message(m, ', '.join(dict.fromkeys(archs)))} ({len(archs)} grid point"
+            f"{'s' * (len(archs) != 1)})" for m, archs in groups.items()]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .agents import parse_gpus, visible_gpus
     from .runner import Options, Runner, Source
@@ -61,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = expand(sweep, count=args.count, seed=args.seed)
     if not plan.bounded:
         raise SweepError(f"{args.file}: a {sweep.method} sweep without run_cap never ends: give --count N")
+    if sweep.method != "bayes" and not args.dry_run and (missing := missing_weights_errors(args.file, plan.runs)):
+        raise SweepError("; ".join(missing))
     if args.gpus is not None:
         if args.workers is not None:
             raise SweepError("give --workers N (CPU) or --gpus (one worker per GPU and --runs-per-gpu), not both")
@@ -121,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "program) and every configuration they expand to, with train.py's own config "
                                    "rules; print each file's number of runs. --runs: print each run as one JSON "
                                    "line on stdout, {\"sweep\": FILE, \"config_id\": ID, \"config\": {...}} "
-                                   "(the effective config train.py records), and the summary on stderr. Exit "
-                                   "status 2 if any file is invalid.")
+                                   "(the effective config train.py records), and the summary on stderr. The "
+                                   "pretrained weights its runs need must be in the local caches, or their download "
+                                   "host reachable: each missing file is named once, with its architectures and "
+                                   "grid points. Exit status 2 if any file is invalid or weights are missing.")
     c.add_argument("files", nargs="+", metavar="FILE.yaml")
     c.add_argument("--seed", type=int, default=0, help="seed of the random samples validated (default: 0)")
     c.add_argument("--config", metavar="RECIPE.yaml", help=recipe_help)
@@ -130,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each run of a grid sweep or a bounded random one as a JSON line on stdout: its "
                         "config id and the effective config train.py uses (after the recipe, the report's keys and "
                         "the values with no effect set as runs record them); the summary goes to stderr")
+    c.add_argument("--no-weights", dest="weights", action="store_false",
+                   help="skip the check that the pretrained weights the runs need are on this machine or "
+                        "downloadable from it (to check files for another machine)")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="run a sweep locally (grid, random or bayes), resumable",
