@@ -79,7 +79,7 @@ def cached_weights(repo: str, config: bool = True) -> MissingWeights | None:
     if any(cached(f) for f in WEIGHT_FILES) and (not config or cached("config.json")):
         return None
     files = ("config.json and " if config else "") + WEIGHT_FILES[0]
-    return MissingWeights(files, hub.HF_HUB_CACHE, f"the Hugging Face hub's {repo} (hf download {repo})",
+    return MissingWeights(files, hub.HF_HUB_CACHE, f"the Hugging Face hub's {repo}: hf download {repo}",
                           urlsplit(hub.ENDPOINT).hostname, "HF_HUB_OFFLINE is set" if hub.HF_HUB_OFFLINE else None)
 
 
