@@ -319,7 +319,7 @@ class Config:
     tta_views: Literal["plain+augmented", "augmented"] = knob(
         "plain+augmented", "which views TTA averages: plain+augmented (the plain view and tta-1 augmented ones) | "
         "augmented (tta augmented views, never the plain one, as the ResNet-34 + TTA post)", "training",
-        label="TTA view set", needs="tta")
+        label="TTA view set")
 
     @property
     def win_lengths(self) -> list[int]:
@@ -477,6 +477,8 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["n_fft"] = kaldi_fft_size(out)
     if "augmented_view" in out and "augmented" not in (out.get("view_channels") or []):
         out["augmented_view"] = "per_batch"
+    if "tta_views" in out and isinstance(out.get("tta"), int) and out["tta"] <= 1:  # TTA off
+        out["tta_views"] = "plain+augmented"
     if out.get("stacked_win_lengths"):
         out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
     if out.get("f_max") is None and isinstance(out.get("sample_rate"), (int, float)) and "f_max" in out:

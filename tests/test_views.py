@@ -196,8 +196,10 @@ def test_a_fixed_augmented_view_is_drawn_once_from_trial_num_and_training_never_
     assert torch.equal(per_batch.with_views(plain.clone(), wavs)[0], feats)  # validation: the same views as today
 
 
-def test_augmented_view_has_no_effect_without_an_augmented_channel():
-    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed"}])
+def test_augmented_view_and_tta_views_have_no_effect_without_an_augmented_channel_or_tta():
+    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed", "tta_views": "augmented", "tta": 1}])
     assert cfg.effective_dict()["augmented_view"] == "per_batch"
-    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed", "view_channels": VIEWS}])
-    assert cfg.effective_dict()["augmented_view"] == "fixed"
+    assert cfg.effective_dict()["tta_views"] == "plain+augmented"
+    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed", "view_channels": VIEWS, "tta_views": "augmented",
+                  "tta": 2}])
+    assert cfg.effective_dict()["augmented_view"] == "fixed" and cfg.effective_dict()["tta_views"] == "augmented"

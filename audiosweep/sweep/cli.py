@@ -82,8 +82,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = expand(sweep, count=args.count, seed=args.seed)
     if not plan.bounded:
         raise SweepError(f"{args.file}: a {sweep.method} sweep without run_cap never ends: give --count N")
-    if sweep.method != "bayes" and not args.dry_run and (missing := missing_weights_errors(args.file, plan.runs)):
-        raise SweepError("; ".join(missing))
     if args.gpus is not None:
         if args.workers is not None:
             raise SweepError("give --workers N (CPU) or --gpus (one worker per GPU and --runs-per-gpu), not both")
