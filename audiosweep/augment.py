@@ -177,7 +177,8 @@ class TrainingBatches:
     With ``view_channels`` other than [original], :meth:`with_views` makes the loaders' inputs: the loader then
     serves row numbers, and each batch is made of the clips' views in ``view_channels`` order (one channel per
     window length each): the original view gathered from the features computed once, each augmented view drawn
-    anew from the waveforms (or, SpecAugment only, from those features).
+    anew from the waveforms (or, SpecAugment only, from those features). With ``augmented_view: fixed`` every
+    batch gathers the views drawn once instead: nothing is drawn during training.
     """
 
     def __init__(self, cfg: Config, device: torch.device, norm_stats: dict):
@@ -191,8 +192,11 @@ class TrainingBatches:
         self.spec = SpecAugment(cfg).to(device) if spec_active(cfg) else None
         self.plain: torch.Tensor | None = None  # with views: the original view of every clip, normalised
         self.waveforms: torch.Tensor | None = None  # with views and waveform augmentations: every clip
+        self.fixed: torch.Tensor | None = None  # augmented_view fixed: every clip's views, drawn once
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixed is not None:
+            return _gather(self.fixed, x, self.device).float()
         return self.augment(x) if self.plain is None else self.views(x)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,8 +234,9 @@ class TrainingBatches:
         With ``view_channels`` [original]: ``feats`` and ``waveforms`` unchanged. Otherwise every clip's views
         (N, n_channels, n_mels, frames), the augmented ones drawn once, from a seed derived from ``trial_num``
         (validation accuracy, TTA and predictions are deterministic), and the row numbers the training loader
-        serves to :meth:`views`, which draws augmented views anew for each batch. The original view is kept
-        once: training batches gather it from the returned views."""
+        serves to :meth:`views`, which draws augmented views anew for each batch (``augmented_view: fixed``:
+        training batches gather these same views). The original view is kept once: training batches gather it
+        from the returned views."""
         if not multi_view(self.cfg):
             return feats, waveforms
         self.plain, self.waveforms = feats, waveforms
@@ -246,6 +251,8 @@ class TrainingBatches:
         if "original" in self.cfg.view_channels:
             first = self.cfg.view_channels.index("original") * feats.shape[1]
             self.plain = views[:, first:first + feats.shape[1]]
+        if self.cfg.augmented_view == "fixed":
+            self.fixed = views
         return views, torch.arange(n, device=self.device)
 
 

@@ -105,6 +105,10 @@ class Config:
         ["original"], "input channels made of views of the same clip: original, or augmented (the run's "
         "augmentations drawn anew for each training batch, drawn once with a fixed seed for validation), e.g. "
         "[original, augmented]", "spectrogram", label="view channels")
+    augmented_view: Literal["per_batch", "fixed"] = knob(
+        "per_batch", "with an augmented view channel: per_batch (training batches draw it anew) | fixed (each "
+        "clip's view drawn once from trial_num and used for training and validation alike, as the CNN + GPT-2 "
+        "paper's preprocessing did); no effect without an augmented view", "spectrogram", label="augmented view")
     stacked_win_lengths: list[int] | None = knob(
         None, "one mel channel per window length in samples (multi-resolution input); replaces win_length",
         "spectrogram", label="stacked windows", unit="samples", bounds=POSITIVE)
@@ -348,8 +352,12 @@ class Config:
         "accuracy (best); none by default, as a DenseNet-161 takes about 110 MB (the report's 1,430 runs: 150 GB)",
         "logging", role=ENVIRONMENT)
     tta: int = knob(0, "test-time augmentation: also evaluate the validation clips as the mean over this many views "
-                    "(the plain one and tta-1 augmented with the run's augmentations, or time shifts if it has none); "
-                    "0 or 1 = off", "training", label="TTA views", bounds=NON_NEGATIVE)
+                    "(tta_views: the plain one and tta-1 augmented with the run's augmentations, or time shifts if it "
+                    "has none); 0 or 1 = off", "training", label="TTA views", bounds=NON_NEGATIVE)
+    tta_views: Literal["plain+augmented", "augmented"] = knob(
+        "plain+augmented", "which views TTA averages: plain+augmented (the plain view and tta-1 augmented ones) | "
+        "augmented (tta augmented views, never the plain one, as the ResNet-34 + TTA post)", "training",
+        label="TTA view set")
 
     @property
     def win_lengths(self) -> list[int]:
@@ -525,6 +533,10 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out["freeze_epochs"] = 0
     if out.get("frontend") == "kaldi" and "n_fft" in out:
         out["n_fft"] = kaldi_fft_size(out)
+    if "augmented_view" in out and "augmented" not in (out.get("view_channels") or []):
+        out["augmented_view"] = "per_batch"
+    if "tta_views" in out and isinstance(out.get("tta"), int) and out["tta"] <= 1:  # TTA off
+        out["tta_views"] = "plain+augmented"
     if out.get("stacked_win_lengths") or out.get("stacked_win_lengths_ms"):
         out.update({k: None for k in ("win_length", "win_length_ms") if k in out})
     if out.get("stacked_hop_lengths") or out.get("stacked_hop_lengths_ms"):

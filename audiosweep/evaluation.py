@@ -52,24 +52,26 @@ def tta_views(cfg: Config) -> Config:
 def tta_probs(learn: Learner, cfg: Config, waveforms: torch.Tensor, targets: torch.Tensor,
               valid_idx: torch.Tensor, norm_stats: dict, plain: torch.Tensor) -> torch.Tensor:
     """Mean softmax over the plain view (``plain``, already computed) and ``cfg.tta - 1`` augmented views of the
-    clips ``valid_idx`` (the validation or the test clips). The views are drawn from ``trial_num``: the same run
-    gives the same TTA predictions.
+    clips ``valid_idx`` (the validation or the test clips), or with ``tta_views: augmented`` over ``cfg.tta``
+    augmented views alone. The views are drawn from ``trial_num``: the same run gives the same TTA predictions.
 
     With an augmented input channel (``view_channels``), a view is the clip's input with its augmented channels
     drawn anew by the run's own augmentations, SpecAugment included, as in training; its original channels stay
-    the clip's: the model learnt the augmented channel as a random one and the original as the clip itself."""
+    the clip's: the model learnt the augmented channel as a random one and the original as the clip itself (with
+    ``augmented_view: fixed`` too: the views are drawn anew, not the ones the model trained on)."""
     device = learn.dls.device
     if multi_view(cfg):  # the training loader's transform, over row numbers, holds every clip's original view
-        batches, waveforms = learn.dls.train.transform, learn.dls.train.x
+        batches, waveforms = learn.dls.train.transform.views, learn.dls.train.x
     else:
         batches = TrainingBatches(tta_views(cfg), device, norm_stats)
     loader = TensorLoader(waveforms, targets, cfg.batch_size * 2, idx=valid_idx, device=device, transform=batches,
                           channels_last=device.type == "cuda")
     devices = [device] if device.type == "cuda" else []
-    total = plain.clone().float()
+    with_plain = cfg.tta_views == "plain+augmented"
+    total = plain.clone().float() if with_plain else torch.zeros_like(plain, dtype=torch.float32)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(cfg.trial_num)
-        for _ in range(cfg.tta - 1):
+        for _ in range(cfg.tta - 1 if with_plain else cfg.tta):
             probs, _ = learn.get_preds(dl=loader)
             total += probs.float()
     return total / cfg.tta

@@ -9,21 +9,37 @@ from .data import clip_samples
 from .errors import ConfigError
 from .features import check_clip_length, input_shape, n_frames
 from .memory import check_fits_in_memory
-from .models import build_model
+from .models import arch_entry, build_model
+from .models.base import MissingWeights, missing_weights
 from .results import check_results_dir
 
 N_CLASSES = 50  # the head's width does not change what input the body accepts
 
 
 def check_before_work(cfg: Config) -> None:
-    """Raise a ConfigError naming the keys when the results folder cannot take records, the clips are too short
-    for the STFT, the architecture cannot take the spectrogram, or a CPU run's batch cannot fit in memory."""
+    """Raise a ConfigError naming the keys when the pretrained weights are missing offline, the results folder
+    cannot take records, the clips are too short for the STFT, the architecture cannot take the spectrogram, or a
+    CPU run's batch cannot fit in memory."""
+    if (missing := missing_weights(cfg)) is not None:
+        raise ConfigError(weights_message(missing, cfg.arch))
     check_results_dir(cfg.results_dir)
     n_samples = clip_samples(cfg)
     check_clip_length(cfg, n_samples)
     frames = n_frames(cfg, n_samples)
     check_model_input(cfg, frames, N_CLASSES)
     check_fits_in_memory(cfg, frames, N_CLASSES)
+
+
+def weights_message(missing: MissingWeights, archs: str) -> str:
+    """What is missing, why no download will fetch it, and what to do: one line, for the run or the sweep whose
+    ``archs`` (names, comma-separated) need ``missing``."""
+    if missing.blocked == "pretrained_path does not exist":
+        return (f"pretrained_path: {missing.folder} does not exist ({archs} takes {missing.files}); give an existing "
+                "one, or pass --pretrained false")
+    local = ", give a local copy with --pretrained_path" if all(
+        arch_entry(a).local_weights for a in archs.split(", ")) else ""
+    return (f"pretrained: the weights of {archs} are not on this machine and {missing.blocked}: put {missing.files} "
+            f"({missing.source}) into {missing.folder}{local}, or pass --pretrained false")
 
 
 def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:

@@ -186,3 +186,21 @@ def test_finetune_head_trains_the_conv_blocks_and_projection_with_gpt2_frozen(tm
     frozen = sum(p.numel() for m in [*gpt2.h, gpt2.ln_f] for p in m.parameters())
     # finetune head freezes GPT-2's blocks and final LayerNorm (norms too: no train_bn); the rest trains
     assert {row["trainable_params"] for row in rec["history"]} == {sum(p.numel() for p in model.parameters()) - frozen}
+
+
+@pytest.mark.parametrize("recipe", ["cnn_gpt2_pretrained", "cnn_gpt2_random"])
+def test_the_recipes_build_the_two_channel_input_once_as_the_paper(recipe):
+    """Both models take (2, 100, 40): the log-mel and one augmented view per clip, made once (augmented_view fixed);
+    the random baseline trains without augmentation (no MixUp, nothing redrawn), 6 blocks, lr 1e-5, all trained."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    cfg = merge([yaml.safe_load((REPO / "sweeps" / "recipes" / f"{recipe}.yaml").read_text())])
+    assert cfg.view_channels == ["original", "augmented"] and cfg.augmented_view == "fixed"
+    assert (cfg.n_channels, cfg.n_mels, cfg.max_frames) == (2, 40, 100)
+    if recipe == "cnn_gpt2_random":
+        assert (cfg.mix_up, cfg.gpt2_layers, cfg.learning_rate, cfg.unfreeze_schedule) == (0, 6, 1e-5, None)
+        assert not cfg.effective_dict()["pretrained"]
+    else:
+        assert cfg.mix_up == 0.4 and cfg.pretrained and cfg.unfreeze_schedule[-1] == [140, 12]

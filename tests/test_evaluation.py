@@ -234,3 +234,48 @@ def test_clips_without_finite_samples_and_bad_top_k_are_refused(runs, synth_root
         assert predict.main([record, str(good), "--top-k", k]) == 2
         assert f"--top-k: give the number of classes to show per clip, at least 1 (got {k})" in \
             capsys.readouterr().err
+
+
+class Probe:
+    """A stand-in Learner whose "model" gives each clip (its input's mean, 0, ...): the inputs TTA averaged can
+    be read back from its output, and every batch it saw is kept."""
+
+    def __init__(self, device: torch.device, train_transform=None, train_x=None):
+        from types import SimpleNamespace
+
+        self.seen: list[torch.Tensor] = []
+        self.dls = SimpleNamespace(device=device, train=SimpleNamespace(transform=train_transform, x=train_x))
+
+    def get_preds(self, dl):
+        xs = torch.cat([x for x, _ in dl])
+        self.seen.append(xs)
+        return probe_probs(xs), None
+
+
+def probe_probs(xs: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.pad(xs.flatten(1).mean(1, keepdim=True), (0, 2))
+
+
+@pytest.mark.parametrize("views", ["plain+augmented", "augmented"])
+def test_tta_averages_the_plain_view_only_with_plain_augmented(views):
+    """tta_views augmented (the ResNet-34 + TTA post): the mean over tta augmented views, none of them the plain
+    one; plain+augmented: the plain view and tta-1 augmented ones."""
+    from audiosweep.config import merge
+    from audiosweep.evaluation import tta_probs
+    from audiosweep.features import compute_features, normalize
+    from tests.test_augment import SMALL, waves
+
+    cfg = merge([{**SMALL, "noise_p": 1, "noise_snr_min": 3, "noise_snr_max": 6, "tta": 5, "tta_views": views}])
+    cpu, wavs = torch.device("cpu"), waves(6)
+    feats, stats = normalize(compute_features(wavs, cfg, cpu), cfg.normalize)
+    valid = torch.arange(3, 6)
+    plain = probe_probs(feats[valid])
+    probe = Probe(cpu)
+    out = tta_probs(probe, cfg, wavs, torch.zeros(6, dtype=torch.long), valid, stats, plain)
+    n_augmented = 5 if views == "augmented" else 4
+    assert len(probe.seen) == n_augmented
+    assert all(not torch.allclose(x, feats[valid], atol=1e-3) for x in probe.seen)  # each one augmented
+    averaged = [probe_probs(x) for x in probe.seen] + ([plain] if views == "plain+augmented" else [])
+    assert torch.allclose(out, torch.stack(averaged).mean(0), atol=1e-6)
+    poisoned = tta_probs(Probe(cpu), cfg, wavs, torch.zeros(6, dtype=torch.long), valid, stats, plain * torch.nan)
+    assert poisoned.isnan().all() if views == "plain+augmented" else torch.equal(poisoned, out)

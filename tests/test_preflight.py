@@ -1,15 +1,25 @@
-"""Checks before any work: an input the architecture cannot take, clips too short for the STFT."""
+"""Checks before any work: pretrained weights missing offline, an input the architecture cannot take, clips too
+short for the STFT."""
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import subprocess
+import sys
 
 import pytest
+import torch
+import torchvision
 
 from audiosweep.config import merge
 from audiosweep.errors import ConfigError
 from audiosweep.features import check_clip_length
-from audiosweep.preflight import check_model_input
+from audiosweep.models import GPT2_CHECKPOINT
+from audiosweep.models.base import missing_weights, reachable
+from audiosweep.preflight import check_before_work, check_model_input
+from tests.conftest import REPO, run_sweep_cli
 
 
 @pytest.mark.parametrize("layer, frames", [
@@ -52,3 +62,90 @@ def test_the_resized_shape_is_what_the_model_is_checked_on():
     with pytest.raises(ConfigError) as e:
         check_model_input(merge([{**stacked, "n_mels": 64, "resize_to": [1, 100]}]), 100, 50)
     assert "resize_to" in str(e.value) and "2 x 1 x 100" in str(e.value) and "resized to 1 x 100" in str(e.value)
+
+
+RESNET18_FILE = torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+
+
+def offline_env(torch_home) -> dict:
+    """This environment with an empty torch hub cache and every download sent to a closed local port: offline on
+    any machine."""
+    env = {**os.environ, "TORCH_HOME": str(torch_home), "PYTHONPATH": str(REPO), "HTTPS_PROXY": "http://127.0.0.1:9"}
+    env.pop("NO_PROXY", None), env.pop("no_proxy", None)
+    return env
+
+
+def test_missing_weights_refuse_a_run_before_it_reads_data(tmp_path):
+    """train.py with pretrained resnet18 and an empty cache: refused (exit 2) naming the file and the folder it goes
+    in; its data_dir (empty) was never read, nothing was downloaded or cached, no record written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["--arch", "resnet18", "--pretrained", "true", "--data_dir", str(data), "--cache_dir",
+            str(tmp_path / "cache"), "--results_dir", str(tmp_path / "results"), "--wandb_mode", "disabled"]
+    out = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env=offline_env(tmp_path / "torch"))
+    assert out.returncode == 2, out.stderr
+    assert f"put {RESNET18_FILE}" in out.stderr and str(tmp_path / "torch" / "hub" / "checkpoints") in out.stderr
+    assert "download.pytorch.org cannot be reached" in out.stderr and "--pretrained false" in out.stderr
+    assert list(data.iterdir()) == [] and not (tmp_path / "cache").exists()
+    assert not list((tmp_path / "results").glob("*.json"))
+
+
+def test_a_sweep_with_missing_weights_is_refused_once_per_file(tmp_path):
+    """sweep check names each missing checkpoint once: its file, its architectures, its grid points."""
+    sweep = tmp_path / "pre.yaml"
+    sweep.write_text(f"name: pre\nprogram: {REPO / 'train.py'}\nmethod: grid\nparameters:\n"
+                     "  arch: {values: [resnet18, resnet34, simple_cnn]}\n  n_mels: {values: [64, 128]}\n"
+                     "  trial_num: {values: [1, 2]}\n")
+    out = run_sweep_cli("check", str(sweep), env=offline_env(tmp_path / "torch"))
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all(line.endswith("(4 grid points)") for line in errors)
+    assert "weights of resnet18 " in errors[0] and f"put {RESNET18_FILE} " in errors[0]
+    assert "resnet34-" in errors[1] and "download.pytorch.org cannot be reached" in errors[1]
+    assert run_sweep_cli("check", str(sweep), "--no-weights", env=offline_env(tmp_path / "torch")).returncode == 0
+
+
+def test_weights_in_the_cache_pass(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr("audiosweep.models.base.reachable", lambda host: False)
+    cfg = merge([{"arch": "resnet18", "pretrained": True, "results_dir": str(tmp_path / "results")}])
+    missing = missing_weights(cfg)
+    assert missing.files == RESNET18_FILE and missing.folder == str(tmp_path / "hub" / "checkpoints")
+    with pytest.raises(ConfigError, match=f"put {RESNET18_FILE}"):
+        check_before_work(cfg)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "hub" / "checkpoints" / RESNET18_FILE)
+    assert missing_weights(cfg) is None
+    check_before_work(cfg)
+    assert missing_weights(merge([{"arch": "resnet34"}])) is not None  # another file
+    assert missing_weights(merge([{"arch": "resnet34", "pretrained": False}])) is None
+
+
+def test_missing_weights_are_refused_only_when_no_download_can_fetch_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = merge([{"arch": "resnet18"}])
+    assert missing_weights(cfg, probe=lambda host: host == "download.pytorch.org") is None  # online: fetched later
+    assert missing_weights(cfg, probe=lambda host: False).blocked == "download.pytorch.org cannot be reached"
+
+
+def test_hub_checkpoints_are_looked_up_in_the_hugging_face_cache(hf_offline, tmp_path):
+    """AST's checkpoint is in the (test's) cache; GPT-2's is not and the hub is offline; a pretrained_path that
+    does not exist is refused whatever the network."""
+    online = lambda host: True  # noqa: E731
+    assert missing_weights(merge([{"arch": "ast"}]), online) is None
+    gpt2 = missing_weights(merge([{"arch": "cnn_gpt2"}]), online)
+    assert gpt2.blocked == "HF_HUB_OFFLINE is set" and gpt2.folder == str(hf_offline)
+    assert f"hf download {GPT2_CHECKPOINT}" in gpt2.source and "config.json and model.safetensors" == gpt2.files
+    assert missing_weights(merge([{"arch": "cnn_gpt2", "pretrained": False}]), online) is None
+    absent = merge([{"arch": "cnn_gpt2", "pretrained_path": str(tmp_path / "absent")}])
+    assert missing_weights(absent, online).blocked == "pretrained_path does not exist"
+
+
+def test_reachable_opens_a_connection_to_the_host_or_its_proxy(monkeypatch):
+    assert not reachable("host.invalid")
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert reachable("host.invalid")  # downloads would go through the proxy, which answers

@@ -34,7 +34,7 @@ def test_every_sweep_file_is_valid(path):
 
 @pytest.mark.slow
 def test_check_cli_counts_match_the_readme(capsys):
-    assert main(["check", *map(str, SWEEPS)]) == 0
+    assert main(["check", "--no-weights", *map(str, SWEEPS)]) == 0
     printed = dict(re.findall(r"sweeps/(\S+\.yaml): (\d+) runs", capsys.readouterr().out))
     table = {m[0]: m[1] for m in re.findall(r"^\| `(\S+\.yaml)` \|.*?\| +(\d+) \|",
                                             (REPO_ROOT / "sweeps" / "README.md").read_text(), re.M)}
@@ -106,7 +106,7 @@ def test_a_report_style_augmentation_sweep_is_augment_yaml(tmp_path, capsys):
     theirs = tmp_path / "report_style.yaml"
     theirs.write_text(REPORT_STYLE_AUGMENTATION)
     ours = REPO_ROOT / "sweeps" / "augment.yaml"
-    assert main(["check", str(theirs), str(ours)]) == 0
+    assert main(["check", "--no-weights", str(theirs), str(ours)]) == 0
     out = capsys.readouterr().out
     assert f"{theirs}: 80 runs (grid)" in out and "augment.yaml: 80 runs (grid)" in out
     # each of their runs is the run of augment.yaml with the documented values: the mapping, switch by switch
@@ -397,7 +397,7 @@ def test_check_runs_prints_each_runs_effective_config_as_a_json_line(tmp_path, c
     (tmp_path / "base.yaml").write_text(RECIPE)
     path = write_sweep(tmp_path / "s.yaml", {"n_fft": {"values": [8192, 16384]}, "win_length": 4410,
                                              "norm": {"values": [False, True]}})
-    assert main(["check", str(path), "--config", str(tmp_path / "base.yaml"), "--runs"]) == 0
+    assert main(["check", "--no-weights", str(path), "--config", str(tmp_path / "base.yaml"), "--runs"]) == 0
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     runs = expand(load_sweep(path, load_recipe(tmp_path / "base.yaml"))).runs
@@ -431,7 +431,7 @@ def test_a_bad_recipe_is_refused(tmp_path, capsys, recipe, message):
 def test_json_argument_macros_cannot_carry_a_recipe(tmp_path, capsys):
     (tmp_path / "base.yaml").write_text(RECIPE)
     path = write_sweep(tmp_path / "s.yaml", {"n_mels": 64}, command=["${env}", "${program}", "${args_json}"])
-    assert main(["check", str(path)]) == 0
+    assert main(["check", "--no-weights", str(path)]) == 0
     assert main(["check", str(path), "--config", str(tmp_path / "base.yaml")]) == 2
     assert "${args_json} passes the parameters as JSON, which holds no --config recipe" in capsys.readouterr().err
 

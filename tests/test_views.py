@@ -165,3 +165,41 @@ def test_predict_rebuilds_the_views_of_a_saved_model(run, synth_root, capsys):
     assert predict.main([str(files.record), *map(str, clips), "--top-k", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(line.split(": ")[1].split()[0] in rec["classes"] for line in lines)
+
+
+def fixed_views_of(wavs: torch.Tensor, trial: int) -> tuple[torch.Tensor, TrainingBatches, torch.Tensor, dict]:
+    cfg = merge([{**SMALL, "noise_p": 1, "pitch_p": 1, "view_channels": VIEWS, "max_frames": 120,
+                  "augmented_view": "fixed", "trial_num": trial}])
+    plain, stats = normalize(compute_features(wavs, cfg, CPU), cfg.normalize, torch.arange(8))
+    batches = TrainingBatches(cfg, CPU, stats)
+    torch.manual_seed(trial * 7)  # the run's own stream: it must not change the fixed views
+    return batches.with_views(plain.clone(), wavs)[0], batches, plain, cfg
+
+
+def test_a_fixed_augmented_view_is_drawn_once_from_trial_num_and_training_never_redraws_it(wavs):
+    """augmented_view fixed (the CNN + GPT-2 paper's preprocessing): each clip's augmented channel is drawn once,
+    the same for the same trial_num, another for another; training batches gather it and draw nothing."""
+    feats, batches, plain, cfg = fixed_views_of(wavs, 1)
+    again, _, _, _ = fixed_views_of(wavs, 1)
+    other, _, _, _ = fixed_views_of(wavs, 2)
+    assert torch.equal(feats, again)
+    assert torch.equal(other[:, 0], feats[:, 0]) and torch.equal(feats[:, 0], plain[:, 0])
+    assert not torch.allclose(feats[:, 1], plain[:, 0])
+    assert all(not torch.allclose(other[i, 1], feats[i, 1]) for i in range(12))  # every clip's view differs
+    targets = torch.zeros(12, dtype=torch.long)
+    ordered = TensorLoader(torch.arange(12), targets, 8, idx=torch.arange(8), transform=batches)
+    rng = torch.get_rng_state()
+    first, second = epoch(ordered), epoch(ordered)
+    assert torch.equal(torch.get_rng_state(), rng)  # nothing drawn during training
+    assert torch.equal(first, feats[:8]) and torch.equal(second, feats[:8])
+    per_batch = TrainingBatches(dataclasses.replace(cfg, augmented_view="per_batch"), CPU, batches.stats)
+    assert torch.equal(per_batch.with_views(plain.clone(), wavs)[0], feats)  # validation: the same views as today
+
+
+def test_augmented_view_and_tta_views_have_no_effect_without_an_augmented_channel_or_tta():
+    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed", "tta_views": "augmented", "tta": 1}])
+    assert cfg.effective_dict()["augmented_view"] == "per_batch"
+    assert cfg.effective_dict()["tta_views"] == "plain+augmented"
+    cfg = merge([{**SMALL, "noise_p": 1, "augmented_view": "fixed", "view_channels": VIEWS, "tta_views": "augmented",
+                  "tta": 2}])
+    assert cfg.effective_dict()["augmented_view"] == "fixed" and cfg.effective_dict()["tta_views"] == "augmented"

@@ -5,6 +5,7 @@ in ``ast_net.py``."""
 from __future__ import annotations
 
 from .base import Arch, ArchEntry, RunConfig, register, register_pattern
+from .hf_hub import checkpoint_weights
 
 AST_PREFIX, AST_CHECKPOINT = "ast/", "MIT/ast-finetuned-audioset-10-10-0.4593"
 AST_MELS = 128  # num_mel_bins of the AudioSet checkpoints: the frequency axis of the patch grid
@@ -15,7 +16,8 @@ AST_FRAMES = 1024  # the AudioSet checkpoints' max_length (10.24 s): the input l
 AST_PRESET = {"frontend": "kaldi", "sample_rate": 16000, "n_mels": AST_MELS, "hop_length_ms": 10.0,
               "win_length_ms": 25.0, "f_min": 20.0, "f_max": None, "normalize": "audioset"}
 # pretrained_path: a checkpoint folder (config.json, model.safetensors)
-AST_FIELDS = {"pretrainable": True, "preset": AST_PRESET, "takes_shape": True, "local_weights": True}
+AST_FIELDS = {"pretrainable": True, "preset": AST_PRESET, "takes_shape": True, "local_weights": True,
+              "weights": checkpoint_weights}
 
 
 def _audioset_mels(cfg: RunConfig) -> str | None:

@@ -10,8 +10,10 @@ fastai's parameter-group splitter. This module imports no family and no torch at
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,12 +54,74 @@ class ArchEntry:
     local_weights: bool = False  # ``pretrained_path`` applies: the builder takes a local weights file or folder
     checkpoint: str | None = None  # the Hugging Face checkpoint of its pretrained weights, passed to the builder
     knobs: tuple[str, ...] = ()  # its own config keys, passed to the builder as keyword arguments
+    # Its pretrained weights on this machine: ``weights(cfg, checkpoint)`` is None when the builder will find them
+    # locally, else the :class:`MissingWeights` it would have to download (the family's cache: torch hub, HF hub).
+    weights: Callable[[RunConfig, str | None], MissingWeights | None] | None = None
     # Its own config rules: each returns an error message (naming the keys) or None.
     rules: tuple[Callable[[RunConfig], str | None], ...] = ()
 
     def check(self, cfg: RunConfig) -> list[str]:
         """The messages of the rules ``cfg`` breaks."""
         return [message for rule in self.rules if (message := rule(cfg))]
+
+
+@dataclass(frozen=True)
+class MissingWeights:
+    """Pretrained weights that are not on this machine: which files, the folder the builder looks in, where they
+    come from, the host a download needs, and why no download will be tried (None: the host decides)."""
+
+    files: str
+    folder: str
+    source: str
+    host: str
+    blocked: str | None = None  # e.g. "HF_HUB_OFFLINE is set", "huggingface.co cannot be reached"
+
+
+def torch_hub_file(url: str) -> MissingWeights | None:
+    """None when torch's hub cache (TORCH_HOME) holds the file of ``url``, where load_state_dict_from_url looks
+    first; else what to fetch."""
+    import torch.hub
+
+    folder, file = Path(torch.hub.get_dir()) / "checkpoints", url.rsplit("/", 1)[1]
+    return None if (folder / file).is_file() else MissingWeights(file, str(folder), url, urlsplit(url).hostname)
+
+
+# Seconds a connection to a download host may take before the machine counts as offline.
+PROBE_TIMEOUT_S = 3.0
+
+
+def missing_weights(cfg: RunConfig, probe: Callable[[str], bool] | None = None) -> MissingWeights | None:
+    """The pretrained weights ``cfg`` needs that are neither on this machine nor downloadable from it (their host,
+    or the proxy, unreachable; ``probe(host)`` says whether a host answers: :func:`reachable` by default); None when
+    the run needs none or will find or fetch them. Each family registers how its weights are found (``weights``)."""
+    entry = arch_entry(cfg.arch)
+    if entry is None or entry.weights is None or not (cfg.pretrained and cfg.finetune != "none"):
+        return None
+    missing = entry.weights(cfg, entry.checkpoint)
+    if missing is None or missing.blocked:
+        return missing
+    return None if (probe or reachable)(missing.host) else replace(missing, blocked=f"{missing.host} cannot be "
+                                                                                    "reached")
+
+
+def reachable(host: str) -> bool:
+    """Whether a TCP connection to ``host`` (or the HTTPS proxy the downloads would use) opens within
+    PROBE_TIMEOUT_S: no DNS or no route fails at once, a firewall that drops packets at the timeout."""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname or host, parsed.port or 443
+    else:
+        port = 443
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
 
 
 ARCHS: dict[str, ArchEntry] = {}

@@ -4,7 +4,14 @@ machine without internet."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from ..errors import UserError
+from .base import MissingWeights
+
+# The weights files from_pretrained (transformers) and timm's hub loader accept, safetensors first.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def load_config(config_cls, kind: str, checkpoint: str, pretrained_path: str | None, default: bool):
@@ -58,3 +65,33 @@ def missing_checkpoint(kind: str, checkpoint: str, files: str, e: Exception) -> 
 
 def _short(e: Exception) -> str:
     return " ".join(str(e).split())[:200]
+
+
+def cached_weights(repo: str, config: bool = True) -> MissingWeights | None:
+    """None when the Hugging Face cache holds ``repo``'s weights (and its config.json when ``config``); else what to
+    fetch, where, and whether the hub is switched off (HF_HUB_OFFLINE)."""
+    import huggingface_hub.constants as hub
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> bool:  # a path when cached; None or a "known absent" marker otherwise
+        return isinstance(try_to_load_from_cache(repo, name), str)
+
+    if any(cached(f) for f in WEIGHT_FILES) and (not config or cached("config.json")):
+        return None
+    files = ("config.json and " if config else "") + WEIGHT_FILES[0]
+    return MissingWeights(files, hub.HF_HUB_CACHE, f"the Hugging Face hub's {repo}: hf download {repo}",
+                          urlsplit(hub.ENDPOINT).hostname, "HF_HUB_OFFLINE is set" if hub.HF_HUB_OFFLINE else None)
+
+
+def local_path(path: str, what: str) -> MissingWeights | None:
+    """None when ``pretrained_path`` exists; else it is missing, and no download replaces it."""
+    if Path(path).exists():
+        return None
+    return MissingWeights(what, path, "--pretrained_path", "", blocked="pretrained_path does not exist")
+
+
+def checkpoint_weights(cfg, checkpoint: str | None) -> MissingWeights | None:
+    """The transformer checkpoints' weights (AST, GPT-2): a ``pretrained_path`` folder, else the hub cache."""
+    if cfg.pretrained_path:
+        return local_path(cfg.pretrained_path, "a checkpoint folder (config.json, model.safetensors)")
+    return cached_weights(checkpoint)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import UserError
-from .base import Arch, ArchEntry, register, register_pattern
+from .base import Arch, ArchEntry, MissingWeights, register, register_pattern, torch_hub_file
+from .hf_hub import cached_weights, local_path
 
 TIMM_PREFIX = "timm/"
 # Short names for the timm models our sweeps use; any other timm model is TIMM_PREFIX + its timm name.
@@ -40,14 +41,33 @@ def _timm(name: str) -> Callable[..., Arch]:
     return build
 
 
+def _timm_weights(name: str) -> Callable[..., MissingWeights | None]:
+    def find(cfg, checkpoint: str | None) -> MissingWeights | None:
+        """A ``pretrained_path`` file, else the model's default weights: in the Hugging Face cache (its hub
+        repo) or torch's hub cache (a URL), where timm loads them from."""
+        from timm.models import get_pretrained_cfg
+
+        if cfg.pretrained_path:
+            return local_path(cfg.pretrained_path, "a weights file")
+        pretrained = get_pretrained_cfg(name)
+        if pretrained is None:  # timm has no weights for it: its builder says so
+            return None
+        if pretrained.hf_hub_id:
+            return cached_weights(pretrained.hf_hub_id.split("@")[0], config=False)
+        return torch_hub_file(pretrained.url)
+
+    return find
+
+
 def _resolve(name: str) -> ArchEntry | None:
     """The entry of ``timm/<name>`` when timm has a model of that name."""
     import timm  # only for timm names: reading the registry otherwise needs no torch
 
     model = name.removeprefix(TIMM_PREFIX)
-    return ArchEntry(_timm(model), **TIMM_FIELDS) if timm.is_model(model) else None
+    return ArchEntry(_timm(model), weights=_timm_weights(model), **TIMM_FIELDS) if timm.is_model(model) else None
 
 
 for _alias, _name in TIMM_ALIASES.items():
-    register(_alias, **TIMM_FIELDS)(_timm(_name.removeprefix(TIMM_PREFIX)))
+    register(_alias, weights=_timm_weights(_name.removeprefix(TIMM_PREFIX)), **TIMM_FIELDS)(
+        _timm(_name.removeprefix(TIMM_PREFIX)))
 register_pattern(TIMM_PREFIX, "timm/<name>", _resolve)

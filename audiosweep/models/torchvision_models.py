@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
-from .base import Arch, register
+from .base import Arch, MissingWeights, register, torch_hub_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -39,6 +39,16 @@ def _torchvision(name: str) -> Callable[..., Arch]:
     return build
 
 
+def _torchvision_weights(name: str) -> Callable[..., MissingWeights | None]:
+    def find(cfg, checkpoint: str | None) -> MissingWeights | None:
+        """The ImageNet weights file torchvision loads from its hub cache (TORCH_HOME), or fetches."""
+        import torchvision.models as tvm
+
+        return torch_hub_file(tvm.get_model_weights(name).DEFAULT.url)
+
+    return find
+
+
 def _body_blocks(body: nn.Module) -> list[nn.Module]:
     """A torchvision body's layers that hold weights, input to output (ResNet: conv1, bn1, layer1..4; DenseNet: its
     features' conv0, norm0, dense blocks and transitions, norm5): what unfreeze_schedule counts from the top."""
@@ -48,4 +58,4 @@ def _body_blocks(body: nn.Module) -> list[nn.Module]:
 
 
 for _name in TORCHVISION_ARCHS:
-    register(_name, pretrainable=True, blocks=True)(_torchvision(_name))
+    register(_name, pretrainable=True, blocks=True, weights=_torchvision_weights(_name))(_torchvision(_name))

@@ -41,6 +41,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             bad += 1
             continue
         listed = plan.bounded and sweep.method != "bayes"
+        missing = missing_weights_errors(f, plan.runs) if listed and args.weights else []
+        for line in missing:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        bad += bool(missing)
         total += len(plan.runs) if listed else 0
         varies = " x ".join(f"{n} ({sweep.params[n].grid_size()})" if sweep.method == "grid" else n
                             for n in sweep.varying)
@@ -56,6 +60,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones",
           file=out)
     return EXIT_REFUSED if bad else EXIT_OK
+
+
+def missing_weights_errors(path, runs) -> list[str]:
+    """One line per pretrained weights file that ``runs`` need and this machine neither holds nor can download:
+    the file, where it goes, which architectures need it and in how many grid points. Each host is probed once."""
+    import functools
+
+    from ..config import Config
+    from ..models.base import missing_weights, reachable
+    from ..preflight import weights_message
+
+    probe, groups = functools.cache(reachable), {}
+    for run in runs:
+        if (missing := missing_weights(Config(**run.config), probe)) is not None:
+            groups.setdefault(missing, []).append(run.config["arch"])
+    return [f"{path}: {weights_message(m, ', '.join(dict.fromkeys(archs)))} ({len(archs)} grid point"
+            f"{'s' * (len(archs) != 1)})" for m, archs in groups.items()]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -133,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"{MAX_YAML_NODES} nodes; a grid has at most {MAX_GRID_POINTS} points (run_cap: N "
                                    "runs the first N of a larger one). --runs: print each run as one JSON "
                                    "line on stdout, {\"sweep\": FILE, \"config_id\": ID, \"config\": {...}} "
-                                   "(the effective config train.py records), and the summary on stderr. Exit "
-                                   "status 2 if any file is invalid.")
+                                   "(the effective config train.py records), and the summary on stderr. The "
+                                   "pretrained weights its runs need must be in the local caches, or their download "
+                                   "host reachable: each missing file is named once, with its architectures and "
+                                   "grid points. Exit status 2 if any file is invalid or weights are missing.")
     c.add_argument("files", nargs="+", metavar="FILE.yaml")
     c.add_argument("--seed", type=int, default=0, help="seed of the random samples validated (default: 0)")
     c.add_argument("--config", metavar="RECIPE.yaml", help=recipe_help)
@@ -142,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each run of a grid sweep or a bounded random one as a JSON line on stdout: its "
                         "config id and the effective config train.py uses (after the recipe, the report's keys and "
                         "the values with no effect set as runs record them); the summary goes to stderr")
+    c.add_argument("--no-weights", dest="weights", action="store_false",
+                   help="skip the check that the pretrained weights the runs need are on this machine or "
+                        "downloadable from it (to check files for another machine)")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="run a sweep locally (grid, random or bayes), resumable",
