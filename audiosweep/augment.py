@@ -233,6 +233,9 @@ class TrainingBatches:
     serves row numbers, and each batch is made of the clips' views in ``view_channels`` order (one channel per
     window length each): the original view gathered from the features computed once, each augmented view drawn
     anew from the waveforms (or, SpecAugment only, from those features).
+
+    With ``keep_clean_copy``, the loader serves copy numbers instead (:meth:`copies`): each training clip once as
+    its features computed once, once augmented.
     """
 
     def __init__(self, cfg: Config, device: torch.device, norm_stats: dict):
