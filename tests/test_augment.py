@@ -27,7 +27,7 @@ from audiosweep.config import merge
 from audiosweep.features import compute_features, normalize
 from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.synthetic import class_clip
-from tests.conftest import TINY, read_records
+from tests.conftest import REPO, TINY, read_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SMALL = {"sample_rate": 16000, "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40, "batch_size": 8}
@@ -237,3 +237,16 @@ def test_a_run_with_augmentation_trains_and_records_its_knobs(tmp_path, synth_ro
     c = rec["config"]
     assert (c["pitch_p"], c["noise_p"], c["shift_p"], c["spec_time_masks"], c["stretch_p"]) == (1.0, 1.0, 0.5, 2, 0.5)
     assert "pitch_shift" not in c and "add_noise" not in c
+
+
+@pytest.mark.slow
+def test_a_run_with_the_palanisamy_recipe_trains_and_records_its_knobs(tmp_path, synth_root, cache_dir):
+    out = tmp_path / "res"
+    code = train.main(["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                       str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1", "--config",
+                       str(REPO / "sweeps" / "recipes" / "augment_palanisamy.yaml")])
+    (rec,) = read_records(out)
+    assert code == 0 and rec["status"] == "finished" and len(rec["history"]) == 1
+    c = rec["config"]
+    assert (c["warp_domain"], c["keep_clean_copy"], c["pitch_integer"]) == ("waveform", True, True)
+    assert (c["stretch_min_rate"], c["stretch_max_rate"], c["pitch_semitones"]) == (0.9, 1.2, 2.0)
