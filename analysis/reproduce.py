@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audiosweep.config import FIELDS, SETTING, keys_with_role
+from audiosweep.config import FIELDS, SETTING, gate_keys, keys_with_role
 from audiosweep.errors import SourceError
 from audiosweep.results import TEST_METRIC
 
@@ -86,8 +86,7 @@ def _side(runs: pd.DataFrame | None, metric: str) -> dict:
 
 def _needs(key: str) -> list[str]:
     """The keys that decide whether ``key`` has an effect (an augmentation's probability, the schedule)."""
-    meta = FIELDS[key].metadata
-    return [k for k in [meta.get("needs"), *(meta.get("when") or {})] if k]
+    return [*gate_keys(key), *(FIELDS[key].metadata.get("when") or {})]
 
 
 def held_fixed(runs: pd.DataFrame, by: list[str]) -> dict:

@@ -3,9 +3,11 @@
 Three stages, each on whole batches where the model trains:
 
 * waveforms: gain, time shift, coloured noise at an SNR range (or white noise of an absolute level,
-  :class:`GaussianNoise`) and polarity inversion, by torch-audiomentations (per-clip probabilities and values);
-* the power spectrogram: pitch shift and time stretch, as a per-clip linear resampling of its frequency and time
-  axes (:class:`SpectralWarp`);
+  :class:`GaussianNoise`) and polarity inversion, by torch-audiomentations
+  (per-clip probabilities and values);
+* pitch shift and time stretch (``warp_domain``): of the power spectrogram, as a per-clip linear resampling of its
+  frequency and time axes (:class:`SpectralWarp`, the fast option), or of the waveform, by torchaudio's phase
+  vocoder and resampling as librosa computes them (:class:`WaveformWarp`, the Palanisamy code's);
 * the normalised log-mels: SpecAugment frequency and time masks, by torchaudio. Masks come after normalisation,
   so a masked cell holds the training mean (0), not the dB floor, which would stand out as a loud "silence".
 
@@ -21,6 +23,7 @@ import functools
 import math
 import random
 from collections.abc import Callable
+from fractions import Fraction
 
 import torch
 import torchaudio
@@ -94,17 +97,20 @@ class SpectralWarp:
     need no phase (nothing is turned back into audio), so this costs two gathers per clip instead of an STFT
     round trip. Written here because torch-audiomentations has no time stretch and its pitch shift resamples
     every clip on its own (about 0.25 s a 5 s clip on a CPU core), and torchaudio's ``PitchShift`` and
-    ``TimeStretch`` take one factor per call, not per clip.
+    ``TimeStretch`` take one factor per call, not per clip. It is the fast option of ``warp_domain``: on a batch of
+    32 five-second 44.1 kHz clips at the default front end (2 CPU cores, heavily shared) it added 7-12 s to the
+    front end's 7 s, where :class:`WaveformWarp` with the Palanisamy code's draws added 14-19 s.
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
     def frames_read(self, frames: int) -> int:
-        """Input frames that the first ``frames`` output frames read: up to ``1 + stretch_max`` times as many when
-        the clip may play faster, plus the frame each one interpolates with."""
-        if self.cfg.stretch_p > 0 and self.cfg.stretch_max > 0:
-            return math.ceil((frames - 1) * (1 + self.cfg.stretch_max)) + 2
+        """Input frames that the first ``frames`` output frames read: up to the highest stretch rate times as many
+        when the clip may play faster, plus the frame each one interpolates with."""
+        faster = _stretch_offsets(self.cfg)[1]
+        if self.cfg.stretch_p > 0 and faster > 0:
+            return math.ceil((frames - 1) * (1 + faster)) + 2
         return frames
 
     def __call__(self, power: torch.Tensor) -> torch.Tensor:
@@ -113,10 +119,7 @@ class SpectralWarp:
     def drawn(self, n: int, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
         """The warp of ``n`` clips with their factors drawn now: the front end warps every channel (window) of a
         clip with it, so a clip's channels are pitched and stretched alike."""
-        c = self.cfg
-        pitch = _draw(n, c.pitch_p, c.pitch_semitones, device).tolist()  # one device sync, not one per clip
-        stretch = _draw(n, c.stretch_p, c.stretch_max, device).tolist()
-        return functools.partial(self._apply, pitch, stretch)
+        return functools.partial(self._apply, *draw_warps(self.cfg, n, device))
 
     @staticmethod
     def _apply(pitch: list[float], stretch: list[float], power: torch.Tensor) -> torch.Tensor:
@@ -129,12 +132,105 @@ class SpectralWarp:
         return out
 
 
-def _draw(n: int, p: float, amount: float, device: torch.device) -> torch.Tensor:
-    """Per clip: uniform in +-``amount`` with probability ``p``, else 0."""
-    if p <= 0 or amount <= 0:
+def draw_warps(cfg: Config, n: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Per clip, the pitch shift in semitones and the time stretch rate minus 1 (0 = none): with probability
+    ``pitch_p`` uniform in +-``pitch_semitones`` (whole semitones with ``pitch_integer``), with probability
+    ``stretch_p`` a rate uniform between ``cfg.stretch_rates``."""
+    if cfg.pitch_integer and cfg.pitch_p > 0:
+        whole = int(cfg.pitch_semitones)
+        pitch = _gate(torch.randint(-whole, whole + 1, (n,), device=device).float(), cfg.pitch_p)
+    else:
+        pitch = _draw(n, cfg.pitch_p, -cfg.pitch_semitones, cfg.pitch_semitones, device)
+    stretch = _draw(n, cfg.stretch_p, *_stretch_offsets(cfg), device)
+    return pitch.tolist(), stretch.tolist()  # one device sync, not one per clip
+
+
+def _stretch_offsets(cfg: Config) -> tuple[float, float]:
+    """The range of the stretch rate minus 1; +-``stretch_max`` exactly when no rate is given (the draws of runs
+    before ``stretch_min_rate``/``stretch_max_rate``, bit for bit)."""
+    lo, hi = cfg.stretch_min_rate, cfg.stretch_max_rate
+    return (-cfg.stretch_max if lo is None else lo - 1), (cfg.stretch_max if hi is None else hi - 1)
+
+
+def _draw(n: int, p: float, low: float, high: float, device: torch.device) -> torch.Tensor:
+    """Per clip: uniform in [``low``, ``high``] with probability ``p``, else 0."""
+    if p <= 0 or low == high == 0:
         return torch.zeros(n, device=device)
-    values = (torch.rand(n, device=device) * 2 - 1) * amount
-    return torch.where(torch.rand(n, device=device) < p, values, torch.zeros_like(values))
+    return _gate((torch.rand(n, device=device) * 2 - 1) * ((high - low) / 2) + (high + low) / 2, p)
+
+
+def _gate(values: torch.Tensor, p: float) -> torch.Tensor:
+    """``values`` kept with probability ``p`` each, else 0."""
+    return torch.where(torch.rand(len(values), device=values.device) < p, values, torch.zeros_like(values))
+
+
+# librosa's STFT for effects.time_stretch and effects.pitch_shift (its defaults, which the Palanisamy code used).
+VOCODER_FFT, VOCODER_HOP = 2048, 512
+# A pitch shift resamples by 2**(-semitones/12) as the nearest fraction with a denominator up to this: within 0.03
+# cent at whole semitones up to an octave, 0.85 cent at any shift, 30-45 ms a 5 s 44.1 kHz clip. torchaudio's
+# pitch_shift resamples from int(sample_rate / rate) Hz instead, a ratio such as 10406:11025 (-1 semitone at
+# 44.1 kHz) whose kernel costs 0.3-0.5 s a clip.
+RATIO_DENOMINATOR = 1000
+
+
+class WaveformWarp:
+    """Pitch shift then time stretch of (B, samples) waveforms, each clip with its own draw, computed as librosa's
+    ``effects.pitch_shift`` and ``effects.time_stretch`` (the Palanisamy code's order): torchaudio's phase vocoder on
+    a 2048-point STFT with hop 512, and for a pitch shift torchaudio's resampling back to the clip's length. A
+    stretched clip is cropped or padded back to its length (:func:`fit_length`).
+
+    torchaudio's functions take one factor per call: the clips are grouped by drawn value, so whole-semitone draws
+    cost one call per value, and continuous draws (any stretch rate) one call per clip, exact to the draw (on 32
+    five-second 44.1 kHz clips, 2 shared CPU cores: 26 s for whole-semitone pitch and U(0.9, 1.2) stretch, 41-62 s
+    for continuous pitch, whose resampling kernel is built for every clip).
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        pitch, stretch = draw_warps(self.cfg, len(wav), wav.device)
+        out = wav.clone() if any(pitch) or any(stretch) else wav
+        for semitones, rows in _groups(pitch):
+            out[rows] = pitch_shift(out[rows], semitones)
+        for offset, rows in _groups(stretch):
+            out[rows] = fit_length(time_stretch(out[rows], 1.0 + offset), wav.shape[-1])
+        return out
+
+
+def _groups(values: list[float]) -> list[tuple[float, list[int]]]:
+    """Each distinct non-zero value and the clips that drew it."""
+    rows: dict[float, list[int]] = {}
+    for i, v in enumerate(values):
+        if v:
+            rows.setdefault(v, []).append(i)
+    return list(rows.items())
+
+
+def time_stretch(wav: torch.Tensor, rate: float) -> torch.Tensor:
+    """(B, samples) waveforms played ``rate`` times as fast at the same pitch, ``round(samples / rate)`` long:
+    ``librosa.effects.time_stretch`` with torchaudio's phase vocoder (torchaudio has no waveform time stretch)."""
+    window = torch.hann_window(VOCODER_FFT, device=wav.device)
+    spec = torch.stft(wav, VOCODER_FFT, VOCODER_HOP, window=window, center=True, pad_mode="reflect",
+                      return_complex=True)
+    advance = torch.linspace(0, math.pi * VOCODER_HOP, spec.shape[-2], device=wav.device)[..., None]
+    spec = torchaudio.functional.phase_vocoder(spec, rate, advance)
+    return torch.istft(spec, VOCODER_FFT, VOCODER_HOP, window=window, length=round(wav.shape[-1] / rate))
+
+
+def pitch_shift(wav: torch.Tensor, semitones: float) -> torch.Tensor:
+    """(B, samples) waveforms ``semitones`` higher, as long as before: ``librosa.effects.pitch_shift``, a time
+    stretch by 2**(-semitones/12) resampled back to the clip's length (see :data:`RATIO_DENOMINATOR`)."""
+    rate = 2.0 ** (-semitones / 12)
+    ratio = Fraction(rate).limit_denominator(RATIO_DENOMINATOR)
+    return fit_length(torchaudio.functional.resample(time_stretch(wav, rate), ratio.denominator, ratio.numerator),
+                      wav.shape[-1])
+
+
+def fit_length(wav: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, samples) waveforms cropped (from the start) or padded with silence to ``n`` samples, as the spectral
+    stretch crops or pads frames."""
+    return torch.nn.functional.pad(wav[..., :n], (0, max(0, n - wav.shape[-1])))
 
 
 def _resample(x: torch.Tensor, dim: int, step: float) -> torch.Tensor:
@@ -179,6 +275,9 @@ class TrainingBatches:
     window length each): the original view gathered from the features computed once, each augmented view drawn
     anew from the waveforms (or, SpecAugment only, from those features). With ``augmented_view: fixed`` every
     batch gathers the views drawn once instead: nothing is drawn during training.
+
+    With ``keep_clean_copy``, the loader serves copy numbers instead (:meth:`copies`): each training clip once as
+    its features computed once, once augmented.
     """
 
     def __init__(self, cfg: Config, device: torch.device, norm_stats: dict):
@@ -187,7 +286,9 @@ class TrainingBatches:
         self.wave = waveform_transform(cfg) if self.from_waveforms else None
         if self.wave is not None:
             self.wave.to(device)
-        self.warp = SpectralWarp(cfg) if cfg.pitch_p > 0 or cfg.stretch_p > 0 else None
+        warps = cfg.pitch_p > 0 or cfg.stretch_p > 0
+        self.warp = SpectralWarp(cfg) if warps and cfg.warp_domain == "spectrogram" else None
+        self.wave_warp = WaveformWarp(cfg) if warps and cfg.warp_domain == "waveform" else None
         self.logmel = frontend(cfg).to(device) if self.from_waveforms else None
         self.spec = SpecAugment(cfg).to(device) if spec_active(cfg) else None
         self.plain: torch.Tensor | None = None  # with views: the original view of every clip, normalised
@@ -197,7 +298,9 @@ class TrainingBatches:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.fixed is not None:
             return _gather(self.fixed, x, self.device).float()
-        return self.augment(x) if self.plain is None else self.views(x)
+        if self.plain is None:
+            return self.augment(x)
+        return self.copies(x) if self.cfg.keep_clean_copy else self.views(x)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Augmented log-mels of ``x``: waveforms (B, samples), or log-mels (B, C, n_mels, frames) with SpecAugment
@@ -206,6 +309,8 @@ class TrainingBatches:
         if self.from_waveforms:
             if self.wave is not None:
                 x = self.wave(x.unsqueeze(1), sample_rate=self.cfg.sample_rate).samples.squeeze(1)
+            if self.wave_warp is not None:
+                x = self.wave_warp(x)
             # On the CPU, in chunks as compute_features does: one STFT of a whole batch costs twice as much.
             step = len(x) if x.device.type == "cuda" else cpu_chunk(self.cfg, x.shape[1])
             mels = torch.cat([self.logmel(x[i:i + step], self.warp) for i in range(0, len(x), step)])
@@ -225,6 +330,18 @@ class TrainingBatches:
                 out.append(self.augment(plain.clone()))
         return torch.cat(out, dim=1)
 
+    def copies(self, codes: torch.Tensor) -> torch.Tensor:
+        """``keep_clean_copy``: the batch of clip copies ``codes`` (N + row: the augmented copy of row, else the
+        clean copy), the clean ones gathered from the features computed once, the augmented ones drawn anew."""
+        n = len(self.plain)
+        rows = codes % n
+        out = _gather(self.plain, rows, self.device).float()
+        aug = (codes >= n).nonzero().flatten()
+        if len(aug):
+            src = _gather(self.waveforms, rows[aug], self.device) if self.from_waveforms else out[aug]
+            out[aug] = self.augment(src)
+        return out
+
     @torch.no_grad()
     def with_views(self, feats: torch.Tensor, waveforms: torch.Tensor | None,
                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -236,7 +353,13 @@ class TrainingBatches:
         (validation accuracy, TTA and predictions are deterministic), and the row numbers the training loader
         serves to :meth:`views`, which draws augmented views anew for each batch (``augmented_view: fixed``:
         training batches gather these same views). The original view is kept once: training batches gather it
-        from the returned views."""
+        from the returned views.
+
+        With ``keep_clean_copy``: ``feats`` and the 2N copy numbers the training loader serves to :meth:`copies`
+        (:func:`~audiosweep.loaders.make_dls` serves each training clip's two)."""
+        if self.cfg.keep_clean_copy:
+            self.plain, self.waveforms = feats, waveforms
+            return feats, torch.arange(2 * len(feats), device=self.device)
         if not multi_view(self.cfg):
             return feats, waveforms
         self.plain, self.waveforms = feats, waveforms

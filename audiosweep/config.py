@@ -269,10 +269,28 @@ class Config:
     pitch_semitones: float = knob(3.0, "pitch shift drawn uniformly in +-pitch_semitones", "augmentation",
                                   label="pitch shift range", unit="semitones", bounds=Bounds(0, 12),
                                   needs="pitch_p")
+    pitch_integer: bool = knob(False, "pitch shift drawn as a whole number of semitones, uniformly from "
+                               "-pitch_semitones..pitch_semitones (the Palanisamy code's {-2..2}); false = any "
+                               "value in the range", "augmentation", label="whole-semitone pitch shift",
+                               needs="pitch_p")
     stretch_p: float = knob(0.0, "probability of a random time stretch per clip (cropped or padded back)",
                             "augmentation", label="time stretch probability", bounds=PROBABILITY)
     stretch_max: float = knob(0.2, "time stretch rate drawn uniformly in 1 +- stretch_max", "augmentation",
                               label="time stretch range", bounds=Bounds(0, 1, high_open=True), needs="stretch_p")
+    stretch_min_rate: float | None = knob(None, "lowest time stretch rate (> 1 = faster); null = 1 - stretch_max",
+                                          "augmentation", label="time stretch lowest rate", bounds=POSITIVE,
+                                          needs="stretch_p")
+    stretch_max_rate: float | None = knob(None, "highest time stretch rate, e.g. 0.9 and 1.2 for the Palanisamy "
+                                          "code's U(0.9, 1.2); null = 1 + stretch_max", "augmentation",
+                                          label="time stretch highest rate", bounds=POSITIVE, needs="stretch_p")
+    warp_domain: Literal["spectrogram", "waveform"] = knob(
+        "spectrogram", "where pitch shift and time stretch act: spectrogram (a linear resampling of the logmel "
+        "front end's power spectrogram, the fast option) | waveform (torchaudio's phase vocoder and resampling "
+        "of the waveform, as librosa in the Palanisamy code; any front end)", "augmentation",
+        label="pitch/stretch domain", needs=("pitch_p", "stretch_p"))
+    keep_clean_copy: bool = knob(False, "each training epoch serves every training clip twice: once without "
+                                 "augmentation, once augmented (the Palanisamy code's doubled training set)",
+                                 "augmentation", label="clean copy beside the augmented")
     spec_freq_masks: int = knob(0, "SpecAugment frequency masks per clip", "augmentation",
                                 label="frequency masks", bounds=NON_NEGATIVE)
     spec_freq_width: int = knob(24, "widest frequency mask, in mel bands", "augmentation",
@@ -400,6 +418,13 @@ class Config:
     def valid_fold(self) -> int:
         """The validation fold of the official split (:func:`valid_fold`)."""
         return valid_fold(self.fold, self.test_fold, self.dataset_name)
+
+    @property
+    def stretch_rates(self) -> tuple[float, float]:
+        """The lowest and highest time stretch rate: ``stretch_min_rate``/``stretch_max_rate``, else 1 -+
+        ``stretch_max``."""
+        lo, hi = self.stretch_min_rate, self.stretch_max_rate
+        return (1 - self.stretch_max if lo is None else lo), (1 + self.stretch_max if hi is None else hi)
 
     @property
     def hop_samples(self) -> int:
@@ -543,8 +568,11 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
         out.update({k: None for k in ("hop_length", "hop_length_ms") if k in out})
     if out.get("f_max") is None and isinstance(out.get("sample_rate"), (int, float)) and "f_max" in out:
         out["f_max"] = min(DEFAULT_F_MAX, out["sample_rate"] / 2)
+    if out.get("stretch_min_rate") is not None and out.get("stretch_max_rate") is not None and "stretch_max" in out:
+        out["stretch_max"] = _default(FIELDS["stretch_max"])  # both rates given: stretch_max says nothing
     for key, f in FIELDS.items():  # a range of an augmentation that is off has no effect: its default stands
-        if f.metadata.get("needs") in out and key in out and not out[f.metadata["needs"]]:
+        gates = gate_keys(key)
+        if gates and key in out and all(g in out for g in gates) and not any(out[g] for g in gates):
             out[key] = _default(f)
         # nor does a schedule's parameter under another schedule, nor a logmel knob under the kaldi front end
         if key in out and any(k in out and out[k] != v for k, v in (f.metadata.get("when") or {}).items()):
@@ -555,6 +583,12 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     if idle and isinstance(arch, str):
         out.update({k: _default(FIELDS[k]) for k in idle - set(_knobs(arch))})
     return out
+
+
+def gate_keys(key: str) -> tuple[str, ...]:
+    """The keys that switch on the augmentation ``key`` belongs to (its ``needs``): ``key`` acts while any is on."""
+    needs = FIELDS[key].metadata.get("needs")
+    return (needs,) if isinstance(needs, str) else tuple(needs or ())
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -776,8 +810,8 @@ def validate(cfg: Config) -> None:
         if cfg.stacked_win_lengths or cfg.stacked_win_lengths_ms:
             e.append("stacked_win_lengths: the kaldi front end takes one window (win_length); use frontend logmel")
         e += [f"{key}: pitch shift and time stretch warp the logmel front end's power spectrogram; the kaldi front "
-              f"end has none: use frontend logmel, or {key} 0" for key in ("pitch_p", "stretch_p")
-              if getattr(cfg, key) > 0]
+              f"end has none: use frontend logmel, warp_domain waveform, or {key} 0" for key in ("pitch_p", "stretch_p")
+              if getattr(cfg, key) > 0 and cfg.warp_domain == "spectrogram"]
     elif cfg.normalize == "audioset":
         e.append("normalize=audioset: AST's AudioSet statistics are of kaldi fbanks; use frontend kaldi, or "
                  "normalize global")
@@ -843,6 +877,17 @@ def _recipe_errors(cfg: Config) -> list[str]:
         if cfg.finetune == "head":
             e.append("unfreeze_schedule and finetune=head: the body never trains with finetune head; use finetune "
                      "full with a schedule")
+    if cfg.pitch_integer and not float(cfg.pitch_semitones).is_integer():
+        e.append(f"pitch_integer: whole-semitone draws need a whole pitch_semitones, got {cfg.pitch_semitones:g}")
+    if (rates := cfg.stretch_rates)[0] > rates[1]:
+        e.append(f"stretch_min_rate and stretch_max_rate: the lowest rate {rates[0]:g} exceeds the highest "
+                 f"{rates[1]:g} (a null one is 1 -+ stretch_max)")
+    if cfg.keep_clean_copy and not any(getattr(cfg, k) for k in AUGMENTATIONS):
+        e.append(f"keep_clean_copy: a clean copy goes beside an augmented one; switch on an augmentation "
+                 f"({', '.join(AUGMENTATIONS)}) or leave keep_clean_copy false")
+    if cfg.keep_clean_copy and cfg.view_channels != ["original"]:
+        e.append("keep_clean_copy and view_channels: a clean copy is of a clip with one view; use view_channels "
+                 "[original], or keep_clean_copy false")
     if not cfg.view_channels:
         e.append("view_channels: give at least one view, e.g. [original]")
     elif cfg.view_channels.count("original") > 1:

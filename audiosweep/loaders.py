@@ -73,11 +73,16 @@ def make_dls(feats: torch.Tensor, targets: torch.Tensor, train_idx: torch.Tensor
     (default: ``feats.device``; pass the GPU when ``feats`` were left in pinned host memory).
 
     Augmented training batches gather their rows from ``train_source`` (the waveforms, or ``feats``) and pass
-    them through ``train_transform`` (:class:`~audiosweep.augment.TrainingBatches`); validation batches never."""
+    them through ``train_transform`` (:class:`~audiosweep.augment.TrainingBatches`); validation batches never.
+    With ``keep_clean_copy`` an epoch serves each training clip twice, as copy numbers (row, and N + row for the
+    augmented copy) that ``train_transform`` turns into clips."""
     dev = feats.device if device is None else torch.device(device)
+    train_y = targets
+    if cfg.keep_clean_copy:
+        train_idx, train_y = torch.cat([train_idx, train_idx + len(targets)]), targets.repeat(2)
     # Drop a last batch of one clip: BatchNorm cannot train on it.
     drop_last = len(train_idx) % cfg.batch_size == 1
-    train = TensorLoader(feats if train_source is None else train_source, targets, cfg.batch_size, shuffle=True,
+    train = TensorLoader(feats if train_source is None else train_source, train_y, cfg.batch_size, shuffle=True,
                          drop_last=drop_last, seed=cfg.trial_num, channels_last=channels_last, idx=train_idx,
                          device=dev, transform=train_transform)
     valid = TensorLoader(feats, targets, cfg.batch_size * 2, channels_last=channels_last, idx=valid_idx,

@@ -8,7 +8,7 @@ import platform
 import torch
 import torchaudio
 
-from audiosweep.config import FIELDS, Config
+from audiosweep.config import FIELDS, Config, gate_keys
 from audiosweep.data import ESC50_CLIPS
 from audiosweep.device import resolve_precision
 from audiosweep.features import input_shape
@@ -96,7 +96,7 @@ def describe(cfg: Config) -> str:
     """The augmentation keys that act: those switched on and their ranges."""
     on = cfg.effective_dict()
     keys = [k for k, f in FIELDS.items() if f.metadata["group"] == "augmentation" and on[k]
-            and (f.metadata.get("needs") is None or on[f.metadata["needs"]])]
+            and (not gate_keys(k) or any(on[g] for g in gate_keys(k)))]
     return ", ".join(f"{k} {on[k]:g}" if isinstance(on[k], float) else f"{k} {on[k]}" for k in keys) or "none"
 
 

@@ -14,8 +14,12 @@ from audiosweep.augment import (
     SpecAugment,
     SpectralWarp,
     TrainingBatches,
+    WaveformWarp,
     _resample,
     augmented,
+    draw_warps,
+    pitch_shift,
+    time_stretch,
     waveform_active,
     waveform_transform,
 )
@@ -24,7 +28,7 @@ from audiosweep.errors import ConfigError
 from audiosweep.features import compute_features, normalize
 from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.synthetic import class_clip
-from tests.conftest import TINY, read_records
+from tests.conftest import REPO, TINY, read_records
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 SMALL = {"sample_rate": 16000, "n_fft": 512, "win_length": 400, "hop_length": 160, "n_mels": 40, "batch_size": 8}
@@ -122,6 +126,122 @@ def test_augmented_batches_have_the_resized_shape(keys):
     assert batches(source[:3]).shape == (3, cfg.n_channels, 32, 60)
 
 
+def test_default_spectral_draws_are_those_of_before():
+    # before stretch_min_rate/stretch_max_rate and pitch_integer: uniform +-amount, then the gate, per key
+    def old_draw(n, p, amount):
+        if p <= 0 or amount <= 0:
+            return [0.0] * n
+        values = (torch.rand(n) * 2 - 1) * amount
+        return torch.where(torch.rand(n) < p, values, torch.zeros_like(values)).tolist()
+
+    for keys in ({"pitch_p": 0.7, "stretch_p": 0.6}, {"stretch_p": 1, "stretch_max": 0.3}, {"pitch_p": 1}):
+        cfg = merge([keys])
+        torch.manual_seed(4)
+        new = draw_warps(cfg, 64, torch.device("cpu"))
+        torch.manual_seed(4)
+        old = old_draw(64, cfg.pitch_p, cfg.pitch_semitones), old_draw(64, cfg.stretch_p, cfg.stretch_max)
+        assert new == old
+    cfg = merge([{"pitch_p": 1, "stretch_p": 1}])
+    batches = TrainingBatches(cfg, torch.device("cpu"), {})
+    assert isinstance(batches.warp, SpectralWarp) and batches.wave_warp is None
+    assert SpectralWarp(cfg).frames_read(101) == 122  # 1 + stretch_max = 1.2 times as many, plus one
+
+
+def peak_hz(wav: torch.Tensor, rate: int) -> torch.Tensor:
+    """The frequency of each clip's spectral peak (Hz), to the FFT's resolution (rate / samples)."""
+    spec = torch.fft.rfft(wav * torch.hann_window(wav.shape[-1]), dim=-1).abs()
+    return spec.argmax(dim=-1) * rate / wav.shape[-1]
+
+
+def tones(n: int, hz: float = 440.0, rate: int = 16000, seconds: float = 4.0) -> torch.Tensor:
+    t = torch.arange(int(rate * seconds)) / rate
+    return torch.sin(2 * math.pi * hz * t).repeat(n, 1)
+
+
+@pytest.mark.parametrize("semitones", [-2, -1, 1, 2, 0.5])
+def test_a_waveform_pitch_shift_moves_a_tone_by_its_semitones(semitones):
+    # 4 s at 16 kHz: 0.25 Hz bins, about 1 cent at 440 Hz; tolerance 3 cents, a tenth of the smallest step here
+    shifted = pitch_shift(tones(1), semitones)
+    assert shifted.shape == (1, 64000)
+    cents = 1200 * math.log2(float(peak_hz(shifted, 16000)[0]) / 440)
+    assert abs(cents - 100 * semitones) < 3
+
+
+def test_waveform_warp_shifts_each_clip_by_its_whole_semitone_draw():
+    cfg = merge([{**SMALL, "pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "warp_domain": "waveform"}])
+    torch.manual_seed(5)
+    drawn, _ = draw_warps(cfg, 10, torch.device("cpu"))
+    torch.manual_seed(5)
+    out = WaveformWarp(cfg)(tones(10))
+    assert len(set(drawn)) > 2  # several groups of one value each
+    assert torch.allclose(peak_hz(out, 16000), 440 * 2 ** (torch.tensor(drawn) / 12), rtol=0.002)
+
+
+@pytest.mark.parametrize("rate", [0.9, 1.2])
+def test_a_waveform_stretch_changes_duration_by_the_rate_then_crops_or_pads(rate):
+    wav = torch.zeros(1, 64000)
+    wav[:, 16000:32000] = tones(1, seconds=1.0)  # a tone from 1 s to 2 s
+    stretched = time_stretch(wav, rate)
+    assert stretched.shape == (1, round(64000 / rate))
+    frames = stretched[0, :stretched.shape[1] // 160 * 160].reshape(-1, 160)  # 10 ms frames
+    loud = (frames.abs().amax(dim=1) > 0.5).nonzero().flatten()
+    start, end = loud[0] * 160 / 16000, (loud[-1] + 1) * 160 / 16000
+    assert abs(start - 1 / rate) < 0.04 and abs(end - 2 / rate) < 0.04  # within a 512-sample hop and a frame
+    pitch = peak_hz(stretched[:, int(16000 / rate) + 800:int(32000 / rate) - 800], 16000)[0]
+    assert abs(pitch - 440) < 20  # the same pitch: a resampling to that length would give 396 or 528 Hz
+    cfg = merge([{**SMALL, "stretch_p": 1, "stretch_min_rate": rate, "stretch_max_rate": rate,
+                  "warp_domain": "waveform"}])
+    out = WaveformWarp(cfg)(wav)
+    assert out.shape == wav.shape  # cropped or padded back to the clip
+    n = min(64000, round(64000 / rate))
+    assert torch.equal(out[:, :n], stretched[:, :n]) and out[:, n:].eq(0).all()
+
+
+def test_the_papers_draws_whole_semitones_in_two_and_rates_in_0_9_to_1_2():
+    cfg = merge([{"pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "stretch_p": 1,
+                  "stretch_min_rate": 0.9, "stretch_max_rate": 1.2}])
+    torch.manual_seed(6)
+    pitch, stretch = draw_warps(cfg, 2000, torch.device("cpu"))
+    assert set(pitch) == {-2.0, -1.0, 0.0, 1.0, 2.0}
+    assert 350 < pitch.count(0.0) < 450  # each value a fifth of the time
+    rates = torch.tensor(stretch) + 1
+    assert rates.min() >= 0.9 - 1e-6 and rates.max() <= 1.2 + 1e-6
+    assert rates.min() < 0.91 and rates.max() > 1.19 and abs(float(rates.mean()) - 1.05) < 0.01
+    assert SpectralWarp(cfg).frames_read(101) == 122  # the highest rate, 1.2
+
+
+def test_the_waveform_domain_replaces_the_spectral_warp_and_runs_the_front_end():
+    cfg = merge([{**SMALL, "pitch_p": 1, "stretch_p": 1, "warp_domain": "waveform", "normalize": "none"}])
+    batches = TrainingBatches(cfg, torch.device("cpu"), {})
+    assert batches.warp is None and isinstance(batches.wave_warp, WaveformWarp)
+    w = waves(4)
+    torch.manual_seed(7)
+    x = batches(w)
+    assert x.shape == (4, 1, 40, 501) and not torch.allclose(x, compute_features(w, cfg, torch.device("cpu")))
+    kaldi = merge([{**SMALL, "frontend": "kaldi", "pitch_p": 1, "warp_domain": "waveform"}])
+    assert TrainingBatches(kaldi, torch.device("cpu"), {})(w).shape[:2] == (4, 1)
+
+
+@pytest.mark.parametrize("keys", [{"pitch_p": 1, "warp_domain": "waveform"}, {"spec_time_masks": 2}])
+def test_keep_clean_copy_serves_every_clip_twice_once_unaugmented(keys):
+    cfg = merge([{**SMALL, **keys, "keep_clean_copy": True}])
+    w = waves(12)
+    feats, stats = normalize(compute_features(w, cfg, torch.device("cpu")), cfg.normalize, torch.arange(8))
+    batches = TrainingBatches(cfg, torch.device("cpu"), stats)
+    feats, source = batches.with_views(feats, w if batches.from_waveforms else None)
+    clip = torch.arange(12)  # each clip's target is its row: a served item names its clip
+    dls = make_dls(feats, clip, torch.arange(8), torch.arange(8, 12), cfg, train_source=source,
+                   train_transform=batches)
+    torch.manual_seed(8)
+    served = [(x, y) for x, y in dls.train]
+    xs, ys = torch.cat([x for x, _ in served]), torch.cat([y for _, y in served])
+    assert len(dls.train) == 2 and len(xs) == 16  # 2 x 8 training clips, in batches of 8
+    clean = torch.tensor([torch.equal(x, feats[y]) for x, y in zip(xs, ys, strict=True)])
+    assert clean.sum() == 8 and sorted(ys[clean].tolist()) == sorted(ys[~clean].tolist()) == list(range(8))
+    assert len({tuple(ys[i:i + 8].tolist()) for i in (0, 8)}) == 2  # shuffled over the doubled set
+    assert len(dls.valid.idx) == 4 and torch.equal(torch.cat([x for x, _ in dls.valid]), feats[8:])
+
+
 def test_spec_augment_masks_whole_bands_and_frames():
     torch.manual_seed(2)
     feats = torch.ones(4, 1, 40, 100)
@@ -166,3 +286,16 @@ def test_a_run_with_augmentation_trains_and_records_its_knobs(tmp_path, synth_ro
     c = rec["config"]
     assert (c["pitch_p"], c["noise_p"], c["shift_p"], c["spec_time_masks"], c["stretch_p"]) == (1.0, 1.0, 0.5, 2, 0.5)
     assert "pitch_shift" not in c and "add_noise" not in c
+
+
+@pytest.mark.slow
+def test_a_run_with_the_palanisamy_recipe_trains_and_records_its_knobs(tmp_path, synth_root, cache_dir):
+    out = tmp_path / "res"
+    code = train.main(["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                       str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1", "--config",
+                       str(REPO / "sweeps" / "recipes" / "augment_palanisamy.yaml")])
+    (rec,) = read_records(out)
+    assert code == 0 and rec["status"] == "finished" and len(rec["history"]) == 1
+    c = rec["config"]
+    assert (c["warp_domain"], c["keep_clean_copy"], c["pitch_integer"]) == ("waveform", True, True)
+    assert (c["stretch_min_rate"], c["stretch_max_rate"], c["pitch_semitones"]) == (0.9, 1.2, 2.0)

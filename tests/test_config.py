@@ -21,6 +21,7 @@ from audiosweep.config import (
     build_parser,
     coerce,
     effective,
+    gate_keys,
     keys_with_role,
     merge,
     overlay,
@@ -378,20 +379,36 @@ def test_f_max_default_follows_a_later_sample_rate_and_keeps_old_identities():
 RANGES = {"gain_db": (3.0, 1.0), "shift_max": (0.5, 0.5), "shift_roll": (True, 0.5), "noise_snr_min": (10.0, 1.0),
           "noise_snr_max": (40.0, 1.0), "noise_color": ("pink", 1.0), "noise_sigma_max": (0.005, 1.0),
           "pitch_semitones": (5.0, 1.0), "stretch_max": (0.1, 1.0), "spec_freq_width": (8, 2),
-          "spec_time_width": (16, 2)}
+          "spec_time_width": (16, 2), "pitch_integer": (True, 1.0), "stretch_min_rate": (0.9, 1.0),
+          "stretch_max_rate": (1.3, 1.0), "warp_domain": ("waveform", 1.0)}
 
 
 def test_every_augmentation_range_needs_its_switch():
     assert {k for k, f in FIELDS.items() if "needs" in f.metadata} == set(RANGES)
-    assert all(FIELDS[FIELDS[k].metadata["needs"]].default in (0, 0.0) for k in RANGES)  # off by default
+    assert all(FIELDS[g].default in (0, 0.0) for k in RANGES for g in gate_keys(k))  # off by default
     assert {k for k, f in FIELDS.items() if f.metadata["group"] == "augmentation"} == set(RANGES) | {
-        "gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p", "spec_freq_masks", "spec_time_masks"}
+        "gain_p", "shift_p", "noise_p", "polarity_p", "pitch_p", "stretch_p", "spec_freq_masks", "spec_time_masks",
+        "keep_clean_copy"}
+
+
+def test_the_warp_domain_counts_while_pitch_or_stretch_is_on():
+    assert gate_keys("warp_domain") == ("pitch_p", "stretch_p")
+    for on in ({"pitch_p": 1.0}, {"stretch_p": 0.5}):
+        assert merge([{**on, "warp_domain": "waveform"}]).effective_dict()["warp_domain"] == "waveform"
+    assert merge([{"gain_p": 1, "warp_domain": "waveform"}]).effective_dict()["warp_domain"] == "spectrogram"
+
+
+def test_both_stretch_rates_replace_stretch_max():
+    cfg = merge([{"stretch_p": 1, "stretch_max": 0.3, "stretch_min_rate": 0.9, "stretch_max_rate": 1.2}])
+    assert cfg.stretch_rates == (0.9, 1.2) and cfg.effective_dict()["stretch_max"] == 0.2
+    one = merge([{"stretch_p": 1, "stretch_max": 0.3, "stretch_max_rate": 1.2}])
+    assert one.stretch_rates == (0.7, 1.2) and one.effective_dict()["stretch_max"] == 0.3
 
 
 @pytest.mark.parametrize("key", sorted(RANGES))
 def test_a_range_counts_only_while_its_augmentation_is_on(key):
     value, on = RANGES[key]
-    switch = FIELDS[key].metadata["needs"]
+    switch = gate_keys(key)[0]
     off_cfg = merge([{key: value}])
     assert getattr(off_cfg, key) == value and off_cfg.effective_dict()[key] == FIELDS[key].default
     assert config_id(off_cfg.effective_dict()) == config_id(merge([]).effective_dict())
@@ -415,6 +432,13 @@ def test_pitch_range_with_pitch_shift_off_is_one_configuration():
     ({"noise_snr_min": 40}, ["noise_snr_min and noise_snr_max", "40 > 37"]),
     ({"spec_time_masks": -1}, ["spec_time_masks", ">= 0"]),
     ({"spec_freq_width": 0}, ["spec_freq_width", "> 0"]),
+    ({"pitch_p": 1, "pitch_integer": True, "pitch_semitones": 1.5}, ["pitch_integer", "whole", "1.5"]),
+    ({"stretch_p": 1, "stretch_min_rate": 1.1, "stretch_max_rate": 1.05}, ["stretch_min_rate", "1.1", "1.05"]),
+    ({"stretch_max_rate": 0}, ["stretch_max_rate", "> 0"]),
+    ({"keep_clean_copy": True}, ["keep_clean_copy", "switch on an augmentation"]),
+    ({"keep_clean_copy": True, "pitch_p": 1, "view_channels": ["original", "augmented"]},
+     ["keep_clean_copy and view_channels", "[original]"]),
+    ({"frontend": "kaldi", "arch": "ast", "stretch_p": 1}, ["stretch_p", "warp_domain waveform"]),
 ])
 def test_invalid_augmentation_values_name_keys_and_ranges(layer, keys):
     with pytest.raises(ConfigError) as e:
