@@ -177,7 +177,8 @@ class WaveformWarp:
     """Pitch shift then time stretch of (B, samples) waveforms, each clip with its own draw, computed as librosa's
     ``effects.pitch_shift`` and ``effects.time_stretch`` (the Palanisamy code's order): torchaudio's phase vocoder on
     a 2048-point STFT with hop 512, and for a pitch shift torchaudio's resampling back to the clip's length. A
-    stretched clip is cropped or padded back to its length (:func:`fit_length`).
+    stretched clip is cropped or padded back to its length (:func:`fit_length`); with ``resize_to`` it keeps its own
+    length and the front end resizes its frames (:meth:`groups`).
 
     torchaudio's functions take one factor per call: the clips are grouped by drawn value, so whole-semitone draws
     cost one call per value, and continuous draws (any stretch rate) one call per clip, exact to the draw (on 32
@@ -189,13 +190,22 @@ class WaveformWarp:
         self.cfg = cfg
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
+        out = wav.clone()
+        for rows, stretched in self.groups(wav):
+            out[rows] = fit_length(stretched, wav.shape[-1])
+        return out
+
+    def groups(self, wav: torch.Tensor) -> list[tuple[list[int], torch.Tensor]]:
+        """The warped clips, grouped by length (a stretched clip is ``round(samples / rate)`` long): the clips'
+        row numbers and their waveforms, the unstretched ones (at the clip's length) first."""
         pitch, stretch = draw_warps(self.cfg, len(wav), wav.device)
-        out = wav.clone() if any(pitch) or any(stretch) else wav
+        out = wav.clone() if any(pitch) else wav
         for semitones, rows in _groups(pitch):
             out[rows] = pitch_shift(out[rows], semitones)
-        for offset, rows in _groups(stretch):
-            out[rows] = fit_length(time_stretch(out[rows], 1.0 + offset), wav.shape[-1])
-        return out
+        stretched = _groups(stretch)
+        kept = sorted(set(range(len(wav))) - {i for _, rows in stretched for i in rows})
+        groups = [(rows, time_stretch(out[rows], 1.0 + offset)) for offset, rows in stretched]
+        return [(kept, out[kept]), *groups] if kept else groups
 
 
 def _groups(values: list[float]) -> list[tuple[float, list[int]]]:
@@ -309,13 +319,22 @@ class TrainingBatches:
         if self.from_waveforms:
             if self.wave is not None:
                 x = self.wave(x.unsqueeze(1), sample_rate=self.cfg.sample_rate).samples.squeeze(1)
-            if self.wave_warp is not None:
-                x = self.wave_warp(x)
-            # On the CPU, in chunks as compute_features does: one STFT of a whole batch costs twice as much.
-            step = len(x) if x.device.type == "cuda" else cpu_chunk(self.cfg, x.shape[1])
-            mels = torch.cat([self.logmel(x[i:i + step], self.warp) for i in range(0, len(x), step)])
+            if self.wave_warp is not None and self.cfg.resize_to:
+                # As the Palanisamy code: a stretched clip keeps its length, and the front end's resize brings its
+                # frames back to resize_to (a faster clip's sounds are stretched back over the whole input).
+                mels = torch.empty(len(x), len(self.cfg.win_lengths), *self.cfg.resize_to, device=x.device)
+                for rows, wav in self.wave_warp.groups(x):
+                    mels[rows] = self.log_mels(wav)
+            else:
+                mels = self.log_mels(self.wave_warp(x) if self.wave_warp is not None else x)
             x = apply_normalization(mels, self.cfg.normalize, self.stats)
         return self.spec(x) if self.spec is not None else x
+
+    def log_mels(self, wav: torch.Tensor) -> torch.Tensor:
+        """(B, samples) waveforms -> their log-mels, with the spectral warps when on. On the CPU in chunks, as
+        compute_features does: one STFT of a whole batch costs twice as much."""
+        step = len(wav) if wav.device.type == "cuda" else cpu_chunk(self.cfg, wav.shape[1])
+        return torch.cat([self.logmel(wav[i:i + step], self.warp) for i in range(0, len(wav), step)])
 
     def views(self, rows: torch.Tensor) -> torch.Tensor:
         """The clips ``rows`` as (B, n_channels, n_mels, frames): their views in ``view_channels`` order."""

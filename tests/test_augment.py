@@ -18,6 +18,7 @@ from audiosweep.augment import (
     _resample,
     augmented,
     draw_warps,
+    fit_length,
     pitch_shift,
     time_stretch,
     waveform_active,
@@ -25,7 +26,7 @@ from audiosweep.augment import (
 )
 from audiosweep.config import merge
 from audiosweep.errors import ConfigError
-from audiosweep.features import compute_features, normalize
+from audiosweep.features import compute_features, frontend, normalize
 from audiosweep.loaders import TensorLoader, make_dls
 from audiosweep.synthetic import class_clip
 from tests.conftest import REPO, TINY, read_records
@@ -220,6 +221,21 @@ def test_the_waveform_domain_replaces_the_spectral_warp_and_runs_the_front_end()
     assert x.shape == (4, 1, 40, 501) and not torch.allclose(x, compute_features(w, cfg, torch.device("cpu")))
     kaldi = merge([{**SMALL, "frontend": "kaldi", "pitch_p": 1, "warp_domain": "waveform"}])
     assert TrainingBatches(kaldi, torch.device("cpu"), {})(w).shape[:2] == (4, 1)
+
+
+def test_with_resize_to_a_stretched_clip_keeps_its_length_and_the_resize_squeezes_it_back():
+    """The Palanisamy code never crops a stretched clip: its front end's resize brings the frames back to the common
+    shape. So the input is the front end of the whole stretched waveform, not of its first clip-length samples."""
+    cfg = merge([{**SMALL, "stacked_win_lengths": [400, 512], "stacked_hop_lengths": [160, 320],
+                  "resize_to": [40, 100], "stretch_p": 1, "stretch_min_rate": 0.8, "stretch_max_rate": 0.8,
+                  "warp_domain": "waveform", "normalize": "none", "log_scale": "ln"}])
+    w = waves(3)
+    x = TrainingBatches(cfg, torch.device("cpu"), {})(w)
+    front = frontend(cfg)
+    slower = time_stretch(w, 0.8)
+    assert slower.shape[-1] == round(w.shape[-1] / 0.8) and x.shape == (3, 2, 40, 100)
+    assert torch.allclose(x, front(slower), atol=1e-4)
+    assert not torch.allclose(x, front(fit_length(slower, w.shape[-1])), atol=1e-2)  # not cropped first
 
 
 @pytest.mark.parametrize("keys", [{"pitch_p": 1, "warp_domain": "waveform"}, {"spec_time_masks": 2}])
