@@ -29,9 +29,13 @@ def _inception_v3(pretrained: bool = False):
     initialisation (``init_weights`` True, its former default, which it warns about when left out)."""
     import torchvision.models as tvm
 
-    if pretrained:
-        return tvm.inception_v3(weights=tvm.Inception_V3_Weights.DEFAULT, aux_logits=False)
-    return tvm.inception_v3(weights=None, aux_logits=False, init_weights=True)
+    if not pretrained:
+        return tvm.inception_v3(weights=None, aux_logits=False, init_weights=True)
+    # torchvision refuses aux_logits=False with weights (its file holds the auxiliary classifier): load, then drop it
+    # as torchvision's own builder does for aux_logits left False
+    model = tvm.inception_v3(weights=tvm.Inception_V3_Weights.DEFAULT)
+    model.aux_logits, model.AuxLogits = False, None
+    return model
 
 
 def _torchvision(name: str) -> Callable[..., Arch]:
