@@ -147,7 +147,8 @@ def stft_frames(cfg: Config, n_samples: int) -> int:
     """Frames the front end computes from a clip of ``n_samples``, before ``max_frames`` crops or pads them."""
     if cfg.frontend == "kaldi":
         return max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)
-    return n_samples // cfg.hop_samples + 1
+    # torch.stft(center=True) pads n_fft // 2 samples on each side: one sample short of n_fft when n_fft is odd
+    return (n_samples - cfg.n_fft % 2) // cfg.hop_samples + 1
 
 
 def n_frames(cfg: Config, n_samples: int) -> int:
