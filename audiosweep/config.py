@@ -170,6 +170,11 @@ class Config:
         "full", "how a pretrained body trains: full (freeze_epochs with the body frozen, then all layers with "
         "discriminative learning rates) | head (body frozen throughout: only the head trains) | none (no "
         "pretrained body: all layers from scratch, as pretrained false)", "model", label="fine-tuning")
+    discriminative_lr: bool = knob(
+        True, "finetune full: after the frozen epochs all layers train at discriminative learning rates, "
+        "learning_rate/200 (lowest group) to learning_rate/2 (head), as fastai's fine_tune; false = every layer at "
+        "learning_rate (with freeze_epochs 0: all layers from the first epoch at one rate, as the Palanisamy et al. "
+        "code)", "model", label="discriminative learning rates", when={"finetune": "full"})
     gpt2_layers: int = knob(12, "cnn_gpt2: GPT-2 blocks (the pretrained checkpoint's first N of its 12; the paper's "
                             "from-scratch baseline: 6)", "model", label="GPT-2 blocks", bounds=Bounds(1))
     conv_channels: list[int] = knob([32, 64], "cnn_gpt2 and dual_stream: output channels of each conv block (conv, "
@@ -194,23 +199,36 @@ class Config:
                            "training", label="accumulated batches", bounds=Bounds(1))
     learning_rate: float = knob(1e-2, "peak learning rate of the one-cycle schedule (the starting one of the "
                                 "others)", "training", label="peak learning rate", bounds=POSITIVE)
-    optimizer: Literal["adam", "adamw", "sgd"] = knob(
+    optimizer: Literal["adam", "adamw", "sgd", "adam_l2"] = knob(
         "adam", "adam (fastai's Adam: decoupled weight decay, none on BatchNorm and bias parameters, as fastai does by "
         "default) | adamw (PyTorch's AdamW through fastai's OptimWrapper: betas 0.9/0.999, eps 1e-8, decay on every "
-        "parameter) | sgd (fastai's SGD, momentum 0.9)", "training", label="optimizer")
+        "parameter) | sgd (fastai's SGD, momentum 0.9) | adam_l2 (torch.optim.Adam's step: L2 weight decay added to "
+        "the gradient of every parameter, BatchNorm and bias too, betas 0.9/0.999, eps 1e-8; fastai's Adam with "
+        "decouple_wd false)", "training", label="optimizer")
     weight_decay: float = knob(0.01, "weight decay (fastai's default 0.01)", "training", label="weight decay",
                                bounds=NON_NEGATIVE)
-    schedule: Literal["one_cycle", "plateau", "cosine", "constant"] = knob(
+    schedule: Literal["one_cycle", "plateau", "cosine", "constant", "step"] = knob(
         "one_cycle", "learning-rate schedule: one_cycle (fastai's fit_one_cycle; fine_tune for pretrained bodies) | "
         "plateau (constant, times plateau_factor after plateau_patience epochs without a better validation "
-        "accuracy: ReduceLROnPlateau) | cosine (cosine annealing to 0) | constant", "training",
-        label="LR schedule")
+        "accuracy: ReduceLROnPlateau) | cosine (cosine annealing to 0) | constant | step (times step_factor every "
+        "step_size epochs or at each of step_milestones, set once per epoch: PyTorch's StepLR / MultiStepLR; each "
+        "fit of fine_tune counts its own epochs)", "training", label="LR schedule")
     plateau_patience: int = knob(10, "plateau: epochs without a better validation accuracy before the learning rate "
                                  "drops", "training", label="plateau patience", unit="epochs", bounds=Bounds(1),
                                  when={"schedule": "plateau"})
     plateau_factor: float = knob(0.5, "plateau: the learning rate is multiplied by this when it drops", "training",
                                  label="plateau factor", bounds=Bounds(0, 1, low_open=True, high_open=True),
                                  when={"schedule": "plateau"})
+    step_size: int | None = knob(None, "step: the learning rate is multiplied by step_factor every step_size epochs "
+                                 "(StepLR; the Palanisamy et al. pretrained models: 30)", "training",
+                                 label="LR step period", unit="epochs", bounds=Bounds(1), when={"schedule": "step"})
+    step_milestones: list[int] | None = knob(
+        None, "step: instead of step_size, the epochs (0-based, increasing) at which the learning rate is multiplied "
+        "by step_factor (MultiStepLR; the Palanisamy et al. random-init models: [300, 350])", "training",
+        label="LR step epochs", unit="epochs", bounds=Bounds(1), when={"schedule": "step"})
+    step_factor: float = knob(0.1, "step: the learning rate is multiplied by this at each step", "training",
+                              label="LR step factor", bounds=Bounds(0, 1, low_open=True, high_open=True),
+                              when={"schedule": "step"})
     loss: Literal["cross_entropy", "kl_div"] = knob(
         "cross_entropy", "cross_entropy | kl_div (KL divergence of the log-softmax from the smoothed one-hot target)",
         "training", label="loss")
@@ -556,6 +574,8 @@ def effective(values: dict[str, Any]) -> dict[str, Any]:
     if (out.get("pretrained") is False or out.get("finetune") == "head" or out.get("unfreeze_schedule")) and \
             "freeze_epochs" in out:
         out["freeze_epochs"] = 0
+    if out.get("unfreeze_schedule") and "discriminative_lr" in out:  # one fit at one rate: nothing to discriminate
+        out["discriminative_lr"] = True
     if out.get("frontend") == "kaldi" and "n_fft" in out:
         out["n_fft"] = kaldi_fft_size(out)
     if "augmented_view" in out and "augmented" not in (out.get("view_channels") or []):
@@ -888,6 +908,13 @@ def _recipe_errors(cfg: Config) -> list[str]:
     if cfg.keep_clean_copy and cfg.view_channels != ["original"]:
         e.append("keep_clean_copy and view_channels: a clean copy is of a clip with one view; use view_channels "
                  "[original], or keep_clean_copy false")
+    if cfg.schedule == "step" and (cfg.step_size is None) == (cfg.step_milestones is None):
+        e.append("step_size and step_milestones: schedule step needs exactly one of them (every step_size epochs, or "
+                 f"at the epochs of step_milestones), got step_size {cfg.step_size} and step_milestones "
+                 f"{cfg.step_milestones}")
+    milestones = cfg.step_milestones
+    if milestones is not None and (not milestones or any(a >= b for a, b in zip(milestones, milestones[1:]))):
+        e.append(f"step_milestones: give increasing epochs, e.g. [300, 350], got {milestones}")
     if not cfg.view_channels:
         e.append("view_channels: give at least one view, e.g. [original]")
     elif cfg.view_channels.count("original") > 1:

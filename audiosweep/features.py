@@ -174,7 +174,8 @@ def channel_frames(cfg: Config, n_samples: int) -> list[int]:
     ``max_frames`` crops or pads them or ``resize_to`` resizes them."""
     if cfg.frontend == "kaldi":
         return [max(0, 1 + (n_samples - cfg.win_lengths[0]) // cfg.hop_samples)]
-    return [n_samples // hop + 1 for hop in cfg.hop_lengths]
+    # torch.stft(center=True) pads n_fft // 2 samples on each side: one sample short of n_fft when n_fft is odd
+    return [(n_samples - cfg.n_fft % 2) // hop + 1 for hop in cfg.hop_lengths]
 
 
 def stft_frames(cfg: Config, n_samples: int) -> int:

@@ -8,6 +8,7 @@ The defaults are fastai's: ``Adam``, ``CrossEntropyLossFlat``, ``fit_one_cycle``
 from __future__ import annotations
 
 import warnings
+from bisect import bisect_right
 from collections.abc import Callable
 from functools import partial
 
@@ -29,12 +30,22 @@ SGD_MOMENTUM = 0.9
 def opt_func(cfg: Config) -> Callable:
     """The ``opt_func`` of the run's Learner: fastai's ``Adam`` (its default), PyTorch's ``AdamW`` wrapped by fastai's
     ``OptimWrapper`` (freezing, parameter groups, discriminative and scheduled learning rates all go through the
-    wrapper), or fastai's ``SGD`` with momentum 0.9. The weight decay is the Learner's ``wd``."""
+    wrapper), fastai's ``SGD`` with momentum 0.9, or for ``adam_l2`` fastai's ``Adam`` with PyTorch's ``Adam``
+    step: L2 decay added to the gradients (``decouple_wd=False``) and PyTorch's betas and eps. The weight decay is
+    the Learner's ``wd``; :func:`decays_bn_and_bias` says which parameters it reaches."""
     if cfg.optimizer == "adamw":
         return partial(OptimWrapper, opt=torch.optim.AdamW)
     if cfg.optimizer == "sgd":
         return partial(SGD, mom=SGD_MOMENTUM)
+    if cfg.optimizer == "adam_l2":  # fastai's own Adam, so its hypers stay fastai's (no OptimWrapper copies, #4046)
+        return partial(Adam, mom=0.9, sqr_mom=0.999, eps=1e-8, decouple_wd=False)
     return Adam
+
+
+def decays_bn_and_bias(cfg: Config) -> bool:
+    """The Learner's ``wd_bn_bias``: whether weight decay reaches BatchNorm and bias parameters. fastai spares them
+    by default; ``adam_l2`` is ``torch.optim.Adam(weight_decay=...)``, which decays every parameter."""
+    return cfg.optimizer == "adam_l2"
 
 
 class SmoothedKLDiv(nn.Module):
@@ -106,11 +117,42 @@ class PlateauLR(ReduceLROnPlateau):
                       f"learning rate {old[-1]:.3g} -> {self.opt.hypers[-1]['lr']:.3g}")
 
 
+class StepLR(Callback):
+    """The learning rate of every parameter group multiplied by ``factor`` every ``step_size`` epochs, or at each
+    epoch (0-based) of ``milestones``: PyTorch's StepLR / MultiStepLR stepped once per epoch, on the rates the fit
+    started from (a slice's resolved per-group rates too).
+
+    A Callback writing ``opt.set_hyper`` at each epoch's start, not fastai's ``ParamScheduler``: that one is a function
+    of the fraction of training done, whose float epoch boundaries (e / n_epochs) could land a change one batch early
+    or late; here the epoch number is an integer. ``set_hyper`` reaches fastai's optimizers and the OptimWrapper."""
+
+    def __init__(self, factor: float, step_size: int | None = None, milestones: list[int] | None = None):
+        self.factor, self.step_size, self.milestones = factor, step_size, milestones
+
+    def steps(self, epoch: int) -> int:
+        """How many times the rate has been multiplied by the start of ``epoch`` (0-based): StepLR's
+        ``epoch // step_size``, MultiStepLR's count of milestones reached."""
+        return epoch // self.step_size if self.milestones is None else bisect_right(self.milestones, epoch)
+
+    def before_fit(self):
+        self.base = [h["lr"] for h in self.opt.hypers]
+        late = [m for m in self.milestones or [] if m >= self.n_epoch]
+        if late:
+            warnings.warn(f"step_milestones: epoch{'s' * (len(late) > 1)} {', '.join(map(str, late))} (0-based) "
+                          f"never come{'s' * (len(late) == 1)} in a fit of {self.n_epoch} epochs", stacklevel=2)
+
+    def before_epoch(self):
+        scale = self.factor ** self.steps(self.epoch)
+        self.opt.set_hyper("lr", [lr * scale for lr in self.base])
+
+
 def fit_schedule(learn: Learner, cfg: Config, n_epochs: int, lr: float | slice) -> None:
     """One fit of ``n_epochs`` epochs from learning rate ``lr`` (a slice: discriminative rates over the parameter
     groups) with the run's ``schedule``. Cosine annealing to 0 is fastai's ``fit_sgdr`` with a single cycle: it
     resolves a slice into the groups' rates before annealing each of them."""
-    if cfg.schedule == "plateau":
+    if cfg.schedule == "step":
+        learn.fit(n_epochs, lr, cbs=StepLR(cfg.step_factor, cfg.step_size, cfg.step_milestones))
+    elif cfg.schedule == "plateau":
         learn.fit(n_epochs, lr, cbs=PlateauLR(cfg.plateau_patience, cfg.plateau_factor))
     elif cfg.schedule == "cosine":
         learn.fit_sgdr(1, n_epochs, lr_max=lr)
@@ -123,16 +165,17 @@ def fit_schedule(learn: Learner, cfg: Config, n_epochs: int, lr: float | slice) 
 def fine_tune(learn: Learner, cfg: Config) -> None:
     """fastai's ``fine_tune`` with the run's schedule in each phase: ``freeze_epochs`` with the body frozen at
     ``slice(lr)``, then all layers at ``slice(lr / 200, lr / 2)``, the learning rates fine_tune uses (it halves the
-    base rate for the second phase). one_cycle is ``fine_tune`` itself."""
+    base rate for the second phase), or with ``discriminative_lr`` false all of them at ``lr``. one_cycle with
+    discriminative rates is ``fine_tune`` itself; without, its phases are plain ``fit_one_cycle`` fits."""
     lr = cfg.learning_rate
-    if cfg.schedule == "one_cycle":
+    if cfg.schedule == "one_cycle" and cfg.discriminative_lr:
         learn.fine_tune(cfg.n_epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs)
         return
     learn.freeze()
     if cfg.freeze_epochs:
         fit_schedule(learn, cfg, cfg.freeze_epochs, slice(lr))
     learn.unfreeze()
-    fit_schedule(learn, cfg, cfg.n_epochs, slice(lr / 2 / 100, lr / 2))
+    fit_schedule(learn, cfg, cfg.n_epochs, slice(lr / 2 / 100, lr / 2) if cfg.discriminative_lr else lr)
 
 
 class UnfreezeBlocks(Callback):

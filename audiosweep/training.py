@@ -31,7 +31,7 @@ from .epoch_log import plain_epoch_lines
 from .errors import Diverged, UserError
 from .frozen_body import fit_head
 from .models import build_model
-from .recipes import UnfreezeBlocks, fine_tune, fit_schedule, loss_func, opt_func
+from .recipes import UnfreezeBlocks, decays_bn_and_bias, fine_tune, fit_schedule, loss_func, opt_func
 from .results import LAUNCH_ENV, HistoryRow
 
 
@@ -170,7 +170,8 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
                             "unfreeze_schedule out")
         cbs = [*cbs, UnfreezeBlocks(cfg.unfreeze_schedule, arch.blocks)]
     learn = Learner(dls, arch.model, loss_func=loss_func(cfg), opt_func=opt_func(cfg), metrics=accuracy,
-                    splitter=arch.splitter or trainable_params, cbs=cbs, wd=cfg.weight_decay, train_bn=not head_only)
+                    splitter=arch.splitter or trainable_params, cbs=cbs, wd=cfg.weight_decay, train_bn=not head_only,
+                    wd_bn_bias=decays_bn_and_bias(cfg))
     plain_epoch_lines(learn)  # a log file (the sweep runner's) gets one line per epoch, no redrawn bars
     if arch.pretrained and not cfg.unfreeze_schedule:  # the schedule says what trains from the first epoch on
         learn.freeze()
@@ -212,7 +213,8 @@ def _fit(learn: Learner, cfg: Config) -> None:
         fit_schedule(learn, cfg, n, lr)
     elif learn.model_body.pretrained:
         frozen = f"epoch{'s' * (f > 1)} {_span(1, f)} with the pretrained body frozen, then " if f else ""
-        print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers at up to {lr / 2:g}; "
+        rates = f"up to {lr / 2:g}" if cfg.discriminative_lr else f"{lr:g}"
+        print(f"fine_tune: {frozen}epoch{'s' * (n > 1)} {_span(f + 1, f + n)} with all layers at {rates}; "
               f"{cfg.schedule.replace('_', '-')} schedule in each phase")
         fine_tune(learn, cfg)
     else:
@@ -226,7 +228,10 @@ def _schedule_text(cfg: Config) -> str:
             "plateau": f"learning rate {lr}, x{cfg.plateau_factor:g} after {cfg.plateau_patience} epoch"
                        f"{'s' * (cfg.plateau_patience > 1)} without a better validation accuracy",
             "cosine": f"cosine annealing of the learning rate from {lr} to 0",
-            "constant": f"constant learning rate {lr}"}[cfg.schedule]
+            "constant": f"constant learning rate {lr}",
+            "step": f"learning rate {lr}, x{cfg.step_factor:g} "
+                    + (f"every {cfg.step_size} epochs" if cfg.step_milestones is None
+                       else f"at epochs {cfg.step_milestones} (0-based)")}[cfg.schedule]
 
 
 def _span(first: int, last: int) -> str:

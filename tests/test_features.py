@@ -59,6 +59,17 @@ def test_log_mels_equal_torchaudios_mel_spectrogram_in_db(knobs):
     assert span <= 80.0 + 1e-3 if not knobs else (span > 80.0 if cfg.top_db is None else span <= 40.0 + 1e-3)
 
 
+@pytest.mark.parametrize("n_fft, n_samples, frames", [(2205, 4410, 10), (2206, 4410, 11), (2205, 4411, 11)])
+def test_frame_count_is_the_stfts_for_odd_and_even_ffts(n_fft, n_samples, frames):
+    """The Palanisamy et al. front end's n_fft 2205 (22.05 kHz) is odd: a 30 s GTZAN clip at hop 441 is 1500
+    frames, not 661500 // 441 + 1 = 1501."""
+    cfg = merge([{"sample_rate": 22050, "n_fft": n_fft, "win_length": 1102, "hop_length": 441, "n_mels": 16}])
+    assert n_frames(cfg, n_samples) == frames
+    assert compute_features(torch.zeros(1, n_samples), cfg, torch.device("cpu")).shape[-1] == frames
+    gtzan = merge([{"dataset": "gtzan", "sample_rate": 22050, "n_fft": 2205, "win_length": 1102, "hop_length": 441}])
+    assert input_shape(gtzan)[-1] == 1500
+
+
 def test_default_frames_match_report_input_size():
     cfg = merge([])
     assert n_frames(cfg, 220500) == 716

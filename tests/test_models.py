@@ -18,7 +18,8 @@ from audiosweep.models import ARCHS, TORCHVISION_ARCHS, arch_entry, arch_names, 
 
 def test_registry_names():
     assert set(TORCHVISION_ARCHS) <= set(ARCHS) and "simple_cnn" in ARCHS
-    assert {"resnet18", "resnet152", "densenet121", "densenet201"} <= set(ARCHS)
+    assert {"resnet18", "resnet152", "densenet121", "densenet201", "resnet50", "inception_v3_tv"} <= set(ARCHS)
+    assert arch_entry("inception_v3").local_weights  # the older timm alias keeps its meaning
     names = arch_names(patterns=True)
     assert names[0] == "simple_cnn" and names[-3:] == ["timm/<name>", "ast", "ast/<hub repo>"]
     assert arch_names() == [n for n in names if "<" not in n] and arch_entry("timm/<name>") is None
@@ -121,3 +122,56 @@ def test_torchvision_bodies_expose_their_layers_with_weights_as_blocks(arch, nam
     assert [type(b).__name__ for b in built.blocks] == names
     body = {id(p) for p in built.model[0].parameters()}
     assert {id(p) for b in built.blocks for p in b.parameters()} == body  # every weight of the body is in a block
+
+
+@pytest.mark.parametrize("name, features", [("resnet50", 2048), ("densenet201", 1920), ("inception_v3_tv", 2048)])
+def test_the_palanisamy_architectures_take_three_channel_spectrograms(name, features):
+    """Its three models (torchvision's, ImageNet-shaped body; Inception-v3 without the auxiliary classifier) on its
+    3 x 128 x 250 input: the body's features, fastai's concat-pool head (2 x features in) and 50 classes out."""
+    arch = create_arch(name, 3, 50, pretrained=False)
+    with torch.device("meta"):
+        out = arch.model.to("meta").eval()(torch.zeros(2, 3, 128, 250))
+    assert out.shape == (2, 50)
+    head_in = next(m for m in arch.model[1].modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert head_in.num_features == 2 * features
+    assert not any("AuxLogits" in n for n, _ in arch.model.named_modules())
+    assert arch.splitter is not None and len(arch.blocks) >= 6
+
+
+def test_inception_v3_weights_come_from_the_hub_cache_without_the_auxiliary_classifier(tmp_path, monkeypatch):
+    """No network: the test saves a weights file (with the auxiliary classifier's weights, as torchvision's file
+    has them) where torchvision looks for Inception-v3's ImageNet weights."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = torchvision.models.Inception_V3_Weights.DEFAULT.url
+    assert url.rsplit("/", 1)[1] == "inception_v3_google-0cc3c7bd.pth"
+    ckpt = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(123)
+    reference = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
+    assert any(k.startswith("AuxLogits.") for k in reference)
+    torch.save(reference, ckpt)
+
+    arch = create_arch("inception_v3_tv", 3, 10, pretrained=True)
+    assert arch.pretrained
+    body = arch.model[0]
+    assert torch.equal(body[0].conv.weight, reference["Conv2d_1a_3x3.conv.weight"])
+    assert torch.equal(body[-1].branch_pool.conv.weight, reference["Mixed_7c.branch_pool.conv.weight"])
+    one = create_arch("inception_v3_tv", 1, 10, pretrained=True)  # fastai's adaptation: the channels summed
+    assert torch.allclose(one.model[0][0].conv.weight, reference["Conv2d_1a_3x3.conv.weight"].sum(1, keepdim=True))
+
+
+def test_missing_torchvision_weights_name_the_file_and_the_cache(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from audiosweep.errors import UserError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)  # where Weights looks it up
+    with pytest.raises(UserError, match=r"weights of inception_v3_tv \(<urlopen error no network>\)\. Download "
+                                        r"https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth into "
+                                        f"{tmp_path}/hub/checkpoints/"):
+        create_arch("inception_v3_tv", 3, 10, pretrained=True)

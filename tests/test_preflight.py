@@ -44,6 +44,15 @@ def test_an_input_the_model_cannot_take_is_refused_naming_the_keys(layer, frames
         check_model_input(merge([{**layer, "n_mels": bands}]), least_frames - 1, 50)
 
 
+def test_inception_v3_needs_75_by_75():
+    """torchvision's Inception-v3 (the Palanisamy et al. third model) takes 75 x 75 and nothing smaller."""
+    cfg = merge([{"arch": "inception_v3_tv", "n_mels": 75, "pretrained": False}])
+    check_model_input(cfg, 75, 10)
+    with pytest.raises(ConfigError, match="inception_v3_tv cannot take a 1 x 75 x 74 spectrogram .* It needs at "
+                                          "least 75 mel bands \\(n_mels\\) and 75 frames"):
+        check_model_input(cfg, 74, 10)
+
+
 def test_inputs_the_model_takes_pass():
     check_model_input(merge([]), 716, 50)  # the report's ResNet-18 at 224 x 716
     check_model_input(merge([{"arch": "simple_cnn", "n_mels": 32}]), 32, 10)

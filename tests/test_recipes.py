@@ -3,6 +3,8 @@ Learners and through train.py with a toy architecture whose registry entry expos
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +18,10 @@ from fastai.torch_core import params
 from torch import nn
 
 from audiosweep import models
+from audiosweep.config import merge
+from audiosweep.errors import ConfigError
 from audiosweep.models import Arch, ArchEntry
-from audiosweep.recipes import KLDivLossFlat, fit_schedule
+from audiosweep.recipes import KLDivLossFlat, StepLR, fit_schedule
 from audiosweep.training import History, fit
 from tests.conftest import toy_learner
 from tests.test_train import run as run_train
@@ -143,6 +147,132 @@ def test_cosine_anneals_to_zero_and_constant_stays(toy_arch, schedule):
         assert lrs[-1] < 1e-2 * 0.02
     else:
         assert np.all(lrs == 1e-2)
+
+
+class EpochRates(Callback):
+    """Each epoch's learning rates: every parameter group's, at the start of its training."""
+
+    order = 99
+
+    def __init__(self):
+        self.rates = []
+
+    def before_train(self):
+        self.rates.append([h["lr"] for h in self.opt.hypers])
+
+
+def torch_rates(lr: float, n_epochs: int, **scheduler) -> list[float]:
+    """PyTorch's StepLR (``step_size``) or MultiStepLR (``milestones``), stepped after each epoch as the Palanisamy et
+    al. code does: the rate of each epoch."""
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=lr)
+    cls = torch.optim.lr_scheduler.MultiStepLR if "milestones" in scheduler else torch.optim.lr_scheduler.StepLR
+    sched, rates = cls(opt, gamma=0.1, **scheduler), []
+    for _ in range(n_epochs):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates
+
+
+@pytest.mark.parametrize("keys, n_epochs, expected", [
+    ({"step_size": 30}, 70, [1e-4] * 30 + [1e-5] * 30 + [1e-6] * 10),  # pretrained: 70 epochs, /10 every 30
+    ({"step_milestones": [300, 350]}, 450, [1e-4] * 300 + [1e-5] * 50 + [1e-6] * 100)])  # random init
+def test_step_schedule_sets_each_epochs_rate_as_torchs_step_schedulers(keys, n_epochs, expected):
+    """The callback's events driven by hand over a fastai optimizer (hundreds of real epochs take minutes on a
+    CPU); the next test runs it in real fits."""
+    cfg = merge([{"schedule": "step", **keys}])
+    cb = StepLR(cfg.step_factor, cfg.step_size, cfg.step_milestones)
+    cb.learn = SimpleNamespace(opt=Adam([nn.Parameter(torch.zeros(1))], lr=1e-4), n_epoch=n_epochs, epoch=0)
+    cb.before_fit()
+    per_epoch = []
+    for epoch in range(n_epochs):
+        cb.learn.epoch = epoch
+        cb.before_epoch()
+        per_epoch.append(cb.learn.opt.hypers[0]["lr"])
+    torch_keys = {"milestones" if k == "step_milestones" else k: v for k, v in keys.items()}
+    assert per_epoch == pytest.approx(expected, rel=1e-12)
+    assert per_epoch == pytest.approx(torch_rates(1e-4, n_epochs, **torch_keys), rel=1e-12)
+
+
+def test_step_schedule_runs_batches_at_the_epochs_rate_and_scales_each_groups_rate(toy_arch):
+    learn, cfg, _ = learner(schedule="step", step_size=2, step_factor=0.5)
+    fit_schedule(learn, cfg, 5, 1e-2)
+    assert learn.recorder.lrs == pytest.approx([r for r in (1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3)
+                                                for _ in range(len(learn.dls.train))])
+    rates = EpochRates()
+    layer = {"arch": "toy_pretrained", "schedule": "step", "step_milestones": [1], "step_factor": 0.5}
+    learn, cfg = toy_learner(layer, 8, 16, [rates])
+    learn.unfreeze()
+    fit_schedule(learn, cfg, 2, slice(1e-4, 1e-2))
+    assert np.allclose(rates.rates, [[1e-4, 1e-2], [5e-5, 5e-3]], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("layer, message", [
+    ({}, "step_size and step_milestones: schedule step needs exactly one of them"),
+    ({"step_size": 30, "step_milestones": [300]}, "step_size and step_milestones: schedule step needs exactly one"),
+    ({"step_milestones": [350, 300]}, r"step_milestones: give increasing epochs, e.g. \[300, 350\], got \[350, 300\]"),
+    ({"step_milestones": [300, 300]}, "step_milestones: give increasing epochs"),
+    ({"step_milestones": []}, "step_milestones: give increasing epochs"),
+    ({"step_size": 0}, "step_size: must be >= 1, got 0"),
+    ({"step_size": 30, "step_factor": 1.5}, r"step_factor: must be in \(0, 1\), got 1.5")])
+def test_step_schedule_keys_are_checked(layer, message):
+    with pytest.raises(ConfigError, match=message):
+        merge([{"schedule": "step", **layer}])
+
+
+def test_step_keys_have_no_effect_under_other_schedules_and_milestones_past_the_fit_are_named(toy_arch):
+    idle = merge([{"schedule": "one_cycle", "step_size": 30, "step_factor": 0.5}]).effective_dict()
+    assert (idle["step_size"], idle["step_milestones"], idle["step_factor"]) == (None, None, 0.1)
+    learn, cfg, _ = learner(schedule="step", step_milestones=[1, 30], n_epochs=2)
+    with pytest.warns(UserWarning, match=r"step_milestones: epoch 30 \(0-based\) never comes in a fit of 2 epochs"):
+        fit(learn, cfg)
+
+
+@pytest.mark.parametrize("schedule", ["step", "one_cycle", "constant"])
+def test_without_discriminative_rates_every_layer_trains_from_the_first_epoch_at_one_rate(toy_arch, schedule):
+    """The Palanisamy et al. recipe for a pretrained body: freeze_epochs 0, discriminative_lr false."""
+    learn, cfg, history = learner(arch="toy_pretrained", schedule=schedule, step_size=30, freeze_epochs=0,
+                                  discriminative_lr=False, n_epochs=2)
+    rates = Watch(learn.model_body.blocks)
+    learn.add_cb(rates)
+    body = snapshot(learn.model[0])
+    fit(learn, cfg)
+    assert len(rates.start) == 2 and not same(body, snapshot(learn.model[0]))  # one fit, the body moves in it
+    assert all(r["trainable_params"] == outside_blocks(1, 3) + N_BLOCKS * BLOCK_PARAMS for r in history.rows)
+    lrs = [h["lr"] for h in learn.opt.hypers]
+    assert lrs[0] == lrs[1] and (schedule == "one_cycle" or lrs == [1e-2, 1e-2])
+    learn, cfg, _ = learner(arch="toy_pretrained", schedule="step", step_size=30, freeze_epochs=0, n_epochs=1)
+    fit(learn, cfg)  # the default: fine_tune's discriminative rates
+    assert [h["lr"] for h in learn.opt.hypers] == pytest.approx([1e-2 / 200, 1e-2 / 2])
+    assert merge([{"pretrained": False, "discriminative_lr": False}]).effective_dict()["discriminative_lr"]
+    assert merge([{"unfreeze_schedule": [[0, 1]], "discriminative_lr": False}]).effective_dict()["discriminative_lr"]
+
+
+def test_adam_l2_steps_as_torchs_adam_with_coupled_weight_decay_on_every_parameter(toy_arch):
+    """The Palanisamy et al. optimizer, torch.optim.Adam(lr, weight_decay=1e-3): biases decay too. fastai's adam
+    (decoupled, biases spared) steps differently."""
+    def steps(optimizer):
+        learn, cfg, _ = learner(optimizer=optimizer, weight_decay=1e-3, learning_rate=1e-2)
+        learn.create_opt()
+        learn.opt.set_hyper("lr", cfg.learning_rate)  # what fit sets
+        learn.opt.set_hyper("wd", cfg.weight_decay)
+        ps = [p for group in learn.opt.param_lists for p in group]
+        ref = [nn.Parameter(p.detach().clone()) for p in ps]
+        torch_adam = torch.optim.Adam(ref, lr=1e-2, weight_decay=1e-3)
+        torch.manual_seed(1)
+        for _ in range(3):
+            for p, r in zip(ps, ref):
+                p.grad = torch.randn_like(p)
+                r.grad = p.grad.clone()
+            learn.opt.step()
+            torch_adam.step()
+        return ps, ref
+
+    ps, ref = steps("adam_l2")
+    assert any(p.ndim == 1 for p in ps)  # biases among them
+    assert all(torch.allclose(p, r, rtol=0, atol=1e-7) for p, r in zip(ps, ref))
+    ps, ref = steps("adam")
+    assert not all(torch.allclose(p, r, rtol=0, atol=1e-7) for p, r in zip(ps, ref))
 
 
 def test_kl_divergence_of_the_smoothed_target():
