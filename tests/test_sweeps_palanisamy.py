@@ -17,17 +17,16 @@ ARCHS = {"densenet201", "resnet50", "inception_v3_tv"}
 RECIPE = {"optimizer": "adam_l2", "learning_rate": 1e-4, "weight_decay": 1e-3, "batch_size": 32,
           "loss": "cross_entropy", "label_smoothing": 0.0, "mix_up": 0.0, "checkpoint": "best", "schedule": "step",
           "step_factor": 0.1, "normalize": "none", "frontend": "logmel", "n_mels": 128, "mel_scale": "htk",
-          "mel_norm": "none", "top_db": None}
+          "mel_norm": "none", "log_scale": "ln", "stacked_win_lengths_ms": [25.0, 50.0, 100.0],
+          "stacked_hop_lengths_ms": [10.0, 25.0, 50.0], "warp_domain": "waveform", "pitch_integer": True,
+          "pitch_semitones": 2.0, "stretch_min_rate": 0.9, "stretch_max_rate": 1.2, "keep_clean_copy": True}
 PRETRAINED = {"pretrained": True, "finetune": "full", "freeze_epochs": 0, "discriminative_lr": False, "n_epochs": 70,
               "step_size": 30, "step_milestones": None}
 RANDOM = {"pretrained": False, "n_epochs": 450, "step_size": None, "step_milestones": [300, 350]}
-# Per dataset: sample rate, FFT, the 25 / 50 / 100 ms windows in samples, and the split.
-DATASETS = {"esc50": {"sample_rate": 44100, "n_fft": 4410, "stacked_win_lengths": [1102, 2205, 4410],
-                      "f_max": 22050.0},
-            "urbansound8k": {"sample_rate": 22050, "n_fft": 2205, "stacked_win_lengths": [551, 1102, 2205],
-                             "f_max": 11025.0},
-            "gtzan": {"sample_rate": 22050, "n_fft": 2205, "stacked_win_lengths": [551, 1102, 2205],
-                      "f_max": 11025.0}}
+# Per dataset: sample rate, FFT (the paper's 100 ms), Nyquist, and the common shape every channel is resized to.
+DATASETS = {"esc50": {"sample_rate": 44100, "n_fft": 4410, "f_max": 22050.0, "resize_to": [128, 250]},
+            "urbansound8k": {"sample_rate": 22050, "n_fft": 2205, "f_max": 11025.0, "resize_to": [128, 250]},
+            "gtzan": {"sample_rate": 22050, "n_fft": 2205, "f_max": 11025.0, "resize_to": [128, 1500]}}
 FOLDS = {"esc50": [1, 2, 3, 4, 5], "urbansound8k": list(range(1, 11)), "gtzan": list(range(1, 11))}
 
 
