@@ -21,6 +21,23 @@ from tests.conftest import TINY
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+@pytest.fixture(scope="module")
+def resnet18_hub(tmp_path_factory) -> Path:
+    """A torch hub folder holding resnet18's ImageNet file (random values): preflight checks weights first."""
+    import torchvision
+
+    home = tmp_path_factory.mktemp("torch")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    name = torchvision.models.ResNet18_Weights.DEFAULT.url.rsplit("/", 1)[1]
+    torch.save(torchvision.models.resnet18().state_dict(), home / "hub" / "checkpoints" / name)
+    return home
+
+
+@pytest.fixture
+def weights_cached(resnet18_hub, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(resnet18_hub))
+
+
 def config(*argv: str, results_dir: Path | None = None):
     extra = ["--results_dir", str(results_dir)] if results_dir else []
     return parse_args([*argv, *extra])[0]
@@ -99,7 +116,7 @@ def test_estimate_is_close_to_what_autograd_saves(arch, h, w, lo, hi):
 # --- the CPU refusal before any work ------------------------------------------------------------------------------
 
 
-def test_cpu_run_that_cannot_fit_is_refused_with_a_batch_that_fits(tmp_path, monkeypatch):
+def test_cpu_run_that_cannot_fit_is_refused_with_a_batch_that_fits(tmp_path, monkeypatch, weights_cached):
     cfg = config("--arch", "resnet18", "--device", "cpu", "--batch_size", "64", results_dir=tmp_path)
     monkeypatch.setattr(memory, "machine_memory", lambda: 2 * 2**30)
     with pytest.raises(ConfigError) as e:
@@ -113,14 +130,14 @@ def test_cpu_run_that_cannot_fit_is_refused_with_a_batch_that_fits(tmp_path, mon
     assert suggested.total <= 2**30  # within half the memory
 
 
-def test_nothing_fits_says_so(tmp_path, monkeypatch):
+def test_nothing_fits_says_so(tmp_path, monkeypatch, weights_cached):
     cfg = config("--arch", "resnet18", "--device", "cpu", results_dir=tmp_path)
     monkeypatch.setattr(memory, "machine_memory", lambda: 2**20)
     with pytest.raises(ConfigError, match="even batch_size=2 does not fit"):
         check_before_work(cfg)
 
 
-def test_runs_that_fit_or_are_not_on_the_cpu_are_accepted(tmp_path, monkeypatch):
+def test_runs_that_fit_or_are_not_on_the_cpu_are_accepted(tmp_path, monkeypatch, weights_cached):
     check_before_work(config("--arch", "resnet18", "--device", "cpu", results_dir=tmp_path))  # this machine
     check_before_work(config(*TINY, "--device", "cpu", results_dir=tmp_path))
     monkeypatch.setattr(memory, "machine_memory", lambda: 2**20)

@@ -138,13 +138,18 @@ def test_missing_weights_are_refused_only_when_no_download_can_fetch_them(tmp_pa
     assert missing_weights(cfg, probe=lambda host: False).blocked == "download.pytorch.org cannot be reached"
 
 
-def test_hub_checkpoints_are_looked_up_in_the_hugging_face_cache(hf_offline, tmp_path):
-    """AST's checkpoint is in the (test's) cache; GPT-2's is not and the hub is offline; a pretrained_path that
-    does not exist is refused whatever the network."""
+def test_hub_checkpoints_are_looked_up_in_the_hugging_face_cache(hf_offline, tmp_path, monkeypatch):
+    """AST's checkpoint is in the (test's) cache; GPT-2's is not in an empty cache and the hub is offline; a
+    pretrained_path that does not exist is refused whatever the network."""
+    import huggingface_hub.constants
+
     online = lambda host: True  # noqa: E731
     assert missing_weights(merge([{"arch": "ast"}]), online) is None
+    empty = tmp_path / "hub"  # the session's cache may hold a GPT-2 another test saved
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))
+    assert missing_weights(merge([{"arch": "ast"}]), online) is not None
     gpt2 = missing_weights(merge([{"arch": "cnn_gpt2"}]), online)
-    assert gpt2.blocked == "HF_HUB_OFFLINE is set" and gpt2.folder == str(hf_offline)
+    assert gpt2.blocked == "HF_HUB_OFFLINE is set" and gpt2.folder == str(empty)
     assert f"hf download {GPT2_CHECKPOINT}" in gpt2.source and "config.json and model.safetensors" == gpt2.files
     assert missing_weights(merge([{"arch": "cnn_gpt2", "pretrained": False}]), online) is None
     absent = merge([{"arch": "cnn_gpt2", "pretrained_path": str(tmp_path / "absent")}])
