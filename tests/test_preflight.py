@@ -18,6 +18,7 @@ from audiosweep.errors import ConfigError
 from audiosweep.features import check_clip_length
 from audiosweep.models import GPT2_CHECKPOINT
 from audiosweep.models.base import missing_weights, reachable
+from audiosweep.models.torchvision_models import TORCHVISION_ARCHS, TORCHVISION_NAMES
 from audiosweep.preflight import check_before_work, check_model_input
 from tests.conftest import REPO, run_sweep_cli
 
@@ -163,3 +164,12 @@ def test_reachable_opens_a_connection_to_the_host_or_its_proxy(monkeypatch):
         proxy.listen()
         monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
         assert reachable("host.invalid")  # downloads would go through the proxy, which answers
+
+
+@pytest.mark.parametrize("arch", TORCHVISION_ARCHS)
+def test_every_torchvision_arch_names_its_own_weights_file(arch, tmp_path, monkeypatch):
+    """Our names that are not torchvision's (inception_v3_tv) still find torchvision's file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    missing = missing_weights(merge([{"arch": arch}]), lambda host: False)
+    tv_name = TORCHVISION_NAMES.get(arch, arch)
+    assert missing.files == torchvision.models.get_model_weights(tv_name).DEFAULT.url.rsplit("/", 1)[1]

@@ -67,7 +67,7 @@ def _torchvision_weights(name: str) -> Callable[..., MissingWeights | None]:
         """The ImageNet weights file torchvision loads from its hub cache (TORCH_HOME), or fetches."""
         import torchvision.models as tvm
 
-        return torch_hub_file(tvm.get_model_weights(name).DEFAULT.url)
+        return torch_hub_file(tvm.get_model_weights(TORCHVISION_NAMES.get(name, name)).DEFAULT.url)
 
     return find
 
