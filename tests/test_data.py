@@ -187,13 +187,24 @@ def test_a_clip_replaced_by_one_of_the_same_size_is_decoded_again(small_tree, tm
     assert not torch.equal(after.waveforms[row], before.waveforms[row])
 
 
+def overwrite(path, at: float, data: bytes) -> None:
+    """Overwrite ``data`` inside ``path`` at the fraction ``at`` of its length: its size stays."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(int(size * at))
+        f.write(data)
+    assert path.stat().st_size == size
+
+
 @pytest.mark.parametrize("corrupt, problem", [
     (lambda p: p.write_bytes(p.read_bytes()[:1000]), "unreadable"),  # truncated
     (lambda p: p.write_bytes(b""), "unreadable"),
     (lambda p: torch.save(torch.zeros(3, 5), p), "not a waveform cache"),
     (lambda p: torch.save({"waveforms": torch.zeros(20, 7, dtype=torch.float16), "nonfinite": []}, p), "expected"),
     (lambda p: torch.save({"waveforms": torch.full((20, 40000), float("nan"), dtype=torch.float16),
-                           "nonfinite": []}, p), "non-finite"),
+                           "nonfinite": []}, p), "no checksum"),  # as an older version wrote it
+    (lambda p: overwrite(p, 0.6, bytes(range(256)) * 4), "does not match its checksum"),  # size kept
+    (lambda p: overwrite(p, 0.9, b"\x00\x3c"), "does not match its checksum"),  # one sample made 1.0
 ])
 def test_a_bad_cache_is_named_and_rebuilt(small_tree, tmp_path, corrupt, problem):
     root, names = small_tree
