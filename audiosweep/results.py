@@ -213,11 +213,11 @@ def write_json_atomic(path: Path, obj: Any) -> Path:
     return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, allow_nan=True).encode()))
 
 
-def check_results_dir(folder: str | os.PathLike, option: str = "--results_dir") -> Path:
+def check_results_dir(folder: str | os.PathLike, name: str = "results_dir", option: str = "--results_dir") -> Path:
     """``folder``, created if needed and shown to be writable with room to spare by writing and removing a
-    probe file of :data:`PROBE_BYTES` (made by :func:`create_exclusive`); a ConfigError naming it (and the
-    command's ``option`` that gave it) otherwise. Run before any work, so that no trained run finds out at its end
-    that its record cannot be written."""
+    probe file of :data:`PROBE_BYTES` (made by :func:`create_exclusive`); a ConfigError naming it (``name``: the
+    key or option that gave it; ``option``: how to give another) otherwise. Run before any work, so that no
+    trained run finds out at its end that its record cannot be written."""
     path = Path(folder).expanduser()
     probe = None
     try:
@@ -228,7 +228,7 @@ def check_results_dir(folder: str | os.PathLike, option: str = "--results_dir") 
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise ConfigError(f"{option.lstrip('-')}: cannot write result records to {path} ({e.strerror or e}); give "
+        raise ConfigError(f"{name}: cannot write result records to {path} ({e.strerror or e}); give "
                           f"a writable folder with free space, e.g. {option} results") from e
     finally:
         if probe is not None:
