@@ -33,7 +33,10 @@ from audiosweep.errors import (
 STOPPED_BY = {"interrupted": signal.SIGINT, "terminated": signal.SIGTERM, "hangup": signal.SIGHUP}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, command: bool = False) -> int:
+    """Train one run and write its record; the exit status. ``command``: train.py runs as a command, which exits
+    on return: a signal after the record was written is ignored, not left to kill the interpreter as it shuts down
+    (Python restores the default handlers then)."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cfg, _ = parse_args(argv)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                   + json.dumps(record.to_dict()), file=sys.stderr, flush=True)
         print(f"result record: {written or 'not written'} ({record.status})", flush=True)
         tracking.finish(run, record.summary, failed=record.status != "finished", env=env)
-        stops.restore()
+        stops.restore(ignore=command)
     if stops.first is not None:  # stopped from outside: the status a shell gives a command its signal stopped
         return signal_exit(stops.first)
     if reason in STOPPED_BY:
@@ -147,9 +150,10 @@ class StopSignals:
                 self.previous[signum] = signal.signal(signum, self.handle)
         return self
 
-    def restore(self) -> None:
+    def restore(self, ignore: bool = False) -> None:
+        """The handlers as they were before :meth:`install`, or (``ignore``) the signals ignored."""
         for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if ignore else handler)
 
     def handle(self, signum: int, frame) -> None:
         if self.first is not None:
@@ -160,4 +164,4 @@ class StopSignals:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(command=True))
