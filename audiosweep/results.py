@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, NotRequired, TypedDict
+from typing import IO, Any, BinaryIO, NotRequired, TypedDict
 
 import numpy as np
 
@@ -197,15 +197,19 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def open_append(path: Path, mode: str = "a", exclusive: bool = False) -> IO:
+    """``open(path, mode)`` for appending (``a``, ``a+``), never through a link (``O_NOFOLLOW``: an OSError when
+    ``path`` is one); ``exclusive``: the file must not exist yet (``O_EXCL``)."""
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    fd = os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o666)  # less the umask, as open() would
+    return os.fdopen(fd, mode)
+
+
 def append_line(path: Path, line: str, create: bool = False) -> None:
-    """Append ``line`` and a newline to ``path`` in one write (a reader never sees half a line), never through a
-    link (``O_NOFOLLOW``); ``create``: the file must not exist yet (``O_EXCL``), as for a run's first line."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if create else 0)
-    fd = os.open(path, flags, 0o666)  # less the umask, as open() would
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+    """Append ``line`` and a newline to ``path`` in one write (a reader never sees half a line), through
+    :func:`open_append`; ``create``: the file must not exist yet, as for a run's first line."""
+    with open_append(path, exclusive=create) as f:
+        f.write(line + "\n")
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
