@@ -235,11 +235,13 @@ def test_an_unwritable_cache_is_skipped_and_stale_temp_files_go(small_tree, tmp_
     cache.mkdir()
     dead = cache / ".esc50-x-8000hz.pt.999999999.tmp"  # left by a killed run: no such pid
     mine = cache / f".esc50-y-8000hz.pt.{os.getpid()}.tmp"  # still being written
-    dead.write_bytes(b"x")
-    mine.write_bytes(b"x")
+    dead_now = cache / ".esc50-x-8000hz.pt.999999999.k2_9zq01.tmp"  # the names of today's writers (mkstemp's)
+    mine_now = cache / f".esc50-y-8000hz.pt.{os.getpid()}.12345678.tmp"
+    for f in (dead, mine, dead_now, mine_now):
+        f.write_bytes(b"x")
     data.load_waveforms(root, meta, 8000, cache, data.fingerprint(root, meta), num_workers=1)
-    assert not dead.exists() and mine.exists()
-    assert not [p for p in cache.iterdir() if p.name.startswith(".") and p != mine]
+    assert not dead.exists() and mine.exists() and not dead_now.exists() and mine_now.exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".") and p not in (mine, mine_now)]
 
 
 def test_duplicated_metadata_rows_and_odd_clip_paths_are_named(small_tree, tmp_path):
