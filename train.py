@@ -22,16 +22,21 @@ from audiosweep.errors import (
     EXIT_OK,
     AudiosweepError,
     ConfigError,
+    HungUp,
     Terminated,
     UserError,
     refuse,
     signal_exit,
 )
 
-STOPPED_BY = {"interrupted": signal.SIGINT, "terminated": signal.SIGTERM}  # a failed run's reason -> its signal
+# A failed run's reason -> the signal that stopped it: Ctrl-C; schedulers and W&B agents; a closed terminal or ssh.
+STOPPED_BY = {"interrupted": signal.SIGINT, "terminated": signal.SIGTERM, "hangup": signal.SIGHUP}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, command: bool = False) -> int:
+    """Train one run and write its record; the exit status. ``command``: train.py runs as a command, which exits
+    on return: a signal after the record was written is ignored, not left to kill the interpreter as it shuts down
+    (Python restores the default handlers then)."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cfg, _ = parse_args(argv)
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     files = results.RunFiles.of(cfg.results_dir, run_id)
     t0, history, env, classes = time.time(), History(files.progress), {"device": None}, None
     record, error, reason, written = None, None, None, {}
-    on_sigterm = signal.signal(signal.SIGTERM, _terminate)  # schedulers and W&B agents stop runs with SIGTERM
+    stops = StopSignals().install()
     try:
         device = resolve_device(cfg)
         set_seed(cfg.trial_num, reproducible=device.type == "cpu")  # GPU: cuDNN autotuning, not bit-identical
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"train.py: run failed: {error}", file=sys.stderr)
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the record short
+        stops.shielded = True  # from here on a signal is only noted: nothing interrupts the record's writing
         if record is None:
             record = results.Record.failed(cfg.effective_dict(), run_id, error, env, round(time.time() - t0, 3),
                                            history.rows, reason=reason, classes=classes, files=written)
@@ -119,18 +124,50 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"train.py: {problem}; the record is in {written}" if written else
                   f"train.py: {problem}, nor in {', '.join(map(str, results.fallback_dirs()))}; the record:\n"
-                  + json.dumps(record.to_dict()), file=sys.stderr)
-        print(f"result record: {written or 'not written'} ({record.status})")
+                  + json.dumps(record.to_dict()), file=sys.stderr, flush=True)
+        print(f"result record: {written or 'not written'} ({record.status})", flush=True)
         tracking.finish(run, record.summary, failed=record.status != "finished", env=env)
-        signal.signal(signal.SIGTERM, on_sigterm)
-    if reason in STOPPED_BY:  # stopped from outside: the exit status a shell gives a command its signal stopped
+        stops.restore(ignore=command)
+    if stops.first is not None:  # stopped from outside: the status a shell gives a command its signal stopped
+        return signal_exit(stops.first)
+    if reason in STOPPED_BY:
         return signal_exit(STOPPED_BY[reason])
     return EXIT_OK if record.status == "finished" and not problem else EXIT_FAILED
 
 
-def _terminate(signum: int, frame) -> None:
-    raise Terminated(f"received {signal.Signals(signum).name}")
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP while a run trains. The first one stops the run (KeyboardInterrupt; Terminated;
+    HungUp), which is then recorded as failed; any later one, and any while the record is written (``shielded``),
+    is only noted, so that no second signal (SIGTERM, then Ctrl-C 20 ms later; Ctrl-C during the record's retry on
+    a full disk) can interrupt the record's writing. ``first`` gives the command's exit status. A signal ignored
+    when the run starts (``nohup`` ignores SIGHUP) stays ignored."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    RAISES = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated, signal.SIGHUP: HungUp}
+
+    def __init__(self):
+        self.first: int | None = None
+        self.shielded = False
+        self.previous: dict[int, object] = {}
+
+    def install(self) -> StopSignals:
+        for signum in self.SIGNALS:
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def restore(self, ignore: bool = False) -> None:
+        """The handlers as they were before :meth:`install`, or (``ignore``) the signals ignored."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_IGN if ignore else handler)
+
+    def handle(self, signum: int, frame) -> None:
+        if self.first is not None:
+            return
+        self.first = signum
+        if not self.shielded:
+            raise self.RAISES[signum](f"received {signal.Signals(signum).name}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(command=True))

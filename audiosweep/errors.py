@@ -72,6 +72,12 @@ class Terminated(BaseException):
     reason = "terminated"
 
 
+class HungUp(Terminated):
+    """The run's terminal or ssh session closed (SIGHUP): stopped like SIGTERM, recorded as ``hangup``."""
+
+    reason = "hangup"
+
+
 def refuse(prog: str, error: AudiosweepError) -> int:
     """Print ``error`` as ``prog: message`` on stderr; the exit status of refused input."""
     print(f"{prog}: {error}", file=sys.stderr, flush=True)

@@ -4,7 +4,6 @@ predictions, and the saved model."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from .augment import TrainingBatches, multi_view, waveform_active
 from .config import Config
 from .features import input_shape, stage_waveforms
 from .loaders import TensorLoader
-from .results import RunFiles, save_predictions
+from .results import RunFiles, save_predictions, write_atomic
 
 MODEL_FORMAT = 1
 
@@ -29,15 +28,10 @@ def save_model(path: Path, learn: Learner, cfg: Config, classes: list[str], norm
     whichever ``save_model`` asks."""
     best = learn.best_epoch.state if cfg.save_model == "best" else None
     state = best if best is not None else {k: v.detach().to("cpu") for k, v in learn.model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save({"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,
-                    "norm_stats": norm_stats, "input_shape": list(input_shape(cfg)),
-                    "weights": "best" if cfg.checkpoint == "best" else cfg.save_model}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    obj = {"format": MODEL_FORMAT, "state_dict": state, "config": cfg.effective_dict(), "classes": classes,
+           "norm_stats": norm_stats, "input_shape": list(input_shape(cfg)),
+           "weights": "best" if cfg.checkpoint == "best" else cfg.save_model}
+    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def tta_views(cfg: Config) -> Config:

@@ -28,10 +28,11 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import IO, Any, BinaryIO, NotRequired, TypedDict
 
 import numpy as np
 
@@ -53,8 +54,8 @@ REQUIRED_KEYS = ("config", "history", "summary", "status")
 RECORD_KEYS = frozenset({"record_version", "run_id", *REQUIRED_KEYS})  # a JSON object with none is no record
 # stopped: ended early by the sweep runner's early_terminate (pruned); done, but with no final metric.
 STATUSES = ("finished", "failed", "stopped")
-# ``reason`` of a failed run that was stopped from outside (Ctrl-C, SIGTERM), not one that went wrong.
-STOP_REASONS = ("interrupted", "terminated")
+# ``reason`` of a failed run that was stopped from outside (Ctrl-C, SIGTERM, SIGHUP), not one that went wrong.
+STOP_REASONS = ("interrupted", "terminated", "hangup")
 # Keys that say where things live and how a run executes, not what it computes (Config's environment role).
 NON_IDENTITY_KEYS = frozenset(keys_with_role(ENVIRONMENT))
 # Metrics a run logs every epoch (history, W&B) and in its summary, with the direction that means better.
@@ -190,47 +191,102 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def write_json_atomic(path: Path, obj: Any) -> Path:
-    """Write ``obj`` to ``path`` via a temporary file and a rename: readers never see half a file, and a failed
-    write (a full disk) leaves no temporary file behind."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once, at import: os.umask can only be read by setting it
+
+
+def create_exclusive(folder: Path, name: str) -> tuple[int, Path]:
+    """A new empty file beside ``folder/name``, of an unpredictable name (``.name.PID.RANDOM.tmp``), opened for
+    writing. ``mkstemp`` opens it with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a link or a file that someone who can
+    write to ``folder`` planted is never opened. Its mode is a plain file's (0o666 less the umask), not 0o600."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    os.fchmod(fd, 0o666 & ~UMASK)
+    return fd, Path(tmp)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create ``path`` with the bytes ``write(file)`` writes: into a file of :func:`create_exclusive`, then
+    renamed over ``path``. Readers never see half a file; a link at ``path`` is replaced, never written through;
+    a failed write (a full disk) leaves no temporary file behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, tmp = create_exclusive(path.parent, path.name)
     try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     return path
 
 
-def check_results_dir(folder: str | os.PathLike) -> Path:
+def open_append(path: Path, mode: str = "a", exclusive: bool = False) -> IO:
+    """``open(path, mode)`` for appending (``a``, ``a+``), never through a link (``O_NOFOLLOW``: an OSError when
+    ``path`` is one); ``exclusive``: the file must not exist yet (``O_EXCL``)."""
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    fd = os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o666)  # less the umask, as open() would
+    return os.fdopen(fd, mode)
+
+
+def append_line(path: Path, line: str, create: bool = False) -> None:
+    """Append ``line`` and a newline to ``path`` in one write (a reader never sees half a line), through
+    :func:`open_append`; ``create``: the file must not exist yet, as for a run's first line."""
+    with open_append(path, exclusive=create) as f:
+        f.write(line + "\n")
+
+
+def write_json_atomic(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` with :func:`write_atomic`."""
+    return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, allow_nan=True).encode()))
+
+
+def check_results_dir(folder: str | os.PathLike, name: str = "results_dir", option: str = "--results_dir") -> Path:
     """``folder``, created if needed and shown to be writable with room to spare by writing and removing a
-    probe file of :data:`PROBE_BYTES`; a ConfigError naming it otherwise. Run before any work, so that no
+    probe file of :data:`PROBE_BYTES` (made by :func:`create_exclusive`); a ConfigError naming it (``name``: the
+    key or option that gave it; ``option``: how to give another) otherwise. Run before any work, so that no
     trained run finds out at its end that its record cannot be written."""
     path = Path(folder).expanduser()
-    probe = path / f".probe-{os.getpid()}.tmp"
+    probe = None
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as f:
+        fd, probe = create_exclusive(path, "probe")
+        with os.fdopen(fd, "wb") as f:
             f.write(bytes(PROBE_BYTES))
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
-        raise ConfigError(f"results_dir: cannot write result records to {path} ({e.strerror or e}); give a "
-                          "writable folder with free space, e.g. --results_dir results") from e
+        raise ConfigError(f"{name}: cannot write result records to {path} ({e.strerror or e}); give "
+                          f"a writable folder with free space, e.g. {option} results") from e
     finally:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.unlink()
     return path
 
 
 def fallback_dirs() -> list[Path]:
-    """Where a record goes when its results folder stopped taking it (e.g. the disk filled during the run)."""
+    """Where a record goes when its results folder stopped taking it (e.g. the disk filled during the run); the
+    one in the shared temporary folder is the user's own (uid in its name, see :func:`own_folder`)."""
     return [Path.home() / ".cache" / "audiosweep" / "unsaved-records",
-            Path(tempfile.gettempdir()) / "audiosweep-unsaved-records"]
+            Path(tempfile.gettempdir()) / f"audiosweep-unsaved-records-{os.geteuid()}"]
+
+
+def own_folder(folder: Path) -> Path:
+    """``folder``, created (mode 0o700) if needed; an OSError when it is a link or another user's folder, as one
+    planted in a shared temporary folder would be."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{folder} is a link or not this user's folder")
+    return folder
 
 
 def write_record(record: dict[str, Any], path: Path) -> tuple[Path | None, str | None]:
@@ -246,7 +302,7 @@ def write_record(record: dict[str, Any], path: Path) -> tuple[Path | None, str |
                 time.sleep(1)
     for folder in fallback_dirs():
         try:
-            return write_json_atomic(folder / path.name, record), problem
+            return write_json_atomic(own_folder(folder) / path.name, record), problem
         except OSError:
             continue
     return None, problem
@@ -255,15 +311,9 @@ def write_record(record: dict[str, Any], path: Path) -> tuple[Path | None, str |
 def save_predictions(path: Path, probs: np.ndarray, targets: np.ndarray, classes: list[str],
                      filenames: list[str]) -> Path:
     """Validation probabilities, labels, class names and clip names, for confusion matrices offline."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, probs=probs.astype(np.float32), targets=targets.astype(np.int64),
-                            classes=np.array(classes), filenames=np.array(filenames))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda f: np.savez_compressed(
+        f, probs=probs.astype(np.float32), targets=targets.astype(np.int64), classes=np.array(classes),
+        filenames=np.array(filenames)))
 
 
 PREDS_KEYS = ("probs", "targets", "classes", "filenames")

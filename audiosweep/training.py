@@ -32,7 +32,7 @@ from .errors import Diverged, UserError
 from .frozen_body import fit_head
 from .models import build_model
 from .recipes import UnfreezeBlocks, decays_bn_and_bias, fine_tune, fit_schedule, loss_func, opt_func
-from .results import LAUNCH_ENV, HistoryRow
+from .results import LAUNCH_ENV, HistoryRow, append_line
 
 
 class ModelBody(Callback):
@@ -115,9 +115,8 @@ class History(Callback):
                                     trainable_params=sum(p.numel() for p in trainable_params(self.model))))
         if self.progress is not None:  # one write of a whole line: a reader never sees half a row
             try:
-                with open(self.progress, "a") as f:
-                    f.write(json.dumps({**self.rows[-1], "pid": os.getpid(),
-                                        "launch": os.environ.get(LAUNCH_ENV)}) + "\n")
+                line = json.dumps({**self.rows[-1], "pid": os.getpid(), "launch": os.environ.get(LAUNCH_ENV)})
+                append_line(self.progress, line, create=len(self.rows) == 1)
             except OSError as e:  # a full disk must not end the run: only early termination loses its input
                 warnings.warn(f"cannot append to {self.progress} ({e.strerror or e}); going on without it",
                               stacklevel=2)

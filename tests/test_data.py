@@ -240,13 +240,24 @@ def test_a_clip_replaced_by_one_of_the_same_size_is_decoded_again(small_tree, tm
     assert not torch.equal(after.waveforms[row], before.waveforms[row])
 
 
+def overwrite(path, at: float, data: bytes) -> None:
+    """Overwrite ``data`` inside ``path`` at the fraction ``at`` of its length: its size stays."""
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(int(size * at))
+        f.write(data)
+    assert path.stat().st_size == size
+
+
 @pytest.mark.parametrize("corrupt, problem", [
     (lambda p: p.write_bytes(p.read_bytes()[:1000]), "unreadable"),  # truncated
     (lambda p: p.write_bytes(b""), "unreadable"),
     (lambda p: torch.save(torch.zeros(3, 5), p), "not a waveform cache"),
     (lambda p: torch.save({"waveforms": torch.zeros(20, 7, dtype=torch.float16), "nonfinite": []}, p), "expected"),
     (lambda p: torch.save({"waveforms": torch.full((20, 40000), float("nan"), dtype=torch.float16),
-                           "nonfinite": []}, p), "non-finite"),
+                           "nonfinite": []}, p), "no checksum"),  # as an older version wrote it
+    (lambda p: overwrite(p, 0.6, bytes(range(256)) * 4), "does not match its checksum"),  # size kept
+    (lambda p: overwrite(p, 0.9, b"\x00\x3c"), "does not match its checksum"),  # one sample made 1.0
 ])
 def test_a_bad_cache_is_named_and_rebuilt(small_tree, tmp_path, corrupt, problem):
     root, names = small_tree
@@ -277,11 +288,13 @@ def test_an_unwritable_cache_is_skipped_and_stale_temp_files_go(small_tree, tmp_
     cache.mkdir()
     dead = cache / ".esc50-x-8000hz.pt.999999999.tmp"  # left by a killed run: no such pid
     mine = cache / f".esc50-y-8000hz.pt.{os.getpid()}.tmp"  # still being written
-    dead.write_bytes(b"x")
-    mine.write_bytes(b"x")
+    dead_now = cache / ".esc50-x-8000hz.pt.999999999.k2_9zq01.tmp"  # the names of today's writers (mkstemp's)
+    mine_now = cache / f".esc50-y-8000hz.pt.{os.getpid()}.12345678.tmp"
+    for f in (dead, mine, dead_now, mine_now):
+        f.write_bytes(b"x")
     data.load_waveforms(root, meta, 8000, cache, data.fingerprint(root, meta), num_workers=1)
-    assert not dead.exists() and mine.exists()
-    assert not [p for p in cache.iterdir() if p.name.startswith(".") and p != mine]
+    assert not dead.exists() and mine.exists() and not dead_now.exists() and mine_now.exists()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".") and p not in (mine, mine_now)]
 
 
 def test_duplicated_metadata_rows_and_odd_clip_paths_are_named(small_tree, tmp_path):
@@ -297,3 +310,64 @@ def test_duplicated_metadata_rows_and_odd_clip_paths_are_named(small_tree, tmp_p
     (root / "audio" / names[1]).symlink_to(root / "audio" / names[1])  # a loop
     assert data.clip_problem(root / "audio" / names[0]) == "a folder, not a file"
     assert data.clip_problem(root / "audio" / names[1]) == "a broken or looping link"
+
+
+def test_links_planted_in_a_shared_cache_folder_are_never_written_through(small_tree, tmp_path):
+    root, names = small_tree
+    meta = listed(root, names)
+    fp = data.fingerprint(root, meta)
+    decoy = tmp_path / "decoy"
+    decoy.write_bytes(b"precious")
+    cache_dir = tmp_path / "shared-cache"
+    cache_dir.mkdir()
+    name = f"esc50-5s-zeros-{fp}-8000hz.pt"
+    for pid in range(os.getpid() - 3, os.getpid() + 4):  # the pid-based temporary names of earlier versions
+        (cache_dir / f".{name}.{pid}.tmp").symlink_to(decoy)
+    (cache_dir / name).symlink_to(tmp_path / "nowhere")  # a dangling link at the cache's own name
+    wavs = data.load_waveforms(root, meta, 8000, cache_dir, fp, num_workers=1)
+    assert decoy.read_bytes() == b"precious"
+    assert not (cache_dir / name).is_symlink() and torch.equal(data.read_cache(cache_dir / name, 20, 40000).waveforms,
+                                                               wavs)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_fingerprint_content_catches_a_clip_replaced_with_its_size_and_time_restored(small_tree, tmp_path):
+    root, names = small_tree
+    with pytest.warns(UserWarning):
+        before = prepare_data(small_cfg(root, tmp_path / "c", fingerprint="content"))
+    path = root / "audio" / names[5]
+    st = path.stat()
+    sf.write(path, class_clip(9, np.random.default_rng(3)), 44100, subtype="PCM_16")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    meta = before.meta
+    assert data.fingerprint(root, meta) == data.fingerprint(root, meta)  # stat: the replacement goes unseen
+    with pytest.warns(UserWarning):
+        after = prepare_data(small_cfg(root, tmp_path / "c", fingerprint="content"))
+    row = int(np.flatnonzero(after.meta.filename == names[5])[0])
+    assert after.fingerprint != before.fingerprint
+    assert not torch.equal(after.waveforms[row], before.waveforms[row])
+
+
+def corrupt_body(path) -> None:
+    """Rewrite ``path`` as a FLAC stream (under its .wav name) whose header is intact and whose frames are not."""
+    wav, rate = sf.read(path, dtype="float32")
+    sf.write(path, wav, rate, format="FLAC", subtype="PCM_16")
+    body = bytearray(path.read_bytes())
+    body[len(body) // 2:len(body) // 2 + 3000] = bytes(3000)
+    path.write_bytes(bytes(body))
+
+
+def test_a_clip_whose_body_fails_to_decode_is_dropped_by_allow_missing(small_tree, tmp_path):
+    root, names = small_tree
+    corrupt_body(root / "audio" / names[6])
+    assert data.clip_problem(root / "audio" / names[6]) is None  # the header is fine
+    with pytest.warns(UserWarning) as caught:
+        kept = prepare_data(small_cfg(root, tmp_path / "c"))
+    assert any(f"1 undecodable past the header (first: {names[6]})" in str(w.message) for w in caught)
+    assert len(kept.meta) == 19 and names[6] not in set(kept.meta.filename) and len(kept.waveforms) == 19
+    meta = listed(root, names)
+    row = int(np.flatnonzero(meta.filename == names[6])[0])
+    for _ in range(2):  # decoded, then read from the cache: the clip stays listed
+        decoded = data.decode_clips(root, meta, 8000, tmp_path / "d", data.fingerprint(root, meta), num_workers=1)
+        assert decoded.undecodable == [row] and not decoded.waveforms[row].any()

@@ -202,6 +202,29 @@ def test_csv_errors_are_one_clear_message(tmp_path, csv_meta, edit, words):
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
+@pytest.mark.parametrize("outside", ["../elsewhere/stolen.wav", "clips/../../elsewhere/stolen.wav", "ABS"])
+def test_csv_paths_leaving_data_dir_are_refused_naming_the_row(tmp_path, csv_meta, monkeypatch, outside):
+    """A listed file outside data_dir (``..``, an absolute path) is refused before any clip is read, even when it
+    is a valid clip: the error names the line of the metadata and the value."""
+    root = tmp_path / "mine"
+    shutil.copytree(csv_meta.parent, root)
+    stolen = tmp_path / "elsewhere" / "stolen.wav"
+    stolen.parent.mkdir()
+    shutil.copy(root / "clips" / "0-0.wav", stolen)
+    outside = str(stolen) if outside == "ABS" else outside
+    table = pd.read_csv(root / "metadata.csv")
+    table.loc[5, "file"] = outside
+    table.to_csv(root / "metadata.csv", index=False)
+    monkeypatch.setattr(data, "header", lambda p: pytest.fail(f"{p} read before the metadata was checked"))
+    with pytest.raises(DatasetError) as e:
+        prepare_data(cfg_of(root, tmp_path / "c", dataset="csv", metadata="metadata.csv"))
+    assert str(e.value) == (f"{root / 'metadata.csv'}, line 7: file {outside!r} is outside data_dir {root}; list "
+                            "each clip by its path relative to data_dir, without '..'")
+    table.loc[5, "file"] = "clips/extra/../0-5.flac"  # a '..' that stays inside data_dir: fine
+    table.to_csv(root / "metadata.csv", index=False)
+    assert len(DATASETS["csv"].list_clips(root, metadata="metadata.csv", split="official", fold=2)) == 96
+
+
 # --- variable clips -----------------------------------------------------------------------------------------------
 
 
@@ -304,6 +327,8 @@ def test_urbansound8k_official_split_validates_on_the_fold(us8k_root, tmp_path):
     (lambda m: m.drop(columns="fsID"), ["columns ['fsID'] missing"]),
     (lambda m: m.assign(fold=m.fold.where(m.index > 0, 11)), ["1 fold value(s) outside 1..10"]),
     (lambda m: m.assign(classID=m.classID.where(m.index > 0, 1)), ["classID and class disagree"]),
+    (lambda m: m.assign(slice_file_name=m.slice_file_name.where(m.index != 2, "../../../x.wav")),
+     ["UrbanSound8K.csv, line 4: slice_file_name '../../../x.wav' is outside data_dir"]),
 ])
 def test_urbansound8k_metadata_errors_are_named(us8k_root, tmp_path, edit, words):
     root = tmp_path / "us8k"

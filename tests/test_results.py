@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_an_unusable_results_folder_is_refused_by_name(tmp_path, small_disk):
     fill(small_disk)
     with pytest.raises(ConfigError, match="No space left on device"):
         results.check_results_dir(small_disk)
-    assert not list(small_disk.glob(".probe-*"))  # the probe is gone
+    assert not list(small_disk.glob(".probe*"))  # the probe is gone
 
 
 def test_a_record_that_no_longer_fits_goes_to_a_fallback_folder(tmp_path, small_disk, monkeypatch):
@@ -236,3 +237,61 @@ def test_predictions_files_are_checked_on_load(tmp_path, content, named):
     with pytest.raises(results.RecordError, match=named) as e:
         results.load_predictions(path)
     assert str(path) in str(e.value)
+
+
+# --- faults: files in folders others may write ---------------------------------------------------------------------
+
+
+def plant(folder: Path, names: list[str], decoy: Path) -> None:
+    """Symbolic links at ``names`` in ``folder``, all to ``decoy``: what anyone who can write to a shared folder
+    can do at the names a writer is known to use."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).symlink_to(decoy)
+
+
+def test_links_planted_at_a_writers_names_are_never_written_through(tmp_path, monkeypatch):
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("precious")
+    shared = tmp_path / "shared-results"
+    pids = range(os.getpid() - 5, os.getpid() + 6)  # the pid-based names of the earlier versions, and neighbours
+    plant(shared, [f".probe-{p}.tmp" for p in pids] + [f".r1.json.{p}.tmp" for p in pids]
+          + [f".r1.preds.{p}.tmp.npz" for p in pids] + ["r1.json", "r1.preds.npz", "r1.progress.jsonl"], decoy)
+    results.check_results_dir(shared)
+    finished(accuracy=0.75).write(shared / "r1.json")
+    results.save_predictions(shared / "r1.preds.npz", np.eye(2), np.arange(2), ["a", "b"], ["x.wav", "y.wav"])
+    with pytest.raises(OSError):  # a run's progress file: never appended through a link
+        results.append_line(shared / "r1.progress.jsonl", "{}", create=True)
+    with pytest.raises(OSError):
+        results.append_line(shared / "r1.progress.jsonl", "{}")
+    assert decoy.read_text() == "precious"
+    assert not (shared / "r1.json").is_symlink() and results.Record.load(shared / "r1.json").summary.accuracy == 0.75
+    assert np.load(shared / "r1.preds.npz")["probs"].shape == (2, 2)
+    assert oct((shared / "r1.json").stat().st_mode & 0o777) == oct(0o666 & ~results.UMASK)  # not mkstemp's 0o600
+    # the fallback folder in the shared temporary folder: another user's (here: a link to theirs) is not used
+    other = tmp_path / "theirs"
+    other.mkdir()
+    monkeypatch.setattr(results, "fallback_dirs", lambda: [tmp_path / "tmp" / "unsaved", tmp_path / "mine"])
+    plant(tmp_path / "tmp", ["unsaved"], other)
+    (tmp_path / "a-file").write_text("no folder can be made under it")
+    written, _ = finished(accuracy=0.5).write(tmp_path / "a-file" / "r2.json")
+    assert written == tmp_path / "mine" / "r2.json" and not list(other.iterdir())
+
+
+def test_a_read_only_results_folder_is_refused_by_the_sweep_runner_in_one_line(tmp_path, monkeypatch, capsys):
+    """The sweep runner's --results-dir on a read-only file system (simulated: the tests run as root, whom
+    permissions do not stop, so the probe's file creation fails with EROFS)."""
+    from audiosweep.sweep.cli import main as sweep_main
+    from tests.conftest import write_sweep
+
+    def read_only(folder, name):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / name))
+
+    monkeypatch.setattr(results, "create_exclusive", read_only)
+    sweep = write_sweep(tmp_path / "s.yaml", {"n_epochs": 1})
+    assert sweep_main(["run", str(sweep), "--results-dir", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"--results-dir: cannot write result records to {tmp_path / 'ro' / 's'} (Read-only file system)" in err
+    with pytest.raises(ConfigError, match=r"results_dir: .*Read-only file system.*--results_dir results"):
+        results.check_results_dir(tmp_path / "ro2")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -203,6 +206,84 @@ def test_sigterm_records_the_run_as_terminated(tmp_path, synth_root, cache_dir):
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-2000:]
     (rec,) = read_records(out)
     assert rec["status"] == "failed" and rec["reason"] == "terminated" and "SIGTERM" in rec["error"]
+
+
+def start_training(tmp_path, synth_root, cache_dir, env=None, script=None) -> subprocess.Popen:
+    """train.py (or ``script``, which runs it) in a process of its own, returned once training has begun. SIGHUP
+    is reset to its default there: a test run under nohup must not pass its ignored SIGHUP on."""
+    argv = ["--data_dir", str(synth_root), "--allow_missing", "--esc10", "--cache_dir", str(cache_dir),
+            "--results_dir", str(tmp_path / "res"), *TINY]
+    cmd = [sys.executable, "-c", script, *argv] if script else [sys.executable, "train.py", *argv, "--n_epochs", "200"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    for line in proc.stdout:  # wait until training has begun
+        if "validation clips" in line:
+            break
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, second, reason", [
+    (signal.SIGHUP, None, "hangup"),  # the terminal or ssh session closed
+    (signal.SIGTERM, signal.SIGINT, "terminated"),  # Ctrl-C 20 ms after a scheduler's SIGTERM
+    (signal.SIGHUP, signal.SIGTERM, "hangup"),
+])
+def test_a_stopped_run_leaves_one_record_whatever_follows_the_first_signal(tmp_path, synth_root, cache_dir, first,
+                                                                         second, reason):
+    proc = start_training(tmp_path, synth_root, cache_dir)
+    proc.send_signal(first)
+    if second is not None:
+        time.sleep(0.02)
+        proc.send_signal(second)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + first and "Traceback" not in err, err[-2000:]
+    (rec,) = read_records(tmp_path / "res")
+    assert rec["status"] == "failed" and rec["reason"] == reason and signal.Signals(first).name in rec["error"]
+
+
+FULL_DISK_THEN_CTRL_C = """
+import errno, os, signal, sys, threading
+from pathlib import Path
+from audiosweep import results
+real, results_dir = results.write_json_atomic, Path(sys.argv[sys.argv.index("--results_dir") + 1])
+def full(path, obj):  # the results folder is full; Ctrl-C comes during the 1 s wait before the retry
+    if path.parent != results_dir:
+        return real(path, obj)
+    if not getattr(full, "pressed", False):
+        full.pressed = True
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+results.write_json_atomic = full
+import train
+sys.exit(train.main(sys.argv[1:] + ["--n_epochs", "1"], command=True))
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_records_retry_on_a_full_disk_loses_nothing(tmp_path, synth_root, cache_dir):
+    home = tmp_path / "home"
+    proc = start_training(tmp_path, synth_root, cache_dir, env={"HOME": str(home)}, script=FULL_DISK_THEN_CTRL_C)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
+    (saved,) = (home / ".cache" / "audiosweep" / "unsaved-records").glob("*.json")
+    rec = json.loads(saved.read_text())
+    assert rec["status"] == "finished" and rec["summary"]["accuracy"] is not None
+    assert "No space left on device" in err and str(saved) in err
+    assert not read_records(tmp_path / "res")
+
+
+def test_a_read_only_results_folder_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """As root, permissions stop nothing: the probe's file creation is made to fail as on a read-only mount."""
+    from audiosweep import results
+
+    def read_only(folder, name):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / name))
+
+    monkeypatch.setattr(results, "create_exclusive", read_only)
+    err = refused(tmp_path, capsys, "--results_dir", str(tmp_path / "ro"))
+    assert err == (f"train.py: results_dir: cannot write result records to {tmp_path / 'ro'} (Read-only file "
+                   "system); give a writable folder with free space, e.g. --results_dir results\n")
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ numbering labels). The dataset modules import from here; the registry (the packa
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -57,6 +58,19 @@ def read_csv(path: Path, required: list[str], expected: str | None = None, **kwa
         raise DatasetError(f"{path}: columns {missing} missing; expected {expected or required} "
                            f"(found: {list(table.columns)})")
     return table
+
+
+def check_inside(path: Path, files: pd.Series, data_dir: Path, column: str = "file", first_line: int = 2) -> None:
+    """Refuse, before any file is touched, a listed clip path that leaves ``data_dir``: absolute, or climbing out
+    with ``..``; the DatasetError names the metadata file, the line (row ``i`` of ``files`` is line ``first_line +
+    i``) and the value. Links inside data_dir are followed: the owner of data_dir put them there (e.g. audio/ on
+    another disk), while the metadata may come from anyone."""
+    out = [(i, f) for i, f in enumerate(files) if os.path.isabs(f) or os.path.normpath(f).split(os.sep)[0] == ".."]
+    if out:
+        i, f = out[0]
+        more = f" (and {len(out) - 1} more)" if len(out) > 1 else ""
+        raise DatasetError(f"{path}, line {first_line + i}: {column} {f!r} is outside data_dir {data_dir}{more}; "
+                           f"list each clip by its path relative to data_dir, without '..'")
 
 
 def check_labels(meta: pd.DataFrame, where: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DatasetError
-from .base import DatasetDef, check_labels, numbered
+from .base import DatasetDef, check_inside, check_labels, numbered
 
 BASE_URL = "https://zenodo.org/records/400515/files/"
 URLS = tuple(BASE_URL + f"TUT-acoustic-scenes-2017-development.{part}.zip"
@@ -40,6 +40,7 @@ def read_evaluate_list(path: Path) -> list[tuple[str, str]]:
         fields = [f.strip() for f in line.split("\t")]
         if len(fields) != 2 or not all(fields) or not fields[0].endswith(".wav"):
             raise DatasetError(f"{path}, line {n}: expected 'audio/<file>.wav<TAB><scene label>', got {line!r}")
+        check_inside(path, pd.Series([fields[0]]), path.parent.parent, first_line=n)
         rows.append((fields[0], fields[1]))
     return rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DatasetError
-from .base import DatasetDef, check_labels, numbered, read_csv
+from .base import DatasetDef, check_inside, check_labels, numbered, read_csv
 
 REQUIRED = ["file", "label"]
 
@@ -30,6 +30,7 @@ def list_table(data_dir: Path, *, metadata: str | None, split: str, fold: int) -
     if len(blank):
         raise DatasetError(f"{path}: {len(blank)} row(s) without a file or label (first rows: "
                            f"{[int(i) + 2 for i in blank[:3]]})")
+    check_inside(path, table.file, data_dir)
     dup = table.file[table.file.duplicated()]
     if len(dup):
         raise DatasetError(f"{path}: {len(dup)} file(s) listed more than once (first: {list(dup[:3])})")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DatasetError
-from .base import DatasetDef, read_csv
+from .base import DatasetDef, check_inside, read_csv
 
 URL = "https://zenodo.org/records/1203745/files/UrbanSound8K.tar.gz"
 META = "metadata/UrbanSound8K.csv"
@@ -34,6 +34,7 @@ def list_urbansound8k(data_dir: Path, **_: object) -> pd.DataFrame:
     if (names > 1).any() or meta.groupby("class").classID.nunique().gt(1).any():
         raise DatasetError(f"{path}: classID and class disagree (class IDs with several names: "
                            f"{list(names.index[names > 1][:3])}); restore the official metadata")
+    check_inside(path, meta.slice_file_name, data_dir, "slice_file_name")
     dup = meta.slice_file_name[meta.slice_file_name.duplicated()]
     if len(dup):
         raise DatasetError(f"{path}: {len(dup)} clip(s) listed more than once (first: {list(dup[:3])})")

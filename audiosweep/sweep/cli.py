@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_REFUSED, SweepError
+from ..errors import EXIT_OK, EXIT_REFUSED, ConfigError, SweepError
+from ..results import check_results_dir
 from .spec import (
     LOCAL_METHODS,
     MAX_GRID_POINTS,
@@ -101,6 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
                    dry_run=args.dry_run)
     folder = opts.folder(sweep)
+    if not args.dry_run:  # the records, logs, lock and study go there: refused before any work when it cannot
+        try:
+            check_results_dir(folder, "--results-dir", "--results-dir")
+        except ConfigError as e:
+            raise SweepError(str(e)) from None
     if sweep.method == "bayes":
         from .bayes import StudySource
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import results
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -34,7 +36,7 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str], header: str,
           parent_death_signal: int = signal.SIGKILL) -> subprocess.Popen:
     """Start ``cmd`` in a new session with stdout and stderr appended to ``log`` (after a ``header`` line)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
+    with results.open_append(log) as f:  # a link planted at the name is not written through
         f.write(header.rstrip("\n") + "\n")
         f.flush()
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

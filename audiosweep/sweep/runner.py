@@ -119,7 +119,7 @@ def sweep_lock(folder: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with open(folder / ".sweep.lock", "a+") as f:
+    with results.open_append(folder / ".sweep.lock", "a+") as f:  # never through a planted link
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -323,7 +323,7 @@ class Runner:
         """Count and report an ended run by its ``new`` records (a failed record is written for it if it wrote
         none); 1 if it counts as done or failed, 0 if it was interrupted by the user."""
         code, took = job.proc.returncode, time.time() - job.started
-        with open(job.log, "a") as f:
+        with results.open_append(job.log) as f:
             f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} ended: {exit_description(code)} after {took:.0f}s"
                     + (" (stopped by the runner)" if self.stop_signal is not None else "") + "\n")
         finished = [r for r in new if r["status"] == "finished"]
