@@ -16,6 +16,7 @@ Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -37,7 +38,7 @@ from typing import IO, Any, BinaryIO, NotRequired, TypedDict
 import numpy as np
 
 from .config import ENVIRONMENT, effective, keys_with_role
-from .errors import ConfigError, RecordError
+from .errors import ConfigError, RecordError, UserError
 
 RECORD_VERSION = 1
 RECORD_SUFFIX = ".json"
@@ -232,7 +233,13 @@ def open_append(path: Path, mode: str = "a", exclusive: bool = False) -> IO:
     """``open(path, mode)`` for appending (``a``, ``a+``), never through a link (``O_NOFOLLOW``: an OSError when
     ``path`` is one); ``exclusive``: the file must not exist yet (``O_EXCL``)."""
     flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | (os.O_RDWR if "+" in mode else os.O_WRONLY)
-    fd = os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o666)  # less the umask, as open() would
+    try:
+        fd = os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o666)  # less the umask, as open() would
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise UserError(f"{path} is a symbolic link, not written through (anyone who can write to "
+                            f"{Path(path).parent} may have planted it): remove it and rerun") from e
+        raise
     return os.fdopen(fd, mode)
 
 

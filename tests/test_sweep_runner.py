@@ -177,6 +177,19 @@ def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):
     assert read == []
 
 
+def test_a_link_planted_at_the_sweeps_lock_is_one_line_and_not_written_through(tmp_path, capsys):
+    path = write_sweep(tmp_path / "linked.yaml", {"trial_num": {"values": [1]}})
+    decoy = tmp_path / "decoy.txt"
+    decoy.write_text("keep me")
+    folder = tmp_path / "results" / "linked"
+    folder.mkdir(parents=True)
+    (folder / ".sweep.lock").symlink_to(decoy)
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link, not written through" in err and "Traceback" not in err
+    assert decoy.read_text() == "keep me"
+
+
 class ShortSource:
     """A source of ``runs`` that has no more after ``n`` of them; keeps what it is told."""
 

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_REFUSED, ConfigError, SweepError
+from ..errors import EXIT_OK, EXIT_REFUSED, AudiosweepError, ConfigError, SweepError
 from ..results import check_results_dir
 from .spec import (
     LOCAL_METHODS,
@@ -231,6 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SweepError as e:
+    except AudiosweepError as e:  # a bad sweep file, or a folder the runner must not write through
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
