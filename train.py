@@ -170,4 +170,8 @@ class StopSignals:
 
 
 if __name__ == "__main__":
-    sys.exit(main(command=True))
+    try:
+        sys.exit(main(command=True))
+    except KeyboardInterrupt:  # Ctrl-C before the run began (imports, checks, W&B start): it has nothing to record
+        print("train.py: interrupted before the run began; nothing was recorded", file=sys.stderr)
+        sys.exit(signal_exit(signal.SIGINT))
