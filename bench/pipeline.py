@@ -43,6 +43,7 @@ from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
 from audiosweep.training import build_learner
 from bench.augmented import augmentation_config, measure_augmented
+from bench.fair import fair_plain
 from bench.measure import BatchTimes, Mem, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
 from bench.report import report
@@ -227,12 +228,20 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
             w, cfg, device, out_dtype=feature_dtype(cfg, device)), cfg.normalize, train_idx), device)
     wavs = wavs if aug is not None else None  # the augmented path makes its training batches from them
     dls = make_dls(feats, targets, train_idx, valid_idx, cfg, channels_last=device.type == "cuda", device=device)
-    with peak_memory(s.peaks, f"ours {rate} Hz, batches from resident features", device):
-        gather = [timed(our_epoch, device)[1] for _ in range(max(o.measure_epochs, OURS_MIN_EPOCHS))]
     rows, k_train = spread(s.valid, o.baseline_clips)
-    log(f"{rate} Hz: per-item baseline on {len(rows)} clips, in 1 process, then {cores()} workers")
     pipe = PerItemPipeline(cfg, s.paths(rows), targets[rows], stats, device, n_train=k_train, spec=s.spec)
-    result = RateResult(cfg, decode_cold, decode_warm, features, gather, *(
+    log(f"{rate} Hz: fair baseline: spectrograms of {len(rows)} clips once in {cores()} workers")
+    with peak_memory(s.peaks, f"fair baseline {rate} Hz, spectrograms once, {cores()} workers", device):
+        fair = fair_plain(pipe, len(train_idx), len(valid_idx), cores(), device, feats.dtype)
+    log(f"{rate} Hz: our batches and the fair baseline's, epochs interleaved")
+    with peak_memory(s.peaks, f"ours {rate} Hz, batches from resident features (fair baseline's interleaved)", device):
+        gather = []
+        for _ in range(max(o.measure_epochs, OURS_MIN_EPOCHS)):
+            gather.append(timed(our_epoch, device)[1])
+            fair.epoch()
+    fair_times = fair.close()
+    log(f"{rate} Hz: per-item baseline on {len(rows)} clips, in 1 process, then {cores()} workers")
+    result = RateResult(cfg, decode_cold, decode_warm, features, gather, fair_times, *(
         time_epochs(pipe, o.measure_epochs, w, len(meta) / len(rows), s.peaks, device,
                     f"baseline {rate} Hz, {len(rows)} clips, {w or 1} {'workers' if w else 'process'}")
         for w in (0, cores())), cores())
