@@ -65,22 +65,24 @@ def build_bench_parser() -> argparse.ArgumentParser:
         f"--data_dir: the real clips (default here: {SLICE} if present, else data/ESC-50; synthetic if neither).")
     g = p.add_argument_group("benchmark")
     g.add_argument("--n-clips", type=int, default=2000, help="clips of the ESC-50-shaped dataset (default: 2000)")
-    g.add_argument("--baseline-clips", type=int, default=200,
-                   help="clips the per-item baseline runs on; scaled linearly to --n-clips (default: 200)")
+    g.add_argument("--baseline-clips", type=int, default=100, help="clips the old per-item baselines run on, and "
+                   "the fair baseline computes once; scaled linearly to --n-clips (default: 100)")
     g.add_argument("--measure-epochs", type=int, default=2, help="epochs measured: the first, then the steady state "
                    f"(default: 2, at least 2; our path's batch gathering: at least {OURS_MIN_EPOCHS})")
     g.add_argument("--epochs", type=int, default=80, help="length of the run the totals are for (default: 80)")
-    g.add_argument("--rates", default="44100,22050", help="sample rates in Hz; the config's sample_rate first, the "
-                   "others keep the durations of hop, window and n_fft, f_max at most Nyquist (default: 44100,22050)")
-    g.add_argument("--archs", default="resnet18,densenet161",
-                   help="architectures whose training throughput is measured (default: resnet18,densenet161)")
+    g.add_argument("--rates", default="", help="sample rates in Hz; the config's sample_rate first, the others keep "
+                   "the durations of hop, window and n_fft, f_max at most Nyquist (default: the config's only; e.g. "
+                   "44100,22050)")
+    g.add_argument("--archs", default="resnet18",
+                   help="architectures whose training throughput is measured (default: resnet18; e.g. "
+                   "resnet18,densenet161)")
     g.add_argument("--skip-training", action="store_true", default=False, help="do not measure training throughput")
     g.add_argument("--skip-augmented", action="store_true", default=False,
                    help="do not measure the augmented path and the per-item augmented baseline")
-    g.add_argument("--aug-baseline-clips", type=int, default=64, help="clips the per-item augmented baseline runs "
-                   "on; scaled linearly to --n-clips (default: 64)")
+    g.add_argument("--aug-baseline-clips", type=int, default=32, help="clips the augmented baselines run on; "
+                   "scaled linearly to --n-clips (default: 32)")
     g.add_argument("--aug-train-clips", type=int, default=None, help="training clips our augmented batches are "
-                   "timed on, scaled linearly to all (default: all on GPU, 256 on CPU)")
+                   "timed on, scaled linearly to all (default: all on GPU, 128 on CPU)")
     g.add_argument("--train-batches", type=int, default=None, help="timed training batches, and validation "
                    "batches, per architecture, each after one warm-up (default: 2 on CPU, 20 on GPU)")
     g.add_argument("--train-bs", type=int, default=None, help="training batch size of the throughput runs; "
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as e:
             print(f"bench/pipeline.py: {e}", file=sys.stderr)
             return 2
-        opts.aug_train_clips = opts.aug_train_clips or (int((~valid).sum()) if device.type == "cuda" else 256)
+        opts.aug_train_clips = opts.aug_train_clips or (int((~valid).sum()) if device.type == "cuda" else 128)
         result = BenchResult(cfg, opts, command, device, machine(device), origin, int((~valid).sum()),
                              int(valid.sum()), len(spread(valid, opts.baseline_clips)[0]), spec)
         setup = Setup(tree, meta, valid, work, device, opts, result.peaks, spec)

@@ -26,11 +26,12 @@ def report(r: BenchResult) -> str:
            f"device {r.device} ({r.machine}{busy})",
            f"torch {torch.__version__}, torchaudio {torchaudio.__version__}, Python {platform.python_version()}",
            data_line(r),
-           f"ours: measured on all {n} clips, {len(res.gather)} epochs; per-item baselines: "
+           f"ours: measured on all {n} clips, {len(res.gather)} epochs, interleaved with the fair baseline's (served "
+           f"on all {n}, computed once on {r.n_baseline}, scaled); old per-item baselines: "
            f"{'measured' if scale == 1 else f'scaled x{scale:.2f} from {r.n_baseline} clips'}, {o.measure_epochs} "
            f"epochs, in 1 process ({torch.get_num_threads()} torch threads) and in a DataLoader with {w} workers (= "
-           f"CPU cores, 1 torch thread each); steady = mean of the epochs after the first; totals for a {E}-epoch "
-           f"run: first + {E - 1} x steady", ""]
+           f"CPU cores, 1 torch thread each); steady = median of the epochs after the first; totals for a {E}-epoch "
+           f"run: one-time work + first + {E - 1} x steady", ""]
     for rate, rr in r.rates.items():
         c, cold, warm = rr.cfg, rr.ours(cold=True), rr.ours(cold=False)
         fair = rr.fair.times
