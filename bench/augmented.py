@@ -15,6 +15,7 @@ from audiosweep.config import ALIASES, Config, overlay
 from audiosweep.data import ESC50_CLIPS, ClipSpec
 from audiosweep.features import stage_waveforms
 from audiosweep.loaders import make_dls
+from bench.fair import FairTimes, fair_augmented
 from bench.measure import PipelineTimes, log, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
 
@@ -41,6 +42,7 @@ class AugResult:
     baseline: PipelineTimes  # the per-item augmented baseline in workers, scaled to every clip
     n_baseline: int  # clips it ran on
     workers: int
+    fair: FairTimes  # the fair augmented baseline: our operations per item in persistent workers
 
     def ours(self, one_time: float) -> PipelineTimes:
         return PipelineTimes.of([t + v for t, v in zip(self.train, self.valid)], one_time=one_time + self.setup)
@@ -68,16 +70,27 @@ def measure_augmented(cfg: Config, wavs: torch.Tensor, feats: torch.Tensor, stat
         for _ in loader:
             pass
 
-    log(f"{rate} Hz: our augmented batches on {len(timed_idx)} training + {len(valid_idx)} validation clips")
+    log(f"{rate} Hz: fair augmented baseline: waveforms of {len(base_paths)} clips once, our operations per item "
+        f"in {workers} persistent workers")
+    plain = PerItemPipeline(cfg, base_paths, base_targets, stats, device, n_train=k_train, spec=spec)
+    with peak_memory(peaks, f"fair augmented baseline {rate} Hz, {len(base_paths)} clips, {workers} workers", device):
+        fair = fair_augmented(plain, TrainingBatches(cfg, torch.device("cpu"), stats), len(train_idx),
+                              len(valid_idx), workers, device)
+    log(f"{rate} Hz: our augmented batches on {len(timed_idx)} training + {len(valid_idx)} validation clips, "
+        "epochs interleaved with the fair baseline's")
     with peak_memory(peaks, f"ours {rate} Hz, augmented batches from resident waveforms", device):
         dls, setup = timed(build, device)
-        epochs = [(timed(lambda: drain(dls.train), device)[1], timed(lambda: drain(dls.valid), device)[1])
-                  for _ in range(n_epochs)]
-    log(f"{rate} Hz: per-item augmented baseline on {len(base_paths)} clips, {workers} workers")
+        epochs = []
+        for _ in range(n_epochs):
+            epochs.append((timed(lambda: drain(dls.train), device)[1], timed(lambda: drain(dls.valid), device)[1]))
+            fair.epoch()
+    fair_times = fair.close()
+    log(f"{rate} Hz: per-item augmented baseline (time-domain PitchShift), {len(base_paths)} clips, "
+        f"{workers} workers")
     pipe = PerItemPipeline(cfg, base_paths, base_targets, stats, device, n_train=k_train, augment=True,
                            spec=spec)
     base = time_epochs(pipe, n_epochs, workers, len(feats) / len(base_paths), peaks, device,
                        f"augmented baseline {rate} Hz, {len(base_paths)} clips, {workers} workers")
     scale = len(train_idx) / len(timed_idx)  # every training batch costs the same: scaled linearly
     return AugResult(cfg, len(timed_idx), [t * scale for t, _ in epochs], [v for _, v in epochs], setup, base,
-                     len(base_paths), workers)
+                     len(base_paths), workers, fair_times)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -39,8 +40,9 @@ class PipelineTimes:
 
     @classmethod
     def of(cls, epochs: list[float], scale: float = 1.0, one_time: float = 0.0) -> PipelineTimes:
-        """From measured epochs: the first (plus ``one_time``), then the mean of the others; epochs x ``scale``."""
-        return cls(one_time + epochs[0] * scale, sum(epochs[1:]) / len(epochs[1:]) * scale)
+        """From measured epochs: the first (plus ``one_time``), then the median of the others (robust to a busy
+        machine's stalls); epochs x ``scale``."""
+        return cls(one_time + epochs[0] * scale, statistics.median(epochs[1:]) * scale)
 
 
 def cores() -> int:
@@ -129,7 +131,8 @@ def secs(s: float) -> str:
 
 def ratio_row(name: str, base: PipelineTimes, ours: PipelineTimes, epochs: int) -> list[str]:
     """A table row: ``base`` over ``ours`` for the first epoch, the steady epoch and an ``epochs`` run."""
-    return [name, f"{base.first / ours.first:.1f}x", f"{base.steady / ours.steady:.0f}x",
+    steady = base.steady / ours.steady
+    return [name, f"{base.first / ours.first:.1f}x", f"{steady:.1f}x" if steady < 10 else f"{steady:.0f}x",
             f"{base.total(epochs) / ours.total(epochs):.1f}x"]
 
 

@@ -43,6 +43,7 @@ from audiosweep.models import ARCHS
 from audiosweep.synthetic import make_synthetic_esc50
 from audiosweep.training import build_learner
 from bench.augmented import augmentation_config, measure_augmented
+from bench.fair import fair_plain
 from bench.measure import BatchTimes, Mem, cores, log, machine, peak_memory, timed
 from bench.per_item import PerItemPipeline, time_epochs
 from bench.report import report
@@ -64,22 +65,24 @@ def build_bench_parser() -> argparse.ArgumentParser:
         f"--data_dir: the real clips (default here: {SLICE} if present, else data/ESC-50; synthetic if neither).")
     g = p.add_argument_group("benchmark")
     g.add_argument("--n-clips", type=int, default=2000, help="clips of the ESC-50-shaped dataset (default: 2000)")
-    g.add_argument("--baseline-clips", type=int, default=200,
-                   help="clips the per-item baseline runs on; scaled linearly to --n-clips (default: 200)")
+    g.add_argument("--baseline-clips", type=int, default=100, help="clips the old per-item baselines run on, and "
+                   "the fair baseline computes once; scaled linearly to --n-clips (default: 100)")
     g.add_argument("--measure-epochs", type=int, default=2, help="epochs measured: the first, then the steady state "
                    f"(default: 2, at least 2; our path's batch gathering: at least {OURS_MIN_EPOCHS})")
     g.add_argument("--epochs", type=int, default=80, help="length of the run the totals are for (default: 80)")
-    g.add_argument("--rates", default="44100,22050", help="sample rates in Hz; the config's sample_rate first, the "
-                   "others keep the durations of hop, window and n_fft, f_max at most Nyquist (default: 44100,22050)")
-    g.add_argument("--archs", default="resnet18,densenet161",
-                   help="architectures whose training throughput is measured (default: resnet18,densenet161)")
+    g.add_argument("--rates", default="", help="sample rates in Hz; the config's sample_rate first, the others keep "
+                   "the durations of hop, window and n_fft, f_max at most Nyquist (default: the config's only; e.g. "
+                   "44100,22050)")
+    g.add_argument("--archs", default="resnet18",
+                   help="architectures whose training throughput is measured (default: resnet18; e.g. "
+                   "resnet18,densenet161)")
     g.add_argument("--skip-training", action="store_true", default=False, help="do not measure training throughput")
     g.add_argument("--skip-augmented", action="store_true", default=False,
                    help="do not measure the augmented path and the per-item augmented baseline")
-    g.add_argument("--aug-baseline-clips", type=int, default=64, help="clips the per-item augmented baseline runs "
-                   "on; scaled linearly to --n-clips (default: 64)")
+    g.add_argument("--aug-baseline-clips", type=int, default=32, help="clips the augmented baselines run on; "
+                   "scaled linearly to --n-clips (default: 32)")
     g.add_argument("--aug-train-clips", type=int, default=None, help="training clips our augmented batches are "
-                   "timed on, scaled linearly to all (default: all on GPU, 256 on CPU)")
+                   "timed on, scaled linearly to all (default: all on GPU, 128 on CPU)")
     g.add_argument("--train-batches", type=int, default=None, help="timed training batches, and validation "
                    "batches, per architecture, each after one warm-up (default: 2 on CPU, 20 on GPU)")
     g.add_argument("--train-bs", type=int, default=None, help="training batch size of the throughput runs; "
@@ -227,12 +230,20 @@ def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
             w, cfg, device, out_dtype=feature_dtype(cfg, device)), cfg.normalize, train_idx), device)
     wavs = wavs if aug is not None else None  # the augmented path makes its training batches from them
     dls = make_dls(feats, targets, train_idx, valid_idx, cfg, channels_last=device.type == "cuda", device=device)
-    with peak_memory(s.peaks, f"ours {rate} Hz, batches from resident features", device):
-        gather = [timed(our_epoch, device)[1] for _ in range(max(o.measure_epochs, OURS_MIN_EPOCHS))]
     rows, k_train = spread(s.valid, o.baseline_clips)
-    log(f"{rate} Hz: per-item baseline on {len(rows)} clips, in 1 process, then {cores()} workers")
     pipe = PerItemPipeline(cfg, s.paths(rows), targets[rows], stats, device, n_train=k_train, spec=s.spec)
-    result = RateResult(cfg, decode_cold, decode_warm, features, gather, *(
+    log(f"{rate} Hz: fair baseline: spectrograms of {len(rows)} clips once in {cores()} workers")
+    with peak_memory(s.peaks, f"fair baseline {rate} Hz, spectrograms once, {cores()} workers", device):
+        fair = fair_plain(pipe, len(train_idx), len(valid_idx), cores(), device, feats.dtype)
+    log(f"{rate} Hz: our batches and the fair baseline's, epochs interleaved")
+    with peak_memory(s.peaks, f"ours {rate} Hz, batches from resident features (fair baseline's interleaved)", device):
+        gather = []
+        for _ in range(max(o.measure_epochs, OURS_MIN_EPOCHS)):
+            gather.append(timed(our_epoch, device)[1])
+            fair.epoch()
+    fair_times = fair.close()
+    log(f"{rate} Hz: per-item baseline on {len(rows)} clips, in 1 process, then {cores()} workers")
+    result = RateResult(cfg, decode_cold, decode_warm, features, gather, fair_times, *(
         time_epochs(pipe, o.measure_epochs, w, len(meta) / len(rows), s.peaks, device,
                     f"baseline {rate} Hz, {len(rows)} clips, {w or 1} {'workers' if w else 'process'}")
         for w in (0, cores())), cores())
@@ -280,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as e:
             print(f"bench/pipeline.py: {e}", file=sys.stderr)
             return 2
-        opts.aug_train_clips = opts.aug_train_clips or (int((~valid).sum()) if device.type == "cuda" else 256)
+        opts.aug_train_clips = opts.aug_train_clips or (int((~valid).sum()) if device.type == "cuda" else 128)
         result = BenchResult(cfg, opts, command, device, machine(device), origin, int((~valid).sum()),
                              int(valid.sum()), len(spread(valid, opts.baseline_clips)[0]), spec)
         setup = Setup(tree, meta, valid, work, device, opts, result.peaks, spec)

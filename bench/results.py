@@ -13,6 +13,7 @@ import torch
 from audiosweep.config import Config
 from audiosweep.data import ESC50_CLIPS, ClipSpec
 from bench.augmented import AugResult
+from bench.fair import FairTimes
 from bench.measure import Mem, PipelineTimes
 
 
@@ -25,6 +26,7 @@ class RateResult:
     decode_warm: float  # ours: cache read
     features: float  # ours: log-mels and normalisation
     gather: list[float]  # ours: batch gathering, per measured epoch
+    fair: FairTimes  # the fair baseline: spectrograms once in workers, served by persistent workers
     baseline: PipelineTimes  # per-item, one process, scaled to all clips
     workers_baseline: PipelineTimes  # per-item in a DataLoader with ``workers`` processes, scaled
     workers: int
