@@ -297,3 +297,16 @@ def test_duplicated_metadata_rows_and_odd_clip_paths_are_named(small_tree, tmp_p
     (root / "audio" / names[1]).symlink_to(root / "audio" / names[1])  # a loop
     assert data.clip_problem(root / "audio" / names[0]) == "a folder, not a file"
     assert data.clip_problem(root / "audio" / names[1]) == "a broken or looping link"
+
+
+def test_nonfinite_rows_finds_every_row_with_a_nan_or_an_infinity_in_any_chunk():
+    from audiosweep.data import nonfinite_rows
+
+    wavs = torch.randn(700, 50).half()
+    assert nonfinite_rows(wavs) == []
+    for row, col, value in ((0, 0, float("nan")), (255, 49, float("inf")), (256, 3, -float("inf")),
+                            (511, 7, float("nan")), (699, 49, float("inf")), (699, 2, float("nan"))):
+        wavs[row, col] = value
+    assert nonfinite_rows(wavs) == [0, 255, 256, 511, 699]
+    assert nonfinite_rows(wavs, chunk=1) == [0, 255, 256, 511, 699]
+    assert nonfinite_rows(torch.full((3, 4), float("nan"), dtype=torch.float16)) == [0, 1, 2]
