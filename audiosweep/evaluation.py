@@ -86,7 +86,8 @@ def evaluate(learn: Learner, cfg: Config, data, norm_stats: dict, files: RunFile
     for the held-out test clips (``data.test_idx``, when the run has them), and the model when ``cfg.save_model``
     asks. The model holds the evaluated epoch's weights (``checkpoint``), chosen on validation alone: the test
     clips are seen here, once. A file that cannot be written is a warning: the record matters more."""
-    probs, targets = learn.get_preds(ds_idx=1)
+    last = learn.last_validation.predictions()  # the last epoch's, when they are the evaluated weights'
+    probs, targets = last if last is not None else learn.get_preds(ds_idx=1)
     outcome = Outcome(_accuracy(probs, targets), None, {})
     test_probs, test_targets = learn.get_preds(dl=test_loader(learn, data.test_idx)) if len(data.test_idx) else \
         (None, None)

@@ -31,6 +31,13 @@ DEVICE_SHARE = 0.5
 # larger blocks fresh from the OS on every call, and their page faults cost more than the FFTs (2x slower at
 # the default settings with 16- or 64-clip chunks).
 CPU_CHUNK_BYTES = 24 * 2**20
+# CPU features are computed with one intra-op thread, whatever the run's: chunks this small do not scale, and
+# extra threads contend with other runs. The 414-clip ESC-50 slice (5 s at 16 kHz, n_fft 4096, 32 mels; 2 cores,
+# load average 5-8, medians of 2-3 interleaved repeats), seconds by clips per chunk (24 MiB = 5 clips):
+#   1 thread:  2 clips 2.40, 5 clips 2.25-2.96, 10 clips 3.97, 20 clips 5.27, 40 clips 5.26, 64 clips 5.27
+#   2 threads: 2 clips 12.57, 5 clips 8.68-10.06, 10 clips 8.16, 20 clips 8.42, 40 clips 6.66, 64 clips 6.64
+# The features are bit-identical with 1 and 2 threads (each clip's STFT and mel product are computed alone).
+CPU_FEATURE_THREADS = 1
 
 
 class LogMel(nn.Module):
@@ -257,8 +264,14 @@ def compute_features(wavs: torch.Tensor, cfg: Config, device: torch.device, batc
     out = torch.empty(shape, dtype=out_dtype, device=device if on_device else "cpu",
                       pin_memory=not on_device)
     src = stage_waveforms(wavs, device, reserve=nbytes if on_device else 0)
-    for i in tqdm(range(0, n, bs), desc="log-mel features", unit="batch", disable=None, leave=False):
-        out[i:i + bs] = logmel(src[i:i + bs].to(device, non_blocking=True)).to(out_dtype)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(CPU_FEATURE_THREADS)
+    try:
+        for i in tqdm(range(0, n, bs), desc="log-mel features", unit="batch", disable=None, leave=False):
+            out[i:i + bs] = logmel(src[i:i + bs].to(device, non_blocking=True)).to(out_dtype)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

@@ -103,11 +103,12 @@ def machine_memory() -> int | None:
         return None
 
 
-def check_fits_in_memory(cfg: Config, n_frames: int, n_classes: int) -> None:
+def check_fits_in_memory(cfg: Config, n_frames: int, n_classes: int, estimate=None) -> None:
     """Refuse, before any work, a CPU run whose :func:`estimate_training` exceeds the machine's memory, with a
     ConfigError naming batch_size and arch, the estimate, the memory and a batch_size/accumulate that fits.
     Not checked: GPU runs (their out-of-memory errors are explained by :func:`explain_oom`) and ``finetune: head``
-    with a pretrained body, whose frozen body keeps no activations for backward."""
+    with a pretrained body, whose frozen body keeps no activations for backward. ``estimate``: a function like
+    :func:`estimate_training` (the default), e.g. one that keeps its results."""
     try:
         if resolve_device(cfg).type != "cpu":
             return
@@ -119,7 +120,7 @@ def check_fits_in_memory(cfg: Config, n_frames: int, n_classes: int) -> None:
     memory = machine_memory()
     if memory is None:
         return
-    est = estimate_training(cfg, n_frames, n_classes)
+    est = (estimate or estimate_training)(cfg, n_frames, n_classes)
     if est.total <= memory:
         return
     # Suggestions aim at half the memory: the waveforms, features and backward's transient buffers need room too.

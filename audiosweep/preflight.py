@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+
 import torch
 
 from .config import Config
 from .data import clip_samples
 from .errors import ConfigError
 from .features import check_clip_length, input_shape, n_frames
-from .memory import check_fits_in_memory
+from .memory import Estimate, check_fits_in_memory, estimate_training
 from .models import arch_entry, build_model
 from .models.base import MissingWeights, missing_weights
 from .results import check_results_dir
@@ -26,8 +33,8 @@ def check_before_work(cfg: Config) -> None:
     n_samples = clip_samples(cfg)
     check_clip_length(cfg, n_samples)
     frames = n_frames(cfg, n_samples)
-    check_model_input(cfg, frames, N_CLASSES)
-    check_fits_in_memory(cfg, frames, N_CLASSES)
+    check_model_input_once(cfg, frames, N_CLASSES)
+    check_fits_in_memory(cfg, frames, N_CLASSES, estimate=estimate_once)
 
 
 def weights_message(missing: MissingWeights, archs: str) -> str:
@@ -62,6 +69,68 @@ def check_model_input(cfg: Config, n_frames: int, n_classes: int) -> None:
     raise ConfigError(
         f"{keys}: {cfg.arch} cannot take a {' x '.join(map(str, shape))} spectrogram ({made}): {error}. It needs "
         f"at least {min_h} mel bands ({mels}) and {min_w} frames ({frames})")
+
+
+MODEL_CHECKS = "model-checks"  # folder under cache_dir: what the meta-device passes found, per model and input
+
+
+def check_model_input_once(cfg: Config, n_frames: int, n_classes: int) -> None:
+    """:func:`check_model_input`, skipped when the same model took the same input before (a file under
+    ``cache_dir``): a meta-device forward costs about 1.5 s a run (its first imports torch._dynamo), while a
+    sweep checks the same few shapes again and again. Only passes are kept: a refusal is worked out anew, with
+    its smallest sizes."""
+    _remembered(_checks_file(cfg, n_frames, n_classes, "input"), lambda: check_model_input(cfg, n_frames, n_classes)
+                or True)
+
+
+def estimate_once(cfg: Config, n_frames: int, n_classes: int, batch_size: int | None = None) -> Estimate:
+    """:func:`~audiosweep.memory.estimate_training`, kept under ``cache_dir`` per model, input and batch size (its
+    meta-device forward costs as much as the input check's); the verdict against this machine's memory is made
+    anew each time."""
+    bs = cfg.batch_size if batch_size is None else batch_size
+    return Estimate(*_remembered(_checks_file(cfg, n_frames, n_classes, f"memory-bs{bs}"),
+                                 lambda: dataclasses.astuple(estimate_training(cfg, n_frames, n_classes, bs))))
+
+
+def model_key(cfg: Config, n_frames: int, n_classes: int) -> str:
+    """What decides how the model meets its input: the architecture, the input shape, the classes, the entry's
+    own knobs (what :func:`build_model` passes to the builder), and the code that builds it (the versions of
+    torch, torchvision and timm, and our model modules' sizes and modification times)."""
+    models = Path(__file__).with_name("models")
+    code = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in models.glob("*.py"))
+    what = {"arch": cfg.arch, "shape": input_shape(cfg, n_frames), "n_classes": n_classes,
+            "knobs": {k: getattr(cfg, k) for k in arch_entry(cfg.arch).knobs}, "code": code,
+            "versions": [_version(p) for p in ("torch", "torchvision", "timm")]}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _checks_file(cfg: Config, n_frames: int, n_classes: int, what: str) -> Path:
+    return Path(cfg.cache_dir).expanduser() / MODEL_CHECKS / f"{model_key(cfg, n_frames, n_classes)}-{what}.json"
+
+
+def _remembered(path: Path, compute):
+    """The JSON value in ``path``, or ``compute()``'s, then written there (atomically; a folder that cannot be
+    written, or a file that cannot be read, only costs the computation)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return value
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _forward_error(cfg: Config, shape: tuple[int, ...], n_classes: int) -> str | None:

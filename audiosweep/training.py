@@ -21,7 +21,7 @@ from fastai.callback.training import BnFreeze, GradientAccumulation
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.metrics import accuracy
-from fastai.torch_core import trainable_params
+from fastai.torch_core import getcallable, trainable_params
 from torch import nn
 
 from .best_epoch import BestEpoch
@@ -123,6 +123,44 @@ class History(Callback):
                 self.progress = None
 
 
+class LastValidation(Callback):
+    """The predictions of a fit's latest validation pass (kept on the device, detached), with the epoch they
+    belong to, so that evaluation can use them instead of predicting the same clips again with the same weights
+    (:meth:`predictions`). Passes outside a fit (``get_preds``) are left alone."""
+
+    def __init__(self):
+        self.fitting, self.batches, self.at_epoch, self.made_by = False, [], None, (None, None)
+
+    def before_fit(self):
+        self.fitting = True
+
+    def after_fit(self):
+        self.fitting = False
+
+    def before_validate(self):
+        if self.fitting:
+            self.batches, self.at_epoch = [], None
+
+    def after_batch(self):
+        if self.fitting and not self.training:
+            self.batches.append((self.pred.detach(), self.yb[0].detach()))
+
+    def after_validate(self):
+        if self.fitting:  # which weights, model and clips made them
+            self.at_epoch, self.made_by = self.learn.best_epoch.epochs_trained, (self.learn.model, self.learn.dl)
+
+    def predictions(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``learn.get_preds(ds_idx=1)``'s (probabilities, targets) on the CPU, the same values, when the model
+        still holds the weights of the last validated epoch (``checkpoint: last``, or the best epoch was the last)
+        and the same model and validation loader made them (not ``finetune: head``'s head alone); else None."""
+        learn, best = self.learn, self.learn.best_epoch
+        if (self.at_epoch is None or self.at_epoch != best.epochs_trained or self.at_epoch != best.evaluated
+                or self.made_by[0] is not learn.model or self.made_by[1] is not learn.dls.valid or not self.batches):
+            return None
+        preds, targets = (torch.cat(t).cpu() for t in zip(*self.batches))  # as get_preds: on the CPU, then
+        return getcallable(learn.loss_func, "activation")(preds), targets   # the loss's activation
+
+
 def wandb_callback() -> Callback:
     """fastai's ``WandbCallback`` (per-batch loss and hyper-parameters, per-epoch metrics), minus its learner
     config dump, which fails in fastai 2.8.12 with fastcore 2.2 (``init_args`` on plain values); our
@@ -150,11 +188,12 @@ def build_learner(cfg: Config, dls: DataLoaders, n_in: int, n_out: int, device: 
     weight decay and loss (:mod:`~audiosweep.recipes`), MixUp, gradient accumulation, the pretrained body frozen
     (its BatchNorm statistics too with ``finetune: head``), the unfreezing schedule over the model's blocks,
     precision and compilation. Every Learner has ``learn.model_body`` (:class:`ModelBody`),
-    ``learn.stop_on_divergence`` and ``learn.best_epoch`` (:class:`~audiosweep.best_epoch.BestEpoch`)."""
+    ``learn.stop_on_divergence``, ``learn.last_validation`` (:class:`LastValidation`) and ``learn.best_epoch``
+    (:class:`~audiosweep.best_epoch.BestEpoch`)."""
     arch = build_model(cfg, n_out, (n_in, *dls.valid.x.shape[2:]))
     if device.type == "cuda":
         arch.model.to(memory_format=torch.channels_last)
-    cbs = [*cbs, ModelBody(arch.pretrained, arch.blocks), StopOnDivergence(),
+    cbs = [*cbs, ModelBody(arch.pretrained, arch.blocks), StopOnDivergence(), LastValidation(),
            BestEpoch(evaluate=cfg.checkpoint == "best", save=cfg.save_model == "best")]
     if cfg.mix_up > 0:
         cbs = [*cbs, MixUp(cfg.mix_up)]

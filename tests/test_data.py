@@ -371,3 +371,16 @@ def test_a_clip_whose_body_fails_to_decode_is_dropped_by_allow_missing(small_tre
     for _ in range(2):  # decoded, then read from the cache: the clip stays listed
         decoded = data.decode_clips(root, meta, 8000, tmp_path / "d", data.fingerprint(root, meta), num_workers=1)
         assert decoded.undecodable == [row] and not decoded.waveforms[row].any()
+
+
+def test_nonfinite_rows_finds_every_row_with_a_nan_or_an_infinity_in_any_chunk():
+    from audiosweep.data import nonfinite_rows
+
+    wavs = torch.randn(700, 50).half()
+    assert nonfinite_rows(wavs) == []
+    for row, col, value in ((0, 0, float("nan")), (255, 49, float("inf")), (256, 3, -float("inf")),
+                            (511, 7, float("nan")), (699, 49, float("inf")), (699, 2, float("nan"))):
+        wavs[row, col] = value
+    assert nonfinite_rows(wavs) == [0, 255, 256, 511, 699]
+    assert nonfinite_rows(wavs, chunk=1) == [0, 255, 256, 511, 699]
+    assert nonfinite_rows(torch.full((3, 4), float("nan"), dtype=torch.float16)) == [0, 1, 2]

@@ -279,3 +279,56 @@ def test_tta_averages_the_plain_view_only_with_plain_augmented(views):
     assert torch.allclose(out, torch.stack(averaged).mean(0), atol=1e-6)
     poisoned = tta_probs(Probe(cpu), cfg, wavs, torch.zeros(6, dtype=torch.long), valid, stats, plain * torch.nan)
     assert poisoned.isnan().all() if views == "plain+augmented" else torch.equal(poisoned, out)
+
+
+@pytest.mark.parametrize("checkpoint", ["last", "best"])
+def test_the_last_epochs_validation_predictions_are_evaluated_without_predicting_again(
+        tmp_path, synth_root, cache_dir, monkeypatch, checkpoint):
+    """With the last epoch's weights evaluated (checkpoint last, or best when the last epoch was the best), its
+    validation predictions are the evaluated ones: one prediction pass fewer, the same probabilities bit for bit
+    and the same accuracy as predicting again."""
+    from fastai.learner import Learner
+
+    from audiosweep.training import LastValidation
+
+    calls, get_preds = [], Learner.get_preds
+    monkeypatch.setattr(Learner, "get_preds", lambda self, *a, **k: calls.append(1) or get_preds(self, *a, **k))
+
+    def run(name):
+        del calls[:]
+        argv = ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+                str(cache_dir), "--results_dir", str(tmp_path / name), *TINY, "--n_epochs", "1", "--split",
+                "stratified", "--checkpoint", checkpoint]
+        assert train.main(argv) == 0
+        (rec,) = read_records(tmp_path / name)
+        return rec, np.load(RunFiles.of(tmp_path / name, rec["run_id"]).predictions())["probs"], len(calls)
+
+    reused, reused_probs, n_reused = run("reused")
+    monkeypatch.setattr(LastValidation, "predictions", lambda self: None)  # as before: predicted again
+    again, again_probs, n_again = run("again")
+    assert (n_reused, n_again) == (0, 1)  # one epoch: the best is the last, with either checkpoint
+    reused, again = reused["summary"], again["summary"]
+    assert reused["accuracy"] == again["accuracy"] and reused["evaluated_epoch"] == again["evaluated_epoch"] == 1
+    assert np.array_equal(reused_probs, again_probs) and reused_probs.shape == (len(reused_probs), 10)
+
+
+def test_validation_predictions_are_reused_only_for_the_weights_and_clips_that_made_them():
+    from audiosweep.training import LastValidation
+
+    model, valid = object(), object()
+    learn = SimpleNamespace(model=model, dls=SimpleNamespace(valid=valid), loss_func=SimpleNamespace(),
+                            best_epoch=SimpleNamespace(epochs_trained=3, evaluated=3))
+    last = LastValidation()
+    last.learn = learn
+    last.batches = [(torch.tensor([[2.0, 1.0]]), torch.tensor([0])), (torch.tensor([[0.0, 3.0]]), torch.tensor([1]))]
+    last.at_epoch, last.made_by = 3, (model, valid)
+    probs, targets = last.predictions()
+    assert torch.equal(probs, torch.tensor([[2.0, 1.0], [0.0, 3.0]])) and targets.tolist() == [0, 1]
+    learn.best_epoch.evaluated = 2  # checkpoint best, the best epoch earlier: its weights were not validated last
+    assert last.predictions() is None
+    learn.best_epoch.evaluated = 3
+    for changed in ({"model": object()}, {"dls": SimpleNamespace(valid=object())}):  # finetune: head's head alone
+        assert LastValidation.predictions(SimpleNamespace(**{**vars(last), "learn": SimpleNamespace(
+            **{**vars(learn), **changed})})) is None
+    last.at_epoch = 2  # made before the last epoch
+    assert last.predictions() is None

@@ -173,3 +173,38 @@ def test_every_torchvision_arch_names_its_own_weights_file(arch, tmp_path, monke
     missing = missing_weights(merge([{"arch": arch}]), lambda host: False)
     tv_name = TORCHVISION_NAMES.get(arch, arch)
     assert missing.files == torchvision.models.get_model_weights(tv_name).DEFAULT.url.rsplit("/", 1)[1]
+
+
+def test_model_checks_are_kept_per_model_and_input(tmp_path, monkeypatch):
+    """The meta-device passes (input check, memory estimate) run once per model and input: a second run of the
+    same shape reads their results from cache_dir, another shape, class count or model knob is checked again,
+    and a refusal is never kept."""
+    from audiosweep import memory, preflight
+
+    calls = []
+    forward, estimate = preflight._forward_error, memory.estimate_training
+    monkeypatch.setattr(preflight, "_forward_error", lambda *a: calls.append("input") or forward(*a))
+    monkeypatch.setattr(preflight, "estimate_training", lambda *a: calls.append("memory") or estimate(*a))
+    base = {"arch": "simple_cnn", "pretrained": False, "n_mels": 32, "device": "cpu", "cache_dir": str(tmp_path / "c"),
+            "results_dir": str(tmp_path / "r")}
+    check_before_work(merge([base]))
+    assert calls == ["input", "memory"]
+    check_before_work(merge([base]))
+    assert calls == ["input", "memory"]  # kept
+    check_before_work(merge([{**base, "batch_size": 8}]))
+    assert calls == ["input", "memory", "memory"]  # the estimate is per batch size, the input check is not
+    check_before_work(merge([{**base, "n_mels": 40}]))
+    assert calls[3:] == ["input", "memory"]
+    cfg = merge([{**base, "n_mels": 40}])
+    frames = preflight.n_frames(cfg, preflight.clip_samples(cfg))
+    del calls[:]
+    preflight.check_model_input_once(cfg, frames, 10)  # another class count
+    assert calls == ["input"]
+    gpt = {**base, "arch": "cnn_gpt2", "n_mels": 64}
+    keys = {preflight.model_key(merge([{**gpt, "gpt2_layers": n}]), frames, 50) for n in (1, 2)}
+    assert len(keys) == 2  # the entry's own knobs are part of the key
+    bad = merge([{**base, "n_mels": 1}])
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="simple_cnn cannot take"):
+            check_before_work(bad)
+    assert len(list((tmp_path / "c" / preflight.MODEL_CHECKS).glob("*.json"))) == 6  # the refusal not kept

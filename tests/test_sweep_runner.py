@@ -296,3 +296,22 @@ def test_local_runs_are_grouped_named_and_tagged_for_wandb(tmp_path, capsys, mon
     assert main(run) == 1
     logs = [p.read_text() for p in (tmp_path / "res" / "envs" / "logs").glob("*.log")]
     assert all(t.count("WANDB_RUN_GROUP=None") == 1 and t.count("AUDIOSWEEP_SWEEP=None") == 1 for t in logs)
+
+
+@pytest.mark.parametrize("cores, workers, threads", [(2, 1, 2), (8, 3, 2), (2, 4, 1), (16, 2, 8)])
+def test_each_run_gets_the_cores_it_may_use_shared_by_the_workers(tmp_path, monkeypatch, cores, workers, threads):
+    """OMP_NUM_THREADS of a run: the cores of the runner's CPU affinity (not the machine's count) divided by the
+    concurrent runs; one the user set is kept."""
+    from audiosweep.sweep import procs
+    from audiosweep.sweep import runner as runner_module
+    from audiosweep.sweep.plan import PlanSource
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(procs.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(procs.os, "cpu_count", lambda: 64)
+    sweep = load_sweep(write_sweep(tmp_path / "t.yaml", {"trial_num": {"values": [1]}}))
+    opts = runner_module.Options(results_root=tmp_path, slots=[None] * workers)
+    runner = runner_module.Runner(sweep, PlanSource(sweep, expand(sweep), opts.folder(sweep)), opts)
+    assert runner.env(None)["OMP_NUM_THREADS"] == str(threads)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runner.env(None)["OMP_NUM_THREADS"] == "3"

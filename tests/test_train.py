@@ -389,3 +389,23 @@ def test_a_test_fold_is_seen_by_neither_training_nor_selection(tmp_path, cache_d
         assert (f["probs"].argmax(1) == f["targets"]).mean() == pytest.approx(s["test_accuracy"])
     with np.load(files.preds) as f:
         assert not set(f["filenames"]) & set(d.meta.filename.iloc[sorted(test)])
+
+
+@pytest.mark.slow
+def test_train_py_exits_once_its_output_and_wandb_run_are_written(tmp_path, synth_root, cache_dir):
+    """train.py leaves without the interpreter's shutdown (os._exit): the record, the last lines through a pipe,
+    W&B's offline run with its summary, and the exit status are all there."""
+    out = tmp_path / "res"
+    argv = [sys.executable, "train.py", "--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true",
+            "--cache_dir", str(cache_dir), "--results_dir", str(out), *TINY, "--n_epochs", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe: stdout block-buffered
+    proc = subprocess.run([*argv, "--wandb_mode", "offline"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("result record:")
+    (rec,) = read_records(out)
+    (log,) = (out / "wandb").glob(f"offline-run-*/run-{rec['run_id']}.wandb")
+    assert b"best_accuracy" in log.read_bytes()  # the summary, written at the run's finish
+    failed = subprocess.run([*argv, "--wandb_mode", "disabled", "--learning_rate", "1e8", "--mix_up", "0"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert failed.returncode == 1 and "(failed)" in failed.stdout.splitlines()[-1], failed.stderr[-3000:]

@@ -43,6 +43,16 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str], header: str,
                                 start_new_session=True, preexec_fn=_die_with(os.getpid(), parent_death_signal))
 
 
+def threads_per_run(concurrent: int) -> int:
+    """Intra-op threads for each of ``concurrent`` runs: the cores this process may run on (its CPU affinity, as
+    set by taskset or a batch scheduler; ``os.cpu_count`` counts the machine's) shared between them, at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS and Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, concurrent))
+
+
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
     """Send ``sig`` to the process group of ``proc`` (the child and whatever it started)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import results, tracking
 from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
-from .procs import exit_description, signal_group, spawn, stop_all, tail
+from .procs import exit_description, signal_group, spawn, stop_all, tail, threads_per_run
 from .spec import Run, Sweep, build_command, run_config
 
 try:
@@ -221,8 +221,8 @@ class Runner:
             env.update(self.wandb_env(run))
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        if "OMP_NUM_THREADS" not in os.environ:  # share the CPU cores between the workers
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.opts.slots)))
+        if "OMP_NUM_THREADS" not in os.environ:  # intra-op threads per run: the cores shared by the workers
+            env["OMP_NUM_THREADS"] = str(threads_per_run(len(self.opts.slots)))
         return env
 
     def wandb_env(self, run: Run) -> dict[str, str]:
