@@ -697,15 +697,39 @@ def coerce(key: str, value: Any, errors: list[str] | None = None) -> Any:
     """Convert ``value`` (from YAML, the CLI or W&B) to the type of ``key`` (a config key or an alias); raise a
     ConfigError if impossible, or with ``errors``, append its message there and return None."""
     try:
-        if isinstance(value, (str, int, float)) or value is None:  # hashable: each distinct value converted once
-            out = _coerce_scalar(key, value)
-            return copy.deepcopy(out) if isinstance(out, list) else out  # a list ("[64, 64]") is the caller's own
-        return _coerce(key, value)
+        frozen = _frozen(value) if not isinstance(value, list) or _takes_list(key) else None
+        if frozen is None and value is not None:  # a dict, or a list for a key of another type: no cache
+            return _coerce(key, value)
+        try:  # each distinct value converted once; a list as a tuple, which list keys take alike
+            out = _coerce_scalar(key, frozen)
+        except ConfigError:
+            if frozen is value:
+                raise
+            return _coerce(key, value)  # the message shows the list as given
+        return copy.deepcopy(out) if isinstance(out, list) else out  # a list ("[64, 64]") is the caller's own
     except ConfigError as e:
         if errors is None:
             raise
         errors.append(str(e))
         return None
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as a hashable key of the same meaning (lists of scalars as tuples), None when it has none."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = tuple(_frozen(v) for v in value)
+        return None if any(f is None and v is not None for f, v in zip(items, value)) else items
+    return None
+
+
+@functools.cache
+def _takes_list(key: str) -> bool:
+    tp = key_type(key)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_origin(tp) is list
 
 
 @functools.lru_cache(maxsize=65536, typed=True)  # typed: 1, 1.0 and True are different values here

@@ -618,3 +618,12 @@ def test_to_dict_is_asdict():
     assert out == dataclasses.asdict(cfg) and list(out) == list(dataclasses.asdict(cfg))
     out["resize_to"].append(1)
     assert cfg.resize_to == [32, 64]  # a copy
+
+
+def test_lists_are_converted_once_too_and_refused_as_given():
+    assert coerce("resize_to", [64, 32]) == [64, 32] and coerce("resize_to", (64, 32)) == [64, 32]
+    assert coerce("unfreeze_schedule", [[0, 1], [3, 4]]) == [[0, 1], [3, 4]]
+    with pytest.raises(ConfigError, match=r"arch: expected str, got \['a'\]"):  # a str key: no list, no tuple
+        coerce("arch", ["a"])
+    with pytest.raises(ConfigError, match="resize_to: expected int, got 'x'"):
+        coerce("resize_to", ["x"])
