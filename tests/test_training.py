@@ -42,17 +42,22 @@ class Poison(History):
                 p.fill_(float("nan"))
 
 
-def test_a_diverging_run_stops_and_says_where():
+def fit_linear(history: History, bs: int, message: str) -> None:
+    """Fit a linear model on 48 random clips in batches of ``bs`` with ``history``; it must diverge with
+    ``message``."""
     torch.manual_seed(0)
     x, y = torch.randn(64, 1, 4, 4), torch.randint(0, 2, (64,))
     idx = torch.arange(64)
-    dls = DataLoaders(TensorLoader(x, y, 16, shuffle=True, idx=idx[:48]), TensorLoader(x, y, 32, idx=idx[48:]))
-    history = Poison()
+    dls = DataLoaders(TensorLoader(x, y, bs, shuffle=True, idx=idx[:48]), TensorLoader(x, y, 32, idx=idx[48:]))
     learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), loss_func=nn.CrossEntropyLoss(),
                     cbs=[history, StopOnDivergence(), ModelBody(pretrained=False)])
-    with pytest.raises(Diverged, match="at epoch 2, batch 1: lower learning_rate"), learn.no_bar(), \
-            learn.no_logging():
+    with pytest.raises(Diverged, match=message), learn.no_bar(), learn.no_logging():
         fit(learn, merge([{"arch": "simple_cnn", "n_epochs": 4, "learning_rate": 1e-3}]))
+
+
+def test_a_diverging_run_stops_and_says_where():
+    history = Poison()
+    fit_linear(history, 16, "at epoch 2, batch 1: lower learning_rate")
     assert len(history.rows) == 1  # the epoch before is kept; nothing after
 
 
@@ -64,16 +69,8 @@ def test_the_first_bad_batch_is_named_though_checked_once_an_epoch():
                     for p in self.model.parameters():
                         p.fill_(float("inf"))
 
-    torch.manual_seed(0)
-    x, y = torch.randn(64, 1, 4, 4), torch.randint(0, 2, (64,))
-    idx = torch.arange(64)
-    dls = DataLoaders(TensorLoader(x, y, 8, shuffle=True, idx=idx[:48]), TensorLoader(x, y, 32, idx=idx[48:]))
     history = PoisonBatch()
-    learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), loss_func=nn.CrossEntropyLoss(),
-                    cbs=[history, StopOnDivergence(), ModelBody(pretrained=False)])
-    with pytest.raises(Diverged, match="loss became nan at epoch 2, batch 3: lower"), learn.no_bar(), \
-            learn.no_logging():
-        fit(learn, merge([{"arch": "simple_cnn", "n_epochs": 4, "learning_rate": 1e-3}]))
+    fit_linear(history, 8, "loss became nan at epoch 2, batch 3: lower")
     assert len(history.rows) == 1
 
 
