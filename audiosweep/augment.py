@@ -123,10 +123,21 @@ class SpectralWarp:
 
     @staticmethod
     def _apply(pitch: torch.Tensor, stretch: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
-        # The whole batch at once, each clip at its own step (no per-clip loop, no host sync): torch's interpolate
-        # and grid_sample take one scale per call or sample outside the grid differently.
-        power = _resample(power, 1, torch.exp2(-pitch.double() / 12).float(), pitch != 0)
-        return _resample(power, 2, 1.0 + stretch, stretch != 0)
+        # Many clips at once, each at its own step (no per-clip loop, no host sync): torch's interpolate and
+        # grid_sample take one scale per call or sample outside the grid differently. A GPU takes the whole batch,
+        # the CPU CPU_WARP_CLIPS at a time: whole-batch temporaries leave its caches (64 clips of 257 x 501 bins on
+        # a busy core: 6.4 ms a clip at once, 1.2 ms in twos, 1.1 ms one by one as before).
+        step = len(power) if power.device.type != "cpu" else CPU_WARP_CLIPS
+        out = []
+        for i in range(0, len(power), step):
+            p, s = pitch[i:i + step], stretch[i:i + step]
+            out.append(_resample(_resample(power[i:i + step], 1, torch.exp2(-p.double() / 12).float(), p != 0),
+                                 2, 1.0 + s, s != 0))
+        return torch.cat(out)
+
+
+# Clips a spectral warp reads at once on the CPU (see SpectralWarp._apply).
+CPU_WARP_CLIPS = 2
 
 
 def draw_warps(cfg: Config, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,16 +253,21 @@ def fit_length(wav: torch.Tensor, n: int) -> torch.Tensor:
 
 def _resample(x: torch.Tensor, dim: int, step: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """``x`` (B, bins, frames), each clip ``i`` with ``active[i]`` read along ``dim`` (1 or 2) at positions
-    ``j * step[i]``, linearly interpolated; positions past the end read as 0 (silence). Other clips unchanged."""
-    size = x.shape[dim]
+    ``j * step[i]``, linearly interpolated; positions past the end read as 0 (silence). Other clips unchanged.
+    The axis read is brought to the rows of a (B * size, rest) matrix, whose rows one index_select gathers: on
+    the CPU 4x as fast as ``gather`` with a broadcast index, on a GPU one kernel either way."""
+    rows = x if dim == 1 else x.transpose(1, 2)
+    batch, size, rest = rows.shape
+    flat = rows.reshape(batch * size, rest)
     pos = torch.arange(size, device=x.device, dtype=torch.float32) * step.float()[:, None]  # (B, size)
     lo = pos.floor().long()
-    shape = (len(x), size, 1) if dim == 1 else (len(x), 1, size)
-    w, inside = (pos - lo).view(shape), (lo < size).view(shape)
-    a = x.gather(dim, lo.clamp(max=size - 1).view(shape).expand_as(x))
-    b = x.gather(dim, (lo + 1).clamp(max=size - 1).view(shape).expand_as(x))
+    w, inside = (pos - lo).unsqueeze(-1), (lo < size).unsqueeze(-1)
+    base = (torch.arange(batch, device=x.device) * size)[:, None]
+    a = flat.index_select(0, (base + lo.clamp(max=size - 1)).flatten()).view(batch, size, rest)
+    b = flat.index_select(0, (base + (lo + 1).clamp(max=size - 1)).flatten()).view(batch, size, rest)
     warped = torch.where(inside, a * (1 - w) + b * w, torch.zeros((), device=x.device, dtype=x.dtype))
-    return torch.where(active.view(-1, 1, 1), warped, x)
+    warped = torch.where(active.view(-1, 1, 1), warped, rows)
+    return warped if dim == 1 else warped.transpose(1, 2)
 
 
 class SpecAugment(nn.Module):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train
+from audiosweep import augment
 from audiosweep.augment import (
     SpecAugment,
     SpectralWarp,
@@ -103,9 +104,11 @@ def _resample_one(x: torch.Tensor, dim: int, step: float) -> torch.Tensor:
 @pytest.mark.parametrize("keys", [{"pitch_p": 0.6, "stretch_p": 0.6},
                                   {"pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "stretch_p": 1,
                                    "stretch_min_rate": 0.9, "stretch_max_rate": 1.2}])
-def test_the_batched_spectral_warp_equals_the_loop_over_clips(keys):
-    """The same draws, the whole batch at once: as the Python loop over clips (one pitch then one stretch
+@pytest.mark.parametrize("at_once", [2, 64])  # the CPU's chunks; the whole batch, as on a GPU
+def test_the_batched_spectral_warp_equals_the_loop_over_clips(keys, at_once, monkeypatch):
+    """The same draws, many clips at once: as the Python loop over clips (one pitch then one stretch
     resampling per clip) to float tolerance."""
+    monkeypatch.setattr(augment, "CPU_WARP_CLIPS", at_once)
     cfg = merge([keys])
     torch.manual_seed(7)
     power = torch.rand(64, 257, 120) ** 4
