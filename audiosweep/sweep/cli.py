@@ -2,6 +2,7 @@
 
     python -m audiosweep.sweep check sweeps/*.yaml                  # validate, count the runs
     python -m audiosweep.sweep check THEIR.yaml --config base.yaml --runs   # each run's config, as JSON lines
+    python -m audiosweep.sweep check sweeps/*.yaml --estimate       # and device-hours, from records under results/
     python -m audiosweep.sweep run sweeps/smoke.yaml --workers 2    # local pool, no W&B server needed
     python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
     wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
