@@ -30,8 +30,19 @@ def distinct_values(values) -> list:
     """Distinct values in first-seen order (None, floats and tuples alike)."""
     seen = {}
     for v in values:
-        seen.setdefault(json.dumps(v, sort_keys=True, default=str), v)
+        seen.setdefault(_cell_key(v), v)
     return list(seen.values())
+
+
+def _cell_key(v) -> object:
+    """A key equal for values JSON writes alike: scalars by type and value (a float by its repr, as JSON writes
+    it: every NaN alike, -0.0 apart from 0.0), anything else (tuples, lists, dicts) by its JSON text, slower."""
+    t = type(v)
+    if v is None or t is str or t is int or t is bool:
+        return t, v
+    if t is float:
+        return t, repr(v)
+    return json.dumps(v, sort_keys=True, default=str)
 
 
 def varying_keys(df: pd.DataFrame, ignore: set[str] = NUISANCE_KEYS) -> list[str]:

@@ -122,27 +122,34 @@ class SpectralWarp:
         return functools.partial(self._apply, *draw_warps(self.cfg, n, device))
 
     @staticmethod
-    def _apply(pitch: list[float], stretch: list[float], power: torch.Tensor) -> torch.Tensor:
-        out = power.clone() if any(pitch) or any(stretch) else power
-        for i, (semitones, rate) in enumerate(zip(pitch, stretch, strict=True)):
-            if semitones:
-                out[i] = _resample(out[i], 0, 2.0 ** (-semitones / 12))
-            if rate:
-                out[i] = _resample(out[i], 1, 1.0 + rate)
-        return out
+    def _apply(pitch: torch.Tensor, stretch: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+        # Many clips at once, each at its own step (no per-clip loop, no host sync): torch's interpolate and
+        # grid_sample take one scale per call or sample outside the grid differently. A GPU takes the whole batch,
+        # the CPU CPU_WARP_CLIPS at a time: whole-batch temporaries leave its caches (64 clips of 257 x 501 bins on
+        # a busy core: 6.4 ms a clip at once, 1.2 ms in twos, 1.1 ms one by one as before).
+        step = len(power) if power.device.type != "cpu" else CPU_WARP_CLIPS
+        out = []
+        for i in range(0, len(power), step):
+            p, s = pitch[i:i + step], stretch[i:i + step]
+            out.append(_resample(_resample(power[i:i + step], 1, torch.exp2(-p.double() / 12).float(), p != 0),
+                                 2, 1.0 + s, s != 0))
+        return torch.cat(out)
 
 
-def draw_warps(cfg: Config, n: int, device: torch.device) -> tuple[list[float], list[float]]:
-    """Per clip, the pitch shift in semitones and the time stretch rate minus 1 (0 = none): with probability
-    ``pitch_p`` uniform in +-``pitch_semitones`` (whole semitones with ``pitch_integer``), with probability
-    ``stretch_p`` a rate uniform between ``cfg.stretch_rates``."""
+# Clips a spectral warp reads at once on the CPU (see SpectralWarp._apply).
+CPU_WARP_CLIPS = 2
+
+
+def draw_warps(cfg: Config, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per clip, on ``device``, the pitch shift in semitones and the time stretch rate minus 1 (0 = none): with
+    probability ``pitch_p`` uniform in +-``pitch_semitones`` (whole semitones with ``pitch_integer``), with
+    probability ``stretch_p`` a rate uniform between ``cfg.stretch_rates``."""
     if cfg.pitch_integer and cfg.pitch_p > 0:
         whole = int(cfg.pitch_semitones)
         pitch = _gate(torch.randint(-whole, whole + 1, (n,), device=device).float(), cfg.pitch_p)
     else:
         pitch = _draw(n, cfg.pitch_p, -cfg.pitch_semitones, cfg.pitch_semitones, device)
-    stretch = _draw(n, cfg.stretch_p, *_stretch_offsets(cfg), device)
-    return pitch.tolist(), stretch.tolist()  # one device sync, not one per clip
+    return pitch, _draw(n, cfg.stretch_p, *_stretch_offsets(cfg), device)
 
 
 def _stretch_offsets(cfg: Config) -> tuple[float, float]:
@@ -198,7 +205,8 @@ class WaveformWarp:
     def groups(self, wav: torch.Tensor) -> list[tuple[list[int], torch.Tensor]]:
         """The warped clips, grouped by length (a stretched clip is ``round(samples / rate)`` long): the clips'
         row numbers and their waveforms, the unstretched ones (at the clip's length) first."""
-        pitch, stretch = draw_warps(self.cfg, len(wav), wav.device)
+        # torchaudio's functions take one factor per call: the draws go to the host (one sync a batch).
+        pitch, stretch = (t.tolist() for t in draw_warps(self.cfg, len(wav), wav.device))
         out = wav.clone() if any(pitch) else wav
         for semitones, rows in _groups(pitch):
             out[rows] = pitch_shift(out[rows], semitones)
@@ -243,17 +251,23 @@ def fit_length(wav: torch.Tensor, n: int) -> torch.Tensor:
     return torch.nn.functional.pad(wav[..., :n], (0, max(0, n - wav.shape[-1])))
 
 
-def _resample(x: torch.Tensor, dim: int, step: float) -> torch.Tensor:
-    """``x`` (bins, frames) read along ``dim`` at positions ``i * step``, linearly interpolated; positions past
-    the end read as 0 (silence)."""
-    size = x.shape[dim]
-    pos = torch.arange(size, device=x.device, dtype=torch.float32) * step
+def _resample(x: torch.Tensor, dim: int, step: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, bins, frames), each clip ``i`` with ``active[i]`` read along ``dim`` (1 or 2) at positions
+    ``j * step[i]``, linearly interpolated; positions past the end read as 0 (silence). Other clips unchanged.
+    The axis read is brought to the rows of a (B * size, rest) matrix, whose rows one index_select gathers: on
+    the CPU 4x as fast as ``gather`` with a broadcast index, on a GPU one kernel either way."""
+    rows = x if dim == 1 else x.transpose(1, 2)
+    batch, size, rest = rows.shape
+    flat = rows.reshape(batch * size, rest)
+    pos = torch.arange(size, device=x.device, dtype=torch.float32) * step.float()[:, None]  # (B, size)
     lo = pos.floor().long()
-    w = (pos - lo).unsqueeze(1 - dim)
-    inside = (lo < size).unsqueeze(1 - dim)
-    a = x.index_select(dim, lo.clamp(max=size - 1))
-    b = x.index_select(dim, (lo + 1).clamp(max=size - 1))
-    return torch.where(inside, a * (1 - w) + b * w, torch.zeros((), device=x.device, dtype=x.dtype))
+    w, inside = (pos - lo).unsqueeze(-1), (lo < size).unsqueeze(-1)
+    base = (torch.arange(batch, device=x.device) * size)[:, None]
+    a = flat.index_select(0, (base + lo.clamp(max=size - 1)).flatten()).view(batch, size, rest)
+    b = flat.index_select(0, (base + (lo + 1).clamp(max=size - 1)).flatten()).view(batch, size, rest)
+    warped = torch.where(inside, a * (1 - w) + b * w, torch.zeros((), device=x.device, dtype=x.dtype))
+    warped = torch.where(active.view(-1, 1, 1), warped, rows)
+    return warped if dim == 1 else warped.transpose(1, 2)
 
 
 class SpecAugment(nn.Module):

@@ -51,8 +51,9 @@ class ModelBody(Callback):
 
 
 class StopOnDivergence(Callback):
-    """Stop training as soon as a training or validation loss is not finite (what follows is noise) and keep
-    why in ``problem``: :func:`fit` then raises :class:`~audiosweep.errors.Diverged`, so the run is recorded
+    """Stop training when a training loss (checked at the end of the epoch's training batches: no host sync per
+    batch) or a validation loss is not finite (what follows is noise) and keep why in ``problem``, naming the epoch
+    and the first bad batch: :func:`fit` then raises :class:`~audiosweep.errors.Diverged`, so the run is recorded
     as failed, never as finished. Like fastai's ``TerminateOnNaNCallback``, plus validation and the reason."""
 
     order = 61  # after History (60): the epoch that diverged keeps its row
@@ -66,10 +67,29 @@ class StopOnDivergence(Callback):
 
     def before_train(self):
         self.epochs += 1
+        self.first_bad = None  # per epoch, on the loss's device: the first non-finite batch (0: none) and its loss
 
     def after_batch(self):
-        if self.training and not torch.isfinite(self.loss).all():
-            self.stop(f"training loss became {self.loss.item()} at epoch {self.epochs}, batch {self.iter + 1}")
+        # No host sync per batch (a GPU would wait for every step): the first bad batch is kept on the device and
+        # read once, after the epoch's training batches.
+        if not self.training:
+            return
+        loss = self.loss.detach().reshape(-1)
+        bad = ~torch.isfinite(loss)
+        if self.first_bad is None:
+            self.first_bad = (torch.zeros((), dtype=torch.long, device=loss.device),
+                              torch.zeros((), dtype=loss.dtype, device=loss.device))
+        batch, value = self.first_bad
+        first = bad.any() & (batch == 0)
+        self.first_bad = (torch.where(first, self.iter + 1, batch),
+                          torch.where(first, loss.gather(0, bad.int().argmax().reshape(1))[0], value))
+
+    def after_train(self):
+        if self.first_bad is None:
+            return
+        batch, value = (t.item() for t in self.first_bad)  # the epoch's one host sync
+        if batch:
+            self.stop(f"training loss became {value} at epoch {self.epochs}, batch {batch}")
 
     def after_epoch(self):
         valid = dict(zip(self.recorder.metric_names, self.recorder.log)).get("valid_loss")

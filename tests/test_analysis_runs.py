@@ -320,3 +320,15 @@ def test_a_run_id_that_is_no_file_name_is_refused_by_the_report(tmp_path, capsys
     assert "run_id '../../escaped' is not a file name" in capsys.readouterr().err
     assert report.main([str(study), "--skip-bad", "--out", str(tmp_path / "rep")]) == 0
     assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "escaped.csv").exists()
+
+
+def test_distinct_values_match_those_of_their_json_text():
+    """Cells are told apart without writing each as JSON, yet as JSON would: NaNs alike, -0.0 apart from 0.0, 1
+    apart from 1.0 and True, a tuple like the list it was, dicts whatever their key order."""
+    values = [None, float("nan"), float("nan"), -0.0, 0.0, 1, 1.0, True, "1", (1, 2), [1, 2], {"a": 1, "b": 2},
+              {"b": 2, "a": 1}, 1, "x", None]
+    by_json = list({json.dumps(v, sort_keys=True, default=str): v for v in reversed(values)}.values())[::-1]
+    got = checks.distinct_values(values)
+    assert len(got) == len(by_json) == 11
+    assert [json.dumps(v, sort_keys=True) for v in got] == \
+        list(dict.fromkeys(json.dumps(v, sort_keys=True, default=str) for v in values))

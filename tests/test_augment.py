@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train
+from audiosweep import augment
 from audiosweep.augment import (
     SpecAugment,
     SpectralWarp,
@@ -79,12 +80,50 @@ def test_noise_sigma_is_white_only():
 
 
 def test_resampling_an_axis_moves_a_peak_and_pads_with_silence():
-    power = torch.zeros(300, 40)
-    power[100] = 1.0
-    assert _resample(power, 0, 0.5).argmax(0).eq(200).all()  # read at k/2: one octave up
-    clip = torch.ones(10, 40)
-    fast = _resample(clip, 1, 2.0)  # twice as fast: the second half is silence
-    assert fast[:, :20].eq(1).all() and fast[:, 20:].eq(0).all()
+    power = torch.zeros(2, 300, 40)
+    power[:, 100] = 1.0
+    up = _resample(power, 1, torch.tensor([0.5, 0.5]), torch.tensor([True, False]))
+    assert up[0].argmax(0).eq(200).all() and torch.equal(up[1], power[1])  # read at k/2: one octave up; off: as is
+    clip = torch.ones(1, 10, 40)
+    fast = _resample(clip, 2, torch.tensor([2.0]), torch.tensor([True]))  # twice as fast: second half is silence
+    assert fast[0, :, :20].eq(1).all() and fast[0, :, 20:].eq(0).all()
+
+
+def _resample_one(x: torch.Tensor, dim: int, step: float) -> torch.Tensor:
+    """The per-clip resampling of before the batched one, kept as the reference."""
+    size = x.shape[dim]
+    pos = torch.arange(size, device=x.device, dtype=torch.float32) * step
+    lo = pos.floor().long()
+    w = (pos - lo).unsqueeze(1 - dim)
+    inside = (lo < size).unsqueeze(1 - dim)
+    a = x.index_select(dim, lo.clamp(max=size - 1))
+    b = x.index_select(dim, (lo + 1).clamp(max=size - 1))
+    return torch.where(inside, a * (1 - w) + b * w, torch.zeros((), device=x.device, dtype=x.dtype))
+
+
+@pytest.mark.parametrize("keys", [{"pitch_p": 0.6, "stretch_p": 0.6},
+                                  {"pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "stretch_p": 1,
+                                   "stretch_min_rate": 0.9, "stretch_max_rate": 1.2}])
+@pytest.mark.parametrize("at_once", [2, 64])  # the CPU's chunks; the whole batch, as on a GPU
+def test_the_batched_spectral_warp_equals_the_loop_over_clips(keys, at_once, monkeypatch):
+    """The same draws, many clips at once: as the Python loop over clips (one pitch then one stretch
+    resampling per clip) to float tolerance."""
+    monkeypatch.setattr(augment, "CPU_WARP_CLIPS", at_once)
+    cfg = merge([keys])
+    torch.manual_seed(7)
+    power = torch.rand(64, 257, 120) ** 4
+    torch.manual_seed(8)
+    new = SpectralWarp(cfg)(power)
+    torch.manual_seed(8)
+    pitch, stretch = (t.tolist() for t in draw_warps(cfg, 64, torch.device("cpu")))
+    old = power.clone()
+    for i, (semitones, rate) in enumerate(zip(pitch, stretch, strict=True)):
+        if semitones:
+            old[i] = _resample_one(old[i], 0, 2.0 ** (-semitones / 12))
+        if rate:
+            old[i] = _resample_one(old[i], 1, 1.0 + rate)
+    assert any(pitch) and any(stretch)
+    torch.testing.assert_close(new, old, rtol=1e-6, atol=1e-7)
 
 
 def test_pitch_shift_and_stretch_draw_per_clip():
@@ -138,7 +177,7 @@ def test_default_spectral_draws_are_those_of_before():
     for keys in ({"pitch_p": 0.7, "stretch_p": 0.6}, {"stretch_p": 1, "stretch_max": 0.3}, {"pitch_p": 1}):
         cfg = merge([keys])
         torch.manual_seed(4)
-        new = draw_warps(cfg, 64, torch.device("cpu"))
+        new = tuple(t.tolist() for t in draw_warps(cfg, 64, torch.device("cpu")))
         torch.manual_seed(4)
         old = old_draw(64, cfg.pitch_p, cfg.pitch_semitones), old_draw(64, cfg.stretch_p, cfg.stretch_max)
         assert new == old
@@ -171,7 +210,7 @@ def test_a_waveform_pitch_shift_moves_a_tone_by_its_semitones(semitones):
 def test_waveform_warp_shifts_each_clip_by_its_whole_semitone_draw():
     cfg = merge([{**SMALL, "pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "warp_domain": "waveform"}])
     torch.manual_seed(5)
-    drawn, _ = draw_warps(cfg, 10, torch.device("cpu"))
+    drawn = draw_warps(cfg, 10, torch.device("cpu"))[0].tolist()
     torch.manual_seed(5)
     out = WaveformWarp(cfg)(tones(10))
     assert len(set(drawn)) > 2  # several groups of one value each
@@ -202,7 +241,7 @@ def test_the_papers_draws_whole_semitones_in_two_and_rates_in_0_9_to_1_2():
     cfg = merge([{"pitch_p": 1, "pitch_semitones": 2, "pitch_integer": True, "stretch_p": 1,
                   "stretch_min_rate": 0.9, "stretch_max_rate": 1.2}])
     torch.manual_seed(6)
-    pitch, stretch = draw_warps(cfg, 2000, torch.device("cpu"))
+    pitch, stretch = (t.tolist() for t in draw_warps(cfg, 2000, torch.device("cpu")))
     assert set(pitch) == {-2.0, -1.0, 0.0, 1.0, 2.0}
     assert 350 < pitch.count(0.0) < 450  # each value a fifth of the time
     rates = torch.tensor(stretch) + 1

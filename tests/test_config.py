@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -591,3 +592,38 @@ def test_a_string_that_is_no_yaml_value_is_judged_as_text():
     assert coerce("arch", "!x(y)") == "!x(y)"  # YAML reads a tag there; a str-typed key keeps the text
     with pytest.raises(ConfigError, match="n_mels: expected int, got '!pixel'"):
         coerce("n_mels", "!pixel")
+
+
+def test_coerce_converts_each_distinct_value_once_and_hands_out_its_own_lists():
+    from audiosweep.config import _coerce_scalar
+
+    _coerce_scalar.cache_clear()
+    for _ in range(3):
+        assert coerce("n_mels", "64") == 64 and coerce("learning_rate", 0.01) == 0.01
+    assert _coerce_scalar.cache_info().misses == 2 and _coerce_scalar.cache_info().hits == 4
+    first = coerce("resize_to", "[64, 64]")
+    first.append(1)
+    assert coerce("resize_to", "[64, 64]") == [64, 64]  # the cached list is never the caller's
+    assert coerce("n_epochs", True, errors := []) is None and errors  # True is no int, though True == 1
+    assert coerce("n_epochs", 1) == 1
+    with pytest.raises(ConfigError, match="n_mels: expected int"):
+        coerce("n_mels", "!pixel")
+    with pytest.raises(ConfigError, match="n_mels: expected int"):  # an error is raised every time, not cached
+        coerce("n_mels", "!pixel")
+
+
+def test_to_dict_is_asdict():
+    cfg = merge([{"resize_to": [32, 64], "unfreeze_schedule": [[0, 1], [3, 4]], "arch": "resnet18"}])
+    out = cfg.to_dict()
+    assert out == dataclasses.asdict(cfg) and list(out) == list(dataclasses.asdict(cfg))
+    out["resize_to"].append(1)
+    assert cfg.resize_to == [32, 64]  # a copy
+
+
+def test_lists_are_converted_once_too_and_refused_as_given():
+    assert coerce("resize_to", [64, 32]) == [64, 32] and coerce("resize_to", (64, 32)) == [64, 32]
+    assert coerce("unfreeze_schedule", [[0, 1], [3, 4]]) == [[0, 1], [3, 4]]
+    with pytest.raises(ConfigError, match=r"arch: expected str, got \['a'\]"):  # a str key: no list, no tuple
+        coerce("arch", ["a"])
+    with pytest.raises(ConfigError, match="resize_to: expected int, got 'x'"):
+        coerce("resize_to", ["x"])

@@ -572,3 +572,17 @@ def test_a_metric_that_is_no_name_is_refused(tmp_path, capsys):
     path = write_sweep(tmp_path / "m.yaml", {"n_mels": 64}, metric={"name": ["accuracy"], "goal": "maximize"})
     assert main(["check", str(path)]) == 2
     assert "metric: name and goal are strings" in capsys.readouterr().err
+
+
+def test_checking_a_grid_builds_train_pys_parser_once(tmp_path, monkeypatch):
+    from audiosweep.config import build_parser
+    from audiosweep.sweep import spec
+
+    built = []
+    monkeypatch.setattr(spec, "build_parser", lambda: built.append(1) or build_parser())
+    spec._train_parser.cache_clear()
+    plan = expand(load_sweep(write_sweep(tmp_path / "s.yaml", {"n_mels": {"values": [32, 64, 128]},
+                                                               "learning_rate": {"values": [0.001, 0.01]}})))
+    spec._train_parser.cache_clear()
+    assert len(plan.runs) == 6 and built == [1]
+    assert [r.config["n_mels"] for r in plan.runs] == [32, 64, 128] * 2

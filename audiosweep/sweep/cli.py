@@ -2,6 +2,7 @@
 
     python -m audiosweep.sweep check sweeps/*.yaml                  # validate, count the runs
     python -m audiosweep.sweep check THEIR.yaml --config base.yaml --runs   # each run's config, as JSON lines
+    python -m audiosweep.sweep check sweeps/*.yaml --estimate       # and device-hours, from records under results/
     python -m audiosweep.sweep run sweeps/smoke.yaml --workers 2    # local pool, no W&B server needed
     python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
     wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
@@ -22,6 +23,7 @@ from .spec import (
     MAX_GRID_POINTS,
     MAX_SWEEP_BYTES,
     MAX_YAML_NODES,
+    build_command,
     count_label,
     expand,
     load_recipe,
@@ -32,7 +34,7 @@ from .spec import (
 def cmd_check(args: argparse.Namespace) -> int:
     out = sys.stderr if args.runs else sys.stdout  # --runs: stdout holds the JSON lines only
     recipe = load_recipe(args.config) if args.config else None
-    bad, total = 0, 0
+    bad, total, seconds = 0, 0, 0.0
     for f in args.files:
         try:
             sweep = load_sweep(f, recipe)
@@ -52,15 +54,34 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{f}: {count_label(sweep, plan)}" + (f"; varies {varies}" if varies else ""), file=out, flush=True)
         for note in plan.notes:
             print(f"  note: {note}", file=out)
+        if args.estimate and listed:
+            seconds += add_estimate(args, sweep, plan, out)
         if args.runs and listed:
             for run in plan.runs:
                 print(json.dumps({"sweep": str(f), "config_id": run.config_id, "config": run.config}), flush=True)
         elif args.runs:
             print(f"  note: --runs lists no run of {f}: a {sweep.method} sweep without a bound chooses its runs "
                   "as it goes", file=out)
-    print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones",
-          file=out)
+    print(f"{len(args.files) - bad} of {len(args.files)} sweep file(s) valid; {total} runs in the bounded ones"
+          + (f"; estimated {seconds / 3600:.2f} device-hours for those with matching records" if args.estimate
+             else ""), file=out)
     return EXIT_REFUSED if bad else EXIT_OK
+
+
+def add_estimate(args: argparse.Namespace, sweep, plan, out) -> float:
+    """Print ``--estimate``'s lines for one sweep file; return its estimated seconds."""
+    from .cost import CostModel, calibration_command, estimate, estimate_lines, this_device
+
+    if not hasattr(args, "cost_model"):  # the records are read once for all files
+        args.cost_model = CostModel.from_records(Path(args.results_dir))
+    device = this_device(plan.runs[0].config["device"]) if plan.runs else this_device()
+    est = estimate(args.cost_model, (run.config for run in plan.runs), device)
+    first = next((run for run in plan.runs if run.config is est.unknown[0]), None) if est.unknown else None
+    calibration = None if first is None else calibration_command(build_command(sweep, first.params),
+                                                                 Path(args.results_dir))
+    for line in estimate_lines(str(sweep.path), est, device, Path(args.results_dir), calibration):
+        print(line, file=out)
+    return est.seconds
 
 
 def missing_weights_errors(path, runs) -> list[str]:
@@ -100,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         slots = [None] * (args.workers or 1)
     opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, prior_s=None if args.dry_run else prior_seconds(plan, Path(args.results_dir),
+                                                                                       slots[0]))
     folder = opts.folder(sweep)
     if not args.dry_run:  # the records, logs, lock and study go there: refused before any work when it cannot
         try:
@@ -122,6 +144,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sweep.method != "bayes":  # the pruner compares trials: a plan's runs become trials of a study of rungs
         source = RungSource(source, sweep, folder)
     return Runner(sweep, source, opts, Hyperband(folder, sweep.raw["metric"]["name"], source.trial)).run()
+
+
+def prior_seconds(plan, results_dir: Path, gpu: str | None) -> float | None:
+    """The mean seconds of the plan's runs by the cost model, over those with matching records under
+    ``results_dir`` (None without any): the runner's ETA before a run has ended."""
+    from .cost import CostModel, this_device
+
+    if not plan.runs:
+        return None
+    model = CostModel.from_records(results_dir)
+    if not model.measured:  # no records: no torch import in the runner either
+        return None
+    device = this_device(f"cuda:{gpu}" if gpu is not None and gpu.isdigit() else plan.runs[0].config["device"],
+                         init_cuda=False)  # the runs get the GPUs: no CUDA context in the runner
+    if device is None:
+        return None
+    known = [s for run in plan.runs if (s := model.run_seconds(run.config, device)) is not None]
+    return sum(known) / len(known) if known else None
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
@@ -174,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-weights", dest="weights", action="store_false",
                    help="skip the check that the pretrained weights the runs need are on this machine or "
                         "downloadable from it (to check files for another machine)")
+    c.add_argument("--estimate", action="store_true",
+                   help="also print each file's estimated device-hours on this machine's device, from the epoch "
+                        "times of records of the same architecture and input shape under --results-dir (and a "
+                        "short calibration run to make when there are none)")
+    c.add_argument("--results-dir", default="results", metavar="DIR",
+                   help="where --estimate looks for records, searched recursively (default: results)")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="run a sweep locally (grid, random or bayes), resumable",

@@ -42,6 +42,7 @@ class Options:
     wandb_mode: str = "auto"  # as train.py: online with W&B credentials, else offline
     dry_run: bool = False
     grace_s: float = 10.0  # how long stopped runs get before SIGKILL
+    prior_s: float | None = None  # a run's seconds by the cost model (records of earlier runs): the first ETA
 
     def folder(self, sweep: Sweep) -> Path:
         """The sweep's results folder: its records, logs and Optuna journal; always inside ``results_root``."""
@@ -94,14 +95,16 @@ class RecordIndex:
         return {r["path"] for r in self.by_id.get(cid, [])}
 
 
-def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int) -> float | None:
-    """Seconds until the sweep ends (None before a run ended, and when none is left): every run still to do takes
-    the mean of ``durations`` (the ended runs'), a running one the mean less its ``elapsed`` time (at least 0),
-    and the workers share that work evenly (as many of them as there are runs left)."""
+def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int,
+                prior: float | None = None) -> float | None:
+    """Seconds until the sweep ends (None before a run ended without a ``prior``, and when none is left): every run
+    still to do takes the mean of ``durations`` (the ended runs'; before any, ``prior``: the seconds a run takes
+    by :mod:`~audiosweep.sweep.cost`'s model), a running one the mean less its ``elapsed`` time (at least 0), and
+    the workers share that work evenly (as many of them as there are runs left)."""
     busy = min(workers, pending + len(elapsed))
-    if not durations or not busy:
+    if not (durations or prior) or not busy:
         return None
-    mean = sum(durations) / len(durations)
+    mean = sum(durations) / len(durations) if durations else prior
     return (pending * mean + sum(max(mean - e, 0.0) for e in elapsed)) / busy
 
 
@@ -278,7 +281,7 @@ class Runner:
                 counted = sum(self.finish(self.running.pop(slot), bar.total) for slot in ended)
                 if counted or interactive:  # a log file gets a new line only when a run ends
                     eta = eta_text(eta_seconds(self.durations, [time.time() - j.started for j in self.running.values()],
-                                               self.source.left(), len(self.opts.slots)))
+                                               self.source.left(), len(self.opts.slots), self.opts.prior_s))
                 postfix = (f"done {self.counts['finished']}, failed {self.counts['failed']}, "
                            f"running {len(self.running)}, left {self.source.left()}" + (f", {eta}" if eta else ""))
                 if counted or postfix != bar.postfix or (interactive and time.time() - bar.last_print_t > 1):

@@ -6,7 +6,9 @@ so the runner recognises a run by the record train.py writes, whatever the key o
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import functools
 import itertools
 import json
 import math
@@ -25,9 +27,10 @@ from ..config import (
     CONFIG_FILE_KEY,
     FIELDS,
     ConfigError,
+    build_parser,
     load_yaml,
     merge,
-    parse_args,
+    parse_known,
     unknown_key_message,
 )
 from ..errors import SweepError
@@ -381,12 +384,18 @@ def run_config(params: dict[str, Any], recipe: Path | None = None) -> dict[str, 
     layers = [load_yaml(f) for f in files]  # as train.py reads them, the later winning
     cfg = merge([*layers, {k: v for k, v in params.items() if k != CONFIG_FILE_KEY}]).effective_dict()
     args = render_args(params, recipe)["args"]
-    via_cli = parse_args(args)[0].effective_dict()
+    via_cli = parse_known(args, _train_parser())[0].effective_dict()
     changed = [k for k in cfg if via_cli[k] != cfg[k]]
     if changed:
         raise ConfigError("; ".join(f"{k}: {cfg[k]!r} does not survive the command line: train.py reads "
                                     f"{via_cli[k]!r} from {' '.join(args)}" for k in changed))
     return via_cli
+
+
+@functools.cache
+def _train_parser() -> argparse.ArgumentParser:
+    """train.py's parser, built once: building it costs as much as checking a grid point with it."""
+    return build_parser()
 
 
 def expand(sweep: Sweep, count: int | None = None, seed: int = 0) -> Plan:
