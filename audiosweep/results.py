@@ -236,7 +236,7 @@ def open_append(path: Path, mode: str = "a", exclusive: bool = False) -> IO:
     try:
         fd = os.open(path, flags | (os.O_EXCL if exclusive else 0), 0o666)  # less the umask, as open() would
     except OSError as e:
-        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+        if e.errno == errno.ELOOP or os.path.islink(path):  # O_NOFOLLOW (or O_EXCL) met a symbolic link
             raise UserError(f"{path} is a symbolic link, not written through (anyone who can write to "
                             f"{Path(path).parent} may have planted it): remove it and rerun") from e
         raise

@@ -12,7 +12,7 @@ import pytest
 
 from audiosweep import results
 from audiosweep.config import merge
-from audiosweep.errors import ConfigError
+from audiosweep.errors import ConfigError, UserError
 from tests.conftest import fill
 
 
@@ -260,9 +260,9 @@ def test_links_planted_at_a_writers_names_are_never_written_through(tmp_path, mo
     results.check_results_dir(shared)
     finished(accuracy=0.75).write(shared / "r1.json")
     results.save_predictions(shared / "r1.preds.npz", np.eye(2), np.arange(2), ["a", "b"], ["x.wav", "y.wav"])
-    with pytest.raises(OSError):  # a run's progress file: never appended through a link
+    with pytest.raises(UserError, match="is a symbolic link, not written through"):  # a run's progress file
         results.append_line(shared / "r1.progress.jsonl", "{}", create=True)
-    with pytest.raises(OSError):
+    with pytest.raises(UserError, match="is a symbolic link, not written through"):
         results.append_line(shared / "r1.progress.jsonl", "{}")
     assert decoy.read_text() == "precious"
     assert not (shared / "r1.json").is_symlink() and results.Record.load(shared / "r1.json").summary.accuracy == 0.75
