@@ -208,3 +208,30 @@ def test_model_checks_are_kept_per_model_and_input(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="simple_cnn cannot take"):
             check_before_work(bad)
     assert len(list((tmp_path / "c" / preflight.MODEL_CHECKS).glob("*.json"))) == 6  # the refusal not kept
+
+
+def test_wandb_online_without_credentials_is_refused_before_any_work(tmp_path):
+    """The 23-line `UsageError: No API key configured` after the data was read is now one line, before it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "netrc").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(NETRC=str(tmp_path / "netrc"), PYTHONPATH=str(REPO))
+    args = ["--arch", "simple_cnn", "--wandb_mode", "online", "--data_dir", str(data), "--results_dir",
+            str(tmp_path / "results"), "--cache_dir", str(tmp_path / "cache")]
+    out = subprocess.run([sys.executable, "train.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "wandb_mode online: no W&B API key" in out.stderr and "--wandb_mode offline" in out.stderr
+    assert list(data.iterdir()) == [] and not (tmp_path / "cache").exists()
+
+
+def test_wandb_online_with_an_api_key_passes_that_check(tmp_path, monkeypatch):
+    cfg = merge([{"arch": "simple_cnn", "wandb_mode": "online", "results_dir": str(tmp_path / "results"),
+                  "cache_dir": str(tmp_path / "cache")}])
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "absent"))
+    with pytest.raises(ConfigError, match="no W&B API key"):
+        check_before_work(cfg)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    check_before_work(cfg)
