@@ -108,7 +108,7 @@ class SpectralWarp:
     def frames_read(self, frames: int) -> int:
         """Input frames that the first ``frames`` output frames read: up to the highest stretch rate times as many
         when the clip may play faster, plus the frame each one interpolates with."""
-        faster = _stretch_offsets(self.cfg)[1]
+        faster = self.cfg.stretch_offsets[1]
         if self.cfg.stretch_p > 0 and faster > 0:
             return math.ceil((frames - 1) * (1 + faster)) + 2
         return frames
@@ -149,14 +149,7 @@ def draw_warps(cfg: Config, n: int, device: torch.device) -> tuple[torch.Tensor,
         pitch = _gate(torch.randint(-whole, whole + 1, (n,), device=device).float(), cfg.pitch_p)
     else:
         pitch = _draw(n, cfg.pitch_p, -cfg.pitch_semitones, cfg.pitch_semitones, device)
-    return pitch, _draw(n, cfg.stretch_p, *_stretch_offsets(cfg), device)
-
-
-def _stretch_offsets(cfg: Config) -> tuple[float, float]:
-    """The range of the stretch rate minus 1; +-``stretch_max`` exactly when no rate is given (the draws of runs
-    before ``stretch_min_rate``/``stretch_max_rate``, bit for bit)."""
-    lo, hi = cfg.stretch_min_rate, cfg.stretch_max_rate
-    return (-cfg.stretch_max if lo is None else lo - 1), (cfg.stretch_max if hi is None else hi - 1)
+    return pitch, _draw(n, cfg.stretch_p, *cfg.stretch_offsets, device)
 
 
 def _draw(n: int, p: float, low: float, high: float, device: torch.device) -> torch.Tensor:

@@ -445,11 +445,17 @@ class Config:
         return valid_fold(self.fold, self.test_fold, self.dataset_name)
 
     @property
-    def stretch_rates(self) -> tuple[float, float]:
-        """The lowest and highest time stretch rate: ``stretch_min_rate``/``stretch_max_rate``, else 1 -+
-        ``stretch_max``."""
+    def stretch_offsets(self) -> tuple[float, float]:
+        """The range of the time stretch rate minus 1: ``stretch_min_rate``/``stretch_max_rate`` less 1, else
+        +-``stretch_max`` exactly (the draws of runs before those rates existed, bit for bit)."""
         lo, hi = self.stretch_min_rate, self.stretch_max_rate
-        return (1 - self.stretch_max if lo is None else lo), (1 + self.stretch_max if hi is None else hi)
+        return (-self.stretch_max if lo is None else lo - 1), (self.stretch_max if hi is None else hi - 1)
+
+    @property
+    def stretch_rates(self) -> tuple[float, float]:
+        """The lowest and highest time stretch rate (:attr:`stretch_offsets` plus 1)."""
+        lo, hi = self.stretch_offsets
+        return 1 + lo, 1 + hi
 
     @property
     def hop_samples(self) -> int:
