@@ -348,6 +348,10 @@ class Config:
                                     "dataset's official archive. For a dataset in several archives "
                                     "(dcase2017_scenes) the folder URL that holds them all under their official "
                                     "names (a mirror)", "data", role=ENVIRONMENT)
+    download: bool | None = knob(None, "fetch a downloadable dataset missing from data_dir: null = only into the "
+                                 "dataset's own folder (data_dir null) or an existing data_dir (a data_dir that "
+                                 "does not exist is refused: a typo) | true = also into a new data_dir | false = "
+                                 "never (a missing dataset is refused)", "data", role=ENVIRONMENT)
     cache_dir: str = knob("~/.cache/audiosweep", "decoded waveform cache (never written into data_dir)", "data",
                           role=ENVIRONMENT)
     fingerprint: Literal["stat", "content"] = knob(

@@ -10,6 +10,7 @@ import json
 import lzma
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import time
@@ -67,12 +68,24 @@ def fetch(url: str, dest: Path, retries: int = 5, timeout: float = 60.0, backoff
             last_error = e
         except (OSError, http.client.HTTPException, DownloadError) as e:
             last_error = e
+            if unreachable(e):  # offline, or no such host: retrying in seconds changes nothing
+                break
         if attempt < retries:
             print(f"download interrupted ({last_error}); retrying ({attempt}/{retries - 1}) ...")
             time.sleep(backoff * attempt)
     kept = (f"The {part.stat().st_size} bytes received are kept in {part} and resumed next time."
             if part.is_file() and part.stat().st_size else "Nothing was received.")
-    raise DownloadError(f"could not download {url} after {retries} attempts: {last_error}. {kept}")
+    fix = " Check the network (offline?) and download_url." if unreachable(
+        last_error) else ""
+    raise DownloadError(f"could not download {url} after {attempt} attempt{'s' * (attempt > 1)}: {last_error}. "
+                        f"{kept}{fix}")
+
+
+def unreachable(error: Exception | None) -> bool:
+    """Whether ``error`` says the host cannot be reached at all: its name does not resolve, or it refuses the
+    connection."""
+    return isinstance(error, urllib.error.URLError) and isinstance(error.reason, (socket.gaierror,
+                                                                                  ConnectionRefusedError))
 
 
 def extract_dataset(archive: Path, dest: Path, marker: str | None) -> Path:

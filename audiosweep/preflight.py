@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .data import clip_samples
+from .data import check_data_dir, clip_samples
 from .errors import ConfigError
 from .features import check_clip_length, input_shape, n_frames
 from .memory import Estimate, check_fits_in_memory, estimate_training
@@ -27,7 +27,8 @@ N_CLASSES = 50  # the head's width does not change what input the body accepts
 def check_before_work(cfg: Config) -> None:
     """Raise a ConfigError naming the keys when W&B online has no credentials, the pretrained weights are missing
     offline, the results folder cannot take records, the clips are too short for the STFT, the architecture cannot
-    take the spectrogram, or a CPU run's batch cannot fit in memory."""
+    take the spectrogram, a CPU run's batch cannot fit in memory, or a download was not asked for (an explicit
+    data_dir that does not exist)."""
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
         raise ConfigError("wandb_mode online: no W&B API key on this machine (neither WANDB_API_KEY nor a netrc entry "
                           "of `wandb login`); run `wandb login`, or pass --wandb_mode offline (its runs sync later "
@@ -40,6 +41,7 @@ def check_before_work(cfg: Config) -> None:
     frames = n_frames(cfg, n_samples)
     check_model_input_once(cfg, frames, N_CLASSES)
     check_fits_in_memory(cfg, frames, N_CLASSES, estimate=estimate_once)
+    check_data_dir(cfg)
 
 
 def weights_message(missing: MissingWeights, archs: str) -> str:

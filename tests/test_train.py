@@ -86,7 +86,8 @@ def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
     out = tmp_path / "res"
     (out).mkdir()
     (out / "earlier.json").write_text('{"kept": true}')
-    code = train.main(["--data_dir", str(tmp_path / "nowhere"), "--download_url", "http://127.0.0.1:9/esc50.zip",
+    code = train.main(["--data_dir", str(tmp_path / "nowhere"), "--download", "true", "--download_url",
+                       "http://127.0.0.1:9/esc50.zip",
                        "--results_dir", str(out), "--cache_dir", str(cache_dir), *TINY])
     assert code == 1
     records = [json.loads(p.read_text()) for p in out.glob("2*.json")]

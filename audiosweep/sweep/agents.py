@@ -42,8 +42,8 @@ def visible_gpus() -> list[str]:
 def parse_gpus(spec: str | None, visible: list[str], strict: bool = True) -> list[str]:
     """``--gpus``: N (the first N GPUs), a list ``0,2,5`` (those ids, as CUDA_VISIBLE_DEVICES takes them) or all.
 
-    With N larger than the number of visible GPUs, ``strict`` raises; otherwise ids 0..N-1 are assumed
-    (for ``--dry-run`` on another machine).
+    With N larger than the number of visible GPUs, or an id of the list not visible, ``strict`` raises; otherwise
+    ids 0..N-1 (the ids of the list) are assumed (for ``--dry-run`` on another machine).
     """
     if spec is None or spec == "all":
         if not visible:
@@ -64,6 +64,10 @@ def parse_gpus(spec: str | None, visible: list[str], strict: bool = True) -> lis
     ids = [g.strip() for g in spec.split(",") if g.strip()]
     if not ids or len(set(ids)) != len(ids):
         raise SweepError(f"--gpus {spec}: give distinct GPU ids such as 0,2,5")
+    unseen = [g for g in ids if g not in visible]
+    if unseen and strict:
+        raise SweepError(f"--gpus {spec}: GPU {','.join(unseen)} not visible here (visible: "
+                         f"{','.join(visible) or 'none'}); give visible ids (--dry-run: plan for another machine)")
     return ids
 
 

@@ -16,16 +16,11 @@ import os
 import secrets
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import SweepError
-
-try:
-    import fcntl
-except ImportError:  # Windows: stale claims are taken over without the lock
-    fcntl = None
+from ..locks import exclusive
 
 CLAIMS_DIR = ".claims"  # hidden: record readers skip it
 HOST = socket.gethostname()
@@ -133,16 +128,7 @@ class Claims:
         if holder is not None and holder.get("token") == token:
             self.path(cid).unlink(missing_ok=True)
 
-    @contextmanager
     def lock(self):
         """Take-overs one at a time on this machine (two runners must not both remove one stale claim and then
         one of them a fresh one); other machines never take this machine's claims over."""
-        if fcntl is None:
-            yield
-            return
-        fd = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return exclusive(self.dir / ".lock")

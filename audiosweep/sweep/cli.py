@@ -120,9 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         slots: list[str | None] = [g for _ in range(args.runs_per_gpu) for g in gpus]
     else:
         slots = [None] * (args.workers or 1)
+    prior = None if args.dry_run else prior_seconds(plan, Path(args.results_dir), slots[0])
     opts = Options(results_root=Path(args.results_dir), slots=slots, wandb_mode=args.wandb_mode,
-                   dry_run=args.dry_run, prior_s=None if args.dry_run else prior_seconds(plan, Path(args.results_dir),
-                                                                                       slots[0]))
+                   dry_run=args.dry_run, prior_s=prior, max_failures=args.max_failures)
     folder = opts.folder(sweep)
     if not args.dry_run:  # the records, logs, lock and study go there: refused before any work when it cannot
         try:
@@ -179,6 +179,12 @@ def cmd_agents(args: argparse.Namespace) -> int:
 def positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return int(text)
 
 
@@ -252,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "in RESULTS_DIR/<sweep name>/wandb (default: auto)")
     r.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
                    help="report runs that failed before instead of running them again (default: rerun them)")
+    r.add_argument("--max-failures", type=non_negative, default=3, metavar="N",
+                   help="stop starting runs once N runs in a row failed with the same error (the running ones "
+                        "finish; exit status 1), e.g. the dataset that cannot be downloaded offline; 0 = never "
+                        "stop (default: 3)")
     r.add_argument("--storage", metavar="URL",
                    help="bayes: the Optuna study's storage, an RDB URL such as sqlite:///study.db or "
                         "postgresql://host/db, shared by runners on many machines (default: the journal file "

@@ -9,6 +9,7 @@ behalf, so nothing goes unreported.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -20,19 +21,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from tqdm.auto import tqdm
 
 from .. import results, tracking
 from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
+from ..locks import exclusive
 from .procs import exit_description, signal_group, spawn, stop_all, tail, threads_per_run
 from .spec import Run, Sweep, build_command, run_config
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock against a second runner
-    fcntl = None
 
 
 @dataclass
@@ -43,6 +40,7 @@ class Options:
     dry_run: bool = False
     grace_s: float = 10.0  # how long stopped runs get before SIGKILL
     prior_s: float | None = None  # a run's seconds by the cost model (records of earlier runs): the first ETA
+    max_failures: int = 3  # consecutive runs failed with the same error that stop the sweep; 0: never stop
 
     def folder(self, sweep: Sweep) -> Path:
         """The sweep's results folder: its records, logs and Optuna journal; always inside ``results_root``."""
@@ -95,6 +93,13 @@ class RecordIndex:
         return {r["path"] for r in self.by_id.get(cid, [])}
 
 
+def same_error(error: str) -> str:
+    """What two runs failing the same way share in their records' ``error``: its first line, with the numbers,
+    run ids and hashes that differ between runs (any word with a digit) left out."""
+    first = error.strip().splitlines()[0] if error.strip() else ""
+    return re.sub(r"\S*\d\S*", "#", first)
+
+
 def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int,
                 prior: float | None = None) -> float | None:
     """Seconds until the sweep ends (None before a run ended without a ``prior``, and when none is left): every run
@@ -119,16 +124,13 @@ def eta_text(seconds: float | None) -> str:
 def sweep_lock(folder: Path) -> Iterator[None]:
     """Hold ``folder/.sweep.lock`` so a second runner cannot start the same runs at the same time."""
     folder.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    with results.open_append(folder / ".sweep.lock", "a+") as f:  # never through a planted link
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise SweepError(f"another runner (pid {f.read().strip() or '?'}) is running the sweep in {folder}; "
-                             "wait for it to end or stop it first") from None
+
+    def refuse(f: IO) -> None:
+        f.seek(0)
+        raise SweepError(f"another runner (pid {f.read().strip() or '?'}) is running the sweep in {folder}; "
+                         "wait for it to end or stop it first")
+
+    with exclusive(folder / ".sweep.lock", busy=refuse) as f:  # never through a planted link
         f.truncate(0)
         f.write(str(os.getpid()))
         f.flush()
@@ -188,6 +190,8 @@ class Runner:
         self.interrupted = 0
         self.stop_signal: int | None = None
         self.kill_now = False
+        self.same_failures: tuple[str, int] = ("", 0)  # the last failures' error (normalised) and how many in a row
+        self.gave_up: tuple[str, int] | None = None  # the error that stopped the sweep (max_failures), its count
 
     def launch_params(self, run: Run) -> dict[str, Any]:
         return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode}
@@ -267,7 +271,7 @@ class Runner:
         interactive, eta = sys.stderr.isatty(), ""
         try:
             while True:
-                if self.stop_signal is None:
+                if self.stop_signal is None and self.gave_up is None:
                     for slot in range(len(self.opts.slots)):
                         if self.source.left() and slot not in self.running:
                             run = self.source.next_run()
@@ -288,7 +292,7 @@ class Runner:
                     bar.set_postfix_str(postfix, refresh=False)
                     bar.update(counted)  # redraws the bar: its clock and ETA move on a terminal
                     bar.refresh()
-                if not self.running and (not self.source.left() or self.stop_signal is not None):
+                if not self.running and (not self.source.left() or self.stop_signal is not None or self.gave_up):
                     break
                 time.sleep(0.2)
         finally:
@@ -342,19 +346,37 @@ class Runner:
         elif any(r["status"] == "stopped" for r in new):
             kind, text = "stopped", f"stopped  {new[-1]['reason']}"
         elif new:
-            kind, text = "failed", f"FAILED  {new[-1]['error']}"
+            error = new[-1]["error"] or ""
+            kind, text = "failed", f"FAILED  {error}"
         else:
-            path = self.write_failed_record(job, code, took)
+            path, error = self.write_failed_record(job, code, took)
             kind, text = "failed", f"FAILED  {exit_description(code)} without a record; wrote {path}"
         self.counts[kind] += 1
         self.durations.append(took)
         if kind == "failed":
             self.failures.append(f"{self.sweep.describe(job.run)}: {text.removeprefix('FAILED  ')} (log: {job.log})")
+        self.count_failure(error if kind == "failed" else None)
         tqdm.write(f"  [{sum(self.counts.values())}/{total}] {text}  {self.sweep.describe(job.run)}"
                    f"  {took:.0f}s  ({job.run.config_id})")
         return 1
 
-    def write_failed_record(self, job: Job, code: int, took: float) -> Path:
+    def count_failure(self, error: str | None) -> None:
+        """Count a run that failed with ``error`` (None: one that did not fail); the same error in
+        ``max_failures`` runs in a row stops the sweep: no new runs, the running ones finish."""
+        if error is None:
+            self.same_failures = ("", 0)
+            return
+        key = same_error(error)
+        n = self.same_failures[1] + 1 if key == self.same_failures[0] else 1
+        self.same_failures = (key, n)
+        if self.opts.max_failures and n >= self.opts.max_failures and self.gave_up is None:
+            self.gave_up = (error, n)
+            if self.running:
+                tqdm.write(f"  {n} runs in a row failed with the same error: no new runs; waiting for the "
+                           f"{len(self.running)} running")
+
+    def write_failed_record(self, job: Job, code: int, took: float) -> tuple[Path, str]:
+        """Write a failed record for ``job``, which wrote none; its path and error."""
         error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
                  f"last log lines: {tail(job.log)}")
         path = results.RunFiles.of(self.folder, results.new_run_id()).record
@@ -363,12 +385,17 @@ class Runner:
         rec = results.Record.failed(run_config(job.params, self.sweep.recipe), results.RunFiles(path).run_id, error,
                                     results.environment(), round(took, 3), log=str(job.log), exit_code=code,
                                     written_by="audiosweep.sweep")
-        return results.write_json_atomic(path, rec.to_dict())
+        return results.write_json_atomic(path, rec.to_dict()), error
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""
         for line in self.failures:
             print(f"  failed: {line}")
+        if self.gave_up is not None:
+            error, n = self.gave_up
+            print(f"stopped after {n} runs in a row failed with the same error: "
+                  f"{error.strip().splitlines()[0] if error.strip() else '(none given)'}. Fix that and run the same "
+                  "command again to resume (--max-failures 0: never stop)", flush=True)
         if self.stop_signal is not None:
             print("  stopped by a signal: run the same command again to resume")
             return signal_exit(self.stop_signal)
