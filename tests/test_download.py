@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,6 +15,7 @@ import pytest
 from audiosweep.config import merge
 from audiosweep.data import ensure_dataset
 from audiosweep.download import DownloadError, download_dataset, fetch
+from tests.conftest import REPO, TINY_SWEEP_RUN, read_records, run_sweep_cli, write_sweep
 
 
 def build_zip(synth_root, n_clips=3) -> bytes:
@@ -137,7 +140,7 @@ def test_http_error_and_corrupt_archive(tmp_path, payload):
 def test_ensure_dataset_downloads_when_missing(tmp_path, payload, synth_root):
     srv = Server(payload)
     try:
-        cfg = merge([{"data_dir": str(tmp_path / "data" / "ESC-50"), "download_url": srv.url}])
+        cfg = merge([{"data_dir": str(tmp_path / "data" / "ESC-50"), "download_url": srv.url, "download": True}])
         root = ensure_dataset(cfg)
         assert (root / "meta" / "esc50.csv").read_bytes() == (synth_root / "meta" / "esc50.csv").read_bytes()
         assert ensure_dataset(cfg) == root and len(srv.requests) == 1  # present: no second download
@@ -295,3 +298,51 @@ def test_unreachable_checksums_warn_and_the_archive_is_still_checked_as_an_archi
             assert data._checksums(entry) == {}
     finally:
         srv.close()
+
+
+def test_an_unreachable_host_fails_at_once_and_says_what_to_check(tmp_path):
+    with pytest.raises(DownloadError, match=r"after 1 attempt: .*Connection refused.*Check the network"):
+        fetch("http://127.0.0.1:9/esc50.zip", tmp_path / "a.zip", retries=5, backoff=60)  # no 60 s wait
+
+
+def test_a_run_waits_for_the_download_another_holds_and_then_finds_the_dataset(tmp_path, payload, monkeypatch):
+    """The lock beside data_dir is held (another run downloading): ensure_dataset says it waits, and once the other
+    one has brought the dataset it downloads nothing."""
+    from audiosweep import data
+    from audiosweep.locks import exclusive
+
+    srv = Server(payload)
+    cfg = merge([{"data_dir": str(tmp_path / "ESC-50"), "download_url": srv.url, "download": True}])
+    printed = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+    try:
+        with exclusive(tmp_path / ".ESC-50.download.lock"):
+            waiter = threading.Thread(target=data.ensure_dataset, args=(cfg,))
+            waiter.start()
+            deadline = time.time() + 30
+            while not printed and time.time() < deadline:
+                time.sleep(0.05)
+            download_dataset(srv.url, tmp_path / "ESC-50", marker="meta/esc50.csv")  # "the other run"
+        waiter.join(30)
+    finally:
+        srv.close()
+    assert "another process is downloading it into" in printed[0] and len(srv.requests) == 1
+
+
+@pytest.mark.slow
+def test_a_two_worker_sweep_on_an_empty_data_dir_downloads_once(tmp_path, synth_root):
+    """Before the lock: both runs downloaded into one folder and one failed with 'Directory not empty'."""
+    srv = Server(build_zip(synth_root, n_clips=40))  # fold 1: 4 clips of each ESC-10 class
+    try:
+        path = write_sweep(tmp_path / "fresh.yaml", {**TINY_SWEEP_RUN, "split": "stratified", "valid_pct": 0.25,
+                                                     "data_dir": str(tmp_path / "data" / "ESC-50"),
+                                                     "download_url": srv.url, "download": True,
+                                                     "cache_dir": str(tmp_path / "cache"),
+                                                     "trial_num": {"values": [1, 2]}})
+        out = run_sweep_cli("run", str(path), "--workers", "2", "--results-dir", str(tmp_path / "res"),
+                            "--wandb-mode", "disabled", env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        srv.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert srv.paths == ["/master.zip"]  # one GET of the archive
+    assert [r["status"] for r in read_records(tmp_path / "res" / "fresh")] == ["finished", "finished"]

@@ -14,7 +14,8 @@ import torch
 import torchvision
 
 from audiosweep.config import merge
-from audiosweep.errors import ConfigError
+from audiosweep.data import ensure_dataset
+from audiosweep.errors import ConfigError, DatasetError
 from audiosweep.features import check_clip_length
 from audiosweep.models import GPT2_CHECKPOINT
 from audiosweep.models.base import missing_weights, reachable
@@ -235,3 +236,30 @@ def test_wandb_online_with_an_api_key_passes_that_check(tmp_path, monkeypatch):
         check_before_work(cfg)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     check_before_work(cfg)
+
+
+def test_an_explicit_data_dir_that_does_not_exist_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Before: a typo in data_dir (esc50-slcie) started a 600 MB download into the typo."""
+    import train
+
+    typo = tmp_path / "shared" / "esc50-slcie"
+    args = ["--data_dir", str(typo), "--download_url", "http://127.0.0.1:9/x.zip", "--arch", "simple_cnn",
+            "--pretrained", "false", "--n_mels", "32", "--results_dir", str(tmp_path / "res"), "--wandb_mode",
+            "disabled"]
+    assert train.main(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"train.py: data_dir {typo} does not exist: check the path, or pass --download true to fetch the "
+                   "dataset (ESC-50) there\n")
+    assert not (tmp_path / "shared").exists() and not list(tmp_path.rglob("*.json"))
+    base = {"data_dir": str(typo), "arch": "simple_cnn", "pretrained": False, "n_mels": 32,
+            "results_dir": str(tmp_path / "res"), "cache_dir": str(tmp_path / "cache")}
+    check_before_work(merge([{**base, "download": True}]))  # asked for: the run downloads it there
+    monkeypatch.chdir(tmp_path)
+    check_before_work(merge([{**base, "data_dir": None}]))  # the dataset's own folder: downloaded as always
+    with pytest.raises(ConfigError, match="download false: ESC-50 is not .* pass --download true"):
+        check_before_work(merge([{**base, "data_dir": None, "download": False}]))
+    # the user's own clips: never downloaded, their own error as before
+    own = merge([{**base, "dataset": "folder", "split": "stratified"}])
+    check_before_work(own)
+    with pytest.raises(DatasetError, match="no such folder"):
+        ensure_dataset(own)

@@ -72,7 +72,7 @@ def test_runs_ending_without_a_record_are_recorded_and_retried_by_choice(tmp_pat
 
 
 def test_gpu_workers_get_their_gpu(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,7")  # the GPUs visible to the runner
     (tmp_path / "gpu.py").write_text("import os, time\ntime.sleep(1)\n"
                                      "print('on gpu', os.environ['CUDA_VISIBLE_DEVICES'])\n")
     path = write_sweep(tmp_path / "gpu.yaml", {"trial_num": {"values": [1, 2, 3, 4]}}, program="gpu.py")
@@ -315,3 +315,74 @@ def test_each_run_gets_the_cores_it_may_use_shared_by_the_workers(tmp_path, monk
     assert runner.env(None)["OMP_NUM_THREADS"] == str(threads)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runner.env(None)["OMP_NUM_THREADS"] == "3"
+
+
+def test_gpu_ids_that_are_not_visible_are_refused_unless_dry_run(tmp_path, capsys, monkeypatch):
+    """Before: --gpus 0,1 on a machine without a GPU was accepted silently (runs started on the CPU)."""
+    monkeypatch.setattr("audiosweep.sweep.agents.visible_gpus", lambda: [])
+    (tmp_path / "ok.py").write_text("")
+    path = write_sweep(tmp_path / "gpu.yaml", {"trial_num": {"values": [1, 2]}}, program="ok.py")
+    run = ["run", str(path), "--gpus", "0,1", "--results-dir", str(tmp_path / "res")]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--gpus 0,1: GPU 0,1 not visible here (visible: none)" in err
+    assert not (tmp_path / "res").exists()
+    assert main([*run, "--dry-run"]) == 0  # planning for another machine
+    monkeypatch.setattr("audiosweep.sweep.agents.visible_gpus", lambda: ["0"])
+    assert main(run) == 2 and "GPU 1 not visible here (visible: 0)" in capsys.readouterr().err
+
+
+def failing_program(tmp_path, errors: dict[int, str]) -> Path:
+    """A program that fails (exit 1, no record) with ``errors[trial_num]`` as its last line, or succeeds (exit 0,
+    writing a finished-looking nothing: the runner records it failed too, 'exit status 0') for trials not listed."""
+    prog = tmp_path / "fail.py"
+    prog.write_text("import sys\n"
+                    f"errors = {errors!r}\n"
+                    "trial = int(next(a for a in sys.argv if a.startswith('--trial_num=')).split('=')[1])\n"
+                    "print(errors.get(trial, 'ok'))\n"
+                    "sys.exit(1 if trial in errors else 0)\n")
+    return prog
+
+
+def test_the_runner_stops_after_n_runs_in_a_row_fail_the_same_way(tmp_path, capsys):
+    """Before: offline, every run of the sweep failed the same way and the runner kept starting more."""
+    errors = {t: f"DownloadError: cannot reach 127.0.0.1:{9000 + t} (run {t})" for t in range(1, 7)}
+    failing_program(tmp_path, errors)
+    path = write_sweep(tmp_path / "offline.yaml", {"trial_num": {"values": list(range(1, 7))}}, program="fail.py")
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--max-failures", "2"]) == 1
+    out = capsys.readouterr().out
+    recs = read_records(tmp_path / "res" / "offline")
+    assert len(recs) == 2 and {r["status"] for r in recs} == {"failed"}
+    stop = [line for line in out.splitlines() if line.startswith("stopped after")]
+    assert stop == ["stopped after 2 runs in a row failed with the same error: fail.py ended (exit status 1) without "
+                    "writing a result record; last log lines: DownloadError: cannot reach 127.0.0.1:9002 (run 2). "
+                    "Fix that and run the same command again to resume (--max-failures 0: never stop)"]
+    assert "4 not started" in out
+    assert main([*run, "--max-failures", "0"]) == 1  # never stops: every run, the 2 failed ones again
+    assert len(read_records(tmp_path / "res" / "offline")) == 2 + 6 and "stopped after" not in capsys.readouterr().out
+
+
+def test_different_errors_or_a_success_between_them_never_stop_the_sweep(tmp_path, capsys):
+    failing_program(tmp_path, {1: "ValueError: one", 2: "KeyError: two", 3: "ValueError: one", 5: "ValueError: one",
+                               6: "ValueError: one"})  # trial 4 succeeds in between
+    path = write_sweep(tmp_path / "mixed.yaml", {"trial_num": {"values": list(range(1, 7))}}, program="fail.py")
+    assert main(["run", str(path), "--results-dir", str(tmp_path / "res"), "--max-failures", "3"]) == 1
+    assert len(read_records(tmp_path / "res" / "mixed")) == 6 and "stopped after" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_an_offline_sweep_stops_after_three_identical_download_failures(tmp_path):
+    """train.py runs with the dataset at a closed port of 127.0.0.1: 3 failed records of 5 runs, one clear line."""
+    path = write_sweep(tmp_path / "offline.yaml", {**TINY, "n_mels": 32, "data_dir": str(tmp_path / "data"),
+                                                   "download": True, "cache_dir": str(tmp_path / "cache"),
+                                                   "download_url": "http://127.0.0.1:9/master.zip",
+                                                   "trial_num": {"values": [1, 2, 3, 4, 5]}})
+    out = run_sweep_cli("run", str(path), "--results-dir", str(tmp_path / "res"), "--wandb-mode", "disabled",
+                        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 1, out.stdout + out.stderr
+    recs = read_records(tmp_path / "res" / "offline")
+    assert len(recs) == 3 and all(r["status"] == "failed" and "Connection refused" in r["error"] for r in recs)
+    assert out.stdout.splitlines()[-1].startswith("stopped after 3 runs in a row failed with the same error: "
+                                                  "DownloadError: could not download http://127.0.0.1:9/master.zip "
+                                                  "after 1 attempt")
