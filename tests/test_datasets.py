@@ -387,7 +387,8 @@ def test_public_datasets_download_from_their_tar_gz(tmp_path, us8k_root, gtzan_r
         assert data.ensure_dataset(cfg) == root and len(srv.requests) == 1  # present: no second download
     finally:
         srv.close()
-    assert (root / marker).exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) == [dataset]
+    assert (root / marker).exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        f".{dataset}.download.lock", dataset]  # the lock that runs started together wait on
     listed = DATASETS[dataset].list_clips(root)
     pd.testing.assert_frame_equal(listed, DATASETS[dataset].list_clips(src))
     assert all((root / DATASETS[dataset].audio_dir / f).read_bytes() ==
@@ -483,7 +484,8 @@ def test_dcase2017_downloads_its_archives_into_one_folder(tmp_path, dcase_root):
         srv.close()
     assert sorted(srv.paths) == sorted(dcase_archives(dcase_root)) and len(srv.paths) == 11
     assert_same_dataset(root, dcase_root)
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["scenes"]  # no archive or temp folder left
+    # no archive or temp folder left; the lock that runs started together wait on is kept
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".scenes.download.lock", "scenes"]
 
 
 def test_dcase2017_interrupted_download_is_finished_by_the_next_run(tmp_path, dcase_root):
