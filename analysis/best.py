@@ -26,7 +26,8 @@ from audiosweep.errors import ConfigError, SourceError
 
 from . import cli
 from .checks import MIN_CI_RUNS, run_warnings, varying_keys
-from .runs import finished, hashable, same_value, select, warn
+from .paths import is_export
+from .runs import finished, hashable, is_missing, same_value, select, warn
 from .summarize import CI_METHODS, group_stats
 
 SETTINGS = keys_with_role(SETTING)
@@ -55,19 +56,22 @@ def members(ok: pd.DataFrame, row: pd.Series, keys: list[str]) -> pd.DataFrame:
     return ok
 
 
-def recipe(run: pd.Series, varied: list[str]) -> dict[str, Any]:
-    """The settings of ``run`` worth writing: those in ``varied`` and those that differ from the defaults."""
+def recipe(run: pd.Series, varied: list[str], unknown: list[str]) -> dict[str, Any]:
+    """The settings of ``run`` worth writing: those in ``varied`` and those that differ from the defaults, less
+    the ``unknown`` ones (that the source does not hold)."""
     defaults = {k: hashable(v) for k, v in effective(Config().to_dict()).items()}
-    return {k: plain(run[k]) for k in SETTINGS if k in varied or not same_value(run[k], defaults[k])}
+    return {k: plain(run[k]) for k in SETTINGS
+            if k not in unknown and (k in varied or not same_value(run[k], defaults[k]))}
 
 
-def check_round_trip(settings: dict[str, Any], run: pd.Series) -> None:
-    """SourceError unless train.py, reading ``settings`` as its --config file, runs the settings of ``run``."""
+def check_round_trip(settings: dict[str, Any], run: pd.Series, unknown: list[str]) -> None:
+    """SourceError unless train.py, reading ``settings`` as its --config file, runs the settings of ``run`` (those
+    the source holds)."""
     try:
         got = merge([settings]).effective_dict()
     except ConfigError as e:
         raise SourceError(f"the best runs' settings are no valid train.py config today: {e}") from e
-    differ = [k for k in SETTINGS if not same_value(hashable(got[k]), run[k])]
+    differ = [k for k in SETTINGS if k not in unknown and not same_value(hashable(got[k]), run[k])]
     if differ:
         raise SourceError("the recipe would not reproduce the best runs' settings: " + ", ".join(differ))
 
@@ -106,13 +110,16 @@ def best(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: str = "t
     if by:  # the other settings: those of the best configuration within the winning group
         inner = group_stats(group, varying_keys(group), metric) if varying_keys(group) else None
         group = group if inner is None else members(group, inner.iloc[0], varying_keys(group))
-    settings = recipe(group.iloc[0], varied)
-    check_round_trip(settings, group.iloc[0])
+    # a W&B export holds only some config keys: the others are unknown, not None, and left to train.py's defaults
+    unknown = [k for k in SETTINGS if df[k].map(is_missing).all()] if is_export(source) else []
+    settings = recipe(group.iloc[0], varied, unknown)
+    check_round_trip(settings, group.iloc[0], unknown)
     n_runs, n_folds = int(top.n), members(ok, top, keys).fold.nunique()
     lines = [f"best configuration of {source} ({len(ok)} finished runs, {len(stats)} groups of "
              f"{', '.join(keys) or 'no varying setting'}), by mean {metric}",
              f"{label(top, keys)}: {top[f'{metric}_mean'] * 100:.2f} % mean {metric}, "
-             f"{interval_text(top, metric)} ({ci}), n = {n_runs} runs over {n_folds} fold(s)"]
+             f"{interval_text(top, metric)} ({ci}), n = {n_runs} run{'s' * (n_runs != 1)}"
+             + (f" over {n_folds} fold{'s' * (n_folds != 1)}" if n_folds else "")]
     messages = []
     if len(ranked) > 1:
         second = ranked.iloc[1]
@@ -129,6 +136,8 @@ def best(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: str = "t
     if by and varied != by:
         lines.append(f"ranked by {', '.join(by)} over every other setting (marginal means); the other settings: "
                      "the best configuration within that group")
+    if unknown:
+        lines.append(f"{len(unknown)} settings the source does not hold are left to train.py's defaults")
     lines += ["settings only (no fold, trial_num, folders or devices): every setting the runs varied, plus those "
               "that differ from train.py's defaults",
               "use: python train.py --config best.yaml --fold N --trial_num N",

@@ -98,3 +98,12 @@ def test_the_command_runs_as_a_module(tmp_path):
 
 def test_plain_turns_group_keys_back_into_yaml_values():
     assert best.plain((1, (2, 3))) == [1, [2, 3]] and best.plain(float("nan")) is None
+
+
+def test_a_wandb_export_gives_the_keys_it_holds_and_leaves_the_rest_to_the_defaults(capsys):
+    export = REPO / "tests" / "data" / "fastaudio_esc50_runs.csv"  # the report's final ResNet-18 sweep
+    code, out, err = run_best(str(export), "--sweep", "3wp1qhom", capsys=capsys)
+    assert code == 0, err
+    assert yaml.safe_load(out) == {"n_epochs": 80}  # the others: not in the export, so train.py's defaults
+    assert "89.54 % mean accuracy, 95 % CI [88.74, 90.34] (t), n = 25 runs" in out
+    assert "runner-up n_epochs=20: 85.89 %" in out and "settings the source does not hold" in out
