@@ -2,7 +2,8 @@
 training. Writes ``<run_id>.lr_find.png`` (fastai's plot, with its suggestions) and ``<run_id>.lr_find.json`` (the
 suggestions and the smoothed (lr, loss) curve) into results_dir, prints the suggestions and the command line to
 train with one. Writes no result record (the finder trains nothing worth recording, and analysis must never read
-it as a run: :func:`audiosweep.results.record_files` skips these files), and starts no W&B run."""
+it as a run: :func:`audiosweep.results.record_files` skips these files), and starts no W&B run. A pretrained body
+is frozen, as in fine_tune's first phase (fastai's own habit: the rate found is the head's)."""
 
 from __future__ import annotations
 
