@@ -46,17 +46,19 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         check_before_work(cfg)  # results folder, clip length, model input, memory: refused before any work
     except AudiosweepError as e:  # e.g. a model's config missing from the offline hub cache
         return refuse("train.py", e)
+    if cfg.lr_find:  # fastai's learning-rate finder instead of training: its plot and suggestions, no record
+        from audiosweep.lr_find import main as lr_find
+
+        return lr_find(cfg, argv)
 
     from fastai.torch_core import set_seed
 
     from audiosweep import memory, results, tracking
-    from audiosweep.augment import TrainingBatches, augmented
     from audiosweep.data import prepare_data
-    from audiosweep.device import feature_dtype, resolve_device
+    from audiosweep.device import resolve_device
     from audiosweep.evaluation import evaluate
-    from audiosweep.features import compute_features, normalize, stage_waveforms
-    from audiosweep.loaders import make_dls
-    from audiosweep.training import History, build_learner, fit, wandb_callback
+    from audiosweep.pipeline import learner_for
+    from audiosweep.training import History, fit, wandb_callback
 
     run_id = results.new_run_id()
     try:
@@ -77,22 +79,8 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         env = results.environment(str(device))
         data = prepare_data(cfg)  # validated, decoded once, cached, split
         env["dataset_fingerprint"], classes = data.fingerprint, data.classes
-        t_feat = time.time()
-        feats = compute_features(data.waveforms, cfg, device, out_dtype=feature_dtype(cfg, device))
-        feats, stats = normalize(feats, cfg.normalize, data.train_idx)
-        feature_s = time.time() - t_feat
-        held = f" / {len(data.test_idx)} held-out test" if len(data.test_idx) else ""
-        print(f"{len(data.train_idx)} training / {len(data.valid_idx)} validation{held} clips, {len(data.classes)} "
-              f"classes, features {(cfg.n_channels, *feats.shape[2:])} on {device} in {feature_s:.1f}s")
-        batches = TrainingBatches(cfg, device, stats) if augmented(cfg) else None  # validation: never drawn anew
-        source = stage_waveforms(data.waveforms, device) if batches and batches.from_waveforms else None
-        # view_channels: every clip's views (augmented ones drawn once) for validation; training serves row numbers
-        feats, train_source = batches.with_views(feats, source) if batches else (feats, None)
-        dls = make_dls(feats, data.targets, data.train_idx, data.valid_idx, cfg, channels_last=device.type == "cuda",
-                       device=device, train_source=train_source, train_transform=batches)
-        del feats
         cbs = [history] + ([wandb_callback()] if run is not None else [])
-        learn = build_learner(cfg, dls, cfg.n_channels, len(data.classes), device, cbs)
+        learn, stats, source, feature_s = learner_for(cfg, data, device, cbs)
         fit(learn, cfg)
         out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
         acc, written = out.accuracy, out.files

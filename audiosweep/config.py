@@ -253,6 +253,9 @@ class Config:
     precision: Literal["auto", "fp32", "fp16", "bf16"] = knob(
         "auto", "auto = bf16 (or fp16) on GPU, fp32 on CPU", "training", label="precision")
     compile: bool = knob(False, "torch.compile the model", "training", label="torch.compile")
+    lr_find: bool = knob(False, "instead of training, run fastai's learning-rate finder on this run's data and "
+                         "model: RESULTS_DIR/<run_id>.lr_find.png and .lr_find.json, the suggestions printed; no "
+                         "result record", "training", role=ENVIRONMENT)
     device: str = knob("auto", "auto | cpu | cuda | cuda:N", "training", role=ENVIRONMENT)
     num_workers: int = knob(4, "threads decoding audio when the waveform cache is built", "training",
                             role=ENVIRONMENT, bounds=NON_NEGATIVE)

@@ -48,6 +48,7 @@ TEST_PREDS_SUFFIX = ".test.preds.npz"
 TEST_TTA_PREDS_SUFFIX = ".test.tta.preds.npz"
 MODEL_SUFFIX = ".model.pt"
 PROGRESS_SUFFIX = ".progress.jsonl"
+LR_FIND_SUFFIX = ".lr_find"  # train.py --lr_find's <run_id>.lr_find.json and .png: no records
 # Set by the sweep runner for each run it starts; progress rows carry it, so the runner knows its run's file.
 LAUNCH_ENV = "AUDIOSWEEP_LAUNCH_ID"
 NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
@@ -155,6 +156,10 @@ class RunFiles:
     def progress(self) -> Path:
         return self.record.with_name(self.run_id + PROGRESS_SUFFIX)
 
+    def lr_find(self, ext: str) -> Path:
+        """``train.py --lr_find``'s plot (``.png``) or suggestions and curve (``.json``)."""
+        return self.record.with_name(self.run_id + LR_FIND_SUFFIX + ext)
+
 
 def is_regular(path: Path) -> bool:
     """True for a regular file (or a link to one): never a FIFO, socket or device, which opening could block on
@@ -172,7 +177,8 @@ def record_files(root: Path, recursive: bool = True, irregular: list[Path] | Non
     files = []
     for path in sorted(root.rglob(f"*{RECORD_SUFFIX}") if recursive else root.glob(f"*{RECORD_SUFFIX}")):
         parts = path.relative_to(root).parts
-        if NON_RECORD_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts):
+        if NON_RECORD_DIRS & set(parts[:-1]) or any(p.startswith(".") for p in parts) or \
+                path.stem.endswith(LR_FIND_SUFFIX):
             continue
         if is_regular(path):
             files.append(path)

@@ -7,6 +7,7 @@
     python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
     wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
     python -m audiosweep.sweep agents ENTITY/PROJECT/SWEEP_ID --gpus 8
+    python -m audiosweep.sweep best results/hop_length > best.yaml   # the best configuration, as a recipe
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def non_negative(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m audiosweep.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{check,run,agents}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{check,run,agents,best}")
     gpus_help = ("N = the first N visible GPUs; a list 0,2,5 = those GPU ids (one GPU: '3,'); all = every "
                  "visible GPU")
 
@@ -280,10 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--log-dir", metavar="DIR", help="agent logs (default: results/agent-logs/<SWEEP_ID>)")
     a.add_argument("--dry-run", action="store_true", help="print the agent commands; start nothing")
     a.set_defaults(func=cmd_agents)
+
+    # listed here; main hands its arguments to analysis.best (pandas and the analysis loaders load only then)
+    sub.add_parser("best", add_help=False, help="the best configuration of a sweep's results as a recipe YAML "
+                   "(for --config): python -m audiosweep.sweep best SOURCE > best.yaml; --help for more")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["best"]:
+        from analysis.best import main as best
+
+        return best(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
