@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                            "(default: results)")
     r.add_argument("--wandb_mode", default="auto", choices=["disabled", "offline", "online", "auto"],
                    help="passed to train.py as --wandb_mode; auto: online with W&B credentials, else offline runs "
-                        "in RESULTS_DIR/<sweep name>/wandb (default: auto)")
+                        "in RESULTS_DIR/<sweep name>/wandb, to `wandb sync` later; online without credentials is "
+                        "refused before any run (default: auto). W&B's run summary reaches the logs only with "
+                        "wandb_verbose: true")
     r.add_argument("--no_retry_failed", dest="retry_failed", action="store_false",
                    help="report runs that failed before instead of running them again (default: rerun them)")
     r.add_argument("--storage", metavar="URL",
@@ -276,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("agents", help="start one W&B agent per GPU for a sweep created with `wandb sweep`",
                        description="Start one `wandb agent SWEEP_ID` per GPU, each with CUDA_VISIBLE_DEVICES set "
-                                   "and its output in LOG_DIR/gpu<ID>.log, and wait for them. Ctrl-C is passed on "
+                                   "and its output in LOG_DIR/gpu<ID>.log, and wait for them (W&B credentials "
+                                   "needed: `wandb login` or WANDB_API_KEY). Ctrl-C is passed on "
                                    "to every agent: first they finish their current runs, a second Ctrl-C "
                                    "terminates the runs, a third kills them.")
     a.add_argument("sweep_id", metavar="SWEEP_ID", help="as printed by `wandb sweep FILE`: ENTITY/PROJECT/ID or ID")
