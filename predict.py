@@ -19,11 +19,13 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="predict.py", description=__doc__,
+    from audiosweep.cli_flags import ArgumentParser
+
+    p = ArgumentParser(prog="predict.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="RECORD_OR_RUN_DIR", help="a run's record (<run_id>.json) or a folder of runs")
     p.add_argument("clips", metavar="CLIP", nargs="+", help="audio files, or folders of them")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per clip (default: 5)")
+    p.add_argument("--top_k", type=int, default=5, metavar="K", help="classes shown per clip (default: 5)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     return p
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.top_k < 1:
-            raise PredictError(f"--top-k: give the number of classes to show per clip, at least 1 (got {args.top_k})")
+            raise PredictError(f"--top_k: give the number of classes to show per clip, at least 1 (got {args.top_k})")
         predictor = load_predictor(args.source, args.device)
         paths = clip_paths(args.clips)
         if not paths:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from audiosweep.cli_flags import ArgumentParser
 from audiosweep.config import ALIASES, FIELDS, coerce, resolve_aliases, unknown_key_message
 from audiosweep.errors import AudiosweepError, SourceError, refuse
 from audiosweep.results import METRIC_GOALS, TEST_METRIC
@@ -25,7 +26,7 @@ ACCURACY_METRICS = [*(m for m, goal in METRIC_GOALS.items() if goal == "maximize
 def parser(module: str, description: str | None) -> argparse.ArgumentParser:
     """A parser for ``python -m module`` with the source arguments; the command adds its own, ``--by`` among
     them."""
-    p = argparse.ArgumentParser(prog=f"python -m {module}", description=description,
+    p = ArgumentParser(prog=f"python -m {module}", description=description,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_source_args(p)
     return p
@@ -42,7 +43,7 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tags", metavar="T1,T2", help="W&B only: runs with any of these tags")
     p.add_argument("--filters", metavar="JSON", help='W&B only: MongoDB-style run filters, e.g. '
                    '\'{"config.arch": "resnet18", "state": "finished"}\'')
-    p.add_argument("--skip-bad", action="store_true", help="warn about malformed record files and go on without "
+    p.add_argument("--skip_bad", action="store_true", help="warn about malformed record files and go on without "
                    "them (default: stop, naming the file)")
     p.add_argument("--metric", choices=ACCURACY_METRICS, default=ACCURACY_METRICS[0],
                    help="final (default) or best-epoch validation accuracy, or the held-out test accuracy (runs "

@@ -3,15 +3,15 @@ and of the published ones, the difference ours − published with its 95 % inter
 Holm-corrected p over the groups tested, a verdict, and each side's median run time.
 
     python -m analysis.reproduce results/report_hop --published fastaudio_esc50_1430_runs.csv \\
-        --published-sweep zy4tbf3s --by hop_length,n_epochs
-    python -m analysis.reproduce results/final --published wandb:ENTITY/PROJECT --published-sweep ID --by n_epochs \\
+        --published_sweep zy4tbf3s --by hop_length,n_epochs
+    python -m analysis.reproduce results/final --published wandb:ENTITY/PROJECT --published_sweep ID --by n_epochs \\
         --format markdown --out reports/reproduce
 
 Where our runs held out a test set (test_fold, test_pct), their test_accuracy is compared instead of the validation
 accuracy (the papers report test accuracy); so is the published side's, where it has one: the header and the columns
 name what each side was measured by. Our runs (SOURCE) and the published ones (--published) come from any analysis
 source; --sweep selects ours,
---published-sweep theirs. Verdicts: consistent (Holm p >= 0.05), differs (below), no test (fewer than 2 runs on
+--published_sweep theirs. Verdicts: consistent (Holm p >= 0.05), differs (below), no test (fewer than 2 runs on
 a side, or no spread), "ours only" or "published only" for groups found on one side (listed, not tested).
 Warnings (stderr) name the groups whose held-fixed settings differ between the sides (Config settings other than
 KEYS, constant within the group on each side; a key without a value on one side, like most of ours in a W&B
@@ -52,14 +52,14 @@ HEADER = ("{metric}: ours against the published runs per group of {keys}; mean a
 
 
 def add_published_args(p: argparse.ArgumentParser, required: bool) -> None:
-    """``--published SOURCE`` and ``--published-sweep ID``, for this command and analysis.report."""
+    """``--published SOURCE`` and ``--published_sweep ID``, for this command and analysis.report."""
     p.add_argument("--published", metavar="SOURCE", required=required, help="the published runs: a folder of "
                    "result records, wandb:ENTITY/PROJECT or a W&B runs export (.csv)")
-    p.add_argument("--published-sweep", metavar="ID", help="only this sweep of the published runs")
+    p.add_argument("--published_sweep", metavar="ID", help="only this sweep of the published runs")
 
 
 def load_published(args: argparse.Namespace) -> pd.DataFrame:
-    """The runs ``--published`` and ``--published-sweep`` select, loaded as our own (``--tags`` and
+    """The runs ``--published`` and ``--published_sweep`` select, loaded as our own (``--tags`` and
     ``--filters`` select our W&B runs only)."""
     published = {"source": args.published, "sweep": args.published_sweep, "tags": None, "filters": None}
     try:

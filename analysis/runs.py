@@ -170,7 +170,7 @@ def load_local(root: str | Path, skip_bad: bool = False) -> pd.DataFrame:
             rec = Record.parse(obj, path)
         except ValueError as e:
             if not skip_bad:
-                raise SourceError(f"{e}\n  fix or remove that file, or pass --skip-bad to leave it out") from e
+                raise SourceError(f"{e}\n  fix or remove that file, or pass --skip_bad to leave it out") from e
             bad.append(str(e))
             continue
         rows.append(make_row(rec.config, rec.summary.to_dict(), rec.history, rec.status, sweep_name(root, path),

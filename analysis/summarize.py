@@ -5,12 +5,12 @@ table.
     python -m analysis.summarize results/smoke --by n_mels
     python -m analysis.summarize results/final --folds --by arch --format markdown --ci bootstrap --seed 1
     python -m analysis.summarize wandb:ENTITY/PROJECT --sweep SWEEP_ID --by hop_length --format csv
-    python -m analysis.summarize results/smoke --by n_mels --runs-csv runs.csv
+    python -m analysis.summarize results/smoke --by n_mels --runs_csv runs.csv
 
 Intervals (--ci): Student t over the runs (default), or a bootstrap of the mean (scipy.stats.bootstrap, BCa,
 9999 resamples, seeded by --seed). The mean of fold means has its interval over the fold means (n = folds). A
 group of fewer than 3 runs (3 folds) gets none. The line above the table (csv: column ci_method) says which.
---runs-csv also writes one row per run: its id, sweep and status, the parameters that vary, fold, trial_num and
+--runs_csv also writes one row per run: its id, sweep and status, the parameters that vary, fold, trial_num and
 its summary metrics.
 
 Only finished runs count; warnings (stderr) name runs left out, groups of unequal size, pooled sweeps,
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="95 %% confidence interval of each mean: t (Student t over runs, default) or bootstrap "
                    f"(BCa, {RESAMPLES} resamples); none for groups of fewer than {MIN_CI_RUNS} runs")
     p.add_argument("--seed", type=int, default=0, help="seed of --ci bootstrap (default 0)")
-    p.add_argument("--runs-csv", metavar="FILE", help="also write one row per run (id, sweep, status, the "
+    p.add_argument("--runs_csv", metavar="FILE", help="also write one row per run (id, sweep, status, the "
                    "parameters that vary, fold, trial_num, summary metrics) to FILE")
     return p
 

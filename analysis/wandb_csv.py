@@ -141,7 +141,7 @@ def read_export(path: str | Path, skip_bad: bool = False) -> Export:
                 except ValueError as e:
                     message = f"{path}, line {reader.line_num} (ID {row.get('ID') or '?'}): {e}"
                     if not skip_bad:
-                        raise SourceError(f"{message}\n  fix or remove that row, or pass --skip-bad to leave it "
+                        raise SourceError(f"{message}\n  fix or remove that row, or pass --skip_bad to leave it "
                                           "out") from e
                     export.bad.append(message)
     except (OSError, UnicodeDecodeError, csv.Error) as e:

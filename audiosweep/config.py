@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .cli_flags import ArgumentParser
 from .errors import ConfigError
 
 # What a knob is to the rest of the toolkit (its ``role`` metadata):
@@ -392,6 +393,9 @@ class Config:
     project: str = knob("audiosweep-esc50", "W&B project", "logging", role=ENVIRONMENT)
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = knob(
         "auto", "auto = online with W&B credentials, else offline", "logging", role=ENVIRONMENT)
+    wandb_verbose: bool = knob(False, "W&B's own console lines in full (its version, the run's history and summary, "
+                               "the sync command); false: only where the run's W&B files go", "logging",
+                               role=ENVIRONMENT, label="W&B console lines")
     results_dir: str = knob("results", "folder for this run's result record", "logging", role=ENVIRONMENT)
     pretrained_path: str | None = knob(None, "local pretrained weights (machines without internet): a weights file "
                                        "for a timm model, a checkpoint folder (config.json, model.safetensors) for ast "
@@ -815,7 +819,7 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
 
 
 def unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, [*FIELDS, *ALIASES], n=1)
+    close = difflib.get_close_matches(key.replace("-", "_"), [*FIELDS, *ALIASES], n=1)  # --n-epoch: n_epochs
     hint = f"; did you mean {close[0]}?" if close else "; see `python train.py --help`"
     return f"unknown config key {key!r}{hint}"
 
@@ -1066,7 +1070,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="train.py", allow_abbrev=False, argument_default=argparse.SUPPRESS,
         description="Train one audio classifier on ESC-50 and write a result record. "
                     "Values: defaults <- --config FILE <- --key value <- wandb.config (sweeps).",

@@ -19,7 +19,7 @@ from .memory import Estimate, check_fits_in_memory, estimate_training
 from .models import arch_entry, build_model
 from .models.base import MissingWeights, missing_weights
 from .results import check_results_dir
-from .tracking import has_wandb_credentials
+from .tracking import has_wandb_credentials, no_credentials_message
 
 N_CLASSES = 50  # the head's width does not change what input the body accepts
 
@@ -30,9 +30,8 @@ def check_before_work(cfg: Config) -> None:
     take the spectrogram, a CPU run's batch cannot fit in memory, or a download was not asked for (an explicit
     data_dir that does not exist)."""
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
-        raise ConfigError("wandb_mode online: no W&B API key on this machine (neither WANDB_API_KEY nor a netrc entry "
-                          "of `wandb login`); run `wandb login`, or pass --wandb_mode offline (its runs sync later "
-                          "with `wandb sync`)")
+        raise ConfigError(no_credentials_message("wandb_mode online", "pass --wandb_mode offline (its runs sync "
+                                                 "later with `wandb sync`)"))
     if (missing := missing_weights(cfg)) is not None:
         raise ConfigError(weights_message(missing, cfg.arch))
     check_results_dir(cfg.results_dir)

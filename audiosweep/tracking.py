@@ -23,6 +23,13 @@ def has_wandb_credentials() -> bool:
         return False
 
 
+def no_credentials_message(subject: str, instead: str) -> str:
+    """The one-line refusal of W&B online work on a machine without credentials: ``subject`` needs them; how to
+    add them, or ``instead`` what to run without them."""
+    return (f"{subject}: no W&B API key on this machine (neither WANDB_API_KEY nor a netrc entry of `wandb login`); "
+            f"run `wandb login` or set WANDB_API_KEY, or {instead}")
+
+
 def resolve_mode(cfg: Config) -> str:
     if cfg.wandb_mode != "auto":
         return cfg.wandb_mode
@@ -43,7 +50,8 @@ def start(cfg: Config, run_id: str):
     run = wandb.init(project=cfg.project, config=labelled(cfg), mode=mode, dir=cfg.results_dir,
                      id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous",
                      group=os.environ.get("WANDB_RUN_GROUP"), name=os.environ.get("WANDB_NAME"),
-                     tags=tags.split(",") if tags else None)
+                     tags=tags.split(",") if tags else None,
+                     settings=wandb.Settings(quiet=not cfg.wandb_verbose))  # quiet: no history or summary lines
     current = cfg.effective_dict()
     # The sweep's values: our keys that differ, and the report's keys (aliases), which only a sweep sets.
     layer = {k: v for k, v in dict(run.config).items() if (k in FIELDS and v != current[k]) or k in ALIASES}

@@ -77,7 +77,7 @@ def measure(work: Path, records: list[int], grids: list[int]) -> dict[str, float
         label = LABELS["check"].format(n=n) + (" (limit raised)" if n > spec.MAX_GRID_POINTS else "")
         saved, spec.MAX_GRID_POINTS = spec.MAX_GRID_POINTS, max(spec.MAX_GRID_POINTS, n)
         try:
-            timed(label, cli.main, ["check", str(work / f"grid{n}.yaml"), "--no-weights"])
+            timed(label, cli.main, ["check", str(work / f"grid{n}.yaml"), "--no_weights"])
         finally:
             spec.MAX_GRID_POINTS = saved
     return out

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ../shared/gpu/CHECKLIST.md in one go, for the one short chance on a lent GPU: install from .whl/, the GPU-only
 # tests, an 80-epoch ResNet-18 on real-size synthetic data (per-epoch time, peak memory, nvidia-smi utilisation),
-# the bench on cuda, a 4-run sweep with --runs-per-gpu 2, and the sync-debug check. Each step has its own time
+# the bench on cuda, a 4-run sweep with --runs_per_gpu 2, and the sync-debug check. Each step has its own time
 # limit, all of them within GPU_CHECK_BUDGET seconds (default 480); every figure goes to a file under $OUT (default:
 # a new temporary folder), with steps.tsv (step, exit status, seconds; 124 = stopped by its limit).
 # Without CUDA it runs a dry mode (tiny sizes, CPU; CUDA-only steps skipped with a line saying so) in under a
@@ -133,11 +133,11 @@ python3 bench/gpu_check.py epochs "$WORK/train" "$OUT" >>"$OUT/log.txt" 2>&1
 
 # 3. The bench on cuda (one rate, ResNet-18 only: the budget).
 if ((DRY)); then
-  BENCH_ARGS=(--device cpu --n-clips 24 --baseline-clips 6 --aug-baseline-clips 4 --aug-train-clips 8 --epochs 80
-    --archs simple_cnn --train-bs 2 --train-batches 1 --sample_rate 16000 --n_fft 512 --win_length 400
-    --hop_length 160 --n_mels 32 --batch_size 8 --skip-augmented)
+  BENCH_ARGS=(--device cpu --n_clips 24 --baseline_clips 6 --aug_baseline_clips 4 --aug_train_clips 8 --epochs 80
+    --archs simple_cnn --train_bs 2 --train_batches 1 --sample_rate 16000 --n_fft 512 --win_length 400
+    --hop_length 160 --n_mels 32 --batch_size 8 --skip_augmented)
 else
-  BENCH_ARGS=(--device cuda --archs resnet18 --baseline-clips 200)
+  BENCH_ARGS=(--device cuda --archs resnet18 --baseline_clips 200)
 fi
 step bench 100 python3 bench/pipeline.py --data_dir "$DATA" --rates "$( ((DRY)) && echo 16000 || echo 44100)" \
   "${BENCH_ARGS[@]}"
@@ -173,12 +173,12 @@ cp "$SWEEP" "$OUT/sweep.yaml"
 if ((DRY)); then
   RUNNER=(--workers 2)
 else
-  RUNNER=(--gpus 1 --runs-per-gpu 2)
+  RUNNER=(--gpus 1 --runs_per_gpu 2)
   sample sweep_gpu
 fi
 T0=$SECONDS
-step sweep 90 python3 -m audiosweep.sweep run "$SWEEP" "${RUNNER[@]}" --results-dir "$WORK/sweeps" \
-  --wandb-mode disabled
+step sweep 90 python3 -m audiosweep.sweep run "$SWEEP" "${RUNNER[@]}" --results_dir "$WORK/sweeps" \
+  --wandb_mode disabled
 ((DRY)) || unsample sweep_gpu
 python3 bench/gpu_check.py sweep "$WORK/sweeps" "$((SECONDS - T0))" "$OUT" >>"$OUT/log.txt" 2>&1
 

@@ -64,10 +64,10 @@ def build_bench_parser() -> argparse.ArgumentParser:
         "DataLoader workers), and training throughput (bench/README.md).\n"
         f"--data_dir: the real clips (default here: {SLICE} if present, else data/ESC-50; synthetic if neither).")
     g = p.add_argument_group("benchmark")
-    g.add_argument("--n-clips", type=int, default=2000, help="clips of the ESC-50-shaped dataset (default: 2000)")
-    g.add_argument("--baseline-clips", type=int, default=100, help="clips the old per-item baselines run on, and "
-                   "the fair baseline computes once; scaled linearly to --n-clips (default: 100)")
-    g.add_argument("--measure-epochs", type=int, default=2, help="epochs measured: the first, then the steady state "
+    g.add_argument("--n_clips", type=int, default=2000, help="clips of the ESC-50-shaped dataset (default: 2000)")
+    g.add_argument("--baseline_clips", type=int, default=100, help="clips the old per-item baselines run on, and "
+                   "the fair baseline computes once; scaled linearly to --n_clips (default: 100)")
+    g.add_argument("--measure_epochs", type=int, default=2, help="epochs measured: the first, then the steady state "
                    f"(default: 2, at least 2; our path's batch gathering: at least {OURS_MIN_EPOCHS})")
     g.add_argument("--epochs", type=int, default=80, help="length of the run the totals are for (default: 80)")
     g.add_argument("--rates", default="", help="sample rates in Hz; the config's sample_rate first, the others keep "
@@ -76,20 +76,19 @@ def build_bench_parser() -> argparse.ArgumentParser:
     g.add_argument("--archs", default="resnet18",
                    help="architectures whose training throughput is measured (default: resnet18; e.g. "
                    "resnet18,densenet161)")
-    g.add_argument("--skip-training", action="store_true", default=False, help="do not measure training throughput")
-    g.add_argument("--skip-augmented", action="store_true", default=False,
+    g.add_argument("--skip_training", action="store_true", default=False, help="do not measure training throughput")
+    g.add_argument("--skip_augmented", action="store_true", default=False,
                    help="do not measure the augmented path and the per-item augmented baseline")
-    g.add_argument("--aug-baseline-clips", type=int, default=32, help="clips the augmented baselines run on; "
-                   "scaled linearly to --n-clips (default: 32)")
-    g.add_argument("--aug-train-clips", type=int, default=None, help="training clips our augmented batches are "
+    g.add_argument("--aug_baseline_clips", type=int, default=32, help="clips the augmented baselines run on; "
+                   "scaled linearly to --n_clips (default: 32)")
+    g.add_argument("--aug_train_clips", type=int, default=None, help="training clips our augmented batches are "
                    "timed on, scaled linearly to all (default: all on GPU, 128 on CPU)")
-    g.add_argument("--train-batches", type=int, default=None, help="timed training batches, and validation "
+    g.add_argument("--train_batches", type=int, default=None, help="timed training batches, and validation "
                    "batches, per architecture, each after one warm-up (default: 2 on CPU, 20 on GPU)")
-    g.add_argument("--train-bs", type=int, default=None, help="training batch size of the throughput runs; "
+    g.add_argument("--train_bs", type=int, default=None, help="training batch size of the throughput runs; "
                    "validation batches are twice that, as in a run (default: batch_size on GPU, at most 4 on CPU)")
     g.add_argument("--workdir", default=None,
                    help="folder for the dataset links and the waveform cache (default: a temporary folder, removed)")
-    g.add_argument("--data-dir", dest="data_dir", help="same as --data_dir")
     return p
 
 
@@ -97,7 +96,7 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace, dict]:
     """The validated Config, the benchmark options (``rates``, ``archs`` as lists) and the config keys set."""
     cfg, explicit, extras = parse_known(argv, build_bench_parser())
     opts = argparse.Namespace(**extras)
-    problems = [f"--{k.replace('_', '-')} must be >= {lo}, got {v}"
+    problems = [f"--{k} must be >= {lo}, got {v}"
                 for k, lo in (("n_clips", 2), ("baseline_clips", 2), ("aug_baseline_clips", 2), ("aug_train_clips", 2),
                               ("measure_epochs", 2), ("epochs", 1), ("train_batches", 1), ("train_bs", 2))
                 if (v := getattr(opts, k)) is not None and v < lo]
@@ -203,7 +202,7 @@ class Setup:
 
 def measure_rate(cfg: Config, s: Setup, aug: Config | None) -> RateResult:
     """Our path on every clip, and the per-item baseline in one process and in as many workers as cores on
-    ``--baseline-clips`` clips, at ``cfg.sample_rate``; with ``aug`` (the augmented config), the augmented
+    ``--baseline_clips`` clips, at ``cfg.sample_rate``; with ``aug`` (the augmented config), the augmented
     comparison too."""
     rate, meta, device, o = cfg.sample_rate, s.meta, s.device, s.opts
     fp, targets = fingerprint(s.tree, meta, s.spec), torch.tensor(meta.target.to_numpy())
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result.train[arch] = measure_training(tcfg, device, opts.train_batches)
         except torch.OutOfMemoryError:
-            log(f"{arch}: out of memory at batch {opts.train_bs}; pass a smaller --train-bs")
+            log(f"{arch}: out of memory at batch {opts.train_bs}; pass a smaller --train_bs")
             result.train[arch] = None
         if device.type == "cuda":
             torch.cuda.empty_cache()  # out here, the failed run's tensors are free: give their memory back

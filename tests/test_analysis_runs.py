@@ -114,7 +114,7 @@ def test_malformed_record_names_the_file(tmp_path, capsys):
     (study / "broken.json").write_text('{"record_version": 1, "config": {')  # cut short
     assert summarize.main([str(study), "--by", "n_mels"]) == 2
     err = capsys.readouterr().err
-    assert f"{study / 'broken.json'}: not a readable result record" in err and "--skip-bad" in err
+    assert f"{study / 'broken.json'}: not a readable result record" in err and "--skip_bad" in err
     assert "Traceback" not in err
     assert summarize.main([str(study), "--by", "n_mels", "--skip-bad"]) == 0
     out, err = capsys.readouterr()

@@ -92,7 +92,7 @@ def test_unreadable_rows_stop_the_load_or_are_skipped(tmp_path, capsys, row, mes
     path = write_export(tmp_path / "runs.csv", [*ROWS, row])
     assert summarize.main([path]) == 2
     err = capsys.readouterr().err
-    assert f"{path}, line 6 (ID " in err and message in err and "--skip-bad" in err and "Traceback" not in err
+    assert f"{path}, line 6 (ID " in err and message in err and "--skip_bad" in err and "Traceback" not in err
     assert summarize.main([path, "--skip-bad", "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert "skipped unreadable row" in err and message in err and pd.read_csv(io.StringIO(out)).n.tolist() == [3]

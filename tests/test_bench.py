@@ -111,7 +111,7 @@ def test_rejects_bad_options(capsys, tmp_path):
     assert "n_fftt" in err and "n_fft" in err
     assert bench.main(["--n-clips", "1", "--archs", "resnet18,nonet"]) == 2
     err = capsys.readouterr().err
-    assert "--n-clips must be >= 2" in err and "nonet" in err
+    assert "--n_clips must be >= 2" in err and "nonet" in err
     assert bench.main(["--n_fft", "1024", "--win_length", "2048"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench/pipeline.py: ") and "window length 2048 must be in 1..n_fft=1024" in err

@@ -232,7 +232,7 @@ def test_clips_without_finite_samples_and_bad_top_k_are_refused(runs, synth_root
         assert out == "" and err.startswith(f"predict.py: {clip}: ") and says in err and len(err.splitlines()) == 1
     for k in ("0", "-3"):
         assert predict.main([record, str(good), "--top-k", k]) == 2
-        assert f"--top-k: give the number of classes to show per clip, at least 1 (got {k})" in \
+        assert f"--top_k: give the number of classes to show per clip, at least 1 (got {k})" in \
             capsys.readouterr().err
 
 

@@ -292,6 +292,6 @@ def test_a_read_only_results_folder_is_refused_by_the_sweep_runner_in_one_line(t
     assert sweep_main(["run", str(sweep), "--results-dir", str(tmp_path / "ro")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert f"--results-dir: cannot write result records to {tmp_path / 'ro' / 's'} (Read-only file system)" in err
+    assert f"--results_dir: cannot write result records to {tmp_path / 'ro' / 's'} (Read-only file system)" in err
     with pytest.raises(ConfigError, match=r"results_dir: .*Read-only file system.*--results_dir results"):
         results.check_results_dir(tmp_path / "ro2")

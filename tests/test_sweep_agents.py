@@ -40,8 +40,9 @@ def test_agents_get_their_gpu_and_ctrl_c(tmp_path):
             f"a.wandb_executable = lambda: [sys.executable, {str(fake)!r}]\n"
             "from audiosweep.sweep.cli import main\n"
             f"sys.exit(main(['agents', 'abc123', '--gpus', '3,7', '--log-dir', {str(tmp_path / 'logs')!r}]))\n")
+    # agents need a W&B API key (the fake wandb never uses it)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "CUDA_VISIBLE_DEVICES": "3,7"})
+                            env={**os.environ, "CUDA_VISIBLE_DEVICES": "3,7", "WANDB_API_KEY": "x" * 40})
     logs = [tmp_path / "logs" / f"gpu{g}.log" for g in (3, 7)]
     deadline = time.time() + 60
     while not all(p.is_file() and "started" in p.read_text() for p in logs) and time.time() < deadline:

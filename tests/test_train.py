@@ -102,12 +102,21 @@ def test_failure_is_recorded_not_lost(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
-def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir):
+def test_wandb_offline_run_writes_wandb_files(tmp_path, synth_root, cache_dir, capfd):
+    """The offline run's folder is written; W&B's run history and summary reach the console only when asked."""
     code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "1", "--wandb_mode", "offline")
     assert code == 0
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and rec["run_id"] in runs[0].name
     assert list(runs[0].glob("run-*.wandb"))
+    console = "".join(capfd.readouterr())
+    assert "Run summary" not in console and "Run history" not in console
+    assert f"wandb: Run data is saved locally in {out / 'wandb'}" in console  # where to `wandb sync` from
+    code, rec, out = run(tmp_path, synth_root, cache_dir, "--n_epochs", "1", "--wandb_mode", "offline",
+                         "--wandb-verbose", "true", name="verbose")
+    console = "".join(capfd.readouterr())
+    assert code == 0 and "wandb: Run summary:" in console and "wandb: Run history:" in console
+    assert rec["config"]["wandb_verbose"] is True
 
 
 @pytest.mark.slow

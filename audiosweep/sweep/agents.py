@@ -43,7 +43,7 @@ def parse_gpus(spec: str | None, visible: list[str], strict: bool = True) -> lis
     """``--gpus``: N (the first N GPUs), a list ``0,2,5`` (those ids, as CUDA_VISIBLE_DEVICES takes them) or all.
 
     With N larger than the number of visible GPUs, or an id of the list not visible, ``strict`` raises; otherwise
-    ids 0..N-1 (the ids of the list) are assumed (for ``--dry-run`` on another machine).
+    ids 0..N-1 (the ids of the list) are assumed (for ``--dry_run`` on another machine).
     """
     if spec is None or spec == "all":
         if not visible:

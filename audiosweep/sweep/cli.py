@@ -4,7 +4,7 @@
     python -m audiosweep.sweep check THEIR.yaml --config base.yaml --runs   # each run's config, as JSON lines
     python -m audiosweep.sweep check sweeps/*.yaml --estimate       # and device-hours, from records under results/
     python -m audiosweep.sweep run sweeps/smoke.yaml --workers 2    # local pool, no W&B server needed
-    python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs-per-gpu 2
+    python -m audiosweep.sweep run sweeps/hop_length.yaml --gpus 0,1 --runs_per_gpu 2
     wandb sweep sweeps/hop_length.yaml                               # W&B controller; prints SWEEP_ID
     python -m audiosweep.sweep agents ENTITY/PROJECT/SWEEP_ID --gpus 8
     python -m audiosweep.sweep best results/hop_length > best.yaml   # the best configuration, as a recipe
@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_flags import ArgumentParser
 from ..errors import EXIT_OK, EXIT_REFUSED, AudiosweepError, ConfigError, SweepError
 from ..results import check_results_dir
 from .spec import (
@@ -106,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .agents import parse_gpus, visible_gpus
     from .runner import Options, Runner, Source
 
+    if args.wandb_mode == "online" and not args.dry_run:
+        require_wandb_credentials("--wandb_mode online", "pass --wandb_mode offline (its runs sync later with "
+                                  "`wandb sync`)")
     sweep = load_sweep(args.file, load_recipe(args.config) if args.config else None)
     if sweep.method not in (*LOCAL_METHODS, "bayes"):  # bayes: an Optuna study (bayes.py)
         raise SweepError(f"{args.file}: method {sweep.method} needs W&B's sweep controller: run `wandb sweep "
@@ -116,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SweepError(f"{args.file}: a {sweep.method} sweep without run_cap never ends: give --count N")
     if args.gpus is not None:
         if args.workers is not None:
-            raise SweepError("give --workers N (CPU) or --gpus (one worker per GPU and --runs-per-gpu), not both")
+            raise SweepError("give --workers N (CPU) or --gpus (one worker per GPU and --runs_per_gpu), not both")
         gpus = parse_gpus(args.gpus, visible_gpus(), strict=not args.dry_run)
         slots: list[str | None] = [g for _ in range(args.runs_per_gpu) for g in gpus]
     else:
@@ -127,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = opts.folder(sweep)
     if not args.dry_run:  # the records, logs, lock and study go there: refused before any work when it cannot
         try:
-            check_results_dir(folder, "--results-dir", "--results-dir")
+            check_results_dir(folder, "--results_dir", "--results_dir")
         except ConfigError as e:
             raise SweepError(str(e)) from None
     if sweep.method == "bayes":
@@ -168,6 +172,9 @@ def prior_seconds(plan, results_dir: Path, gpu: str | None) -> float | None:
 def cmd_agents(args: argparse.Namespace) -> int:
     from .agents import parse_gpus, plan_agents, run_agents, visible_gpus
 
+    if not args.dry_run:
+        require_wandb_credentials("agents", "run the sweep here without the W&B server: python -m audiosweep.sweep "
+                                  "run FILE --wandb_mode offline")
     agents = plan_agents(args.sweep_id, parse_gpus(args.gpus, visible_gpus(), strict=not args.dry_run), args.count,
                          Path(args.log_dir) if args.log_dir else None)
     if args.dry_run:
@@ -175,6 +182,14 @@ def cmd_agents(args: argparse.Namespace) -> int:
             print(a.shell())
         return 0
     return run_agents(agents)
+
+
+def require_wandb_credentials(subject: str, instead: str) -> None:
+    """Refuse, before any run starts, W&B work that needs the W&B server on a machine without credentials."""
+    from ..tracking import has_wandb_credentials, no_credentials_message
+
+    if not has_wandb_credentials():
+        raise SweepError(no_credentials_message(subject, instead))
 
 
 def positive(text: str) -> int:
@@ -190,7 +205,7 @@ def non_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m audiosweep.sweep", description=__doc__,
+    p = ArgumentParser(prog="python -m audiosweep.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{check,run,agents,best}")
     gpus_help = ("N = the first N visible GPUs; a list 0,2,5 = those GPU ids (one GPU: '3,'); all = every "
@@ -218,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each run of a grid sweep or a bounded random one as a JSON line on stdout: its "
                         "config id and the effective config train.py uses (after the recipe, the report's keys and "
                         "the values with no effect set as runs record them); the summary goes to stderr")
-    c.add_argument("--no-weights", dest="weights", action="store_false",
+    c.add_argument("--no_weights", dest="weights", action="store_false",
                    help="skip the check that the pretrained weights the runs need are on this machine or "
                         "downloadable from it (to check files for another machine)")
     c.add_argument("--estimate", action="store_true",
                    help="also print each file's estimated device-hours on this machine's device, from the epoch "
-                        "times of records of the same architecture and input shape under --results-dir (and a "
+                        "times of records of the same architecture and input shape under --results_dir (and a "
                         "short calibration run to make when there are none)")
-    c.add_argument("--results-dir", default="results", metavar="DIR",
+    c.add_argument("--results_dir", default="results", metavar="DIR",
                    help="where --estimate looks for records, searched recursively (default: results)")
     c.set_defaults(func=cmd_check)
 
@@ -247,17 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", metavar="RECIPE.yaml", help=recipe_help)
     r.add_argument("--workers", type=positive, metavar="N", help="runs at a time, environment as is (default: 1)")
     r.add_argument("--gpus", metavar="SPEC", help=f"one worker per GPU with CUDA_VISIBLE_DEVICES set: {gpus_help}")
-    r.add_argument("--runs-per-gpu", type=positive, default=1, metavar="K", help="runs at a time per GPU (default: 1)")
+    r.add_argument("--runs_per_gpu", type=positive, default=1, metavar="K", help="runs at a time per GPU (default: 1)")
     r.add_argument("--count", type=positive, metavar="N",
                    help="the sweep's first N configurations (random: N distinct samples; bayes: N more trials of "
                         "its study, as `wandb agent --count`); also bounded by run_cap")
     r.add_argument("--seed", type=int, default=0, help="seed of random sweeps; keep it to resume one (default: 0)")
-    r.add_argument("--results-dir", default="results", metavar="DIR", help="root of the results folders "
+    r.add_argument("--results_dir", default="results", metavar="DIR", help="root of the results folders "
                                                                            "(default: results)")
-    r.add_argument("--wandb-mode", default="auto", choices=["disabled", "offline", "online", "auto"],
+    r.add_argument("--wandb_mode", default="auto", choices=["disabled", "offline", "online", "auto"],
                    help="passed to train.py as --wandb_mode; auto: online with W&B credentials, else offline runs "
-                        "in RESULTS_DIR/<sweep name>/wandb (default: auto)")
-    r.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
+                        "in RESULTS_DIR/<sweep name>/wandb, to `wandb sync` later; online without credentials is "
+                        "refused before any run (default: auto). W&B's run summary reaches the logs only with "
+                        "wandb_verbose: true")
+    r.add_argument("--no_retry_failed", dest="retry_failed", action="store_false",
                    help="report runs that failed before instead of running them again (default: rerun them)")
     r.add_argument("--max-failures", type=non_negative, default=3, metavar="N",
                    help="stop starting runs once N runs in a row failed with the same error (the running ones "
@@ -267,19 +284,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bayes: the Optuna study's storage, an RDB URL such as sqlite:///study.db or "
                         "postgresql://host/db, shared by runners on many machines (default: the journal file "
                         "RESULTS_DIR/<sweep name>/optuna.journal)")
-    r.add_argument("--dry-run", action="store_true", help="list the runs, their status and commands; run nothing")
+    r.add_argument("--dry_run", action="store_true", help="list the runs, their status and commands; run nothing")
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("agents", help="start one W&B agent per GPU for a sweep created with `wandb sweep`",
                        description="Start one `wandb agent SWEEP_ID` per GPU, each with CUDA_VISIBLE_DEVICES set "
-                                   "and its output in LOG_DIR/gpu<ID>.log, and wait for them. Ctrl-C is passed on "
+                                   "and its output in LOG_DIR/gpu<ID>.log, and wait for them (W&B credentials "
+                                   "needed: `wandb login` or WANDB_API_KEY). Ctrl-C is passed on "
                                    "to every agent: first they finish their current runs, a second Ctrl-C "
                                    "terminates the runs, a third kills them.")
     a.add_argument("sweep_id", metavar="SWEEP_ID", help="as printed by `wandb sweep FILE`: ENTITY/PROJECT/ID or ID")
     a.add_argument("--gpus", metavar="SPEC", help=f"{gpus_help} (default: all)")
     a.add_argument("--count", type=positive, metavar="N", help="runs per agent (wandb agent --count)")
-    a.add_argument("--log-dir", metavar="DIR", help="agent logs (default: results/agent-logs/<SWEEP_ID>)")
-    a.add_argument("--dry-run", action="store_true", help="print the agent commands; start nothing")
+    a.add_argument("--log_dir", metavar="DIR", help="agent logs (default: results/agent-logs/<SWEEP_ID>)")
+    a.add_argument("--dry_run", action="store_true", help="print the agent commands; start nothing")
     a.set_defaults(func=cmd_agents)
 
     # listed here; main hands its arguments to analysis.best (pandas and the analysis loaders load only then)

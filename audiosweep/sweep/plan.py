@@ -34,7 +34,7 @@ class PlanSource:
                 (status[r.config_id] == "failed" and self.retry_failed)]
         self.pending = list(reversed(todo))
         if not self.retry_failed:
-            self.failed_before = [f"{self.sweep.describe(r)}: failed before, not rerun (--no-retry-failed): "
+            self.failed_before = [f"{self.sweep.describe(r)}: failed before, not rerun (--no_retry_failed): "
                                   f"{last_error(index, r)}" for r in failed]
         what = "rerun" if self.retry_failed else "reported, not rerun"
         lines = [f"sweep {self.sweep.name} ({self.sweep.source}): {len(runs)} runs ({self.sweep.method}); "
@@ -43,7 +43,7 @@ class PlanSource:
         lines += [f"  note: {note}" for note in self.plan.notes + index.problems]
         overridden = sorted({"results_dir", "wandb_mode"} & set(self.sweep.params))
         if overridden:
-            lines.append(f"  note: the runner sets {', '.join(overridden)} (see --results-dir, --wandb-mode)")
+            lines.append(f"  note: the runner sets {', '.join(overridden)} (see --results_dir, --wandb_mode)")
         return lines
 
     def dry_run(self, command: Callable[[Run], list[str]]) -> list[str]:

@@ -148,7 +148,7 @@ class Source(Protocol):
         """Read what ran before (``index``: the sweep's records); the lines that open the runner's report."""
 
     def dry_run(self, command: Callable[[Run], list[str]]) -> list[str]:
-        """What ``--dry-run`` lists: the runs (and their ``command``) or the search space."""
+        """What ``--dry_run`` lists: the runs (and their ``command``) or the search space."""
 
     def left(self) -> int:
         """How many runs at most are still to start; each ``next_run`` takes one off, 0 once it returned None."""

@@ -252,7 +252,7 @@ def _check_top_level(raw: dict[str, Any]) -> list[str]:
 
 
 def _check_name(name: str) -> list[str]:
-    """The sweep's name names its results folder under --results-dir: one plain path component, so that its
+    """The sweep's name names its results folder under --results_dir: one plain path component, so that its
     records, logs and lock stay inside that folder."""
     bad = ("is empty" if not name.strip() else "holds a path separator" if "/" in name or "\\" in name
            else "holds a NUL or control character" if any(ord(c) < 32 or ord(c) == 127 for c in name)
@@ -260,7 +260,7 @@ def _check_name(name: str) -> list[str]:
     if bad is None:
         return []
     safe = re.sub(r"[^A-Za-z0-9_.+=-]+", "_", name).strip("._") or "my_sweep"
-    return [f"name: {name!r} {bad}; it names the sweep's results folder inside --results-dir, so it must be one "
+    return [f"name: {name!r} {bad}; it names the sweep's results folder inside --results_dir, so it must be one "
             f"plain folder name, e.g. {safe!r}"]
 
 
