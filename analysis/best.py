@@ -5,7 +5,7 @@ distinct configuration, its trials and folds pooled) and ranked by the mean of `
 maximum. ``--by KEYS`` ranks groups of those keys only, pooling the other settings (marginal means, as
 ``analysis.summarize --by``); the recipe then takes the winning group's values of KEYS and, for the other
 settings, those of the best configuration within that group. A group with fewer runs than the most replicated
-one is flagged (a warning, and a line in the header) and ``--min-runs N`` leaves such groups out of the ranking.
+one is flagged (a warning, and a line in the header) and ``--min_runs N`` leaves such groups out of the ranking.
 
 The recipe holds settings only (no replicate key: fold, trial_num; no environment key: folders, device, W&B):
 every setting the runs varied, plus every other setting where the runs differ from train.py's defaults. It is
@@ -104,7 +104,7 @@ def best(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: str = "t
     most = int(stats.n.max())
     ranked = stats[stats.n >= min_runs].reset_index(drop=True)
     if ranked.empty:
-        raise SourceError(f"--min-runs {min_runs}: no group has that many finished runs (at most {most})")
+        raise SourceError(f"--min_runs {min_runs}: no group has that many finished runs (at most {most})")
     top = ranked.iloc[0]
     group = members(ok, top, keys)
     if by:  # the other settings: those of the best configuration within the winning group
@@ -128,11 +128,11 @@ def best(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: str = "t
                      "behind")
     if n_runs < most:
         flag = (f"the best group has {n_runs} run(s), others up to {most}: a lucky run may have won; "
-                f"--min-runs {most} ranks only groups of {most} runs")
+                f"--min_runs {most} ranks only groups of {most} runs")
         lines.append(f"warning: {flag}")
         messages.append(flag)
     if len(ranked) < len(stats):
-        lines.append(f"{len(stats) - len(ranked)} group(s) of fewer than {min_runs} runs left out (--min-runs)")
+        lines.append(f"{len(stats) - len(ranked)} group(s) of fewer than {min_runs} runs left out (--min_runs)")
     if by and varied != by:
         lines.append(f"ranked by {', '.join(by)} over every other setting (marginal means); the other settings: "
                      "the best configuration within that group")
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci", choices=CI_METHODS, default="t", help="the 95 %% interval of the best mean: t (default) "
                    "or bootstrap")
     p.add_argument("--seed", type=int, default=0, help="seed of --ci bootstrap (default 0)")
-    p.add_argument("--min-runs", type=int, default=1, metavar="N",
+    p.add_argument("--min_runs", type=int, default=1, metavar="N",
                    help="rank only groups of at least N finished runs (default 1: every group, the best flagged "
                         "when it has fewer runs than others)")
     return p

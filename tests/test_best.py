@@ -38,7 +38,7 @@ def run_best(*args: str, capsys) -> tuple[int, str, str]:
 
 def test_the_best_mean_wins_not_the_best_run_and_the_recipe_round_trips(tmp_path, capsys):
     folder = write_lucky(tmp_path / "lucky")
-    code, out, err = run_best(str(folder), "--min-runs", "3", capsys=capsys)
+    code, out, err = run_best(str(folder), "--min_runs", "3", capsys=capsys)
     assert code == 0, err
     recipe = yaml.safe_load(out)
     assert recipe["n_mels"] == 64 and recipe["hop_length_ms"] == 10.0  # varied, and off the default
@@ -55,7 +55,7 @@ def test_the_best_mean_wins_not_the_best_run_and_the_recipe_round_trips(tmp_path
 def test_a_lucky_single_run_is_flagged(tmp_path, capsys):
     code, out, err = run_best(str(write_lucky(tmp_path / "lucky")), capsys=capsys)
     assert code == 0 and yaml.safe_load(out)["n_mels"] == 32
-    assert "a lucky run may have won; --min-runs 3" in err and "# warning: the best group has 1 run(s)" in out
+    assert "a lucky run may have won; --min_runs 3" in err and "# warning: the best group has 1 run(s)" in out
 
 
 def test_by_ranks_marginal_means_and_takes_the_best_configuration_within(tmp_path, capsys):
@@ -74,7 +74,7 @@ def test_by_ranks_marginal_means_and_takes_the_best_configuration_within(tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["--by", "n_mel"], "--by: unknown config key 'n_mel'"),
     (["--by", "trial_num"], "--by: trial_num is not a setting"),
-    (["--min-runs", "4"], "--min-runs 4: no group has that many finished runs (at most 3)"),
+    (["--min_runs", "4"], "--min_runs 4: no group has that many finished runs (at most 3)"),
 ])
 def test_bad_arguments_are_one_line(tmp_path, capsys, args, message):
     code, out, err = run_best(str(write_study(tmp_path)), *args, capsys=capsys)

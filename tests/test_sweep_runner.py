@@ -357,7 +357,7 @@ def test_the_runner_stops_after_n_runs_in_a_row_fail_the_same_way(tmp_path, caps
     stop = [line for line in out.splitlines() if line.startswith("stopped after")]
     assert stop == ["stopped after 2 runs in a row failed with the same error: fail.py ended (exit status 1) without "
                     "writing a result record; last log lines: DownloadError: cannot reach 127.0.0.1:9002 (run 2). "
-                    "Fix that and run the same command again to resume (--max-failures 0: never stop)"]
+                    "Fix that and run the same command again to resume (--max_failures 0: never stop)"]
     assert "4 not started" in out
     assert main([*run, "--max-failures", "0"]) == 1  # never stops: every run, the 2 failed ones again
     assert len(read_records(tmp_path / "res" / "offline")) == 2 + 6 and "stopped after" not in capsys.readouterr().out

@@ -67,7 +67,7 @@ def parse_gpus(spec: str | None, visible: list[str], strict: bool = True) -> lis
     unseen = [g for g in ids if g not in visible]
     if unseen and strict:
         raise SweepError(f"--gpus {spec}: GPU {','.join(unseen)} not visible here (visible: "
-                         f"{','.join(visible) or 'none'}); give visible ids (--dry-run: plan for another machine)")
+                         f"{','.join(visible) or 'none'}); give visible ids (--dry_run: plan for another machine)")
     return ids
 
 

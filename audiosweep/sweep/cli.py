@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "wandb_verbose: true")
     r.add_argument("--no_retry_failed", dest="retry_failed", action="store_false",
                    help="report runs that failed before instead of running them again (default: rerun them)")
-    r.add_argument("--max-failures", type=non_negative, default=3, metavar="N",
+    r.add_argument("--max_failures", type=non_negative, default=3, metavar="N",
                    help="stop starting runs once N runs in a row failed with the same error (the running ones "
                         "finish; exit status 1), e.g. the dataset that cannot be downloaded offline; 0 = never "
                         "stop (default: 3)")

@@ -395,7 +395,7 @@ class Runner:
             error, n = self.gave_up
             print(f"stopped after {n} runs in a row failed with the same error: "
                   f"{error.strip().splitlines()[0].rstrip('.') if error.strip() else '(none given)'}. Fix that and "
-                  "run the same command again to resume (--max-failures 0: never stop)", flush=True)
+                  "run the same command again to resume (--max_failures 0: never stop)", flush=True)
         if self.stop_signal is not None:
             print("  stopped by a signal: run the same command again to resume")
             return signal_exit(self.stop_signal)
