@@ -44,8 +44,8 @@ class ClipError(PredictError):
 
 @dataclass
 class Prediction:
-    """One clip's outcome: its ``top`` classes with their probabilities, most probable first, and what its reading
-    ``changes``d (:meth:`Predictor.read`); or the ``error`` that kept it from being classified."""
+    """One clip's outcome: its ``top`` classes with their probabilities, most probable first, and how reading it
+    changed it (``changes``, :meth:`Predictor.read`); or the ``error`` that kept it from being classified."""
 
     clip: Path
     top: list[tuple[str, float]] | None = None
