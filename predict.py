@@ -94,7 +94,7 @@ def changes_line(changes: Counter, seconds: float, pad_mode: str) -> str | None:
     parts += [f"{changes['padded']} shorter than {seconds:g} s padded ({pad_mode})"] if changes["padded"] else []
     parts += [f"{changes['cropped']} longer than {seconds:g} s cropped to their first {seconds:g} s"
               ] if changes["cropped"] else []
-    return f"of the clips, {'; '.join(parts)} (as the model's training clips were)" if parts else None
+    return f"clips read as the model's training clips were: {'; '.join(parts)}" if parts else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,8 +114,8 @@ def test_one_length_rule_for_every_dataset(models, clips, capsys, dataset):
     assert predict.main([models[dataset], *(str(clips[n]) for n in ("good", "short", "long", "stereo"))]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 4
-    assert err == ("predict.py: of the clips, 1 downmixed to mono; 1 shorter than 5 s padded (zeros); 1 longer than "
-                   "5 s cropped to their first 5 s (as the model's training clips were)\n")
+    assert err == ("predict.py: clips read as the model's training clips were: 1 downmixed to mono; 1 shorter than "
+                   "5 s padded (zeros); 1 longer than 5 s cropped to their first 5 s\n")
 
 
 def test_json_and_csv_output_parse_with_the_standard_modules(models, clips, capsys):
