@@ -18,6 +18,36 @@ def resolve_device(cfg: Config) -> torch.device:
     return torch.device(cfg.device)
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can compute on: the CPU, each visible CUDA GPU, Apple's MPS."""
+    mps = torch.backends.mps.is_available()
+    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count())), *(["mps"] if mps else [])]
+
+
+def usable_device(name: str) -> torch.device:
+    """The device ``name`` (auto, cpu, cuda, cuda:N, mps) if this machine has it, checked before anything is
+    loaded on it; a UserError naming it and the devices there are otherwise (torch's own errors come late, as
+    tracebacks about drivers)."""
+    here = available_devices()
+    gpus = [d for d in here if d.startswith("cuda")]
+    if name == "auto":
+        return torch.device("cuda" if gpus else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's message lists 20 device types, most of which we cannot run on
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device {name}: not a device; give auto, cpu, cuda, cuda:N or mps (here: {', '.join(here)})")
+    if device.type == "cuda" and not gpus:
+        raise UserError(f"device {name}: no CUDA GPU is visible (here: {', '.join(here)}); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= len(gpus):
+        raise UserError(f"device {name}: only {len(gpus)} CUDA GPU(s) are visible ({', '.join(gpus)}); give one "
+                        "of them")
+    if device.type == "mps" and "mps" not in here:
+        raise UserError(f"device {name}: no Apple MPS device here (here: {', '.join(here)}); use --device cpu")
+    return device
+
+
 def resolve_precision(cfg: Config, device: torch.device) -> str:
     """fp32 on CPU; ``auto`` on GPU = bf16 where supported, else fp16."""
     if device.type != "cuda":

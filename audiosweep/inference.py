@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import torchaudio
 from .augment import fixed_views
 from .config import FIELDS, Config, merge
 from .data import ClipSpec, clip_samples, conform
-from .datasets import dataset_entry
+from .device import usable_device
 from .errors import ConfigError, UserError
 from .features import apply_normalization, compute_features, input_shape
 from .models import build_model
@@ -25,8 +27,66 @@ from .results import Record, RunFiles, is_regular, record_files
 LENGTH_TOLERANCE_S = 0.01
 
 
+NONFINITE_HINT = "are its samples within -1 to 1?"
+
+
 class PredictError(UserError):
     """No usable model, or a clip that cannot be classified; the message names it."""
+
+
+class ClipError(PredictError):
+    """One clip that cannot be classified: its ``path`` and the ``problem``, which the message joins."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+@dataclass
+class Prediction:
+    """One clip's outcome: its ``top`` classes with their probabilities, most probable first, and how reading it
+    changed it (``changes``, :meth:`Predictor.read`); or the ``error`` that kept it from being classified."""
+
+    clip: Path
+    top: list[tuple[str, float]] | None = None
+    error: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 samples and the sample rate of the file ``path``; a ClipError saying what is
+    wrong: no such file, not a regular file, the OS's reason it cannot be opened, the decoder's reason."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:  # a broken link too
+        raise ClipError(path, "no such file") from None
+    except OSError as e:
+        raise ClipError(path, f"cannot read the clip ({e.strerror or e})") from e
+    if stat.S_ISDIR(mode):
+        raise ClipError(path, "a folder, not a clip")
+    if not stat.S_ISREG(mode):  # reading a FIFO would wait for a writer
+        raise ClipError(path, "not a regular file (a pipe, socket or device)")
+    # Opened here, not by soundfile: given a path, libsndfile reports every error of the OS (missing, permission
+    # denied) as "System error"; given an open file, only what is wrong with the audio.
+    try:
+        f = open(path, "rb")  # closed by the with below
+    except OSError as e:
+        raise ClipError(path, f"cannot open the clip ({e.strerror or e})") from e
+    with f:
+        try:
+            return sf.read(f, dtype="float32", always_2d=True)
+        except Exception as e:  # soundfile raises several types for unreadable files
+            reason = (getattr(e, "error_string", None) or str(e)).rstrip(".")
+            raise ClipError(path, f"cannot read the clip as audio ({reason})") from e
+
+
+def top_classes(probs: torch.Tensor, classes: list[str], k: int) -> tuple[list[tuple[str, float]] | None,
+                                                                           str | None]:
+    """The ``k`` most probable of ``classes`` under ``probs`` (n_classes,), or None and why there are none."""
+    if not probs.isfinite().all():
+        return None, f"the model gives no finite probabilities for this clip ({NONFINITE_HINT})"
+    values, idx = probs.topk(min(k, len(classes)))
+    return [(classes[i], float(v)) for v, i in zip(values, idx, strict=True)], None
 
 
 @dataclass
@@ -38,47 +98,71 @@ class Predictor:
     device: torch.device
 
     def clip(self, path: str | Path) -> torch.Tensor:
-        """A clip as the dataset loader gives it: mono, resampled to the model's rate, of its clip length. A model
-        trained on a variable dataset takes any clip, downmixed, cropped or padded as its training clips were; one
-        trained on ESC-50 takes 5 s mono clips. A clip without samples, or with samples that are no finite numbers,
-        is refused."""
-        if not is_regular(Path(path)):  # reading a FIFO would wait for a writer
-            raise PredictError(f"{path}: cannot read the clip (no such file, or not a regular file)")
-        try:
-            wav, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # soundfile raises several types for unreadable files
-            raise PredictError(f"{path}: cannot read the clip ({e})") from e
+        """A clip as the model's training clips were made (:meth:`read`)."""
+        return self.read(path)[0]
+
+    def read(self, path: str | Path) -> tuple[torch.Tensor, list[str]]:
+        """A clip as the model's training clips were made: mono (channels averaged), cropped to its first
+        ``clip_length`` seconds or padded to them (``pad_mode``), resampled to the model's rate; and what was
+        changed (``downmixed``, ``padded``, ``cropped``). A ClipError when it cannot be read, has no samples, or
+        has samples that are no finite numbers.
+
+        One rule for every dataset: :func:`audiosweep.data.conform`'s, which made the training and validation
+        clips of every dataset whose clips vary (UrbanSound8K, GTZAN, folders...); ESC-50's are all 5 s mono, so
+        its training knows no other rule. A long clip is cropped, not averaged over windows: the probabilities
+        are then those of clips like the ones the run validated, while a mean over windows was never validated."""
+        wav, rate = read_audio(Path(path))
         if wav.size == 0:
-            raise PredictError(f"{path}: the clip has no samples; give a clip of {self.cfg.clip_length:g} s")
+            raise ClipError(path, f"the clip has no samples; give a clip of {self.cfg.clip_length:g} s")
         bad = int(wav.size - np.isfinite(wav).sum())
         if bad:
-            raise PredictError(f"{path}: {bad} of the clip's {wav.size} samples are not finite numbers (NaN or "
-                               "infinity); repair or re-export the clip")
-        entry = dataset_entry(self.cfg.dataset_name)
-        if entry is not None and not entry.strict:
-            wav = conform(wav, rate, ClipSpec.of(entry, self.cfg), Path(path))[:, None]
-        if wav.shape[1] != 1:
-            raise PredictError(f"{path}: {wav.shape[1]} channels; the model takes mono clips (downmix it first)")
+            raise ClipError(path, f"{bad} of the clip's {wav.size} samples are not finite numbers (NaN or infinity); "
+                                  "repair or re-export the clip")
         seconds = len(wav) / rate
-        if abs(seconds - self.cfg.clip_length) > LENGTH_TOLERANCE_S:
-            raise PredictError(f"{path}: {seconds:.2f} s long; the model was trained on {self.cfg.clip_length:g} s "
-                               "clips (crop or pad it to that length)")
-        x = torch.from_numpy(wav[:, 0])
+        changes = ["downmixed"] * (wav.shape[1] > 1)
+        changes += ["padded"] * (seconds < self.cfg.clip_length - LENGTH_TOLERANCE_S)
+        changes += ["cropped"] * (seconds > self.cfg.clip_length + LENGTH_TOLERANCE_S)
+        spec = ClipSpec(self.cfg.dataset_name, strict=False, seconds=self.cfg.clip_length, pad_mode=self.cfg.pad_mode)
+        x = torch.from_numpy(conform(wav, rate, spec, Path(path)))
         if rate != self.cfg.sample_rate:
             x = torchaudio.functional.resample(x, rate, self.cfg.sample_rate)
         n = clip_samples(self.cfg)
-        return torch.nn.functional.pad(x[:n], (0, max(0, n - len(x))))  # rounding of the sample count only
+        return torch.nn.functional.pad(x[:n], (0, max(0, n - len(x)))), changes  # rounding of the count only
+
+    def predict(self, paths: list[str | Path], k: int = 5, batch: int = 64) -> Iterator[Prediction]:
+        """Each clip's ``k`` most probable classes, in the order of ``paths``, ``batch`` clips at a time (a
+        caller can print them as they come); a clip that cannot be classified is a Prediction with its error, and
+        the others go on."""
+        for start in range(0, len(paths), batch):
+            done, wavs = [], []
+            for path in paths[start:start + batch]:
+                try:
+                    wav, changes = self.read(path)
+                except ClipError as e:
+                    done.append(Prediction(Path(path), error=e.problem))
+                    continue
+                done.append(Prediction(Path(path), changes=changes))
+                wavs.append(wav)
+            probs = iter(self.model_probabilities(torch.stack(wavs)) if wavs else [])
+            for p in done:
+                if p.error is None:
+                    p.top, p.error = top_classes(next(probs), self.classes, k)
+                yield p
+
+    @torch.no_grad()
+    def model_probabilities(self, wavs: torch.Tensor) -> torch.Tensor:
+        """(N, n_classes) class probabilities of the clips ``wavs`` (N, samples), on the CPU."""
+        return self.model(self.features(wavs)).float().softmax(dim=1).cpu()
 
     @torch.no_grad()
     def probabilities(self, paths: list[str | Path]) -> torch.Tensor:
         """(len(paths), n_classes) class probabilities; a PredictError naming the clips whose are not finite
         (samples so large that their features overflow)."""
-        wavs = torch.stack([self.clip(p) for p in paths])
-        probs = self.model(self.features(wavs)).float().softmax(dim=1).cpu()
+        probs = self.model_probabilities(torch.stack([self.clip(p) for p in paths]))
         bad = [str(p) for p, ok in zip(paths, probs.isfinite().all(dim=1), strict=True) if not ok]
         if bad:
             raise PredictError(f"{', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}: the model gives no finite "
-                               "probabilities for this clip (are its samples within -1 to 1?)")
+                               f"probabilities for this clip ({NONFINITE_HINT})")
         return probs
 
     @torch.no_grad()
@@ -94,10 +178,7 @@ class Predictor:
         """The ``k`` (at least 1) most probable classes of each clip with their probabilities, most probable first."""
         if k < 1:
             raise PredictError(f"top-k: give the number of classes to show, at least 1 (got {k})")
-        probs = self.probabilities(paths)
-        values, idx = probs.topk(min(k, probs.shape[1]), dim=1)
-        return [[(self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values, idx,
-                                                                                                      strict=True)]
+        return [top_classes(probs, self.classes, k)[0] for probs in self.probabilities(paths)]
 
 
 def model_file(source: str | Path) -> Path:
@@ -211,6 +292,7 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     """The model saved beside a record (or the best one in a folder), rebuilt on ``device`` (a model trained
     on a GPU loads on a CPU). The file is checked first (:func:`read_model_file`, :func:`check_norm_stats`,
     :func:`check_weights`): a PredictError names what does not fit."""
+    device = usable_device(str(device))  # before the model file is read: a device it lacks is a one-line error
     path = model_file(source)
     saved = read_model_file(path)
     try:
@@ -218,7 +300,6 @@ def load_predictor(source: str | Path, device: str | torch.device = "cpu") -> Pr
     except ConfigError as e:
         raise _refuse(path, f"its config is invalid ({' '.join(str(e).split())})") from e
     check_norm_stats(path, cfg, saved["norm_stats"])
-    device = torch.device(device)
     # the input shape it was trained on (AST's position embeddings are sized to it)
     arch = build_model(cfg, len(saved["classes"]), input_shape(cfg), pretrained=False)
     check_weights(path, saved, arch.model, cfg)

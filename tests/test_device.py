@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from audiosweep.config import merge
-from audiosweep.device import compile_model, feature_dtype, resolve_device, resolve_precision
+from audiosweep.device import compile_model, feature_dtype, resolve_device, resolve_precision, usable_device
 from audiosweep.errors import UserError
 
 
@@ -23,6 +25,22 @@ def test_the_cpu_trains_in_fp32_and_a_missing_gpu_is_named(monkeypatch):
     assert resolve_precision(merge([{"precision": "bf16"}]), torch.device("cpu")) == "fp32"
     with pytest.raises(UserError, match="device=cuda, but no CUDA GPU is visible"):
         resolve_device(merge([{"device": "cuda"}]))
+
+
+@pytest.mark.parametrize(("name", "gpus", "mps", "expected"), [
+    ("cpu", 0, False, "cpu"), ("auto", 0, False, "cpu"), ("auto", 2, False, "cuda"), ("cuda:1", 2, False, "cuda:1"),
+    ("mps", 0, True, "mps"), ("cuda:2", 2, False, "only 2 CUDA GPU(s) are visible (cuda:0, cuda:1)"),
+    ("cuda", 0, True, "no CUDA GPU is visible (here: cpu, mps)"), ("mps", 1, False, "no Apple MPS device here"),
+    ("xla", 0, False, "not a device; give auto, cpu, cuda, cuda:N or mps (here: cpu)"), ("gpu", 0, False, "not a"),
+])
+def test_a_device_is_checked_against_the_machines(monkeypatch, name, gpus, mps, expected):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    if " " in expected:  # a message, not a device
+        with pytest.raises(UserError, match=f"^device {name}: .*{re.escape(expected)}"):
+            usable_device(name)
+    else:
+        assert usable_device(name) == torch.device(expected)
 
 
 @pytest.mark.parametrize("supported, auto", [(True, "bf16"), (False, "fp16")])

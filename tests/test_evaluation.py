@@ -75,11 +75,11 @@ def test_predict_cli_prints_classes_and_names_bad_input(runs, synth_root, tmp_pa
     stereo = tmp_path / "stereo.wav"
     sf.write(stereo, np.stack([class_clip(0, np.random.default_rng(0))] * 2, axis=1), 44100)
     (tmp_path / "bad.wav").write_bytes(b"not audio")
-    for args, says in [([str(runs["plain"][0].record), str(clips[0])], "saved no model"),
-                       ([str(files.record), str(short)], "3.00 s long"),
-                       ([str(files.record), str(stereo)], "2 channels"),
-                       ([str(files.record), str(tmp_path / "bad.wav")], "cannot read the clip")]:
-        assert predict.main(args) == 2
+    for args, status, says in [([str(runs["plain"][0].record), str(clips[0])], 2, "saved no model"),
+                               ([str(files.record), str(short)], 0, "1 shorter than 5 s padded (zeros)"),
+                               ([str(files.record), str(stereo)], 0, "1 downmixed to mono"),
+                               ([str(files.record), str(tmp_path / "bad.wav")], 1, "cannot read the clip")]:
+        assert predict.main(args) == status
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err
     with pytest.raises(PredictError, match="no finished run with a saved model"):
@@ -215,7 +215,7 @@ def test_files_that_are_no_model_are_refused_unread(synth_root, tmp_path, capsys
     assert len(err.splitlines()) == 1
 
 
-def test_clips_without_finite_samples_and_bad_top_k_are_refused(runs, synth_root, tmp_path, capsys):
+def test_clips_without_finite_samples_are_skipped_and_bad_top_k_refused(runs, synth_root, tmp_path, capsys):
     record = str(runs["a"][0].record)
     good = sorted((synth_root / "audio").iterdir())[0]
     wav, rate = sf.read(good, dtype="float32")
@@ -227,9 +227,10 @@ def test_clips_without_finite_samples_and_bad_top_k_are_refused(runs, synth_root
     os.mkfifo(tmp_path / "pipe.wav")
     for clip, says in [(empty, "the clip has no samples"), (with_inf, "1 of the clip's"), (with_nan, "1 of the clip's"),
                        (loud, "no finite probabilities"), (tmp_path / "pipe.wav", "not a regular file")]:
-        assert predict.main([record, str(good), str(clip)]) == 2  # one bad clip refuses the batch
+        assert predict.main([record, str(good), str(clip)]) == 1  # the bad clip named and skipped
         out, err = capsys.readouterr()
-        assert out == "" and err.startswith(f"predict.py: {clip}: ") and says in err and len(err.splitlines()) == 1
+        assert out.startswith(f"{good}: ") and len(out.splitlines()) == 1
+        assert err.startswith(f"predict.py: {clip}: ") and says in err and len(err.splitlines()) == 2
     for k in ("0", "-3"):
         assert predict.main([record, str(good), "--top-k", k]) == 2
         assert f"--top_k: give the number of classes to show per clip, at least 1 (got {k})" in \
