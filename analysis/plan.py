@@ -33,7 +33,7 @@ PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confu
 
 @dataclass(frozen=True)
 class PlannedFigure:
-    name: str  # file name without extension
+    name: str  # file name without extension: analysis.figures.file_name's, carrying the sweep
     alt: str  # what it shows, in a few words
     draw: Callable[[], Figure]
 
@@ -73,10 +73,11 @@ def pick_run(df: pd.DataFrame, run_id: str | None = None, metric: str = "accurac
 def parameter_section(df: pd.DataFrame, key: str | None, metric: str = "accuracy") -> Section:
     """``key``'s section (all runs together when None): accuracy and loss per value, and the curves (when some
     run has a history)."""
-    shown = [] if key is None else [PlannedFigure(f"{metric}_by_{key}", f"{metric} by {key}",
+    shown = [] if key is None else [PlannedFigure(figures.file_name(df, f"{metric}_by_{key}"), f"{metric} by {key}",
                                                   partial(figures.plot_param, df, key, metric))]
     if any(len(h) for h in df.history):
-        shown.append(PlannedFigure(f"curves_by_{key}" if key else "curves", "accuracy and loss per epoch",
+        shown.append(PlannedFigure(figures.file_name(df, f"curves_by_{key}" if key else "curves"),
+                                   "accuracy and loss per epoch",
                                    partial(figures.plot_curves, df, key)))
     return Section(PARAMETER, key or "All runs", [key] if key else [], shown)
 
@@ -89,9 +90,9 @@ def importance_section(df: pd.DataFrame, metric: str = "accuracy") -> Section | 
     except SourceError:
         return None
     a, b = table.key[:2]
-    shown = [PlannedFigure("parallel_coordinates", "every run across the varying keys",
+    shown = [PlannedFigure(figures.file_name(df, "parallel_coordinates"), "every run across the varying keys",
                            partial(interactions.plot_parallel, df, metric)),
-             PlannedFigure(f"heatmap_{a}_{b}", f"mean {metric} by {a} and {b}",
+             PlannedFigure(figures.file_name(df, f"heatmap_{a}_{b}"), f"mean {metric} by {a} and {b}",
                            partial(interactions.plot_heatmap, df, a, b, metric))]
     return Section(IMPORTANCE, "Parameter importance", [a, b], shown)
 
@@ -99,7 +100,7 @@ def importance_section(df: pd.DataFrame, metric: str = "accuracy") -> Section | 
 def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Section:
     """Per fold, per group of ``by``: bars coloured by the one key of ``by``, or all runs together."""
     draw = partial(figures.plot_folds, df, by[0] if len(by) == 1 else None, metric)
-    return Section(FOLDS, "Per fold", by, [PlannedFigure("folds", "accuracy per fold", draw)])
+    return Section(FOLDS, "Per fold", by, [PlannedFigure(figures.file_name(df, "folds"), "accuracy per fold", draw)])
 
 
 def ensemble_section(df: pd.DataFrame) -> Section | None:
@@ -111,7 +112,7 @@ def ensemble_section(df: pd.DataFrame) -> Section | None:
     result, folds = found
     draw = partial(figures.plot_ensemble_sizes, ensemble.sizes_table(result, folds), result.cols)
     return Section(ENSEMBLE, "Ensembles over trial_num", result.cols,
-                   [PlannedFigure("ensemble_sizes", "ensemble accuracy by ensemble size", draw)])
+                   [PlannedFigure(figures.file_name(df, "ensemble_sizes"), "ensemble accuracy by ensemble size", draw)])
 
 
 def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> Section:
@@ -123,7 +124,7 @@ def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str =
             raise
         return Section(CONFUSION, "Confusion matrix", note=f"Not drawn: {md_escape(e)}", skipped=str(e))
     what = "chosen" if run_id else f"best (highest {metric})"
-    matrix = PlannedFigure(f"confusion_{row.run_id}", f"confusion matrix {row.run_id}",
+    matrix = PlannedFigure(figures.file_name(df, f"confusion_{row.run_id}"), f"confusion matrix {row.run_id}",
                            partial(figures.plot_confusion, row))
     return Section(CONFUSION, "Confusion matrix", figures=[matrix], run=row,
                    note=f"The {what} run, {md_escape(row.run_id)}: rows are true classes, normalised to 1.")
