@@ -46,8 +46,13 @@ def sweep_title(df: pd.DataFrame) -> str:
 def file_name(df: pd.DataFrame, base: str) -> str:
     """A figure's file name (no extension): ``<base>_<sweep>``, the runs' sweep (several joined by "+", at most 3
     named), so that figures of two sweeps written into one folder keep apart; ``base`` for runs of no sweep."""
-    sweeps = sorted(re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-.") for s in df.sweep.unique() if s)
-    tag = "+".join(sweeps[:3]) + (f"+{len(sweeps) - 3}more" if len(sweeps) > 3 else "")
+    return tagged(base, df.sweep.unique())
+
+
+def tagged(base: str, sweeps) -> str:
+    """``base_<sweeps>``: :func:`file_name`'s rule for the sweep names ``sweeps`` ("" ones left out)."""
+    names = sorted(re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-.") for s in sweeps if s)
+    tag = "+".join(names[:3]) + (f"+{len(names) - 3}more" if len(names) > 3 else "")
     return f"{base}_{tag}" if tag else base
 
 

@@ -143,9 +143,8 @@ def _nice_ticks(lo: float, hi: float, log: bool) -> np.ndarray:
     """Round tick values inside [lo, hi] (matplotlib's locators), with the ends added where no tick is near."""
     locator = LogLocator(subs=(1.0, 2.0, 5.0)) if log else MaxNLocator(5)
     ticks = np.asarray(locator.tick_values(lo, hi), dtype=float)
-    if log and len(ticks[(ticks >= lo) & (ticks <= hi)]) > 6:
-        ticks = np.asarray(LogLocator().tick_values(lo, hi), dtype=float)
     ticks = ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+    ticks = ticks[::-(-len(ticks) // 5)] if len(ticks) > 5 else ticks  # within a decade LogLocator gives many
     f = np.log10 if log else (lambda v: v)
     span = f(hi) - f(lo)
     ends = [e for e in (lo, hi) if not len(ticks) or np.abs(f(ticks) - f(e)).min() > 0.12 * span]

@@ -8,6 +8,8 @@ section's table and text, and ``analysis/report.ipynb`` shows the same.
     when 2+ keys vary over 5+ runs              IMPORTANCE: parallel_coordinates, heatmap of the two most important
     when folds vary (or asked for)              FOLDS: folds
     when trial_num ensembles can be formed      ENSEMBLE: ensemble_sizes (analysis.ensemble)
+    when a bayes study's journal is found       OPTUNA: optuna_history, optuna_slice, optuna_importances,
+                                                optuna_intermediate (analysis.optuna_plots)
     always                                      CONFUSION: confusion_<run_id>, or the reason none can be drawn
 """
 
@@ -23,12 +25,13 @@ from matplotlib.figure import Figure
 from audiosweep.errors import SourceError
 from audiosweep.results import RunFiles
 
-from . import ensemble, figures, importance, interactions
+from . import ensemble, figures, importance, interactions, optuna_plots
 from .checks import require_folds
 from .labels import md_escape
 from .runs import finished
 
 PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
+OPTUNA = "optuna"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,18 @@ def importance_section(df: pd.DataFrame, metric: str = "accuracy") -> Section | 
     return Section(IMPORTANCE, "Parameter importance", [a, b], shown)
 
 
+def optuna_section(df: pd.DataFrame) -> Section | None:
+    """Optuna's plots of each bayes study found beside the records (:mod:`analysis.optuna_plots`); None when
+    there is none."""
+    shown = [PlannedFigure(figures.tagged(name, [study.study_name]), alt, draw)
+             for study in optuna_plots.bayes_studies(df) for name, (alt, draw) in optuna_plots.plots(study).items()]
+    if not shown:
+        return None
+    return Section(OPTUNA, "Optuna's view of the bayes study", figures=shown,
+                   note="The sweep's Optuna study as Optuna plots it: its trials are the sweep's runs (pruned ones "
+                   "included), the objective the sweep's metric.")
+
+
 def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Section:
     """Per fold, per group of ``by``: bars coloured by the one key of ``by``, or all runs together."""
     draw = partial(figures.plot_folds, df, by[0] if len(by) == 1 else None, metric)
@@ -139,7 +154,7 @@ def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id
     if ok.empty:
         raise SourceError(f"no finished runs with {metric}: nothing to plot")
     plan = [parameter_section(df, key, metric) for key in keys or [None]]
-    plan += [s for s in [importance_section(df, metric)] if s is not None]
+    plan += [s for s in [importance_section(df, metric), optuna_section(df)] if s is not None]
     if folds:
         require_folds(df, metric)
     if folds or (folds is None and ok.fold.nunique() > 1):

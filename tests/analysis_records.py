@@ -90,10 +90,11 @@ BAYES_PARAMETERS = {"learning_rate": {"distribution": "log_uniform_values", "min
 
 
 def write_bayes_sweep(folder: Path, n: int = 32, pruned: int = 8, epochs: int = 6, rung: int = 2,
-                      sweep_file: bool = True, seed: int = 0) -> Path:
+                      sweep_file: bool = True, seed: int = 0, journal: bool = False) -> Path:
     """A bayes sweep folder as the runner leaves it: ``n`` runs of ``epochs`` epochs drawn from
     :data:`BAYES_PARAMETERS` (a log-uniform learning_rate within half a decade, a uniform mix_up over 3 decades),
-    the first ``pruned`` of them stopped at epoch ``rung``, and the sweep file's copy (unless not ``sweep_file``).
+    the first ``pruned`` of them stopped at epoch ``rung``, and the sweep file's copy (unless not ``sweep_file``);
+    with ``journal``, the Optuna study of those runs in the runner's journal file, as the runner tells it.
     Accuracy after epoch e: 0.4 + 0.3 mix_up + 0.04 e (+ 0.02 for resnet18)."""
     import yaml
 
@@ -122,4 +123,25 @@ def write_bayes_sweep(folder: Path, n: int = 32, pruned: int = 8, epochs: int = 
                                   n_valid=20, feature_s=0.5, wall_time_s=3.5, env={"device": "cpu"}, classes=CLASSES,
                                   files={})
         write_json_atomic(RunFiles.of(folder, run_id).record, rec.to_dict())
+        if journal:
+            _tell(folder, cfg, history, i < pruned)
     return folder
+
+
+def _tell(folder: Path, cfg: dict, history: list[dict], pruned: bool) -> None:
+    """One run as a trial of the study ``folder.name`` in the runner's journal file there."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from audiosweep.sweep.study import storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage(None, folder), study_name=folder.name, direction="maximize",
+                                load_if_exists=True)
+    dists = {"learning_rate": FloatDistribution(1e-3, 5e-3, log=True), "mix_up": FloatDistribution(0.001, 1.0),
+             "arch": CategoricalDistribution(BAYES_PARAMETERS["arch"]["values"])}
+    study.add_trial(optuna.trial.create_trial(
+        params={k: cfg[k] for k in dists}, distributions=dists,
+        state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
+        value=None if pruned else history[-1]["accuracy"],
+        intermediate_values={r["epoch"]: r["accuracy"] for r in history}))

@@ -71,12 +71,13 @@ def test_plan_sections_in_order(tmp_path, monkeypatch):
     sections = plan.sections(df, ["n_mels"])
     assert [(s.kind, s.title, s.by) for s in sections] == [(plan.PARAMETER, "n_mels", ["n_mels"]),
                                                            (plan.CONFUSION, "Confusion matrix", [])]
-    assert [names(s) for s in sections] == [["accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"], ["confusion_r128-3_nmels"]]
+    assert [names(s) for s in sections] == [["accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"],
+                                            ["confusion_r128-3_nmels"]]
     assert sections[1].note == "The best (highest accuracy) run, r128-3: rows are true classes, normalised to 1."
     assert [names(s) for s in plan.sections(df, ["n_mels"], folds=True)][1] == ["folds_nmels"]  # forced
     assert [names(s) for s in plan.sections(df, ["n_mels", "arch"], "best_accuracy")] == [
-        ["best_accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"], ["best_accuracy_by_arch_nmels",
-                                                                     "curves_by_arch_nmels"], ["confusion_r128-3_nmels"]]
+        ["best_accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"],
+        ["best_accuracy_by_arch_nmels", "curves_by_arch_nmels"], ["confusion_r128-3_nmels"]]
 
     final = runs.load_runs(str(final_study))
     sections = plan.sections(final, [])
