@@ -113,8 +113,8 @@ def test_notebook_is_valid_and_runs_from_its_folder(repo_records, tmp_path, monk
     NotebookClient(nb, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "analysis")}}).execute()  # as Jupyter starts it
     out = tmp_path / "nb"
-    assert is_png(out / "folds.png") and images(out / "report.md") == ["curves.png", "folds.png",
-                                                                      "confusion_f1-t2.png"]
+    assert is_png(out / "folds_final.png") and images(out / "report.md") == [
+        "curves_final.png", "folds_final.png", "confusion_f1-t2_final.png"]
     shown = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(shown) == 3  # curves, folds, confusion matrix
     markdown = "\n".join(o["data"]["text/markdown"] for c in code for o in c.outputs
