@@ -326,4 +326,3 @@ def test_each_run_gets_the_cores_it_may_use_shared_by_the_workers(tmp_path, monk
     assert runner.env(None)["OMP_NUM_THREADS"] == str(threads)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert runner.env(None)["OMP_NUM_THREADS"] == "3"
-
