@@ -22,6 +22,7 @@ def test_bayes_study_plots_next_to_the_others(tmp_path):
                                                  "optuna_importances_bayes", "optuna_intermediate_bayes"]
     page = report.build_report(df, tmp_path / "r").read_text()
     assert "## Optuna's view of the bayes study" in page and "![Optuna: parameter importances (fANOVA)]" in page
+    assert "3 pruned runs included: every run's metric after epoch 2" in page  # the importance section says so
     for f in section.figures:
         assert is_png(tmp_path / "r" / f"{f.name}.png", 5)
 
