@@ -5,6 +5,7 @@ bars, accuracy and training/validation loss per epoch, and a run's confusion mat
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,19 @@ def sorted_values(values) -> list:
 def sweep_title(df: pd.DataFrame) -> str:
     sweeps = sorted(s for s in df.sweep.unique() if s)
     return f" ({', '.join(sweeps[:3])}{', ...' if len(sweeps) > 3 else ''})" if sweeps else ""
+
+
+def file_name(df: pd.DataFrame, base: str) -> str:
+    """A figure's file name (no extension): ``<base>_<sweep>``, the runs' sweep (several joined by "+", at most 3
+    named), so that figures of two sweeps written into one folder keep apart; ``base`` for runs of no sweep."""
+    return tagged(base, df.sweep.unique())
+
+
+def tagged(base: str, sweeps) -> str:
+    """``base_<sweeps>``: :func:`file_name`'s rule for the sweep names ``sweeps`` ("" ones left out)."""
+    names = sorted(re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-.") for s in sweeps if s)
+    tag = "+".join(names[:3]) + (f"+{len(names) - 3}more" if len(names) > 3 else "")
+    return f"{base}_{tag}" if tag else base
 
 
 def _pct_axis(ax) -> None:

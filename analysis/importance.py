@@ -12,6 +12,9 @@ correlation: Pearson's r between the metric and the numeric column; for a catego
 indicator with the largest |r| (signed), its value shown in ``correlated_value``: "runs with this value score
 higher (or lower)".
 
+Pruned runs (bayes or hyperband sweeps) count where they have a history: every run is then compared at the last
+epoch all of them completed (:mod:`analysis.pruned`), and the output says which epoch and how many were pruned.
+
 rf_importance: a random forest (scikit-learn, 200 trees, fixed seed) fitted on those columns to predict the
 metric; a key's importance is the sum of its columns' impurity (mean decrease in impurity) importances, so the
 keys' importances add up to 1. Impurity importance rather than permutation importance: it is computed on the
@@ -35,7 +38,8 @@ from . import cli
 from .checks import distinct_values, run_warnings, varying_keys
 from .figures import sorted_values
 from .labels import axis_label, format_value
-from .runs import finished, same_value, warn
+from .pruned import PRUNED, comparable
+from .runs import same_value, warn
 from .summarize import render
 
 MIN_RUNS = 5
@@ -88,7 +92,7 @@ def correlation(column: pd.Series, y: pd.Series) -> float:
 
 def check_enough(ok: pd.DataFrame, keys: list[str], metric: str) -> None:
     if len(ok) < MIN_RUNS:
-        raise SourceError(f"parameter importance needs at least {MIN_RUNS} finished runs with {metric}; "
+        raise SourceError(f"parameter importance needs at least {MIN_RUNS} finished (or pruned) runs with {metric}; "
                           f"there are {len(ok)}")
     if len(keys) < 2:
         raise SourceError(f"parameter importance needs at least 2 setting keys that vary across the finished runs; "
@@ -99,8 +103,9 @@ def check_enough(ok: pd.DataFrame, keys: list[str], metric: str) -> None:
 def importance(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     """One row per varying setting key of the finished runs: ``key``, ``label`` (its axis label), ``kind``
     (numeric or categorical), ``correlation`` (see the module's docstring), ``correlated_value`` (for a
-    categorical key: the value whose indicator that is) and ``rf_importance``. Most important first."""
-    ok = finished(df, metric)
+    categorical key: the value whose indicator that is) and ``rf_importance``. Most important first. The runs
+    are :func:`analysis.pruned.comparable`'s."""
+    ok = comparable(df, metric).runs
     keys = varying_keys(ok)
     check_enough(ok, keys, metric)
     y = ok[metric].astype(float)
@@ -136,10 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace, df: pd.DataFrame, by: list[str]) -> int:
-    """Print the importance table, warnings on stderr."""
-    for m in run_warnings(df, args.metric):
+    """Print the importance table (after what was compared, where pruned runs count), warnings on stderr."""
+    compared = comparable(df, args.metric)
+    used = compared.runs.index[compared.runs.status == PRUNED]
+    for m in run_warnings(df.drop(used), args.metric):
         warn(m)
     table = importance(df, args.metric)
+    if compared.note():
+        print(f"{compared.note()}\n", file=sys.stderr if args.format == "csv" else sys.stdout)
     print(render(table if args.format == "csv" else display(table), args.format))
     return 0
 

@@ -8,6 +8,8 @@ section's table and text, and ``analysis/report.ipynb`` shows the same.
     when 2+ keys vary over 5+ runs              IMPORTANCE: parallel_coordinates, heatmap of the two most important
     when folds vary (or asked for)              FOLDS: folds
     when trial_num ensembles can be formed      ENSEMBLE: ensemble_sizes (analysis.ensemble)
+    when a bayes study's journal is found       OPTUNA: optuna_history, optuna_slice, optuna_importances,
+                                                optuna_intermediate (analysis.optuna_plots)
     always                                      CONFUSION: confusion_<run_id>, or the reason none can be drawn
 """
 
@@ -23,17 +25,18 @@ from matplotlib.figure import Figure
 from audiosweep.errors import SourceError
 from audiosweep.results import RunFiles
 
-from . import ensemble, figures, importance, interactions
+from . import ensemble, figures, importance, interactions, optuna_plots
 from .checks import require_folds
 from .labels import md_escape
 from .runs import finished
 
 PARAMETER, FOLDS, CONFUSION, ENSEMBLE, IMPORTANCE = "parameter", "folds", "confusion", "ensemble", "importance"
+OPTUNA = "optuna"
 
 
 @dataclass(frozen=True)
 class PlannedFigure:
-    name: str  # file name without extension
+    name: str  # file name without extension: analysis.figures.file_name's, carrying the sweep
     alt: str  # what it shows, in a few words
     draw: Callable[[], Figure]
 
@@ -73,10 +76,11 @@ def pick_run(df: pd.DataFrame, run_id: str | None = None, metric: str = "accurac
 def parameter_section(df: pd.DataFrame, key: str | None, metric: str = "accuracy") -> Section:
     """``key``'s section (all runs together when None): accuracy and loss per value, and the curves (when some
     run has a history)."""
-    shown = [] if key is None else [PlannedFigure(f"{metric}_by_{key}", f"{metric} by {key}",
+    shown = [] if key is None else [PlannedFigure(figures.file_name(df, f"{metric}_by_{key}"), f"{metric} by {key}",
                                                   partial(figures.plot_param, df, key, metric))]
     if any(len(h) for h in df.history):
-        shown.append(PlannedFigure(f"curves_by_{key}" if key else "curves", "accuracy and loss per epoch",
+        shown.append(PlannedFigure(figures.file_name(df, f"curves_by_{key}" if key else "curves"),
+                                   "accuracy and loss per epoch",
                                    partial(figures.plot_curves, df, key)))
     return Section(PARAMETER, key or "All runs", [key] if key else [], shown)
 
@@ -89,17 +93,29 @@ def importance_section(df: pd.DataFrame, metric: str = "accuracy") -> Section | 
     except SourceError:
         return None
     a, b = table.key[:2]
-    shown = [PlannedFigure("parallel_coordinates", "every run across the varying keys",
+    shown = [PlannedFigure(figures.file_name(df, "parallel_coordinates"), "every run across the varying keys",
                            partial(interactions.plot_parallel, df, metric)),
-             PlannedFigure(f"heatmap_{a}_{b}", f"mean {metric} by {a} and {b}",
+             PlannedFigure(figures.file_name(df, f"heatmap_{a}_{b}"), f"mean {metric} by {a} and {b}",
                            partial(interactions.plot_heatmap, df, a, b, metric))]
     return Section(IMPORTANCE, "Parameter importance", [a, b], shown)
+
+
+def optuna_section(df: pd.DataFrame) -> Section | None:
+    """Optuna's plots of each bayes study found beside the records (:mod:`analysis.optuna_plots`); None when
+    there is none."""
+    shown = [PlannedFigure(figures.tagged(name, [study.study_name]), alt, draw)
+             for study in optuna_plots.bayes_studies(df) for name, (alt, draw) in optuna_plots.plots(study).items()]
+    if not shown:
+        return None
+    return Section(OPTUNA, "Optuna's view of the bayes study", figures=shown,
+                   note="The sweep's Optuna study as Optuna plots it: its trials are the sweep's runs (pruned ones "
+                   "included), the objective the sweep's metric.")
 
 
 def fold_section(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> Section:
     """Per fold, per group of ``by``: bars coloured by the one key of ``by``, or all runs together."""
     draw = partial(figures.plot_folds, df, by[0] if len(by) == 1 else None, metric)
-    return Section(FOLDS, "Per fold", by, [PlannedFigure("folds", "accuracy per fold", draw)])
+    return Section(FOLDS, "Per fold", by, [PlannedFigure(figures.file_name(df, "folds"), "accuracy per fold", draw)])
 
 
 def ensemble_section(df: pd.DataFrame) -> Section | None:
@@ -111,7 +127,7 @@ def ensemble_section(df: pd.DataFrame) -> Section | None:
     result, folds = found
     draw = partial(figures.plot_ensemble_sizes, ensemble.sizes_table(result, folds), result.cols)
     return Section(ENSEMBLE, "Ensembles over trial_num", result.cols,
-                   [PlannedFigure("ensemble_sizes", "ensemble accuracy by ensemble size", draw)])
+                   [PlannedFigure(figures.file_name(df, "ensemble_sizes"), "ensemble accuracy by ensemble size", draw)])
 
 
 def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str = "accuracy") -> Section:
@@ -123,7 +139,7 @@ def confusion_section(df: pd.DataFrame, run_id: str | None = None, metric: str =
             raise
         return Section(CONFUSION, "Confusion matrix", note=f"Not drawn: {md_escape(e)}", skipped=str(e))
     what = "chosen" if run_id else f"best (highest {metric})"
-    matrix = PlannedFigure(f"confusion_{row.run_id}", f"confusion matrix {row.run_id}",
+    matrix = PlannedFigure(figures.file_name(df, f"confusion_{row.run_id}"), f"confusion matrix {row.run_id}",
                            partial(figures.plot_confusion, row))
     return Section(CONFUSION, "Confusion matrix", figures=[matrix], run=row,
                    note=f"The {what} run, {md_escape(row.run_id)}: rows are true classes, normalised to 1.")
@@ -138,7 +154,7 @@ def sections(df: pd.DataFrame, keys: list[str], metric: str = "accuracy", run_id
     if ok.empty:
         raise SourceError(f"no finished runs with {metric}: nothing to plot")
     plan = [parameter_section(df, key, metric) for key in keys or [None]]
-    plan += [s for s in [importance_section(df, metric)] if s is not None]
+    plan += [s for s in [importance_section(df, metric), optuna_section(df)] if s is not None]
     if folds:
         require_folds(df, metric)
     if folds or (folds is None and ok.fold.nunique() > 1):

@@ -22,7 +22,7 @@ import pandas as pd
 from audiosweep.errors import SourceError
 from audiosweep.results import TEST_METRIC
 
-from . import cli, compare, ensemble, importance, interactions, plan, reproduce
+from . import cli, compare, ensemble, importance, interactions, plan, pruned, reproduce
 from .checks import comparison_warnings, group_warnings, run_warnings, varying_keys
 from .context import context_markdown
 from .figures import confused_pairs, save
@@ -109,7 +109,9 @@ def write_section(df: pd.DataFrame, section: plan.Section, out: str | Path, metr
         table = importance.importance(df, metric)
         table.to_csv(out / "importance.csv", index=False)
         means = interactions.display_table(*interactions.mean_table(df, *section.by, metric))
-        text = (f"{IMPORTANCE_INTRO}\n\n{render(importance.display(table), 'markdown')}\n\nMean {metric} by "
+        note = pruned.comparable(df, metric).note()
+        text = (f"{IMPORTANCE_INTRO}{' ' + note.capitalize() + '.' if note else ''}\n\n"
+                f"{render(importance.display(table), 'markdown')}\n\nMean {metric} by "
                 f"{section.by[0]} (rows) and {section.by[1]} (columns), the two most important keys:\n\n"
                 + render(means.reset_index(), "markdown"))
     elif section.kind == plan.FOLDS:

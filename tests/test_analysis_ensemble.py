@@ -177,14 +177,15 @@ def test_report_has_an_ensemble_section_only_when_there_are_ensembles(tmp_path):
     three_trials(tmp_path / "study")
     page = report.build_report(runs.load_runs(str(tmp_path / "study")), tmp_path / "r")
     text = page.read_text()
-    assert "## Ensembles over trial_num" in text and "![ensemble accuracy by ensemble size](ensemble_sizes.png)" in text
+    assert "## Ensembles over trial_num" in text
+    assert "![ensemble accuracy by ensemble size](ensemble_sizes_study.png)" in text
     assert text.index("## Ensembles over trial_num") < text.index("## Confusion matrix")
-    assert "| 3 |" in text and "100.00" in text and is_png(tmp_path / "r" / "ensemble_sizes.png", 5)
+    assert "| 3 |" in text and "100.00" in text and is_png(tmp_path / "r" / "ensemble_sizes_study.png", 5)
     assert pd.read_csv(tmp_path / "r" / "ensembles.csv").ensemble.tolist() == [1.0]
 
     write_run(tmp_path / "single", "only", 0.8, preds=True)  # one run: no ensemble, no section
     text = report.build_report(runs.load_runs(str(tmp_path / "single")), tmp_path / "r2").read_text()
-    assert "Ensembles" not in text and not (tmp_path / "r2" / "ensemble_sizes.png").exists()
+    assert "Ensembles" not in text and not (tmp_path / "r2" / "ensemble_sizes_single.png").exists()
 
 
 def test_test_predictions_ensemble_within_a_test_fold_and_never_across(tmp_path):

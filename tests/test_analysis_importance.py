@@ -75,7 +75,7 @@ def test_rf_importance_equals_a_direct_fit(tmp_path):
 
 def test_importance_needs_two_keys_and_five_runs(tmp_path, capsys):
     df = write_grid(tmp_path)
-    with pytest.raises(runs.SourceError, match="at least 5 finished runs with accuracy; there are 4"):
+    with pytest.raises(runs.SourceError, match=r"at least 5 finished \(or pruned\) runs with accuracy; there are 4"):
         importance.importance(df[df.status == "finished"].iloc[:4])
     one_key = df[(df.learning_rate == 0.01) & (df.normalize == "global")]
     with pytest.raises(runs.SourceError, match=r"at least 2 setting keys .* 1 vary \(n_mels\)"):
@@ -128,9 +128,9 @@ def test_heatmap_figure(tmp_path):
 def test_parallel_coordinates_figure(tmp_path):
     fig = interactions.plot_parallel(write_grid(tmp_path))
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == [
-        labels.axis_label("n_mels"), labels.axis_label("normalize"), labels.axis_label("learning_rate")
-        + "\n(log scale)", "validation accuracy"]
+    assert [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] == [
+        labels.axis_label("n_mels") + " (linear: by range)", labels.axis_label("normalize"),
+        labels.axis_label("learning_rate") + " (log: by range)", "validation accuracy"]
     lines = ax.collections[0].get_segments()
     assert len(lines) == 54  # one per finished run
     best = lines[-1]  # drawn last: n_mels 224, sample, accuracy 81%
@@ -141,7 +141,7 @@ def test_parallel_coordinates_figure(tmp_path):
     assert {"64", "128", "224", "global", "sample", "0.001", "0.1"} <= set(texts)
 
     linear = interactions.plot_parallel(write_grid(tmp_path / "linear", rates=(0.01, 0.02, 0.05)))
-    assert "(log scale)" not in linear.axes[0].get_xticklabels()[2].get_text()
+    assert "(linear: by range)" in linear.axes[0].get_xticklabels()[2].get_text()
     same = write_grid(tmp_path / "same").query("run_id == 'm64-lr0.01-global-t1'")
     with pytest.raises(runs.SourceError, match="no setting key varies across the 3 finished runs"):
         interactions.plot_parallel(pd.concat([same] * 3))
@@ -154,8 +154,9 @@ def test_interactions_cli_writes_figures(tmp_path, capsys):
     printed, err = capsys.readouterr()
     assert printed.splitlines()[0].split() == ["n_mels", "\\", "normalize", "global", "sample"]
     assert printed.splitlines()[2].split() == ["64", "52.00", "(n=9)", "54.00", "(n=9)"]
-    assert printed.split()[-2:] == [str(out / "heatmap_n_mels_normalize.png"), str(out / "parallel_coordinates.png")]
-    for name in ("heatmap_n_mels_normalize.png", "parallel_coordinates.png"):
+    assert printed.split()[-2:] == [str(out / "heatmap_n_mels_normalize_grid.png"),
+                                    str(out / "parallel_coordinates_grid.png")]
+    for name in ("heatmap_n_mels_normalize_grid.png", "parallel_coordinates_grid.png"):
         assert is_png(out / name)
     assert "learning_rate (0.001, 0.01, 0.1)" in err  # pooled over in the heatmap's cells
 

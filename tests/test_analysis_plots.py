@@ -71,22 +71,23 @@ def test_plan_sections_in_order(tmp_path, monkeypatch):
     sections = plan.sections(df, ["n_mels"])
     assert [(s.kind, s.title, s.by) for s in sections] == [(plan.PARAMETER, "n_mels", ["n_mels"]),
                                                            (plan.CONFUSION, "Confusion matrix", [])]
-    assert [names(s) for s in sections] == [["accuracy_by_n_mels", "curves_by_n_mels"], ["confusion_r128-3"]]
+    assert [names(s) for s in sections] == [["accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"],
+                                            ["confusion_r128-3_nmels"]]
     assert sections[1].note == "The best (highest accuracy) run, r128-3: rows are true classes, normalised to 1."
-    assert [names(s) for s in plan.sections(df, ["n_mels"], folds=True)][1] == ["folds"]  # forced
+    assert [names(s) for s in plan.sections(df, ["n_mels"], folds=True)][1] == ["folds_nmels"]  # forced
     assert [names(s) for s in plan.sections(df, ["n_mels", "arch"], "best_accuracy")] == [
-        ["best_accuracy_by_n_mels", "curves_by_n_mels"], ["best_accuracy_by_arch", "curves_by_arch"],
-        ["confusion_r128-3"]]
+        ["best_accuracy_by_n_mels_nmels", "curves_by_n_mels_nmels"],
+        ["best_accuracy_by_arch_nmels", "curves_by_arch_nmels"], ["confusion_r128-3_nmels"]]
 
     final = runs.load_runs(str(final_study))
     sections = plan.sections(final, [])
     assert [(s.kind, s.title, names(s)) for s in sections] == [
-        (plan.PARAMETER, "All runs", ["curves"]), (plan.FOLDS, "Per fold", ["folds"]),
-        (plan.CONFUSION, "Confusion matrix", ["confusion_f1-t2"])]
+        (plan.PARAMETER, "All runs", ["curves_final"]), (plan.FOLDS, "Per fold", ["folds_final"]),
+        (plan.CONFUSION, "Confusion matrix", ["confusion_f1-t2_final"])]
     assert [s.kind for s in plan.sections(final, ["fold"], folds=False)] == [plan.PARAMETER, plan.CONFUSION]
     assert plan.sections(final, ["fold", "n_mels"])[-2].by == ["n_mels"]  # per fold: by the other keys
     chosen = plan.sections(final, [], run_id="f2-t1")[-1]
-    assert names(chosen) == ["confusion_f2-t1"] and chosen.note.startswith("The chosen run, f2-t1:")
+    assert names(chosen) == ["confusion_f2-t1_final"] and chosen.note.startswith("The chosen run, f2-t1:")
 
 
 def test_plan_without_predictions_or_finished_runs(tmp_path):
@@ -111,8 +112,8 @@ def test_plots_cli_writes_figures(tmp_path, capsys):
     out = tmp_path / "figs"
     assert plots.main([str(study), "--by", "n_mels", "--out", str(out)]) == 0
     written = [Path(p) for p in capsys.readouterr().out.split()]
-    assert {p.name for p in written} == {f"{n}.{ext}" for n in ("accuracy_by_n_mels", "curves_by_n_mels",
-                                                                "confusion_r128-3") for ext in ("png", "svg")}
+    assert {p.name for p in written} == {f"{n}_nmels.{ext}" for n in ("accuracy_by_n_mels", "curves_by_n_mels",
+                                                                      "confusion_r128-3") for ext in ("png", "svg")}
     for p in written:  # one fold: no per-fold figure
         assert is_png(p) if p.suffix == ".png" else p.read_text().startswith("<?xml")
     assert plots.main([str(study), "--by", "n_mels", "--out", str(tmp_path / "bad"), "--run", "r64-1"]) == 2
@@ -120,7 +121,7 @@ def test_plots_cli_writes_figures(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()  # the plan fails before anything is drawn
 
     assert plots.main([str(study), "--out", str(tmp_path / "forced"), "--folds"]) == 0
-    assert {Path(p).name for p in capsys.readouterr().out.split()} >= {"curves.png", "folds.png"}
+    assert {Path(p).name for p in capsys.readouterr().out.split()} >= {"curves_nmels.png", "folds_nmels.png"}
 
 
 def test_plots_cli_warns_without_predictions(tmp_path, capsys):
@@ -129,7 +130,7 @@ def test_plots_cli_warns_without_predictions(tmp_path, capsys):
         path.unlink()
     assert plots.main([str(study), "--out", str(tmp_path)]) == 0
     out, err = capsys.readouterr()
-    assert [Path(p).name for p in out.split()] == ["curves.png", "curves.svg"]
+    assert [Path(p).name for p in out.split()] == ["curves_nmels.png", "curves_nmels.svg"]
     assert "warning: no run has a <run_id>.preds.npz beside its record" in err
 
 
@@ -137,7 +138,8 @@ def test_fold_and_confusion_figures(tmp_path):
     final_study = write_final_study(tmp_path)
     df = runs.load_runs(str(final_study))
     paths = plots.write_figures(df, [], tmp_path, run_id="f2-t1")
-    assert {p.name for p in paths if p.suffix == ".png"} == {"curves.png", "folds.png", "confusion_f2-t1.png"}
+    assert {p.name for p in paths if p.suffix == ".png"} == {"curves_final.png", "folds_final.png",
+                                                               "confusion_f2-t1_final.png"}
     assert all(is_png(p) for p in paths if p.suffix == ".png")
     fig = figures.plot_confusion(plan.pick_run(df, "f2-t1"))
     ax = fig.axes[0]

@@ -37,13 +37,13 @@ def test_report_script(tmp_path, capsys):
     text = page.read_text()
     assert page == out / "report.md" and "## Per fold" in text and "| mean of fold means |" in text
     assert "79.50 ± 7.78" in text and "## All runs" in text  # no parameter varies but the fold
-    assert images(page) == ["curves.png", "folds.png", "confusion_f1-t2.png"]
+    assert images(page) == ["curves_final.png", "folds_final.png", "confusion_f1-t2_final.png"]
     assert all(is_png(out / name) for name in images(page))
 
     assert report.main([str(study), "--out", str(tmp_path / "r2")]) == 0
     text = (tmp_path / "r2" / "report.md").read_text()
     assert "## n_mels" in text and "82.00 ± 2.00" in text and "## Per fold" not in text
-    assert "> warning: 1 of 6 runs left out" in text and "![accuracy by n_mels](accuracy_by_n_mels.png)" in text
+    assert "> warning: 1 of 6 runs left out" in text and "![accuracy by n_mels](accuracy_by_n_mels_nmels.png)" in text
     assert pd.read_csv(tmp_path / "r2" / "accuracy_by_n_mels.csv").accuracy_mean.tolist() == pytest.approx([.82, .72])
 
 
@@ -64,7 +64,7 @@ def test_report_default_folder_is_under_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert report.main([str(study)]) == 0
     assert Path(capsys.readouterr().out.strip()) == Path("reports") / "nmels" / "report.md"
-    assert (tmp_path / "reports" / "nmels" / "accuracy_by_n_mels.png").is_file()
+    assert (tmp_path / "reports" / "nmels" / "accuracy_by_n_mels_nmels.png").is_file()
     assert report.main([str(study.parent), "--sweep", "nmels"]) == 0
     assert Path(capsys.readouterr().out.strip()) == Path("reports") / "nmels" / "report.md"
     assert paths.report_dir("wandb:me/esc50") == Path("reports/esc50")
@@ -113,8 +113,8 @@ def test_notebook_is_valid_and_runs_from_its_folder(repo_records, tmp_path, monk
     NotebookClient(nb, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "analysis")}}).execute()  # as Jupyter starts it
     out = tmp_path / "nb"
-    assert is_png(out / "folds.png") and images(out / "report.md") == ["curves.png", "folds.png",
-                                                                      "confusion_f1-t2.png"]
+    assert is_png(out / "folds_final.png") and images(out / "report.md") == [
+        "curves_final.png", "folds_final.png", "confusion_f1-t2_final.png"]
     shown = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(shown) == 3  # curves, folds, confusion matrix
     markdown = "\n".join(o["data"]["text/markdown"] for c in code for o in c.outputs
@@ -149,7 +149,7 @@ def test_records_written_by_train_py(trained, tmp_path, capsys):
     confusion = next(tmp_path.glob("confusion_*.png"))
     assert is_png(confusion)
     best = plan.pick_run(df)
-    assert best.accuracy == df.accuracy.max() and confusion.name == f"confusion_{best.run_id}.png"
+    assert best.accuracy == df.accuracy.max() and confusion.name == f"confusion_{best.run_id}_{best.sweep}.png"
     labels = [t.get_text() for t in figures.plot_confusion(best).axes[0].get_yticklabels()]
     assert len(labels) == 10 and "dog" in labels
     assert report.main([str(trained), "--out", str(tmp_path / "report")]) == 0
@@ -177,7 +177,7 @@ def test_report_tests_each_value_and_ranks_the_keys(tmp_path):
     out = tmp_path / "grid-report"
     page = report.build_report(runs.load_runs(str(grid)), out).read_text()
     assert "## Parameter importance" in page and "Random-forest importance" in page
-    assert is_png(out / "parallel_coordinates.png") and is_png(out / "heatmap_n_mels_normalize.png")
+    assert is_png(out / "parallel_coordinates_grid.png") and is_png(out / "heatmap_n_mels_normalize_grid.png")
     assert pd.read_csv(out / "importance.csv").key.tolist()[0] == "n_mels"
 
 

@@ -127,8 +127,8 @@ def test_every_command_reads_the_export(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[2].startswith("mix_up ")  # the most important key at 80 epochs
     assert interactions.main([source, *sweep, "--by", "n_mels,n_epochs", "--out", str(tmp_path / "i")]) == 0
     assert plots.main([source, *sweep, "--by", "n_mels", "--out", str(tmp_path / "p")]) == 0
-    assert (tmp_path / "p" / "accuracy_by_n_mels.png").is_file()
-    assert not (tmp_path / "p" / "curves_by_n_mels.png").exists()  # no per-epoch history in an export
+    assert (tmp_path / "p" / "accuracy_by_n_mels_q2bp6t59.png").is_file()
+    assert not (tmp_path / "p" / "curves_by_n_mels_q2bp6t59.png").exists()  # no per-epoch history in an export
     assert report.main([source, *sweep, "--out", str(tmp_path / "r")]) == 0
     page = (tmp_path / "r" / "report.md").read_text()
     assert "## n_mels" in page and "## n_epochs" in page

@@ -17,7 +17,7 @@ import yaml
 
 from audiosweep.errors import SweepError
 from audiosweep.sweep.cli import main
-from audiosweep.sweep.spec import expand, load_sweep
+from audiosweep.sweep.spec import SWEEP_COPY, expand, load_sweep
 from tests.conftest import REPO, read_records, run_sweep_cli, write_sweep
 
 TINY = {"allow_missing": True, "esc10": True, "arch": "simple_cnn", "pretrained": False, "sample_rate": 16000,
@@ -161,6 +161,17 @@ def test_a_malformed_record_never_blocks_a_resume(tmp_path, capsys, text):
     assert main(run) == 1  # ok.py writes no record: the runner writes a failed one for it
     out = capsys.readouterr().out
     assert out.count("20260101-000000-bad000.json: ") == 2 and "left out" in out
+
+
+def test_the_sweep_file_is_kept_beside_its_records(tmp_path, capsys):
+    (tmp_path / "ok.py").write_text("")
+    path = write_sweep(tmp_path / "keep.yaml", {"trial_num": {"values": [1]}, "mix_up": {"min": 0.0, "max": 0.4}},
+                       program="ok.py", method="random", run_cap=1)
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--dry-run"]) == 0
+    assert not (tmp_path / "res" / "keep" / SWEEP_COPY).exists()  # a dry run writes nothing
+    assert main(run) == 1  # ok.py writes no record
+    assert yaml.safe_load((tmp_path / "res" / "keep" / SWEEP_COPY).read_text()) == yaml.safe_load(path.read_text())
 
 
 def test_the_lock_is_taken_before_any_record_is_read(tmp_path, monkeypatch):

@@ -218,6 +218,7 @@ class Runner:
                 print(line)
             return 0
         self.failures += self.source.failed_before
+        self.sweep.save_copy(self.folder)
         self.pool()
         print(self.source.end_report(self.counts, self.interrupted))
         return self.exit_status()

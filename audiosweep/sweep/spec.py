@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .. import results
 from ..config import (
     ALIASES,
     CONFIG_FILE_KEY,
@@ -68,6 +69,11 @@ class Run:
     config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+# The sweep file as the runner read it, kept in the sweep's results folder: analysis reads the parameters' declared
+# distributions there (a log_uniform key on a log axis).
+SWEEP_COPY = "sweep.yaml"
+
+
 @dataclass
 class Sweep:
     path: Path
@@ -97,6 +103,11 @@ class Sweep:
     def source(self) -> str:
         """The sweep file, and the recipe laid under its runs: what the runner's first line names."""
         return str(self.path) + (f" over recipe {self.recipe}" if self.recipe else "")
+
+    def save_copy(self, folder: Path) -> Path:
+        """Write the sweep's keys to ``folder/SWEEP_COPY`` (replaced atomically: runners may share the folder)."""
+        text = yaml.safe_dump(self.raw, sort_keys=False).encode()
+        return results.write_atomic(folder / SWEEP_COPY, lambda f: f.write(text))
 
     def describe(self, run: Run) -> str:
         """A run as its varying values (``n_mels=40 trial_num=2``), or its configuration id when none varies."""
