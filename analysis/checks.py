@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
+from audiosweep.display import short_number
 from audiosweep.errors import SourceError
 
 from .runs import finished, is_missing
@@ -127,7 +128,7 @@ def _count(n: int, word: str) -> str:
 
 
 def _shown(values: list) -> str:
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    return ", ".join(map(short_number, values))
 
 
 def comparison_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:

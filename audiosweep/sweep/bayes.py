@@ -24,6 +24,7 @@ from optuna.trial import Trial, TrialState
 from tqdm.auto import tqdm
 
 from .. import results
+from ..display import short_number
 from ..errors import ConfigError, SweepError
 from .claims import Claims, alive
 from .params import Param, value_key
@@ -158,7 +159,8 @@ class StudySource:
             t = self.study.best_trial
         except ValueError:  # no completed trial
             return ""
-        return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {t.params})"
+        params = " ".join(f"{k}={short_number(v)}" for k, v in t.params.items())
+        return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {params})"
 
     def spent(self) -> int:
         """Trials that count against run_cap: all but those a user's Ctrl-C cut short, those not started and those
