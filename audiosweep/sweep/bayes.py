@@ -195,7 +195,8 @@ class StudySource:
             self.study.sampler = sampler(self.seed + trial.number)
             point = {**self.constants, **suggest(trial, self.dists)}
             try:
-                cid = results.config_id(run_config(point, self.sweep.recipe))
+                cfg = run_config(point, self.sweep.recipe)
+                cid = results.config_id(cfg)
             except ConfigError as e:
                 trial.set_user_attr("error", str(e))
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -204,7 +205,7 @@ class StudySource:
                 self.suggest_free(trial.number)
                 continue
             self.trials[cid] = trial
-            return Run(point, cid)
+            return Run(point, cid, cfg)
         tqdm.write(f"  note: {MAX_ASKS} suggestions in a row repeated configurations run before: search space "
                    "exhausted")
         self.todo = 0
