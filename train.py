@@ -26,6 +26,7 @@ from audiosweep.errors import (
     HungUp,
     Terminated,
     UserError,
+    error_text,
     refuse,
     signal_exit,
 )
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
             print(f"test accuracy: {out.test_accuracy:.4f} on the {len(data.test_idx)} held-out clips{tta}")
     except BaseException as e:
         e = memory.explain_oom(e, cfg)  # out of memory: which batch size and arch failed, and what to change
-        error = f"{type(e).__name__}: {e}"
+        error = error_text(e)
         reason = getattr(e, "reason", "interrupted" if isinstance(e, KeyboardInterrupt) else "error")
         if not isinstance(e, (UserError, Terminated, KeyboardInterrupt)):
             traceback.print_exc()

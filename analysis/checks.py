@@ -9,6 +9,7 @@ import json
 import pandas as pd
 
 from audiosweep.config import ENVIRONMENT, FIELDS, REPLICATE, keys_with_role
+from audiosweep.display import short_number
 from audiosweep.errors import SourceError
 
 from .runs import finished, is_missing
@@ -127,18 +128,21 @@ def _count(n: int, word: str) -> str:
 
 
 def _shown(values: list) -> str:
-    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    return ", ".join(map(short_number, values))
 
 
 def comparison_warnings(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> list[str]:
     """Warnings when the finished runs compared ran different numbers of epochs or used different datasets,
-    naming each group's values. Keys in ``by`` are compared on purpose (n_epochs also explains epochs run)."""
+    naming each group's values. Keys in ``by`` are compared on purpose; n_epochs also explains epochs run, so
+    epochs run are only named when n_epochs is the same (or compared on purpose)."""
     ok = finished(df, metric)
     skip = set(by) | ({"epochs"} if "n_epochs" in by else set())
     messages = []
     for key, what in COMPARED.items():
         if key in skip or len(distinct_values(ok[key])) < 2:
             continue
+        if key == "n_epochs":
+            skip.add("epochs")
         listed = "; ".join(f"{label}: {_shown(distinct_values(g[key]))}" for label, g in _groups(ok, by))
         messages.append(f"the runs compared ran different {what}: {listed}; compare like with like or add "
                         f"{key if key != 'epochs' else 'n_epochs'} to --by")

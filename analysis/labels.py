@@ -10,6 +10,7 @@ import typing
 import pandas as pd
 
 from audiosweep.config import FIELDS, TYPES
+from audiosweep.display import short_number
 
 from .runs import select
 
@@ -42,7 +43,8 @@ def _is_list(key: str) -> bool:
 
 def format_value(key: str, value, sample_rate: float | None = None) -> str:
     """A parameter value with its unit: samples with ms (or ms with samples) given the sample rate, Hz or kHz for
-    frequencies; the items of a list bare, joined by "/"; a list of pairs as ``epoch:blocks`` items."""
+    frequencies; floats to 4 significant digits; the items of a list bare, joined by "/"; a list of pairs as
+    ``epoch:blocks`` items."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "none"
     if isinstance(value, tuple) and value and isinstance(value[0], tuple):  # pairs: unfreeze_schedule
@@ -51,14 +53,12 @@ def format_value(key: str, value, sample_rate: float | None = None) -> str:
         return "/".join(format_value(key, v) for v in value)  # short: the axis label gives the unit
     unit = _unit(key)
     if unit == "samples" and sample_rate:
-        return f"{value:g} ({1000 * value / sample_rate:.1f} ms)"
+        return f"{short_number(value)} ({1000 * value / sample_rate:.1f} ms)"
     if unit == "ms":
-        return f"{value:g} ms" + (f" ({round(value * sample_rate / 1000)})" if sample_rate else "")
+        return f"{short_number(value)} ms" + (f" ({round(value * sample_rate / 1000)})" if sample_rate else "")
     if unit == "Hz":
-        return f"{value / 1000:g} kHz" if value >= 1000 else f"{value:g} Hz"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+        return f"{short_number(value / 1000)} kHz" if value >= 1000 else f"{short_number(value)} Hz"
+    return short_number(value)
 
 
 def axis_label(key: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: in Jupyter without ipywidgets it warns "IProgress not found"
 
 from audiosweep.config import FIELDS, REPLICATE, coerce, effective, keys_with_role
 from audiosweep.errors import ConfigError, SourceError

@@ -818,8 +818,16 @@ def _coerce_to(key: str, tp: Any, value: Any) -> Any:
     raise bad
 
 
+# Names that fastai, PyTorch, timm or W&B habits give our keys, and that spelling cannot suggest: a "did you mean"
+# hint only, never an alias (records and W&B configs keep one name per key).
+HABITS = {"lr": "learning_rate", "lr_max": "learning_rate", "bs": "batch_size", "wd": "weight_decay",
+          "epochs": "n_epochs", "seed": "trial_num", "opt": "optimizer", "opt_func": "optimizer", "model": "arch",
+          "sr": "sample_rate", "fp16": "precision", "amp": "precision", "ls": "label_smoothing", "gpu": "device"}
+
+
 def unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key.replace("-", "_"), [*FIELDS, *ALIASES], n=1)  # --n-epoch: n_epochs
+    name = key.replace("-", "_")  # --n-epoch: n_epochs
+    close = [HABITS[name]] if name in HABITS else difflib.get_close_matches(name, [*FIELDS, *ALIASES], n=1)
     hint = f"; did you mean {close[0]}?" if close else "; see `python train.py --help`"
     return f"unknown config key {key!r}{hint}"
 
@@ -1103,10 +1111,10 @@ def parse_known(argv: list[str] | None, parser: argparse.ArgumentParser) -> tupl
     """
     ns, rest = parser.parse_known_args(argv)
     errors = []
-    for arg in rest:
+    for i, arg in enumerate(rest):
         if arg.startswith("--"):
             errors.append(unknown_key_message(arg[2:].split("=", 1)[0]))
-        else:
+        elif i == 0 or not rest[i - 1].startswith("--") or "=" in rest[i - 1]:  # not an unknown key's value
             errors.append(f"unexpected argument {arg!r}: options are --key value or --key=value")
     if errors:
         raise ConfigError(_format(errors))

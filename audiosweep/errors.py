@@ -78,6 +78,13 @@ class HungUp(Terminated):
     reason = "hangup"
 
 
+def error_text(error: BaseException) -> str:
+    """An error as a user reads it (and a failed run's record stores it): the message alone for ours, which says
+    what is wrong and how to fix it; ``Type: message`` for any other (a bug, or a library's error), where the type
+    helps."""
+    return str(error) if isinstance(error, AudiosweepError) else f"{type(error).__name__}: {error}"
+
+
 def refuse(prog: str, error: AudiosweepError) -> int:
     """Print ``error`` as ``prog: message`` on stderr; the exit status of refused input."""
     print(f"{prog}: {error}", file=sys.stderr, flush=True)

@@ -121,6 +121,26 @@ def test_notebook_is_valid_and_runs_from_its_folder(repo_records, tmp_path, monk
                          if "text/markdown" in o.get("data", {}))
     assert f"# Results: {REPO / repo_records}" in markdown and "| mean of fold means |" in markdown
     assert "## Confusion matrix" in markdown and "![" not in markdown  # images shown, not linked
+    assert not streams(code)  # no warning (tqdm's "IProgress not found" among them), no traceback
+
+
+def streams(cells) -> str:
+    """What the notebook's cells printed (stdout and stderr), errors included."""
+    return "".join(o.get("text", "") + "".join(o.get("traceback", [])) for c in cells for o in c.outputs
+                   if o.output_type in ("stream", "error"))
+
+
+def test_notebook_on_an_empty_folder_says_so_in_one_line(tmp_path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = params.source.replace("SOURCE = None", f"SOURCE = {str(tmp_path)!r}")
+    params.source = params.source.replace('OUT = "reports/notebook"', f"OUT = {str(tmp_path / 'nb')!r}")
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()  # no CellExecutionError: the cells skip
+    printed = streams(c for c in nb.cells if c.cell_type == "code")
+    assert printed.startswith(f"report: no result records under {tmp_path} ") and printed.count("\n") == 1
+    assert not (tmp_path / "nb").exists()
 
 
 @pytest.fixture(scope="module")

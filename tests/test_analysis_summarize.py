@@ -5,6 +5,7 @@ one-line errors."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import scipy.stats
 
 from analysis import cli, plots, report, runs, summarize
 from analysis.runs import finished
-from audiosweep.results import METRIC_GOALS, SUMMARY_METRICS
+from audiosweep.results import METRIC_GOALS, SUMMARY_METRICS, write_json_atomic
 from tests.analysis_records import write_final_study, write_run, write_study
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -229,6 +230,24 @@ def test_groups_with_different_epochs_or_datasets_warn(tmp_path, capsys):
     assert "the runs compared ran different" not in capsys.readouterr().err  # compared on purpose
     assert summarize.main([str(write_study(tmp_path)), "--by", "n_mels"]) == 0
     assert "the runs compared ran different" not in capsys.readouterr().err
+
+
+def test_different_n_epochs_warn_once_not_again_for_the_epochs_run(tmp_path, capsys):
+    folder = tmp_path / "epochs"
+    for trial in range(1, 4):
+        write_run(folder, f"a{trial}", 0.8, n_mels=64, trial_num=trial, n_epochs=2)
+        b = write_run(folder, f"b{trial}", 0.7, n_mels=128, trial_num=trial, n_epochs=4)
+        b["summary"]["epochs"] = 4  # ran its 4 epochs, where the a runs ran 2
+        write_json_atomic(folder / f"b{trial}.json", b)
+    assert summarize.main([str(folder), "--by", "n_mels"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "ran different numbers of epochs" in line]
+    assert len(warned) == 1 and "(n_epochs): n_mels=64: 2; n_mels=128: 4;" in warned[0]
+    for trial in range(1, 4):  # stopped early, with the same n_epochs as the others: epochs run are named
+        b = json.loads((folder / f"b{trial}.json").read_text())
+        b["summary"]["epochs"], b["config"]["n_epochs"] = 3, 2
+        write_json_atomic(folder / f"b{trial}.json", b)
+    assert summarize.main([str(folder), "--by", "n_mels"]) == 0
+    assert "ran different numbers of epochs run: n_mels=64: 2; n_mels=128: 3;" in capsys.readouterr().err
 
 
 def test_runs_csv_has_one_row_per_run(tmp_path, capsys):

@@ -205,6 +205,20 @@ def test_parse_known_separates_a_tools_own_options(tmp_path):
         parse_known(["--n_mel", "3"], parser)
 
 
+@pytest.mark.parametrize("argv, messages", [
+    (["--n_mel", "64"], ["unknown config key 'n_mel'; did you mean n_mels?"]),  # its value: no second message
+    (["--lr", "0.01", "--bs=8"], ["unknown config key 'lr'; did you mean learning_rate?",
+                                  "unknown config key 'bs'; did you mean batch_size?"]),  # fastai's names
+    (["--wd=0.1", "stray"], ["unknown config key 'wd'; did you mean weight_decay?",
+                             "unexpected argument 'stray': options are --key value or --key=value"]),
+    (["--n_mels", "64", "7"], ["unexpected argument '7': options are --key value or --key=value"]),
+])
+def test_an_unknown_option_is_one_message_with_a_hint(argv, messages):
+    with pytest.raises(ConfigError) as e:
+        parse_args(argv)
+    assert [line.strip() for line in str(e.value).splitlines()[1:]] == messages
+
+
 # --- the report's keys (config.ALIASES, config.BOOLEAN_VALUES) -------------------------------------------------
 
 

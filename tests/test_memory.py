@@ -181,7 +181,7 @@ def test_out_of_memory_during_training_is_recorded_with_what_to_change(tmp_path,
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err, err[-2000:]
     assert rec["status"] == "failed" and rec["reason"] == "out of memory"
-    assert rec["error"].startswith("OutOfMemory: out of memory with batch_size=16, accumulate=2, arch=simple_cnn")
+    assert rec["error"].startswith("out of memory with batch_size=16, accumulate=2, arch=simple_cnn")  # no class
     assert "--batch_size 8 --accumulate 4" in rec["error"] and f"({message})" in rec["error"]
     assert "--precision" not in rec["error"]  # the CPU trains in fp32 whatever precision says
     assert results.Record.parse(rec, out / f"{rec['run_id']}.json").to_dict() is rec

@@ -289,6 +289,16 @@ def test_eta_from_the_durations_of_finished_runs():
                                                                  "about 3 min left"]
 
 
+def test_eta_before_any_run_ended_from_the_epochs_of_the_running_ones():
+    from audiosweep.sweep.runner import eta_seconds
+
+    # Two running runs, one projected to take 100 s (40 s in), one before its first epoch (the mean: 100 s).
+    assert eta_seconds([], [40.0, 10.0], pending=2, workers=2, projected=[100.0, None]) == (2 * 100 + 60 + 90) / 2
+    assert eta_seconds([], [40.0], pending=1, workers=1, prior=500.0, projected=[100.0]) == 100 + 60  # epochs win
+    assert eta_seconds([], [40.0], pending=1, workers=1, prior=500.0, projected=[None]) == 500 + 460  # the prior
+    assert eta_seconds([200.0], [40.0], pending=1, workers=1, projected=[100.0]) == 200 + 60  # ended runs: the mean
+
+
 def test_local_runs_are_grouped_named_and_tagged_for_wandb(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
     (tmp_path / "env.py").write_text("import os\nfor k in ('WANDB_RUN_GROUP', 'WANDB_NAME', 'WANDB_TAGS', "

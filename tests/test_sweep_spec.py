@@ -12,15 +12,17 @@ from audiosweep import results
 from audiosweep.config import FIELDS, parse_args
 from audiosweep.sweep.cli import main
 from audiosweep.sweep.spec import REPO_ROOT, build_command, expand, load_recipe, load_sweep, run_config
-from tests.conftest import write_sweep
+from tests.conftest import run_sweep_cli, write_sweep
 
 SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
+BAYES_EXAMPLE = REPO_ROOT / "sweeps" / "bayes_example.yaml"  # the one that is not a grid study
+GRIDS = [p for p in SWEEPS if p != BAYES_EXAMPLE]
 
 
 # --- the sweep files -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: p.name)
 def test_every_sweep_file_is_valid(path):
     sweep = load_sweep(path)
     plan = expand(sweep)
@@ -35,10 +37,30 @@ def test_every_sweep_file_is_valid(path):
 @pytest.mark.slow
 def test_check_cli_counts_match_the_readme(capsys):
     assert main(["check", "--no-weights", *map(str, SWEEPS)]) == 0
-    printed = dict(re.findall(r"sweeps/(\S+\.yaml): (\d+) runs", capsys.readouterr().out))
+    out = capsys.readouterr().out
+    printed = dict(re.findall(r"sweeps/(\S+\.yaml): (\d+) runs", out))
+    assert f"{BAYES_EXAMPLE.name}: at most 12 runs (bayes)" in out
     table = {m[0]: m[1] for m in re.findall(r"^\| `(\S+\.yaml)` \|.*?\| +(\d+) \|",
                                             (REPO_ROOT / "sweeps" / "README.md").read_text(), re.M)}
-    assert printed == table and set(printed) == {p.name for p in SWEEPS}
+    assert printed == table and set(printed) == {p.name for p in GRIDS}
+    assert f"`{BAYES_EXAMPLE.name}` | " in (REPO_ROOT / "sweeps" / "README.md").read_text()
+
+
+def test_the_bayes_example_is_a_valid_bayes_sweep_that_runs(tmp_path):
+    """The README's ``sweep run sweeps/bayes_example.yaml``: checked, and its first trials drawn (--dry-run)."""
+    sweep = load_sweep(BAYES_EXAMPLE)
+    assert sweep.method == "bayes" and sweep.raw["early_terminate"]["type"] == "hyperband"
+    done = run_sweep_cli("run", str(BAYES_EXAMPLE), "--count", "2", "--dry-run", "--results-dir", str(tmp_path))
+    assert done.returncode == 0 and "bayes (Optuna TPE)" in done.stdout + done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_runs_are_described_with_short_floats_and_keep_their_full_values(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path / "lr.yaml", {"learning_rate": {"values": [0.004130399570052626, 0.02]},
+                                                          "n_mels": 32}))
+    run = expand(sweep).runs[0]
+    assert sweep.describe(run) == "learning_rate=0.00413"  # the runner's lines, --dry-run, W&B run names
+    assert run.params["learning_rate"] == 0.004130399570052626
 
 
 def test_the_test_rotation_holds_out_each_fold_once_and_validates_on_another():

@@ -24,6 +24,7 @@ from optuna.trial import Trial, TrialState
 from tqdm.auto import tqdm
 
 from .. import results
+from ..display import short_number
 from ..errors import ConfigError, SweepError
 from .claims import Claims, alive
 from .params import Param, value_key
@@ -158,7 +159,8 @@ class StudySource:
             t = self.study.best_trial
         except ValueError:  # no completed trial
             return ""
-        return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {t.params})"
+        params = " ".join(f"{k}={short_number(v)}" for k, v in t.params.items())
+        return f"; best {self.metric} {t.value:.4f} (trial {t.number}: {params})"
 
     def spent(self) -> int:
         """Trials that count against run_cap: all but those a user's Ctrl-C cut short, those not started and those
@@ -193,7 +195,8 @@ class StudySource:
             self.study.sampler = sampler(self.seed + trial.number)
             point = {**self.constants, **suggest(trial, self.dists)}
             try:
-                cid = results.config_id(run_config(point, self.sweep.recipe))
+                cfg = run_config(point, self.sweep.recipe)
+                cid = results.config_id(cfg)
             except ConfigError as e:
                 trial.set_user_attr("error", str(e))
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -202,7 +205,7 @@ class StudySource:
                 self.suggest_free(trial.number)
                 continue
             self.trials[cid] = trial
-            return Run(point, cid)
+            return Run(point, cid, cfg)
         tqdm.write(f"  note: {MAX_ASKS} suggestions in a row repeated configurations run before: search space "
                    "exhausted")
         self.todo = 0

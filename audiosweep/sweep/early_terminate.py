@@ -9,18 +9,15 @@ own that holds only the pruner's rungs.
 
 from __future__ import annotations
 
-import json
-import math
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import Trial
-from tqdm.auto import tqdm
 
 from .. import results
+from .progress import find_file, finite, read_rows
 from .runner import Job, RecordIndex, Source
 from .spec import Run, Sweep
 from .study import open_study, pruner, tell_result
@@ -31,14 +28,10 @@ PRUNED_AT = "pruned at epoch {}"
 def metric_at(rows: list[dict[str, Any]], name: str) -> float | None:
     """The sweep metric after the last of ``rows`` (best_accuracy: the best accuracy so far)."""
     if name == "best_accuracy":
-        accs = [r["accuracy"] for r in rows if _finite(r.get("accuracy"))]
+        accs = [r["accuracy"] for r in rows if finite(r.get("accuracy"))]
         return max(accs) if accs else None
     value = rows[-1].get(name) if rows else None
-    return value if _finite(value) else None
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return value if finite(value) else None
 
 
 class Hyperband:
@@ -74,16 +67,12 @@ class Hyperband:
         whose rows carry the job's launch id (runners on other machines share the folder and its process ids)."""
         cid = job.run.config_id
         if cid not in self.progress:
-            claimed = {p for p, _ in self.progress.values()}
-            for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
-                rows = _rows(path) if path not in claimed and path.stat().st_mtime >= job.started - 1 else []
-                if rows and rows[0].get("launch") == job.launch:
-                    self.progress[cid] = (path, 0)
-                    break
-            else:
+            path = find_file(self.folder, job.launch, job.started, {p for p, _ in self.progress.values()})
+            if path is None:
                 return [], 0
+            self.progress[cid] = (path, 0)
         path, seen = self.progress[cid]
-        rows = _rows(path)
+        rows = read_rows(path)
         self.progress[cid] = (path, len(rows))
         return rows, seen
 
@@ -153,31 +142,3 @@ class RungSource:
     def end_report(self, counts: dict[str, int], interrupted: int) -> str:
         return self.plan.end_report(counts, interrupted)
 
-
-_warned: set[tuple[Path, int]] = set()  # the progress lines warned about, once each
-
-
-def _rows(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of a progress file (a line being written is left for the next read); an unreadable line
-    (not UTF-8 JSON, or not an epoch's row with numbers or nulls as metrics) is skipped with one warning naming the
-    file and line."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return []
-    rows = []
-    for i, line in enumerate(data.splitlines(keepends=True), start=1):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            row = json.loads(line)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            row = None
-        if isinstance(row, dict) and type(row.get("epoch")) is int and all(
-                row.get(k) is None or _finite(row[k]) for k in results.EPOCH_METRICS):
-            rows.append(row)
-        elif (path, i) not in _warned:
-            _warned.add((path, i))
-            tqdm.write(f"warning: {path}, line {i}: unreadable progress line, skipped (not a JSON row of an "
-                       "epoch and its metrics)", file=sys.stderr)
-    return rows

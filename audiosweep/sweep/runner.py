@@ -29,6 +29,7 @@ from .. import results, tracking
 from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
 from ..locks import exclusive
 from .procs import exit_description, signal_group, spawn, stop_all, tail, threads_per_run
+from .progress import Projections
 from .spec import Run, Sweep, build_command, run_config
 
 
@@ -101,16 +102,21 @@ def same_error(error: str) -> str:
 
 
 def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int,
-                prior: float | None = None) -> float | None:
-    """Seconds until the sweep ends (None before a run ended without a ``prior``, and when none is left): every run
-    still to do takes the mean of ``durations`` (the ended runs'; before any, ``prior``: the seconds a run takes
-    by :mod:`~audiosweep.sweep.cost`'s model), a running one the mean less its ``elapsed`` time (at least 0), and
-    the workers share that work evenly (as many of them as there are runs left)."""
+                prior: float | None = None, projected: list[float | None] | None = None) -> float | None:
+    """Seconds until the sweep ends (None when nothing tells a run's length yet, and when none is left): every run
+    still to do takes the mean of ``durations`` (the ended runs'; before any, the mean of the running runs'
+    ``projected`` totals, from their epochs done: :class:`~audiosweep.sweep.progress.Projections`; before any
+    epoch, ``prior``: the seconds a run takes by :mod:`~audiosweep.sweep.cost`'s model), a running one its own
+    projection (else the mean) less its ``elapsed`` time (at least 0), and the workers share that work evenly (as
+    many of them as there are runs left)."""
+    projected = projected or [None] * len(elapsed)
+    known = [p for p in projected if p is not None]
     busy = min(workers, pending + len(elapsed))
-    if not (durations or prior) or not busy:
+    mean = sum(durations) / len(durations) if durations else sum(known) / len(known) if known else prior
+    if not (durations or known or prior) or not busy:
         return None
-    mean = sum(durations) / len(durations) if durations else prior
-    return (pending * mean + sum(max(mean - e, 0.0) for e in elapsed)) / busy
+    running = sum(max((mean if p is None else p) - e, 0.0) for e, p in zip(elapsed, projected, strict=True))
+    return (pending * mean + running) / busy
 
 
 def eta_text(seconds: float | None) -> str:
@@ -269,7 +275,7 @@ class Runner:
         # No tqdm rate and remaining time: runs are few and long; eta_seconds estimates from their durations.
         bar = tqdm(total=self.source.left(), unit="run", desc=self.sweep.name, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-        interactive, eta = sys.stderr.isatty(), ""
+        interactive, eta, projections, eta_t = sys.stderr.isatty(), "", Projections(self.folder), 0.0
         try:
             while True:
                 if self.stop_signal is None and self.gave_up is None:
@@ -284,9 +290,13 @@ class Runner:
                 self.prune()
                 ended = [slot for slot, job in self.running.items() if job.proc.poll() is not None]
                 counted = sum(self.finish(self.running.pop(slot), bar.total) for slot in ended)
-                if counted or interactive:  # a log file gets a new line only when a run ends
-                    eta = eta_text(eta_seconds(self.durations, [time.time() - j.started for j in self.running.values()],
-                                               self.source.left(), len(self.opts.slots), self.opts.prior_s))
+                # A log file gets a new line only when a run ends; a terminal a new estimate each second (it
+                # reads the progress files).
+                if counted or (interactive and time.time() - eta_t >= 1):
+                    eta_t, jobs = time.time(), list(self.running.values())
+                    eta = eta_text(eta_seconds(self.durations, [time.time() - j.started for j in jobs],
+                                               self.source.left(), len(self.opts.slots), self.opts.prior_s,
+                                               projections.seconds(jobs)))
                 postfix = (f"done {self.counts['finished']}, failed {self.counts['failed']}, "
                            f"running {len(self.running)}, left {self.source.left()}" + (f", {eta}" if eta else ""))
                 if counted or postfix != bar.postfix or (interactive and time.time() - bar.last_print_t > 1):

@@ -34,6 +34,7 @@ from ..config import (
     parse_known,
     unknown_key_message,
 )
+from ..display import short_number
 from ..errors import SweepError
 from ..results import METRIC_GOALS, TEST_METRIC, config_id
 from .params import DISCRETE, GRID_DISTRIBUTIONS, Param, is_number, parse_param, value_key
@@ -110,8 +111,9 @@ class Sweep:
         return results.write_atomic(folder / SWEEP_COPY, lambda f: f.write(text))
 
     def describe(self, run: Run) -> str:
-        """A run as its varying values (``n_mels=40 trial_num=2``), or its configuration id when none varies."""
-        return " ".join(f"{k}={run.params[k]}" for k in self.varying) or run.config_id
+        """A run as its varying values (``n_mels=40 trial_num=2``, floats short), or its configuration id when none
+        varies."""
+        return " ".join(f"{k}={short_number(run.params[k])}" for k in self.varying) or run.config_id
 
 
 @dataclass
