@@ -1,0 +1,117 @@
+"""Mid-run resume: a run stopped after an epoch and resumed with --resume ends as an uninterrupted run does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from pathlib import Path
+
+import pytest
+
+import train
+from audiosweep.checkpoint import Checkpoint
+from audiosweep.errors import Terminated
+from audiosweep.synthetic import make_synthetic_esc50
+from tests.conftest import REPO, TINY, read_records
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+# Six epochs that learn, with MixUp (torch's global generator), SpecAugment masks (augmented batches) and the
+# loader's own shuffling generator, so that every random source a resumed run must restore is drawn from.
+SIX = [*TINY, "--n_mels", "32", "--hop_length", "320", "--n_epochs", "6", "--mix_up", "0.4", "--spec_time_masks", "1", "--spec_time_width", "4",
+       "--trial_num", "5"]
+METRICS = ("epoch", "train_loss", "valid_loss", "accuracy", "trainable_params")
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """ESC-10 classes, 2 clips per class and fold: 80 training clips, 20 validation ones."""
+    return make_synthetic_esc50(tmp_path_factory.mktemp("synth") / "ESC-50", per_class_per_fold=2)
+
+
+def argv(synth_root, cache_dir, out, *extra):
+    return ["--data_dir", str(synth_root), "--allow_missing", "true", "--esc10", "true", "--cache_dir",
+            str(cache_dir), "--results_dir", str(out), *SIX, *extra]
+
+
+def metrics(record: dict) -> list[dict]:
+    return [{k: row[k] for k in METRICS} for row in record["history"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, synth_root, cache_dir) -> dict:
+    out = tmp_path_factory.mktemp("whole")
+    assert train.main(argv(synth_root, cache_dir, out)) == 0
+    (rec,) = read_records(out)
+    assert not list(out.glob("*.ckpt.pt")), "a finished run leaves no checkpoint"
+    return rec
+
+
+def stop_after(monkeypatch, epoch: int) -> None:
+    """SIGTERM's effect (Terminated) right after the checkpoint of ``epoch`` is written."""
+    write = Checkpoint.after_epoch
+
+    def after_epoch(self):
+        write(self)
+        if len(self.learn.history.rows) == epoch:
+            raise Terminated("received SIGTERM")
+
+    monkeypatch.setattr(Checkpoint, "after_epoch", after_epoch)
+
+
+def stopped_run(tmp_path, monkeypatch, synth_root, cache_dir, epoch: int = 3, *extra) -> tuple[dict, object]:
+    out = tmp_path / "res"
+    with monkeypatch.context() as m:
+        stop_after(m, epoch)
+        assert train.main(argv(synth_root, cache_dir, out, *extra)) == 128 + signal.SIGTERM
+    (rec,) = read_records(out)
+    assert rec["status"] == "failed" and rec["reason"] == "terminated" and len(rec["history"]) == epoch
+    assert (out / f"{rec['run_id']}.ckpt.pt").exists()
+    return rec, out
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_epoch_3_resumes_to_the_uninterrupted_history(tmp_path, monkeypatch, synth_root,
+                                                                          cache_dir, uninterrupted, capsys):
+    stopped, out = stopped_run(tmp_path, monkeypatch, synth_root, cache_dir)
+    assert metrics(stopped) == metrics(uninterrupted)[:3]
+    capsys.readouterr()
+    assert train.main(argv(synth_root, cache_dir, out, "--resume", stopped["run_id"])) == 0
+    assert f"resuming run {stopped['run_id']} after epoch 3" in capsys.readouterr().out
+    (rec,) = read_records(out)  # the same run id: its record replaced
+    assert rec["run_id"] == stopped["run_id"] and rec["status"] == "finished" and rec["resumed_from_epoch"] == 3
+    assert metrics(rec) == metrics(uninterrupted)
+    assert rec["summary"]["accuracy"] == uninterrupted["summary"]["accuracy"]
+    assert not list(out.glob("*.ckpt.pt"))
+    progress = [json.loads(line) for line in (out / f"{rec['run_id']}.progress.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in progress] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_alone(tmp_path, synth_root, cache_dir, uninterrupted):
+    """SIGKILL (or a power loss): no record is written; the checkpoint on disk is enough."""
+    out = tmp_path / "res"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "train.py", *argv(synth_root, cache_dir, out)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        progress = list(out.glob("*.progress.jsonl"))
+        if progress and len(progress[0].read_text().splitlines()) >= 3 and list(out.glob("*.ckpt.pt")):
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not read_records(out)
+    (ckpt,) = out.glob("*.ckpt.pt")
+    run_id = ckpt.name.removesuffix(".ckpt.pt")
+    assert train.main(argv(synth_root, cache_dir, out, "--resume", run_id)) == 0
+    (rec,) = read_records(out)
+    assert rec["run_id"] == run_id and 1 <= rec["resumed_from_epoch"] < 6
+    assert metrics(rec) == metrics(uninterrupted)
+    assert rec["summary"]["accuracy"] == uninterrupted["summary"]["accuracy"]
