@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
 
     from audiosweep import memory, results, tracking
     from audiosweep.augment import TrainingBatches, augmented
+    from audiosweep.checkpoint import Checkpoint, load_for_resume
     from audiosweep.data import prepare_data
     from audiosweep.device import feature_dtype, resolve_device
     from audiosweep.evaluation import evaluate
     from audiosweep.features import compute_features, normalize, stage_waveforms
     from audiosweep.loaders import make_dls
-    from audiosweep.checkpoint import Checkpoint, load_for_resume
     from audiosweep.training import History, build_learner, fit, wandb_callback
 
     try:

@@ -30,10 +30,11 @@ from .errors import ConfigError, RecordError
 from .results import NON_IDENTITY_KEYS, Record, RunFiles, write_atomic
 
 FORMAT = 1
-# Callback attributes a resumed run needs, by the callback's class name: kept across fine_tune's fits (RUN_STATE),
-# or reset by each fit's before_fit (FIT_STATE: restored only when the run resumes inside a fit).
-RUN_STATE = {"BestEpoch": ("best", "best_at", "epochs_trained", "state"), "StopOnDivergence": ("epochs", "problem")}
-FIT_STATE = {"PlateauLR": ("best", "wait"), "GradientAccumulation": ("count",)}
+# Callback attributes a resumed run needs, by the callback's class name (those of one fit, such as PlateauLR's,
+# are reset by the next fit's before_fit as they would have been).
+CALLBACK_STATE = {"BestEpoch": ("best", "best_at", "epochs_trained", "state"),
+                  "StopOnDivergence": ("epochs", "problem"), "PlateauLR": ("best", "wait"),
+                  "GradientAccumulation": ("count",)}
 
 
 def rng_states() -> dict[str, Any]:
@@ -69,9 +70,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _callback_states(learn: Learner, attrs: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
-    return {type(cb).__name__: {a: getattr(cb, a) for a in attrs[type(cb).__name__]}
-            for cb in learn.cbs if type(cb).__name__ in attrs}
+def _callback_states(learn: Learner) -> dict[str, dict[str, Any]]:
+    return {type(cb).__name__: {a: getattr(cb, a) for a in CALLBACK_STATE[type(cb).__name__]}
+            for cb in learn.cbs if type(cb).__name__ in CALLBACK_STATE}
 
 
 def _set_callback_states(learn: Learner, states: dict[str, dict[str, Any]]) -> None:
@@ -102,8 +103,8 @@ class Checkpoint(Callback):
             return
         self.start = min(self.skip, self.n_epoch)
         self.skip -= self.start
-        self.restore(self.resume, mid_fit=0 < self.start < self.n_epoch)
-        if self.start < self.n_epoch:  # this fit trains: the checkpoint is in place
+        if self.start and not self.skip:  # the checkpoint's epoch is this fit's epoch ``start``
+            self.restore(self.resume)
             self.resume = None
 
     def after_fit(self):
@@ -138,39 +139,33 @@ class Checkpoint(Callback):
         return _plain({"format": FORMAT, **self.meta, "epoch": epoch, "history": list(learn.history.rows),
                 "model": learn.model_body.whole.state_dict(), "opt": learn.opt.state_dict(), "rng": rng_states(),
                 "loader_rng": getattr(learn.dls.train, "gen", None) and learn.dls.train.gen.get_state(),
-                "run_state": _callback_states(learn, RUN_STATE), "fit_state": _callback_states(learn, FIT_STATE),
+                "callbacks": _callback_states(learn),
                 "smooth_loss": (smooth.count, smooth.val), "scaler": scaler.state_dict() if scaler else None,
                 # gradients that gradient accumulation carries into the next epoch
                 "grads": [p.grad for p in learn.model.parameters()] if accumulating else None})
 
-    def restore(self, ckpt: dict[str, Any], mid_fit: bool) -> None:
-        """Put ``ckpt`` into the Learner at a fit's start; ``mid_fit``: the run resumes inside this fit, so the
-        optimizer's hyper-parameters (a plateau's lowered rate), the smoothed loss and the per-fit callbacks'
-        state are the checkpoint's too; otherwise this fit's own."""
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Put ``ckpt`` into the Learner at the start of the fit whose epoch it ended, as it was at that epoch's
+        end; what the run does after that fit (fine_tune's unfreezing clears the optimizer's state, the next fit
+        sets its learning rates and resets the smoothed loss) then happens as it did."""
         learn = self.learn
         learn.model_body.whole.load_state_dict(ckpt["model"])
         device = next(learn.model.parameters()).device
-        hypers = [dict(h) for h in learn.opt.hypers]
         if isinstance(learn.opt, OptimWrapper):  # torch's load_state_dict puts the state on its parameters' device
             learn.opt.load_state_dict(ckpt["opt"])
         else:
             learn.opt.load_state_dict(to_device(ckpt["opt"], device))
-        if not mid_fit:
-            for key in hypers[0]:
-                learn.opt.set_hyper(key, [h[key] for h in hypers])
         set_rng_states(ckpt["rng"])
         if ckpt["loader_rng"] is not None:
             learn.dls.train.gen.set_state(ckpt["loader_rng"])
-        _set_callback_states(learn, ckpt["run_state"])
+        _set_callback_states(learn, ckpt["callbacks"])
         if ckpt["grads"] is not None:
             for p, g in zip(learn.model.parameters(), ckpt["grads"]):
                 p.grad = None if g is None else g.to(device)
-        if mid_fit:
-            _set_callback_states(learn, ckpt["fit_state"])
-            smooth = learn.recorder.smooth_loss
-            smooth.count, smooth.val = ckpt["smooth_loss"][0], ckpt["smooth_loss"][1].to(device)
-            if ckpt["scaler"] is not None and getattr(learn, "scaler", None) is not None:
-                learn.scaler.load_state_dict(ckpt["scaler"])
+        smooth = learn.recorder.smooth_loss
+        smooth.count, smooth.val = ckpt["smooth_loss"][0], ckpt["smooth_loss"][1].to(device)
+        if ckpt["scaler"] is not None and getattr(learn, "scaler", None) is not None:
+            learn.scaler.load_state_dict(ckpt["scaler"])
 
 
 def load_for_resume(cfg: Config) -> dict[str, Any]:

@@ -8,23 +8,24 @@ import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import pytest
+import torch
+from fastai.callback.core import Callback
 
 import train
 from audiosweep.checkpoint import Checkpoint
 from audiosweep.errors import Terminated
 from audiosweep.synthetic import make_synthetic_esc50
-from tests.conftest import REPO, TINY, read_records
+from tests.conftest import REPO, TINY, read_records, toy_learner
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 # Six epochs that learn, with MixUp (torch's global generator), SpecAugment masks (augmented batches) and the
 # loader's own shuffling generator, so that every random source a resumed run must restore is drawn from.
-SIX = [*TINY, "--n_mels", "32", "--hop_length", "320", "--n_epochs", "6", "--mix_up", "0.4", "--spec_time_masks", "1", "--spec_time_width", "4",
-       "--trial_num", "5"]
+SIX = [*TINY, "--n_mels", "32", "--hop_length", "320", "--n_epochs", "6", "--mix_up", "0.4", "--spec_time_masks", "1",
+       "--spec_time_width", "4", "--trial_num", "5"]
 METRICS = ("epoch", "train_loss", "valid_loss", "accuracy", "trainable_params")
 
 
@@ -115,3 +116,52 @@ def test_a_killed_run_resumes_from_its_checkpoint_alone(tmp_path, synth_root, ca
     assert rec["run_id"] == run_id and 1 <= rec["resumed_from_epoch"] < 6
     assert metrics(rec) == metrics(uninterrupted)
     assert rec["summary"]["accuracy"] == uninterrupted["summary"]["accuracy"]
+
+
+def fine_tune_history(tmp_path, layer: dict, stop: int | None = None, resume: dict | None = None) -> list[dict]:
+    """The per-epoch metrics of recipes.fine_tune (a frozen fit, then one of all layers) on the toy Learner, with
+    a checkpoint every epoch in ``tmp_path``; ``stop``: Terminated after that epoch's checkpoint."""
+    from audiosweep.recipes import fine_tune
+    from audiosweep.training import History
+
+    history = History()
+    saver = Checkpoint(tmp_path / "run.ckpt.pt", 1, {"run_id": "run", "config": {}}, resume)
+    learn, cfg = toy_learner(layer, 32, 32, [history, saver])
+    if resume:
+        history.restore(resume["history"])
+    if stop:
+        learn.add_cb(StopAfter(stop))
+        with pytest.raises(Terminated):
+            fine_tune(learn, cfg)
+    else:
+        fine_tune(learn, cfg)
+    return [{k: row[k] for k in METRICS} for row in history.rows]
+
+
+class StopAfter(Callback):
+    order = Checkpoint.order + 1
+
+    def __init__(self, epoch: int):
+        self.stop_at = epoch
+
+    def after_epoch(self):
+        if len(self.learn.history.rows) == self.stop_at:
+            raise Terminated("received SIGTERM")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer, stop", [
+    ({"schedule": "one_cycle"}, 2),  # at the boundary of fine_tune's two fits
+    ({"schedule": "one_cycle", "optimizer": "adamw", "mix_up": 0.4}, 3),  # inside the second fit; PyTorch's AdamW
+    ({"schedule": "plateau", "plateau_patience": 1, "plateau_factor": 0.5, "learning_rate": 0.05}, 3),
+    ({"schedule": "step", "step_size": 1, "optimizer": "sgd", "accumulate": 3}, 4),  # gradients carried over epochs
+])
+def test_fine_tunes_two_fits_resume_where_they_stopped(tmp_path, layer, stop):
+    layer = {**layer, "arch": "simple_cnn", "pretrained": False, "freeze_epochs": 2, "n_epochs": 4,
+             "discriminative_lr": False}
+    whole = fine_tune_history(tmp_path / "whole", layer)
+    assert len(whole) == 6
+    assert fine_tune_history(tmp_path / "part", layer, stop=stop) == whole[:stop]
+    ckpt = torch.load(tmp_path / "part" / "run.ckpt.pt", weights_only=True)
+    assert ckpt["epoch"] == stop
+    assert fine_tune_history(tmp_path / "part", layer, resume=ckpt) == whole
