@@ -165,3 +165,45 @@ def test_fine_tunes_two_fits_resume_where_they_stopped(tmp_path, layer, stop):
     ckpt = torch.load(tmp_path / "part" / "run.ckpt.pt", weights_only=True)
     assert ckpt["epoch"] == stop
     assert fine_tune_history(tmp_path / "part", layer, resume=ckpt) == whole
+
+
+def write_record(out: Path, run_id: str, status: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{run_id}.json").write_text(json.dumps({"record_version": 1, "run_id": run_id, "config": {},
+                                                    "history": [], "summary": {}, "status": status}))
+
+
+def refusal(capsys, synth_root, cache_dir, out: Path, run_id: str, *extra) -> str:
+    assert train.main(argv(synth_root, cache_dir, out, "--resume", run_id, *extra)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_resume_is_refused_for_a_finished_run(tmp_path, capsys, synth_root, cache_dir):
+    write_record(tmp_path, "done", "finished")
+    assert "resume: run done finished" in refusal(capsys, synth_root, cache_dir, tmp_path, "done")
+
+
+def test_resume_is_refused_without_a_checkpoint(tmp_path, capsys, synth_root, cache_dir):
+    write_record(tmp_path, "early", "failed")
+    err = refusal(capsys, synth_root, cache_dir, tmp_path, "early")
+    assert "resume: run early has no checkpoint" in err and "without --resume" in err
+    assert "resume: run nowhere has no checkpoint" in refusal(capsys, synth_root, cache_dir, tmp_path, "nowhere")
+    assert "not a run id" in refusal(capsys, synth_root, cache_dir, tmp_path, "../early")
+
+
+def test_resume_is_refused_with_other_settings_but_not_another_environment(tmp_path, capsys, synth_root,
+                                                                           cache_dir):
+    from audiosweep.checkpoint import FORMAT
+    from audiosweep.config import parse_args
+
+    cfg, _ = parse_args(argv(synth_root, cache_dir, tmp_path, "--resume", "run"))
+    config = {**cfg.effective_dict(), "learning_rate": 0.5, "device": "cuda", "results_dir": "elsewhere"}
+    write_record(tmp_path, "run", "failed")
+    torch.save({"format": FORMAT, "run_id": "run", "config": config, "epoch": 1}, tmp_path / "run.ckpt.pt")
+    err = refusal(capsys, synth_root, cache_dir, tmp_path, "run")
+    assert "other settings (learning_rate 0.5 -> 0.01)" in err and "device" not in err
+    (tmp_path / "run.ckpt.pt").write_bytes(b"not a checkpoint")
+    assert "cannot read" in refusal(capsys, synth_root, cache_dir, tmp_path, "run")
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"  # the record is left as it was
