@@ -94,6 +94,21 @@ class RecordIndex:
     def paths(self, cid: str) -> set[Path]:
         return {r["path"] for r in self.by_id.get(cid, [])}
 
+    def resumable(self, cid: str) -> str | None:
+        """The run id of the latest failed run of configuration ``cid`` that left a checkpoint beside its record,
+        which a rerun continues (train.py --resume); None if none did."""
+        for info in reversed(self.by_id.get(cid, [])):
+            files = results.RunFiles(info["path"])
+            if info["status"] == "failed" and files.checkpoint.exists():
+                return files.run_id
+        return None
+
+    def forget(self, path: Path) -> None:
+        """Read ``path`` anew at the next refresh: a resumed run writes its record there again."""
+        self.seen.discard(path.name)
+        for infos in self.by_id.values():
+            infos[:] = [r for r in infos if r["path"] != path]
+
 
 def eta_seconds(durations: list[float], elapsed: list[float], pending: int, workers: int,
                 prior: float | None = None) -> float | None:
@@ -190,7 +205,11 @@ class Runner:
         self.kill_now = False
 
     def launch_params(self, run: Run) -> dict[str, Any]:
-        return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode}
+        """The run's train.py keys; ``resume`` too when an earlier run of its configuration stopped with a
+        checkpoint (preempted, killed, failed): the rerun continues it."""
+        resume = self.index.resumable(run.config_id) if self.sweep.program.name == "train.py" else None
+        return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode,
+                **({"resume": resume} if resume else {})}
 
     def args_json_file(self, run: Run) -> Path:
         return self.folder / "logs" / f"{run.config_id}.args.json"
@@ -246,6 +265,10 @@ class Runner:
 
     def launch(self, slot: int, run: Run) -> None:
         params, cmd = self.launch_params(run), self.command(run)
+        if params.get("resume"):  # train.py writes the same record again: read anew, counted as this run's
+            self.index.forget(results.RunFiles.of(self.folder, params["resume"]).record)
+            tqdm.write(f"  resuming {self.sweep.describe(run)} from the checkpoint of run {params['resume']} "
+                       f"(--resume {params['resume']})")
         if "${args_json_file}" in map(str, self.sweep.raw.get("command") or []):
             results.write_json_atomic(self.args_json_file(run), params)
         gpu = self.opts.slots[slot]
