@@ -317,13 +317,17 @@ def test_each_run_gets_the_cores_it_may_use_shared_by_the_workers(tmp_path, monk
     assert runner.env(None)["OMP_NUM_THREADS"] == "3"
 
 
-# A train.py stand-in: a resumed run (--resume) finishes under the run id it continues; any other run fails.
-RESUMING_TRAIN_PY = """import sys
+# A train.py stand-in: a resumed run (--resume) finishes under the run id it continues; any other run is killed
+# (SIGKILL) after its first epoch's progress row and checkpoint, without a record.
+RESUMING_TRAIN_PY = """import json, os, signal, sys
 from audiosweep import results
 from audiosweep.config import parse_args
 cfg, _ = parse_args(sys.argv[1:])
 if not cfg.resume:
-    sys.exit(3)
+    files = results.RunFiles.of(cfg.results_dir, f"k{cfg.trial_num}")
+    files.progress.write_text(json.dumps({"epoch": 1, "launch": os.environ[results.LAUNCH_ENV]}) + "\\n")
+    files.checkpoint.write_bytes(b"")
+    os.kill(os.getpid(), signal.SIGKILL)
 row = {"epoch": 1, "train_loss": 1.0, "valid_loss": 1.0, "accuracy": 0.5, "time_s": 1.0}
 rec = results.Record.finished(cfg.effective_dict(), cfg.resume, [row], evaluated_epoch=1, accuracy=0.5,
     tta_accuracy=None, norm_stats=None, pretrained_weights=False, n_train=1, n_valid=1, feature_s=0.0,
@@ -352,9 +356,12 @@ def test_a_rerun_of_an_interrupted_run_with_a_checkpoint_resumes_it(tmp_path, ca
     assert main([*run, "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert listed.count("--resume=r1") == 1 and re.search(r"trial_num=1\b.*\n.*--resume=r1", listed)
-    assert main(run) == 1  # trial 2 fails: it had nothing to resume
+    assert main(run) == 1  # trial 2 is killed after its first epoch
     out = capsys.readouterr().out
-    assert "resuming trial_num=1 from the checkpoint of run r1 (--resume r1)" in out
-    assert "finished" in out and "1 of 2 runs finished" in out
+    assert "resuming trial_num=1 from the checkpoint of run r1 (--resume r1)" in out and "1 of 2 runs finished" in out
     recs = {r["run_id"]: r for r in read_records(folder)}
     assert recs["r1"]["status"] == "finished" and recs["r1"]["resumed_from_epoch"] == 1 and len(recs) == 2
+    assert recs["k2"]["status"] == "failed" and recs["k2"]["exit_code"] == -9  # written beside its checkpoint
+    assert main(run) == 0
+    assert "resuming trial_num=2 from the checkpoint of run k2 (--resume k2)" in capsys.readouterr().out
+    assert [r["status"] for r in read_records(folder)] == ["finished", "finished"]

@@ -8,6 +8,7 @@ behalf, so nothing goes unreported.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
@@ -341,6 +342,9 @@ class Runner:
         counted = self.account(job, new, total)
         # The records it wrote itself: a run that wrote none is told as such, not by the failed record written for it.
         recs = [results.Record.load(r["path"]) for r in new]
+        for r in new:  # pruned: never run again, so its checkpoint would only take room
+            if r["status"] == "stopped":
+                results.RunFiles(r["path"]).checkpoint.unlink(missing_ok=True)
         done = [r for r in recs if r.status in ("finished", "stopped")]
         self.source.tell(job.run, (done or recs or [None])[-1], interrupted=not counted)
         return counted
@@ -380,13 +384,29 @@ class Runner:
     def write_failed_record(self, job: Job, code: int, took: float) -> Path:
         error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
                  f"last log lines: {tail(job.log)}")
-        path = results.RunFiles.of(self.folder, results.new_run_id()).record
+        own = self.own_run_id(job)  # beside its checkpoint, so that a rerun resumes it
+        path = results.RunFiles.of(self.folder, own or results.new_run_id()).record
         while path.exists():  # never overwrite a record
             path = results.RunFiles.of(self.folder, results.new_run_id()).record
         rec = results.Record.failed(run_config(job.params, self.sweep.recipe), results.RunFiles(path).run_id, error,
                                     results.environment(), round(took, 3), log=str(job.log), exit_code=code,
                                     written_by="audiosweep.sweep")
         return results.write_json_atomic(path, rec.to_dict())
+
+    def own_run_id(self, job: Job) -> str | None:
+        """The run id train.py gave ``job``'s run, when the run left a checkpoint and no record (killed, out of
+        memory): found by its progress file, whose rows carry the job's launch id. None otherwise."""
+        for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
+            files = results.RunFiles.of(self.folder, path.name.removesuffix(results.PROGRESS_SUFFIX))
+            if files.record.exists() or not files.checkpoint.exists():
+                continue
+            try:
+                first = json.loads(path.read_text().partition("\n")[0])
+            except (OSError, ValueError):
+                continue
+            if isinstance(first, dict) and first.get("launch") == job.launch:
+                return files.run_id
+        return None
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""
