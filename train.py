@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
             record = results.Record.failed(cfg.effective_dict(), run_id, error, env, round(time.time() - t0, 3),
                                            history.rows, reason=reason, classes=classes, files=written, **resumed)
         written, problem = record.write(files.record)
-        if written and record.status == "finished":  # a finished run leaves no checkpoint; a failed one keeps it
+        # A finished run leaves no checkpoint, nor a diverged one (resumed, it would diverge again); others keep it
+        if written and (record.status == "finished" or reason == "diverged"):
             files.checkpoint.unlink(missing_ok=True)
         if problem:
             print(f"train.py: {problem}; the record is in {written}" if written else

@@ -174,7 +174,7 @@ def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
     assert set(keys_with_role(REPLICATE)) == {"trial_num", "fold", "test_fold"}
     assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "metadata", "download_url",
                                                 "cache_dir", "fingerprint", "project", "wandb_mode", "results_dir",
-                                                "save_model", "pretrained_path"}
+                                                "save_model", "pretrained_path", "checkpoint_every", "resume"}
     units = {k: f.metadata["unit"] for k, f in FIELDS.items() if f.metadata["unit"]}
     assert units["hop_length"] == "samples" and units["hop_length_ms"] == "ms" and units["f_max"] == "Hz"
 
