@@ -84,7 +84,7 @@ def _set_callback_states(learn: Learner, states: dict[str, dict[str, Any]]) -> N
 class Checkpoint(Callback):
     """Writes the run's checkpoint to ``path`` after every ``every``-th epoch (0: never), with ``meta`` (run id,
     effective config); with ``resume`` (a checkpoint :func:`load_for_resume` read) it first restores it and skips
-    the epochs it holds. ``seconds``: the time its writes took, for the run's log."""
+    the epochs it holds. ``seconds`` and ``writes``: what its writes cost (the README's figures)."""
 
     order = 99  # after every callback's after_epoch (History, BestEpoch, StopOnDivergence) and before_fit
 
@@ -92,6 +92,7 @@ class Checkpoint(Callback):
         self.path, self.every, self.meta, self.resume = path, every, meta, resume
         self.skip = resume["epoch"] if resume else 0  # epochs still to skip, over the run's fits
         self.start = 0  # the current fit's first epoch (0-based)
+        self.trained = False  # the epoch under way trains (not a validation pass of get_preds)
         self.seconds, self.writes = 0.0, 0
 
     def after_create(self):
@@ -123,9 +124,15 @@ class Checkpoint(Callback):
             learn.epoch = epoch
             learn._with_events(learn._do_epoch, "epoch", CancelEpochException)
 
+    def before_epoch(self):
+        self.trained = False
+
+    def before_train(self):
+        self.trained = True
+
     def after_epoch(self):
         epoch = len(self.learn.history.rows)
-        if self.every and epoch % self.every == 0:
+        if self.trained and self.every and epoch % self.every == 0:  # not get_preds' validation-only passes
             t0 = time.perf_counter()
             state = self.state(epoch)
             write_atomic(self.path, lambda f: torch.save(state, f))
