@@ -55,16 +55,21 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
     from fastai.torch_core import set_seed
 
     from audiosweep import memory, results, tracking
+    from audiosweep.checkpoint import Checkpoint, load_for_resume
     from audiosweep.data import prepare_data
     from audiosweep.device import resolve_device
     from audiosweep.evaluation import evaluate
     from audiosweep.pipeline import learner_for
     from audiosweep.training import History, fit, wandb_callback
 
-    run_id = results.new_run_id()
+    try:
+        resume = load_for_resume(cfg) if cfg.resume else None  # checked before any work
+    except ConfigError as e:
+        return refuse("train.py", e)
+    run_id = cfg.resume or results.new_run_id()
     try:
         asked = cfg
-        run, cfg = tracking.start(cfg, run_id)  # a sweep's wandb.config may change cfg: validated again
+        run, cfg = tracking.start(cfg, run_id, resume=resume is not None)  # a sweep's wandb.config may change cfg
         if cfg != asked:
             check_before_work(cfg)
     except ConfigError as e:
@@ -74,13 +79,19 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
     t0, history, env, classes = time.time(), History(files.progress), {"device": None}, None
     record, error, reason, written = None, None, None, {}
     stops = StopSignals().install()
+    resumed = {"resumed_from_epoch": resume["epoch"]} if resume else {}
     try:
+        if resume:  # from here on a failed run's record keeps the epochs of the checkpoint
+            history.restore(resume["history"])
+            print(f"resuming run {run_id} after epoch {resume['epoch']} of its checkpoint {files.checkpoint}")
         device = resolve_device(cfg)
         set_seed(cfg.trial_num, reproducible=device.type == "cpu")  # GPU: cuDNN autotuning, not bit-identical
         env = results.environment(str(device))
         data = prepare_data(cfg)  # validated, decoded once, cached, split
         env["dataset_fingerprint"], classes = data.fingerprint, data.classes
-        cbs = [history] + ([wandb_callback()] if run is not None else [])
+        saver = Checkpoint(files.checkpoint, cfg.checkpoint_every, {"run_id": run_id, "config": cfg.effective_dict()},
+                           resume)
+        cbs = [history, saver] + ([wandb_callback()] if run is not None else [])
         learn, stats, source, feature_s = learner_for(cfg, data, device, cbs)
         fit(learn, cfg)
         out = evaluate(learn, cfg, data, stats, files, source)  # predictions (plain, TTA) and the model, saved
@@ -92,7 +103,7 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
             n_train=len(data.train_idx), n_valid=len(data.valid_idx), feature_s=round(feature_s, 3),
             wall_time_s=round(time.time() - t0, 3), env=env, classes=classes, files=written,
             test_accuracy=out.test_accuracy, test_tta_accuracy=out.test_tta_accuracy,
-            n_test=len(data.test_idx) if len(data.test_idx) else None)
+            n_test=len(data.test_idx) if len(data.test_idx) else None, **resumed)
         tta = f", with {cfg.tta}-view TTA {out.tta_accuracy:.4f}" if out.tta_accuracy is not None else ""
         print(f"validation accuracy: {acc:.4f} of epoch {evaluated} (best {record.summary.best_accuracy:.4f}{tta})")
         if out.test_accuracy is not None:
@@ -109,8 +120,11 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         stops.shielded = True  # from here on a signal is only noted: nothing interrupts the record's writing
         if record is None:
             record = results.Record.failed(cfg.effective_dict(), run_id, error, env, round(time.time() - t0, 3),
-                                           history.rows, reason=reason, classes=classes, files=written)
+                                           history.rows, reason=reason, classes=classes, files=written, **resumed)
         written, problem = record.write(files.record)
+        # A finished run leaves no checkpoint, nor a diverged one (resumed, it would diverge again); others keep it
+        if written and (record.status == "finished" or reason == "diverged"):
+            files.checkpoint.unlink(missing_ok=True)
         if problem:
             print(f"train.py: {problem}; the record is in {written}" if written else
                   f"train.py: {problem}, nor in {', '.join(map(str, results.fallback_dirs()))}; the record:\n"

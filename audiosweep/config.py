@@ -405,6 +405,13 @@ class Config:
         "none", "save the weights beside the record: after the last epoch (final) or at the best validation "
         "accuracy (best); none by default, as a DenseNet-161 takes about 110 MB (the report's 1,430 runs: 150 GB)",
         "logging", role=ENVIRONMENT)
+    checkpoint_every: int = knob(
+        1, "write a resumable checkpoint (model, optimizer, schedule, RNG, history) beside the record every this "
+        "many epochs, removed once the run finishes; 0 = off", "logging", role=ENVIRONMENT, unit="epochs",
+        bounds=NON_NEGATIVE)
+    resume: str | None = knob(
+        None, "RUN_ID of a failed or interrupted run (same results_dir and settings) to continue from its last "
+        "checkpoint, under the same run id", "logging", role=ENVIRONMENT)
     tta: int = knob(0, "test-time augmentation: also evaluate the validation clips as the mean over this many views "
                     "(tta_views: the plain one and tta-1 augmented with the run's augmentations, or time shifts if it "
                     "has none); 0 or 1 = off", "training", label="TTA views", bounds=NON_NEGATIVE)

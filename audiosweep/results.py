@@ -9,6 +9,7 @@ and marks a record stopped only through :class:`Record`.
     results_dir/<run_id>.test.tta.preds.npz  and with test-time augmentation
     results_dir/<run_id>.model.pt        the weights and what rebuilds the model and its features (``save_model``)
     results_dir/<run_id>.progress.jsonl  one history row per epoch, appended while the run trains (sweep pruning)
+    results_dir/<run_id>.ckpt.pt         the last completed epoch's state, for ``--resume``; gone once it finished
 
 Records may sit in subfolders (one per sweep); the folders in :data:`NON_RECORD_DIRS` hold none.
 """
@@ -49,6 +50,7 @@ TEST_TTA_PREDS_SUFFIX = ".test.tta.preds.npz"
 MODEL_SUFFIX = ".model.pt"
 PROGRESS_SUFFIX = ".progress.jsonl"
 LR_FIND_SUFFIX = ".lr_find"  # train.py --lr_find's <run_id>.lr_find.json and .png: no records
+CHECKPOINT_SUFFIX = ".ckpt.pt"
 # Set by the sweep runner for each run it starts; progress rows carry it, so the runner knows its run's file.
 LAUNCH_ENV = "AUDIOSWEEP_LAUNCH_ID"
 NON_RECORD_DIRS = frozenset({"wandb", "logs"})  # W&B's own files; the sweep runner's logs
@@ -159,6 +161,10 @@ class RunFiles:
     def lr_find(self, ext: str) -> Path:
         """``train.py --lr_find``'s plot (``.png``) or suggestions and curve (``.json``)."""
         return self.record.with_name(self.run_id + LR_FIND_SUFFIX + ext)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.record.with_name(self.run_id + CHECKPOINT_SUFFIX)
 
 
 def is_regular(path: Path) -> bool:
@@ -481,10 +487,11 @@ class Record:
                  accuracy: float, tta_accuracy: float | None, norm_stats: dict | None, pretrained_weights: bool,
                  n_train: int, n_valid: int, feature_s: float, wall_time_s: float, env: dict,
                  classes: list[str], files: dict[str, str], test_accuracy: float | None = None,
-                 test_tta_accuracy: float | None = None, n_test: int | None = None) -> Record:
+                 test_tta_accuracy: float | None = None, n_test: int | None = None, **extra: Any) -> Record:
         """A run that trained and was evaluated. Its summary comes from ``history``: the best accuracy of any
         epoch, and the losses of ``evaluated_epoch`` (counted from 1), whose weights gave ``accuracy`` (and
-        ``test_accuracy`` on the held-out clips, when the run has them)."""
+        ``test_accuracy`` on the held-out clips, when the run has them). ``extra``: further fields (train.py:
+        ``resumed_from_epoch``, for a run continued from a checkpoint)."""
         row = history[evaluated_epoch - 1]
         accs = [r["accuracy"] for r in history if r["accuracy"] is not None]
         summary = Summary(accuracy=accuracy, best_accuracy=max(accs, default=accuracy), train_loss=row["train_loss"],
@@ -493,7 +500,7 @@ class Record:
                           pretrained_weights=pretrained_weights, tta_accuracy=tta_accuracy, wall_time_s=wall_time_s,
                           test_accuracy=test_accuracy, test_tta_accuracy=test_tta_accuracy, n_test=n_test)
         return cls._new(config, run_id, "finished", history, summary, env, reason=None, classes=classes,
-                        files=files)
+                        files=files, **extra)
 
     @classmethod
     def failed(cls, config: dict[str, Any], run_id: str, error: str, env: dict, wall_time_s: float,

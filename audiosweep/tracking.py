@@ -36,8 +36,9 @@ def resolve_mode(cfg: Config) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
-def start(cfg: Config, run_id: str):
-    """Start a W&B run (or none when disabled); return ``(run, cfg)`` with sweep values applied to ``cfg``."""
+def start(cfg: Config, run_id: str, resume: bool = False):
+    """Start a W&B run (or none when disabled); return ``(run, cfg)`` with sweep values applied to ``cfg``.
+    ``resume``: the run continues run ``run_id`` (train.py --resume), whose W&B run goes on if W&B has it."""
     mode = resolve_mode(cfg)
     if mode == "disabled":
         return None, cfg
@@ -50,7 +51,7 @@ def start(cfg: Config, run_id: str):
     run = wandb.init(project=cfg.project, config=labelled(cfg), mode=mode, dir=cfg.results_dir,
                      id=None if os.environ.get("WANDB_SWEEP_ID") else run_id, reinit="finish_previous",
                      group=os.environ.get("WANDB_RUN_GROUP"), name=os.environ.get("WANDB_NAME"),
-                     tags=tags.split(",") if tags else None,
+                     tags=tags.split(",") if tags else None, resume="allow" if resume else None,
                      settings=wandb.Settings(quiet=not cfg.wandb_verbose))  # quiet: no history or summary lines
     current = cfg.effective_dict()
     # The sweep's values: our keys that differ, and the report's keys (aliases), which only a sweep sets.

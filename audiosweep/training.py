@@ -32,7 +32,7 @@ from .errors import Diverged, UserError
 from .frozen_body import fit_head
 from .models import build_model
 from .recipes import UnfreezeBlocks, decays_bn_and_bias, fine_tune, fit_schedule, loss_func, opt_func
-from .results import LAUNCH_ENV, HistoryRow, append_line
+from .results import LAUNCH_ENV, HistoryRow, append_line, write_atomic
 
 
 class ModelBody(Callback):
@@ -135,12 +135,23 @@ class History(Callback):
                                     trainable_params=sum(p.numel() for p in trainable_params(self.model))))
         if self.progress is not None:  # one write of a whole line: a reader never sees half a row
             try:
-                line = json.dumps({**self.rows[-1], "pid": os.getpid(), "launch": os.environ.get(LAUNCH_ENV)})
-                append_line(self.progress, line, create=len(self.rows) == 1)
+                append_line(self.progress, self._line(self.rows[-1]), create=len(self.rows) == 1)
             except OSError as e:  # a full disk must not end the run: only early termination loses its input
                 warnings.warn(f"cannot append to {self.progress} ({e.strerror or e}); going on without it",
                               stacklevel=2)
                 self.progress = None
+
+    def restore(self, rows: list[HistoryRow]) -> None:
+        """Start from ``rows``, the epochs of a checkpoint (a resumed run): the progress file is written anew
+        with them (as this process's rows), dropping any epoch trained after the checkpoint."""
+        self.rows = list(rows)
+        if self.progress is not None:
+            text = "".join(self._line(row) + "\n" for row in self.rows)
+            write_atomic(self.progress, lambda f: f.write(text.encode()))
+
+    @staticmethod
+    def _line(row: HistoryRow) -> str:
+        return json.dumps({**row, "pid": os.getpid(), "launch": os.environ.get(LAUNCH_ENV)})
 
 
 class LastValidation(Callback):

@@ -175,7 +175,7 @@ def test_every_knob_has_a_role_and_the_roles_are_the_documented_ones():
     assert set(keys_with_role(ENVIRONMENT)) == {"device", "num_workers", "data_dir", "metadata", "download_url",
                                                 "download", "cache_dir", "fingerprint", "project", "wandb_mode",
                                                 "wandb_verbose", "results_dir", "save_model", "pretrained_path",
-                                                "lr_find"}
+                                                "lr_find", "checkpoint_every", "resume"}
     units = {k: f.metadata["unit"] for k, f in FIELDS.items() if f.metadata["unit"]}
     assert units["hop_length"] == "samples" and units["hop_length_ms"] == "ms" and units["f_max"] == "Hz"
 

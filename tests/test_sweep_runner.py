@@ -407,3 +407,53 @@ def test_an_offline_sweep_stops_after_three_identical_download_failures(tmp_path
     assert out.stdout.splitlines()[-1].startswith("stopped after 3 runs in a row failed with the same error: "
                                                   "DownloadError: could not download http://127.0.0.1:9/master.zip "
                                                   "after 1 attempt")
+
+
+# A train.py stand-in: a resumed run (--resume) finishes under the run id it continues; any other run is killed
+# (SIGKILL) after its first epoch's progress row and checkpoint, without a record.
+RESUMING_TRAIN_PY = """import json, os, signal, sys
+from audiosweep import results
+from audiosweep.config import parse_args
+cfg, _ = parse_args(sys.argv[1:])
+if not cfg.resume:
+    files = results.RunFiles.of(cfg.results_dir, f"k{cfg.trial_num}")
+    files.progress.write_text(json.dumps({"epoch": 1, "launch": os.environ[results.LAUNCH_ENV]}) + "\\n")
+    files.checkpoint.write_bytes(b"")
+    os.kill(os.getpid(), signal.SIGKILL)
+row = {"epoch": 1, "train_loss": 1.0, "valid_loss": 1.0, "accuracy": 0.5, "time_s": 1.0}
+rec = results.Record.finished(cfg.effective_dict(), cfg.resume, [row], evaluated_epoch=1, accuracy=0.5,
+    tta_accuracy=None, norm_stats=None, pretrained_weights=False, n_train=1, n_valid=1, feature_s=0.0,
+    wall_time_s=1.0, env={}, classes=[], files={}, resumed_from_epoch=1)
+rec.write(results.RunFiles.of(cfg.results_dir, cfg.resume).record)
+"""
+
+
+def test_a_rerun_of_an_interrupted_run_with_a_checkpoint_resumes_it(tmp_path, capsys, monkeypatch):
+    from audiosweep import results
+    from audiosweep.sweep.spec import run_config
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    (tmp_path / "stand-in.py").write_text(RESUMING_TRAIN_PY)
+    path = write_sweep(tmp_path / "pre.yaml", {"trial_num": {"values": [1, 2]}}, program="train.py",
+                       command=["${env}", "${interpreter}", str(tmp_path / "stand-in.py"), "${args}"])
+    folder = tmp_path / "res" / "pre"
+    folder.mkdir(parents=True)
+    sweep = load_sweep(path)
+    first = expand(sweep).runs[0]  # trial 1, preempted after an epoch: a failed record and its checkpoint
+    config = run_config({**first.params, "results_dir": str(folder), "wandb_mode": "auto"}, sweep.recipe)
+    rec = results.Record.failed(config, "r1", "Terminated: received SIGTERM", {}, 1.0, [], reason="terminated")
+    results.write_json_atomic(folder / "r1.json", rec.to_dict())
+    (folder / "r1.ckpt.pt").write_bytes(b"")
+    run = ["run", str(path), "--results-dir", str(tmp_path / "res")]
+    assert main([*run, "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.count("--resume=r1") == 1 and re.search(r"trial_num=1\b.*\n.*--resume=r1", listed)
+    assert main(run) == 1  # trial 2 is killed after its first epoch
+    out = capsys.readouterr().out
+    assert "resuming trial_num=1 from the checkpoint of run r1 (--resume r1)" in out and "1 of 2 runs finished" in out
+    recs = {r["run_id"]: r for r in read_records(folder)}
+    assert recs["r1"]["status"] == "finished" and recs["r1"]["resumed_from_epoch"] == 1 and len(recs) == 2
+    assert recs["k2"]["status"] == "failed" and recs["k2"]["exit_code"] == -9  # written beside its checkpoint
+    assert main(run) == 0
+    assert "resuming trial_num=2 from the checkpoint of run k2 (--resume k2)" in capsys.readouterr().out
+    assert [r["status"] for r in read_records(folder)] == ["finished", "finished"]

@@ -8,6 +8,7 @@ behalf, so nothing goes unreported.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -92,6 +93,21 @@ class RecordIndex:
 
     def paths(self, cid: str) -> set[Path]:
         return {r["path"] for r in self.by_id.get(cid, [])}
+
+    def resumable(self, cid: str) -> str | None:
+        """The run id of the latest failed run of configuration ``cid`` that left a checkpoint beside its record,
+        which a rerun continues (train.py --resume); None if none did."""
+        for info in reversed(self.by_id.get(cid, [])):
+            files = results.RunFiles(info["path"])
+            if info["status"] == "failed" and files.checkpoint.exists():
+                return files.run_id
+        return None
+
+    def forget(self, path: Path) -> None:
+        """Read ``path`` anew at the next refresh: a resumed run writes its record there again."""
+        self.seen.discard(path.name)
+        for infos in self.by_id.values():
+            infos[:] = [r for r in infos if r["path"] != path]
 
 
 def same_error(error: str) -> str:
@@ -200,7 +216,11 @@ class Runner:
         self.gave_up: tuple[str, int] | None = None  # the error that stopped the sweep (max_failures), its count
 
     def launch_params(self, run: Run) -> dict[str, Any]:
-        return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode}
+        """The run's train.py keys; ``resume`` too when an earlier run of its configuration stopped with a
+        checkpoint (preempted, killed, failed): the rerun continues it."""
+        resume = self.index.resumable(run.config_id) if self.sweep.program.name == "train.py" else None
+        return {**run.params, "results_dir": str(self.folder), "wandb_mode": self.opts.wandb_mode,
+                **({"resume": resume} if resume else {})}
 
     def args_json_file(self, run: Run) -> Path:
         return self.folder / "logs" / f"{run.config_id}.args.json"
@@ -257,6 +277,10 @@ class Runner:
 
     def launch(self, slot: int, run: Run) -> None:
         params, cmd = self.launch_params(run), self.command(run)
+        if params.get("resume"):  # train.py writes the same record again: read anew, counted as this run's
+            self.index.forget(results.RunFiles.of(self.folder, params["resume"]).record)
+            tqdm.write(f"  resuming {self.sweep.describe(run)} from the checkpoint of run {params['resume']} "
+                       f"(--resume {params['resume']})")
         if "${args_json_file}" in map(str, self.sweep.raw.get("command") or []):
             results.write_json_atomic(self.args_json_file(run), params)
         gpu = self.opts.slots[slot]
@@ -333,6 +357,9 @@ class Runner:
         counted = self.account(job, new, total)
         # The records it wrote itself: a run that wrote none is told as such, not by the failed record written for it.
         recs = [results.Record.load(r["path"]) for r in new]
+        for r in new:  # pruned: never run again, so its checkpoint would only take room
+            if r["status"] == "stopped":
+                results.RunFiles(r["path"]).checkpoint.unlink(missing_ok=True)
         done = [r for r in recs if r.status in ("finished", "stopped")]
         self.source.tell(job.run, (done or recs or [None])[-1], interrupted=not counted)
         return counted
@@ -390,13 +417,29 @@ class Runner:
         """Write a failed record for ``job``, which wrote none; its path and error."""
         error = (f"{self.sweep.program.name} ended ({exit_description(code)}) without writing a result record; "
                  f"last log lines: {tail(job.log)}")
-        path = results.RunFiles.of(self.folder, results.new_run_id()).record
+        own = self.own_run_id(job)  # beside its checkpoint, so that a rerun resumes it
+        path = results.RunFiles.of(self.folder, own or results.new_run_id()).record
         while path.exists():  # never overwrite a record
             path = results.RunFiles.of(self.folder, results.new_run_id()).record
         rec = results.Record.failed(run_config(job.params, self.sweep.recipe), results.RunFiles(path).run_id, error,
                                     results.environment(), round(took, 3), log=str(job.log), exit_code=code,
                                     written_by="audiosweep.sweep")
         return results.write_json_atomic(path, rec.to_dict()), error
+
+    def own_run_id(self, job: Job) -> str | None:
+        """The run id train.py gave ``job``'s run, when the run left a checkpoint and no record (killed, out of
+        memory): found by its progress file, whose rows carry the job's launch id. None otherwise."""
+        for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
+            files = results.RunFiles.of(self.folder, path.name.removesuffix(results.PROGRESS_SUFFIX))
+            if files.record.exists() or not files.checkpoint.exists():
+                continue
+            try:
+                first = json.loads(path.read_text().partition("\n")[0])
+            except (OSError, ValueError):
+                continue
+            if isinstance(first, dict) and first.get("launch") == job.launch:
+                return files.run_id
+        return None
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""
