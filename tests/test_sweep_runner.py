@@ -405,7 +405,7 @@ def test_an_offline_sweep_stops_after_three_identical_download_failures(tmp_path
     recs = read_records(tmp_path / "res" / "offline")
     assert len(recs) == 3 and all(r["status"] == "failed" and "Connection refused" in r["error"] for r in recs)
     assert out.stdout.splitlines()[-1].startswith("stopped after 3 runs in a row failed with the same error: "
-                                                  "DownloadError: could not download http://127.0.0.1:9/master.zip "
+                                                  "could not download http://127.0.0.1:9/master.zip "
                                                   "after 1 attempt")
 
 
