@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 import torchaudio
 import xxhash  # installed with wandb: hashes at memory speed, 20x blake2b
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it warns in Jupyter without ipywidgets
 
 from .config import Config
 from .datasets import DatasetDef, check_labels, dataset_entry

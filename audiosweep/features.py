@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 import torchaudio
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it warns in Jupyter without ipywidgets
 
 from .config import Config
 from .data import clip_samples

@@ -16,7 +16,7 @@ import torch
 from fastai.learner import Learner
 from fastai.torch_core import trainable_params
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it warns in Jupyter without ipywidgets
 
 from .config import Config
 from .device import resolve_precision

@@ -21,7 +21,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it warns in Jupyter without ipywidgets
 
 from .. import results
 from ..display import short_number

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # not tqdm.auto: it warns in Jupyter without ipywidgets
 
 from .. import results, tracking
 from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
