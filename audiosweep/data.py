@@ -34,8 +34,9 @@ from .datasets.esc50 import (  # noqa: F401 (ESC-50's names, re-exported where t
     official_metadata,
     read_metadata,
 )
-from .download import download_archives, download_dataset, incomplete, mirrored, published_checksums
-from .errors import ConfigError, DatasetError
+from .datasets.presence import needs_download, title
+from .download import download_archives, download_dataset, mirrored, published_checksums
+from .errors import DatasetError
 from .locks import exclusive
 from .results import write_atomic
 
@@ -75,8 +76,7 @@ class ClipSpec:
 
     @property
     def title(self) -> str:
-        return {"esc50": "ESC-50", "esc10": "ESC-10", "urbansound8k": "UrbanSound8K", "gtzan": "GTZAN",
-                "dcase2017_scenes": "DCASE 2017 scenes"}.get(self.dataset, f"dataset {self.dataset}")
+        return title(self.dataset)
 
 
 ESC50_CLIPS = ClipSpec()
@@ -456,46 +456,23 @@ def ensure_dataset(cfg: Config) -> Path:
         return data_dir
     if not needs_download(entry, data_dir):
         return data_dir
-    title = ClipSpec(entry.name).title
+    named = title(entry.name)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(data_dir.parent / f".{data_dir.name}.download.lock",
-                   busy=lambda _: print(f"{title}: another process is downloading it into {data_dir}; waiting for it",
+                   busy=lambda _: print(f"{named}: another process is downloading it into {data_dir}; waiting for it",
                                         flush=True)):
         if not needs_download(entry, data_dir):  # the process we waited for brought it
             return data_dir
         if entry.download_urls:
             urls = mirrored(entry.download_urls, cfg.download_url)
-            print(f"{title} not (completely) in {data_dir}: downloading its {len(urls)} archives from "
+            print(f"{named} not (completely) in {data_dir}: downloading its {len(urls)} archives from "
                   f"{urls[0].rsplit('/', 1)[0]}/")
             download_archives(urls, data_dir, marker=entry.download_marker, checksums=_checksums(entry))
         else:
             url = cfg.download_url or entry.download_url
-            print(f"{title} not found in {data_dir}: downloading {url}")
+            print(f"{named} not found in {data_dir}: downloading {url}")
             download_dataset(url, data_dir, marker=entry.download_marker, checksums=_checksums(entry))
     return data_dir
-
-
-def needs_download(entry: DatasetDef, data_dir: Path) -> bool:
-    """Whether the downloadable dataset ``entry`` lacks its marker in ``data_dir``, or a download of its several
-    archives there was interrupted."""
-    return not (data_dir / entry.download_marker).exists() or (bool(entry.download_urls) and incomplete(data_dir))
-
-
-def check_data_dir(cfg: Config) -> None:
-    """Refuse a download that was not asked for, before any work: into an explicit ``data_dir`` that does not exist
-    (a typo would fetch hundreds of MB into it) unless ``download`` is true, and any with ``download`` false.
-    Datasets of the user's own clips (folder, csv) are checked when they are listed."""
-    entry = dataset_entry(cfg.dataset_name)
-    data_dir = Path(cfg.data_root).expanduser()
-    if entry.download_marker is None or cfg.download is True or not needs_download(entry, data_dir):
-        return
-    title = ClipSpec(entry.name).title
-    if cfg.download is False:
-        raise ConfigError(f"download false: {title} is not (completely) in {data_dir}; give the data_dir that holds "
-                          f"it (with {entry.download_marker}), or pass --download true to fetch it there")
-    if cfg.data_dir is not None and not data_dir.exists():
-        raise ConfigError(f"data_dir {data_dir} does not exist: check the path, or pass --download true to fetch "
-                          f"the dataset ({title}) there")
 
 
 def _checksums(entry: DatasetDef) -> dict[str, tuple[str, str]]:

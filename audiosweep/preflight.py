@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from .config import Config
-from .data import check_data_dir, clip_samples
+from .data import clip_samples
+from .datasets.presence import check_data_dir
 from .errors import ConfigError
 from .features import check_clip_length, input_shape, n_frames
 from .memory import Estimate, check_fits_in_memory, estimate_training

@@ -338,6 +338,18 @@ def test_each_run_gets_the_cores_it_may_use_shared_by_the_workers(tmp_path, monk
     assert runner.env(None)["OMP_NUM_THREADS"] == "3"
 
 
+def test_a_data_dir_typo_refuses_the_sweep_once_before_any_run(tmp_path, capsys):
+    """Before: each run of the sweep was refused by train.py in turn (a failed record each), until --max_failures."""
+    typo = tmp_path / "esc50-slcie"
+    path = write_sweep(tmp_path / "typo.yaml", {**TINY, "data_dir": str(typo), "trial_num": {"values": [1, 2, 3]}})
+    run = ["run", str(path), "--results_dir", str(tmp_path / "res")]
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"data_dir {typo} does not exist: check the path, or pass --download true" in err
+    assert not typo.exists() and not read_records(tmp_path / "res" / "typo")
+    assert main([*run, "--dry_run"]) == 0  # planning only: nothing is read
+
+
 def test_gpu_ids_that_are_not_visible_are_refused_unless_dry_run(tmp_path, capsys, monkeypatch):
     """Before: --gpus 0,1 on a machine without a GPU was accepted silently (runs started on the CPU)."""
     monkeypatch.setattr("audiosweep.sweep.agents.visible_gpus", lambda: [])

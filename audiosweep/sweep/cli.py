@@ -132,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.dry_run:  # the records, logs, lock and study go there: refused before any work when it cannot
         try:
             check_results_dir(folder, "--results_dir", "--results_dir")
+            check_data_dirs(plan.runs)
         except ConfigError as e:
             raise SweepError(str(e)) from None
     if sweep.method == "bayes":
@@ -149,6 +150,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sweep.method != "bayes":  # the pruner compares trials: a plan's runs become trials of a study of rungs
         source = RungSource(source, sweep, folder)
     return Runner(sweep, source, opts, Hyperband(folder, sweep.raw["metric"]["name"], source.trial)).run()
+
+
+def check_data_dirs(runs) -> None:
+    """Each data folder of the listed ``runs`` checked once as train.py checks it (a typo of data_dir, a dataset
+    missing with download false): one refusal for the sweep, not one failed run after another. A bayes sweep
+    lists no run: its runs check their own."""
+    from ..config import Config
+    from ..datasets.presence import check_data_dir
+
+    seen = set()
+    for run in runs:
+        cfg = Config(**run.config)
+        if (where := (cfg.dataset_name, cfg.data_root, cfg.data_dir is None, cfg.download)) not in seen:
+            seen.add(where)
+            check_data_dir(cfg)
 
 
 def prior_seconds(plan, results_dir: Path, gpu: str | None) -> float | None:
