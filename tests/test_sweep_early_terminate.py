@@ -41,7 +41,9 @@ def test_a_grid_sweep_stops_the_run_that_learns_nothing_and_resumes_without_it(t
     assert bad["status"] == "stopped" and bad["error"] is None and bad["stopped_by"] == "audiosweep.sweep", bad
     assert list(bad) == [*list(good), "stopped_by"]  # marked in place: train.py's fields in their order
     epoch = int(bad["reason"].removeprefix("pruned at epoch "))
-    assert epoch < 4 and [h["epoch"] for h in bad["history"]] == list(range(1, epoch + 1))
+    # the pruner's SIGTERM may land after one more epoch ended: the record keeps every epoch the run completed
+    ran = [h["epoch"] for h in bad["history"]]
+    assert epoch < 4 and len(ran) < 4 and ran == list(range(1, len(ran) + 1)) and len(ran) >= epoch
     assert f"stopped  pruned at epoch {epoch}" in out.stdout and "1 stopped early now" in out.stdout
 
     study = optuna.load_study(study_name="hb:hyperband", storage=optuna.storages.JournalStorage(
