@@ -100,8 +100,10 @@ def test_hyperband_stops_a_run_that_learns_nothing(tmp_path, synth):
     assert good["status"] == "finished" and len(good["history"]) == 4
     assert bad["status"] == "stopped" and bad["error"] is None, bad
     epoch = int(bad["reason"].removeprefix("pruned at epoch "))
-    assert epoch < 4 and len(bad["history"]) == epoch
-    assert [h["epoch"] for h in bad["history"]] == list(range(1, epoch + 1))
+    # the pruner's SIGTERM may land after one more epoch ended (they take 0.1 s here, the runner polls every
+    # 0.2 s): the record keeps every epoch the run completed
+    ran = [h["epoch"] for h in bad["history"]]
+    assert epoch < 4 and len(ran) < 4 and ran == list(range(1, len(ran) + 1)) and len(ran) >= epoch
     progress = results.RunFiles.of(folder, bad["run_id"]).progress.read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in progress][:epoch] == list(range(1, epoch + 1))
     states = [t.state for t in trials(path, folder)]
