@@ -41,8 +41,7 @@ CSV_COLUMNS = ["clip", "rank", "class", "probability", "error"]
 def build_parser() -> argparse.ArgumentParser:
     from audiosweep.cli_flags import ArgumentParser
 
-    p = ArgumentParser(prog="predict.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="RECORD_OR_RUN_DIR", help="a run's record (<run_id>.json) or a folder of runs")
     p.add_argument("clips", metavar="CLIP", nargs="+", help="audio files, or folders of them")
     p.add_argument("--top_k", type=int, default=5, metavar="K", help="classes shown per clip (default: 5)")
