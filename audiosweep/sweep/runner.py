@@ -8,7 +8,6 @@ behalf, so nothing goes unreported.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -30,7 +29,7 @@ from .. import results, tracking
 from ..errors import EXIT_FAILED, EXIT_OK, SweepError, signal_exit
 from ..locks import exclusive
 from .procs import exit_description, signal_group, spawn, stop_all, tail, threads_per_run
-from .progress import Projections
+from .progress import Projections, find_file
 from .spec import Run, Sweep, build_command, run_config
 
 
@@ -429,17 +428,11 @@ class Runner:
     def own_run_id(self, job: Job) -> str | None:
         """The run id train.py gave ``job``'s run, when the run left a checkpoint and no record (killed, out of
         memory): found by its progress file, whose rows carry the job's launch id. None otherwise."""
-        for path in self.folder.glob(f"*{results.PROGRESS_SUFFIX}"):
-            files = results.RunFiles.of(self.folder, path.name.removesuffix(results.PROGRESS_SUFFIX))
-            if files.record.exists() or not files.checkpoint.exists():
-                continue
-            try:
-                first = json.loads(path.read_text().partition("\n")[0])
-            except (OSError, ValueError):
-                continue
-            if isinstance(first, dict) and first.get("launch") == job.launch:
-                return files.run_id
-        return None
+        path = find_file(self.folder, job.launch, job.started, set())
+        if path is None:
+            return None
+        files = results.RunFiles.of(self.folder, path.name.removesuffix(results.PROGRESS_SUFFIX))
+        return files.run_id if files.checkpoint.exists() and not files.record.exists() else None
 
     def exit_status(self) -> int:
         """Print the failures; 128+N when stopped by signal N, 1 with failures, else 0."""
