@@ -106,15 +106,15 @@ def best(df: pd.DataFrame, by: list[str], metric: str = "accuracy", ci: str = "t
     if ranked.empty:
         raise SourceError(f"--min_runs {min_runs}: no group has that many finished runs (at most {most})")
     top = ranked.iloc[0]
-    group = members(ok, top, keys)
-    if by:  # the other settings: those of the best configuration within the winning group
-        inner = group_stats(group, varying_keys(group), metric) if varying_keys(group) else None
-        group = group if inner is None else members(group, inner.iloc[0], varying_keys(group))
+    group = winners = members(ok, top, keys)
+    inner_keys = varying_keys(winners) if by else []
+    if inner_keys:  # the other settings: those of the best configuration within the winning group
+        group = members(winners, group_stats(winners, inner_keys, metric).iloc[0], inner_keys)
     # a W&B export holds only some config keys: the others are unknown, not None, and left to train.py's defaults
     unknown = [k for k in SETTINGS if df[k].map(is_missing).all()] if is_export(source) else []
     settings = recipe(group.iloc[0], varied, unknown)
     check_round_trip(settings, group.iloc[0], unknown)
-    n_runs, n_folds = int(top.n), members(ok, top, keys).fold.nunique()
+    n_runs, n_folds = int(top.n), winners.fold.nunique()
     lines = [f"best configuration of {source} ({len(ok)} finished runs, {len(stats)} groups of "
              f"{', '.join(keys) or 'no varying setting'}), by mean {metric}",
              f"{label(top, keys)}: {top[f'{metric}_mean'] * 100:.2f} % mean {metric}, "
